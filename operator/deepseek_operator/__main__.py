@@ -1,0 +1,35 @@
+"""`python -m deepseek_operator`: runs the operator with kopf."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+
+import kopf
+
+from deepseek_operator import handlers
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="deepseek-operator", description=__doc__)
+    parser.add_argument("--namespace", action="append", default=[],
+                        help="watch only this namespace (repeatable); default: the whole cluster")
+    parser.add_argument("--peering", default=None,
+                        help="kopf peering object name for HA (only one replica acts); default: standalone")
+    parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    handlers.load()
+    asyncio.run(kopf.operator(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        liveness_endpoint=args.liveness,
+    ))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Metric providers and traffic routers, behind Protocols."""

@@ -1,0 +1,1 @@
+"""Pure builders: Kubernetes objects as dicts, Triton configs, NCCL env, catalogs and sizing. No I/O."""

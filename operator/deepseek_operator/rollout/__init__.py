@@ -1,0 +1,1 @@
+"""The pure rollout state machine and analysis decisions. No I/O."""

@@ -1,0 +1,36 @@
+# Shared set-up for the testbed's entry points: one virtualenv, Debian's packages, the Go builds.
+# Sourced, not run. Everything is idempotent and cached; the first run on a fresh machine takes minutes.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export DEEPSEEK_TESTBED_CACHE="${DEEPSEEK_TESTBED_CACHE:-$HOME/.cache/deepseek-operator}"
+VENV="$REPO/.venv"
+PY="$VENV/bin/python"
+
+ensure_venv() {
+  local want have=""
+  want="$(sha256sum "$REPO/pyproject.toml" | cut -c1-16)"
+  [[ -f "$VENV/.installed" ]] && have="$(cat "$VENV/.installed")"
+  if [[ ! -x "$PY" || "$want" != "$have" ]]; then
+    echo "setup: installing the Python environment into $VENV" >&2
+    [[ -x "$PY" ]] || python3 -m venv "$VENV"
+    "$PY" -m pip install -q --upgrade pip >&2
+    "$PY" -m pip install -q -e "$REPO[test]" >&2
+    echo "$want" > "$VENV/.installed"
+  fi
+}
+
+ensure_debian_packages() {
+  local missing=()
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v ip >/dev/null || missing+=(iproute2)
+  if (( ${#missing[@]} )); then
+    echo "setup: installing Debian packages: ${missing[*]}" >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  fi
+}
+
+ensure_testbed_built() {
+  ensure_debian_packages
+  "$REPO/testbed/build" >&2
+}

@@ -1,0 +1,317 @@
+"""The testbed's stand-in for a kubelet's container runtime.
+
+kwok moves pods on fake nodes to Running with a pod IP (not Ready). This process watches those pods and,
+for each, looks its image up in launchers.yaml: a `service` launcher runs a real process inside a network
+namespace holding the pod IP and marks the pod Ready only while its readiness URLs answer; a `job` launcher
+runs to completion and sets the pod's phase from the exit code. A pod that goes away loses its process and
+its namespace. Status writes are the pod's own `status` subresource, as a kubelet's are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import fnmatch
+import logging
+import os
+import signal
+import subprocess
+import sys
+import sysconfig
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client, config, watch
+from kubernetes.client.rest import ApiException
+
+from testbed import network
+
+LOG = logging.getLogger("pod-runner")
+LAUNCHERS = Path(__file__).with_name("launchers.yaml")
+ERROR_RATE = "testbed.deepseek.ai/error-rate"
+LATENCY_MS = "testbed.deepseek.ai/latency-ms"
+RESTART_BACKOFF_S = 2.0
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Launcher:
+    name: str
+    image: str
+    kind: str
+    command: list[str]
+    readiness: list[str] = field(default_factory=list)
+
+
+def load_launchers() -> list[Launcher]:
+    return [Launcher(**entry) for entry in yaml.safe_load(LAUNCHERS.read_text())["launchers"]]
+
+
+def pick_launcher(launchers: list[Launcher], image: str) -> Launcher | None:
+    return next((launcher for launcher in launchers if fnmatch.fnmatch(image, launcher.image)), None)
+
+
+def is_job_pod(pod: Any) -> bool:
+    return any(ref.kind == "Job" for ref in pod.metadata.owner_references or [])
+
+
+def literal_env(pod: Any) -> dict[str, str]:
+    container = pod.spec.containers[0]
+    return {e.name: e.value for e in container.env or [] if e.value is not None}
+
+
+@dataclass
+class Running:
+    """One launched pod: its process, namespace and readiness as last written."""
+
+    pod_uid: str
+    namespace: str
+    name: str
+    launcher: Launcher
+    netns: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    ready: bool | None = None
+    restarts: int = 0
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+
+class PodRunner:
+    def __init__(self, api: client.CoreV1Api, logs: Path) -> None:
+        self.api = api
+        self.logs = logs
+        self.launchers = load_launchers()
+        self.running: dict[str, Running] = {}
+        self.lock = threading.Lock()
+        self.settled: set[str] = set()  # uids of pods with no process whose status we already wrote
+        self.python = sys.executable
+        self.libdir = sysconfig.get_config_var("LIBDIR") or ""
+
+    # ------------------------------------------------------------ status writes
+
+    def _patch_status(self, pod_uid: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        try:
+            current = self.api.read_namespaced_pod_status(name, namespace)
+        except ApiException as e:
+            if e.status != 404:
+                LOG.warning("read %s/%s: %s", namespace, name, e.reason)
+            return
+        if current.metadata.uid != pod_uid:
+            return
+        body = {"metadata": {"resourceVersion": current.metadata.resource_version}, "status": status}
+        try:
+            self.api.patch_namespaced_pod_status(name, namespace, body)
+        except ApiException as e:
+            if e.status == 409:  # raced with kwok or a newer event: the next event retries
+                LOG.info("conflict writing %s/%s status; will retry", namespace, name)
+                return
+            if e.status != 404:
+                LOG.warning("patch %s/%s: %s", namespace, name, e.reason)
+
+    def _container_statuses(self, pod: Any, ready: bool, restarts: int, state: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"name": c.name, "image": c.image, "imageID": "", "containerID": f"testbed://{pod.metadata.uid}",
+                 "ready": ready, "started": "running" in state, "restartCount": restarts, "state": state}
+                for c in pod.spec.containers]
+
+    def _conditions(self, pod: Any, ready: bool) -> list[dict[str, Any]]:
+        stamp = now()
+        old = {c.type: c for c in pod.status.conditions or []}
+        wanted = {"PodScheduled": True, "Initialized": True, "ContainersReady": ready, "Ready": ready}
+        out = []
+        for ctype, value in wanted.items():
+            status = "True" if value else "False"
+            prev = old.get(ctype)
+            ltt = prev.last_transition_time.strftime("%Y-%m-%dT%H:%M:%SZ") if prev and prev.status == status \
+                and prev.last_transition_time else stamp
+            out.append({"type": ctype, "status": status, "lastTransitionTime": ltt})
+        return out
+
+    def write_readiness(self, pod: Any, ready: bool, restarts: int) -> None:
+        state = {"running": {"startedAt": now()}}
+        self._patch_status(pod.metadata.uid, pod.metadata.namespace, pod.metadata.name, {
+            "conditions": self._conditions(pod, ready),
+            "containerStatuses": self._container_statuses(pod, ready, restarts, state),
+        })
+
+    def write_terminated(self, pod: Any, exit_code: int, reason: str) -> None:
+        state = {"terminated": {"exitCode": exit_code, "reason": reason, "startedAt": now(), "finishedAt": now()}}
+        self._patch_status(pod.metadata.uid, pod.metadata.namespace, pod.metadata.name, {
+            "phase": "Succeeded" if exit_code == 0 else "Failed",
+            "conditions": self._conditions(pod, False),
+            "containerStatuses": self._container_statuses(pod, False, 0, state),
+        })
+
+    # ------------------------------------------------------------ pod events
+
+    def handle(self, pod: Any, deleted: bool) -> None:
+        uid = pod.metadata.uid
+        if deleted or pod.metadata.deletion_timestamp:
+            self.stop(uid)
+            self.settled.discard(uid)
+            return
+        if pod.status.phase != "Running" or not pod.status.pod_ip or not pod.spec.node_name:
+            return
+        with self.lock:
+            if uid in self.running or uid in self.settled:
+                return
+        launcher = pick_launcher(self.launchers, pod.spec.containers[0].image)
+        if launcher is None:
+            if is_job_pod(pod):
+                self.write_terminated(pod, 0, "Completed")
+            else:
+                self.write_readiness(pod, True, 0)
+            self.settled.add(uid)
+            return
+        self.launch(pod, launcher)
+
+    def launch(self, pod: Any, launcher: Launcher) -> None:
+        meta, ip = pod.metadata, pod.status.pod_ip
+        annotations = meta.annotations or {}
+        env = literal_env(pod)
+        values = {
+            "python": self.python, "pod_ip": ip, "namespace": meta.namespace, "pod": meta.name,
+            "node": pod.spec.node_name, "error_rate": annotations.get(ERROR_RATE, "0"),
+            "latency_ms": annotations.get(LATENCY_MS, "0"), "env": env,
+        }
+        argv = [part.format(**values) for part in launcher.command]
+        netns = network.create_pod_netns(meta.uid, ip)
+        proc_env = {**env, "POD_IP": ip, "POD_NAME": meta.name, "POD_NAMESPACE": meta.namespace,
+                    "LD_LIBRARY_PATH": self.libdir, "PYTHONUNBUFFERED": "1"}
+        self.logs.mkdir(parents=True, exist_ok=True)
+        run = Running(meta.uid, meta.namespace, meta.name, launcher, netns, argv, proc_env,
+                      self.logs / f"{meta.namespace}_{meta.name}.log")
+        with self.lock:
+            self.running[meta.uid] = run
+        LOG.info("launching %s for %s/%s at %s", launcher.name, meta.namespace, meta.name, ip)
+        threading.Thread(target=self.supervise, args=(run, pod), daemon=True, name=meta.name).start()
+
+    def _start(self, run: Running) -> None:
+        log = open(run.log_path, "ab")  # noqa: SIM115 - owned by the child
+        run.proc = subprocess.Popen(
+            ["ip", "netns", "exec", run.netns, *run.argv], stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ, **run.env},
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        log.close()
+
+    def supervise(self, run: Running, pod: Any) -> None:
+        """Keeps one pod's process running and its readiness true to what the process answers."""
+        self._start(run)
+        while not run.stopping.is_set():
+            assert run.proc is not None
+            code = run.proc.poll()
+            if code is not None:
+                if run.launcher.kind == "job":
+                    self.write_terminated(pod, code, "Completed" if code == 0 else "Error")
+                    return
+                LOG.warning("%s/%s exited with %s; restarting", run.namespace, run.name, code)
+                run.restarts += 1
+                self._set_ready(run, pod, False)
+                if run.stopping.wait(RESTART_BACKOFF_S):
+                    return
+                self._start(run)
+                continue
+            if run.launcher.kind == "service":
+                self._set_ready(run, pod, all(self._probe(u.format(pod_ip=pod.status.pod_ip))
+                                              for u in run.launcher.readiness))
+            run.stopping.wait(1.0)
+
+    def _set_ready(self, run: Running, pod: Any, ready: bool) -> None:
+        if run.ready is ready:
+            return
+        run.ready = ready
+        self.write_readiness(pod, ready, run.restarts)
+
+    @staticmethod
+    def _probe(url: str) -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                return bool(r.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def stop(self, uid: str) -> None:
+        with self.lock:
+            run = self.running.pop(uid, None)
+        if run is None:
+            return
+        LOG.info("stopping %s/%s", run.namespace, run.name)
+        run.stopping.set()
+        if run.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.proc.pid, signal.SIGTERM)
+            try:
+                run.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(run.proc.pid, signal.SIGKILL)
+                run.proc.wait()
+        network.delete_pod_netns(uid)
+
+    def stop_all(self) -> None:
+        for uid in list(self.running):
+            self.stop(uid)
+
+    # ------------------------------------------------------------ watch loop
+
+    def run_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                pods = self.api.list_pod_for_all_namespaces(field_selector="spec.nodeName!=")
+                live = {p.metadata.uid for p in pods.items}
+                for uid in list(self.running):
+                    if uid not in live:
+                        self.stop(uid)
+                self.settled &= live
+                for p in pods.items:
+                    self.handle(p, deleted=False)
+                w = watch.Watch()
+                for event in w.stream(self.api.list_pod_for_all_namespaces, field_selector="spec.nodeName!=",
+                                      resource_version=pods.metadata.resource_version, timeout_seconds=30):
+                    self.handle(event["object"], deleted=event["type"] == "DELETED")
+                    if stop.is_set():
+                        w.stop()
+                        break
+            except Exception as e:  # the API going away for a moment must not kill the runner
+                if stop.is_set():
+                    break
+                LOG.warning("watch interrupted: %s", e, exc_info=not isinstance(e, ApiException))
+                stop.wait(1.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="testbed pod runner")
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--logs", required=True, type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config.load_kube_config(args.kubeconfig)
+    runner = PodRunner(client.CoreV1Api(), args.logs)
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    worker = threading.Thread(target=runner.run_forever, args=(stop,), daemon=True)
+    worker.start()
+    stop.wait()
+    runner.stop_all()
+    LOG.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Small helpers the end-to-end tests share: the API client, waiting, and load through real endpoints."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+import yaml
+from kubernetes import client, config, utils
+
+from testbed import cluster
+
+T = TypeVar("T")
+
+
+@dataclass
+class TestbedClient:
+    kubeconfig: str
+    gateway: str
+    prometheus: str
+    traefik_metrics: str
+    api: client.ApiClient
+
+    @classmethod
+    def from_state(cls, state: cluster.State) -> TestbedClient:
+        return cls(
+            kubeconfig=str(cluster.KUBECONFIG),
+            gateway=f"http://127.0.0.1:{state.ports['gateway']}",
+            prometheus=f"http://127.0.0.1:{state.ports['prometheus']}",
+            traefik_metrics=f"http://127.0.0.1:{state.ports['traefik-metrics']}",
+            api=config.new_client_from_config(str(cluster.KUBECONFIG)),
+        )
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+    def namespace(self, prefix: str = "t") -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        self.core.create_namespace({"metadata": {"name": name}})
+        return name
+
+    def delete_namespace(self, name: str) -> None:
+        self.core.delete_namespace(name)
+
+    def apply(self, manifest: str | list[dict[str, Any]], namespace: str) -> None:
+        docs = list(yaml.safe_load_all(manifest)) if isinstance(manifest, str) else manifest
+        utils.create_from_yaml(self.api, yaml_objects=[d for d in docs if d], namespace=namespace)
+
+    def prom_query(self, query: str) -> list[dict[str, Any]]:
+        r = requests.get(f"{self.prometheus}/api/v1/query", params={"query": query}, timeout=5)
+        r.raise_for_status()
+        return list(r.json()["data"]["result"])
+
+    def ready_pods(self, namespace: str, selector: str) -> list[Any]:
+        pods = self.core.list_namespaced_pod(namespace, label_selector=selector).items
+        return [p for p in pods if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])]
+
+
+def eventually(what: str, fn: Callable[[], T | None], timeout: float = 90, interval: float = 0.5) -> T:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+        except Exception as e:  # keep polling through transient API errors; report the last one
+            last = e
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def triton_deployment(name: str, replicas: int = 1, annotations: dict[str, str] | None = None,
+                      gpus: int = 1, labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """A Deployment of the Triton image on a GPU node, and a Service in front of it."""
+    pod_labels = {"app": name, **(labels or {})}
+    return [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+         "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                  "template": {"metadata": {"labels": pod_labels, "annotations": annotations or {}},
+                               "spec": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                                         "effect": "NoSchedule"}],
+                                        "containers": [{"name": "triton",
+                                                        "image": "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3",
+                                                        "ports": [{"name": "http", "containerPort": 8000},
+                                                                  {"name": "grpc", "containerPort": 8001},
+                                                                  {"name": "metrics", "containerPort": 8002}],
+                                                        "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+         "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 8000, "targetPort": 8000}]}},
+    ]
+
+
+def generate(base_url: str, prompt: str, headers: dict[str, str] | None = None,
+             session: requests.Session | None = None) -> requests.Response:
+    s = session or requests
+    return s.post(f"{base_url}/v2/models/ensemble/generate", json={"text_input": prompt, "max_tokens": 8},
+                  headers=headers or {}, timeout=10)
+
+
+def fire(n: int, call: Callable[[requests.Session], T], workers: int = 8) -> list[T]:
+    """Sends n requests with a bounded pool; each worker keeps its own connection."""
+    local = threading.local()
+    sessions: list[requests.Session] = []
+
+    def one(_: int) -> T:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+            sessions.append(local.session)
+        return call(local.session)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(one, range(n)))
+    for s in sessions:
+        s.close()
+    return results

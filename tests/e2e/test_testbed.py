@@ -1,0 +1,167 @@
+"""The testbed behaves like a GPU cluster where it matters to the operator: scheduling on GPU nodes, real
+Triton on pod IPs, Prometheus scraping, a real gateway honouring weights and header matches, fault
+injection, and cleanup when pods go away."""
+
+from __future__ import annotations
+
+import collections
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+import tritonclient.http as triton_http
+from kubernetes import client
+
+from tests.e2e.kube import TestbedClient, eventually, fire, generate, triton_deployment
+
+pytestmark = pytest.mark.e2e
+
+
+def _identity(resp: requests.Response) -> str:
+    match = re.match(r"\[([^\]]+)\]", resp.json()["text_output"])
+    assert match, resp.text
+    return match.group(1)
+
+
+def _standin_pids(identity: str) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"testbed.standin_triton" in cmdline and identity.encode() in cmdline:
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_gpu_pod_is_scheduled_ready_and_serves_real_triton(testbed: TestbedClient) -> None:
+    ns = testbed.namespace("gpu")
+    try:
+        testbed.apply(triton_deployment("llm", gpus=4), ns)
+        pod = eventually("a Ready pod", lambda: testbed.ready_pods(ns, "app=llm"), timeout=120)[0]
+        node = testbed.core.read_node(pod.spec.node_name)
+        assert node.metadata.labels["nvidia.com/gpu.present"] == "true"
+        assert int(node.status.allocatable["nvidia.com/gpu"]) >= 4
+
+        # A real Triton infer request on the pod IP, through Triton's own client.
+        tc = triton_http.InferenceServerClient(f"{pod.status.pod_ip}:8000")
+        assert tc.is_server_ready() and tc.is_model_ready("ensemble")
+        text = triton_http.InferInput("text_input", [1, 1], "BYTES")
+        text.set_data_from_numpy(np.array([[b"one two three"]], dtype=np.object_))
+        result = tc.infer("ensemble", [text])
+        assert result.as_numpy("text_output")[0][0].decode() == f"[{ns}/{pod.metadata.name}] three two one"
+
+        # Prometheus discovered the pod through our apiserver and scraped its Triton metrics.
+        series = eventually("nv_inference_request_success in Prometheus", lambda: testbed.prom_query(
+            f'nv_inference_request_success{{namespace="{ns}",model="ensemble"}} > 0'), timeout=60)
+        assert series[0]["metric"]["pod"] == pod.metadata.name
+        assert series[0]["metric"]["app"] == "llm"
+    finally:
+        testbed.delete_namespace(ns)
+
+
+def test_pod_that_cannot_fit_any_gpu_node_stays_pending(testbed: TestbedClient) -> None:
+    ns = testbed.namespace("fit")
+    try:
+        testbed.apply(triton_deployment("huge", gpus=16), ns)
+
+        def unschedulable() -> bool:
+            pods = testbed.core.list_namespaced_pod(ns, label_selector="app=huge").items
+            return bool(pods) and any(c.type == "PodScheduled" and c.reason == "Unschedulable"
+                                      for c in pods[0].status.conditions or [])
+
+        eventually("the scheduler to report Unschedulable", unschedulable, timeout=60)
+    finally:
+        testbed.delete_namespace(ns)
+
+
+def test_gateway_honours_httproute_weights_and_header_match(testbed: TestbedClient) -> None:
+    ns = testbed.namespace("gw")
+    try:
+        testbed.apply(triton_deployment("stable") + triton_deployment("canary"), ns)
+        for app in ("stable", "canary"):
+            eventually(f"{app} Ready", lambda app=app: testbed.ready_pods(ns, f"app={app}"), timeout=120)
+        hostname = f"{ns}.llm.test"
+        route = {
+            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "llm", "namespace": ns},
+            "spec": {
+                "parentRefs": [{"name": "llm-gateway", "namespace": "default"}],
+                "hostnames": [hostname],
+                "rules": [
+                    {"matches": [{"headers": [{"name": "x-model-variant", "value": "b"}]}],
+                     "backendRefs": [{"name": "canary", "port": 8000}]},
+                    {"backendRefs": [{"name": "stable", "port": 8000, "weight": 90},
+                                     {"name": "canary", "port": 8000, "weight": 10}]},
+                ],
+            },
+        }
+        client.CustomObjectsApi(testbed.api).create_namespaced_custom_object(
+            "gateway.networking.k8s.io", "v1", ns, "httproutes", route)
+        headers = {"Host": hostname}
+
+        def routed() -> bool:
+            r = generate(testbed.gateway, "warm up", headers=headers)
+            return r.status_code == 200
+
+        eventually("the gateway to route", routed, timeout=60)
+
+        responses = fire(2000, lambda s: generate(testbed.gateway, "hello", headers=headers, session=s))
+        assert all(r.status_code == 200 for r in responses)
+        counts = collections.Counter(_identity(r).split("/")[1].split("-")[0] for r in responses)
+        canary_share = counts["canary"] / 2000
+        assert abs(canary_share - 0.10) <= 0.03, counts
+
+        matched = fire(200, lambda s: generate(testbed.gateway, "hello",
+                                               headers={**headers, "x-model-variant": "b"}, session=s))
+        assert {_identity(r).split("/")[1].split("-")[0] for r in matched} == {"canary"}
+    finally:
+        testbed.delete_namespace(ns)
+
+
+def test_error_rate_annotation_fails_requests_and_triton_counts_them(testbed: TestbedClient) -> None:
+    ns = testbed.namespace("fault")
+    try:
+        testbed.apply(triton_deployment("flaky", annotations={"testbed.deepseek.ai/error-rate": "0.3"}), ns)
+        pod = eventually("a Ready pod", lambda: testbed.ready_pods(ns, "app=flaky"), timeout=120)[0]
+        base = f"http://{pod.status.pod_ip}:8000"
+        responses = fire(600, lambda s: generate(base, "hi", session=s), workers=1)
+        failed = sum(r.status_code != 200 for r in responses)
+        assert 0.24 <= failed / 600 <= 0.36, failed
+
+        metrics = requests.get(f"http://{pod.status.pod_ip}:8002/metrics", timeout=5).text
+        counted = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                      if line.startswith('nv_inference_request_failure{model="ensemble"'))
+        assert counted == failed
+
+        def prom_failures() -> float | None:
+            res = testbed.prom_query(f'sum(nv_inference_request_failure{{namespace="{ns}",model="ensemble"}})')
+            value = float(res[0]["value"][1]) if res else 0.0
+            return value if value == failed else None
+
+        eventually("Prometheus to count the failures", prom_failures, timeout=30)
+    finally:
+        testbed.delete_namespace(ns)
+
+
+def test_deleted_pod_loses_its_process(testbed: TestbedClient) -> None:
+    ns = testbed.namespace("del")
+    try:
+        # A bare pod, so no controller replaces it (a replacement could reuse the IP).
+        template = triton_deployment("gone")[0]["spec"]["template"]
+        testbed.apply([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gone", **template["metadata"]},
+                        "spec": template["spec"]}], ns)
+        pod = eventually("a Ready pod", lambda: testbed.ready_pods(ns, "app=gone"), timeout=120)[0]
+        identity = f"{ns}/{pod.metadata.name}"
+        assert _standin_pids(identity), "the stand-in should be running"
+        testbed.core.delete_namespaced_pod(pod.metadata.name, ns)
+        eventually("the stand-in to exit", lambda: not _standin_pids(identity), timeout=30)
+        with pytest.raises(requests.RequestException):
+            requests.get(f"http://{pod.status.pod_ip}:8000/v2/health/ready", timeout=2)
+    finally:
+        testbed.delete_namespace(ns)
