@@ -95,6 +95,21 @@ def pid_alive(pid: int) -> bool:
     return False
 
 
+def process_group_rss_mib(pgid: int) -> float:
+    """Resident memory of every process in a process group (a component and the children it started)."""
+    total_kib = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int((proc / "stat").read_text().rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            for line in (proc / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kib += int(line.split()[1])
+    return total_kib / 1024
+
+
 def start_process(state: State, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
     LOGS.mkdir(parents=True, exist_ok=True)
     log = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child process
@@ -501,7 +516,7 @@ def status() -> int:
         return 1
     print(f"testbed: mode={state.mode} up {int(time.time() - state.started_at)}s  kubeconfig={KUBECONFIG}")
     for name, pid in state.pids.items():
-        port = state.ports.get(name)
+        port = state.ports.get(name, state.ports.get(name.removeprefix("kube-")))
         print(f"  {name:<24} pid {pid:<8} {'running' if pid_alive(pid) else 'DEAD':<8}"
               f"{'' if port is None else f' port {port}'}")
     print(f"  gateway (Traefik)        http://127.0.0.1:{state.ports['gateway']}")

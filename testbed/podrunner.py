@@ -36,6 +36,7 @@ LOG = logging.getLogger("pod-runner")
 LAUNCHERS = Path(__file__).with_name("launchers.yaml")
 ERROR_RATE = "testbed.deepseek.ai/error-rate"
 LATENCY_MS = "testbed.deepseek.ai/latency-ms"
+BUILD_EXIT_CODE = "testbed.deepseek.ai/engine-build-exit-code"
 RESTART_BACKOFF_S = 2.0
 
 
@@ -50,14 +51,16 @@ class Launcher:
     kind: str
     command: list[str]
     readiness: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 def load_launchers() -> list[Launcher]:
     return [Launcher(**entry) for entry in yaml.safe_load(LAUNCHERS.read_text())["launchers"]]
 
 
-def pick_launcher(launchers: list[Launcher], image: str) -> Launcher | None:
-    return next((launcher for launcher in launchers if fnmatch.fnmatch(image, launcher.image)), None)
+def pick_launcher(launchers: list[Launcher], image: str, labels: dict[str, str] | None = None) -> Launcher | None:
+    return next((launcher for launcher in launchers if fnmatch.fnmatch(image, launcher.image)
+                 and all((labels or {}).get(k) == v for k, v in launcher.labels.items())), None)
 
 
 def is_job_pod(pod: Any) -> bool:
@@ -165,7 +168,7 @@ class PodRunner:
         with self.lock:
             if uid in self.running or uid in self.settled:
                 return
-        launcher = pick_launcher(self.launchers, pod.spec.containers[0].image)
+        launcher = pick_launcher(self.launchers, pod.spec.containers[0].image, pod.metadata.labels or {})
         if launcher is None:
             if is_job_pod(pod):
                 self.write_terminated(pod, 0, "Completed")
@@ -183,6 +186,7 @@ class PodRunner:
             "python": self.python, "pod_ip": ip, "namespace": meta.namespace, "pod": meta.name,
             "node": pod.spec.node_name, "error_rate": annotations.get(ERROR_RATE, "0"),
             "latency_ms": annotations.get(LATENCY_MS, "0"), "env": env,
+            "build_exit_code": annotations.get(BUILD_EXIT_CODE, "0"),
         }
         argv = [part.format(**values) for part in launcher.command]
         netns = network.create_pod_netns(meta.uid, ip)
@@ -214,6 +218,10 @@ class PodRunner:
             if code is not None:
                 if run.launcher.kind == "job":
                     self.write_terminated(pod, code, "Completed" if code == 0 else "Error")
+                    with self.lock:
+                        self.running.pop(run.pod_uid, None)
+                        self.settled.add(run.pod_uid)
+                    network.delete_pod_netns(run.pod_uid)
                     return
                 LOG.warning("%s/%s exited with %s; restarting", run.namespace, run.name, code)
                 run.restarts += 1

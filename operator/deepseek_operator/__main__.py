@@ -7,6 +7,7 @@ import asyncio
 import logging
 
 import kopf
+import prometheus_client
 
 from deepseek_operator import handlers
 
@@ -17,17 +18,22 @@ def main(argv: list[str] | None = None) -> None:
                         help="watch only this namespace (repeatable); default: the whole cluster")
     parser.add_argument("--peering", default=None,
                         help="kopf peering object name for HA (only one replica acts); default: standalone")
-    parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint")
+    parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
+                        help="liveness endpoint; empty to turn it off")
+    parser.add_argument("--metrics-port", type=int, default=9090,
+                        help="port of the Prometheus metrics endpoint; 0 to turn it off")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
     handlers.load()
+    if args.metrics_port:
+        prometheus_client.start_http_server(args.metrics_port)
     asyncio.run(kopf.operator(
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         standalone=args.peering is None,
         peering_name=args.peering,
-        liveness_endpoint=args.liveness,
+        liveness_endpoint=args.liveness or None,
     ))
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.kube import TestbedClient
+from tests.e2e.operator_proc import OperatorProcess, install_crd
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,3 +34,15 @@ def testbed() -> Iterator[TestbedClient]:
     finally:
         if started_here and not os.environ.get("DEEPSEEK_TESTBED_KEEP"):
             cluster.down(quiet=True)
+
+
+@pytest.fixture(scope="session")
+def operator(testbed: TestbedClient) -> Iterator[OperatorProcess]:
+    """The CRD installed and the operator running as a process against the testbed."""
+    install_crd()
+    proc = OperatorProcess()
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()

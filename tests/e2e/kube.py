@@ -21,6 +21,7 @@ T = TypeVar("T")
 
 @dataclass
 class TestbedClient:
+    __test__ = False  # not a test class, whatever its name
     kubeconfig: str
     gateway: str
     prometheus: str

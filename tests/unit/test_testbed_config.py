@@ -18,12 +18,14 @@ def test_default_node_pools_match_the_documented_cluster() -> None:
         ("NVIDIA-H100-80GB-HBM3", "8"): 2,
         ("NVIDIA-H200", "8"): 2,
         ("NVIDIA-A100-SXM4-80GB", "4"): 1,
+        ("NVIDIA-L4", "1"): 1,  # for the small-model example
         (None, None): 1,  # a CPU node for the operator and other non-GPU pods
     }
     for node in nodes:
         labels = node["metadata"]["labels"]  # type: ignore[index]
-        if "nvidia.com/gpu.product" in labels:
+        if labels.get("nvidia.com/gpu.count", "1") != "1":
             assert node["status"]["capacity"]["rdma/ib"] == labels["nvidia.com/gpu.count"]  # type: ignore[index]
+        if "nvidia.com/gpu.product" in labels:
             assert {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"} in \
                 node["spec"]["taints"]  # type: ignore[index]
         assert node["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"  # type: ignore[index]

@@ -1,0 +1,240 @@
+"""The DeepSeekDeployment spec: pydantic v2 models, camelCase on the wire, unknown fields rejected.
+
+These models are the single source of truth: the CRD's OpenAPI schema (crds/) is generated from them by
+`python -m deepseek_operator.api.crd`, and the operator parses every object through them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from deepseek_operator.api.common import Precision
+
+GROUP = "serving.deepseek.ai"
+VERSION = "v1alpha1"
+KIND = "DeepSeekDeployment"
+PLURAL = "deepseekdeployments"
+SINGULAR = "deepseekdeployment"
+SHORT_NAMES = ["dsd"]
+
+DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3"
+# The catalog keys of render/catalog.py; the CRD enumerates them so `kubectl apply` rejects a typo.
+MODEL_NAMES = (
+    "deepseek-r1-distill-qwen-1.5b", "deepseek-r1-distill-qwen-7b", "deepseek-r1-distill-qwen-14b",
+    "deepseek-r1-distill-qwen-32b", "deepseek-r1-distill-llama-8b", "deepseek-r1-distill-llama-70b",
+    "deepseek-r1", "custom",
+)
+GPU_TYPES = ("A10-24GB", "L4-24GB", "L40S-48GB", "A100-40GB", "A100-80GB", "H100-80GB", "H200-141GB")
+
+K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                              use_enum_values=False, frozen=True)
+
+
+# -------------------------------------------------------------------- model
+
+
+class PvcSource(Schema):
+    claim_name: str = Field(pattern=K8S_NAME, max_length=253,
+                            description="PersistentVolumeClaim in the same namespace that holds the checkpoint.")
+    path: str = Field(default="/", pattern=r"^/", description="Directory of the Hugging Face checkpoint in the PVC.")
+
+
+class SecretKeyRef(Schema):
+    name: str = Field(pattern=K8S_NAME, description="Secret in the same namespace.")
+    key: str = Field(description="Key in the Secret.")
+
+
+class HuggingFaceSource(Schema):
+    repo: str = Field(pattern=r"^[\w.-]+/[\w.-]+$", description="Repository id, e.g. deepseek-ai/DeepSeek-R1.")
+    token_secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key holding an HF token.")
+
+
+class S3Source(Schema):
+    uri: str = Field(pattern=r"^s3://", description="s3://bucket/prefix of the checkpoint.")
+    credentials_secret_ref: str | None = Field(
+        default=None, pattern=K8S_NAME, description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.")
+
+
+class ModelSource(Schema):
+    """Where the checkpoint comes from: exactly one of pvc, hf, s3."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "[has(self.pvc), has(self.hf), has(self.s3)].filter(x, x).size() == 1",
+         "message": "set exactly one of pvc, hf, s3"},
+    ]})
+
+    pvc: PvcSource | None = Field(default=None, description="A PersistentVolumeClaim that holds the checkpoint.")
+    hf: HuggingFaceSource | None = Field(default=None, description="Download from the Hugging Face Hub.")
+    s3: S3Source | None = Field(default=None, description="Download from S3.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ModelSource:
+        if sum(x is not None for x in (self.pvc, self.hf, self.s3)) != 1:
+            raise ValueError("set exactly one of pvc, hf, s3")
+        return self
+
+
+class CustomModel(Schema):
+    """Figures for a model outside the catalog (from its config.json), so it can be sized."""
+
+    params_billion: float = Field(gt=0, le=5000, description="Total parameters, in billions.")
+    layers: int = Field(ge=1, le=1000, description="num_hidden_layers.")
+    hidden_size: int = Field(ge=64, description="hidden_size.")
+    attention_heads: int = Field(ge=1, description="num_attention_heads.")
+    kv_heads: int = Field(ge=1, description="num_key_value_heads (equal to attention_heads without GQA).")
+    head_dim: int | None = Field(default=None, ge=1, description="head_dim; default hidden_size / attention_heads.")
+    architecture: Literal["llama", "qwen2"] = Field(default="llama", description="TensorRT-LLM model family.")
+
+
+class ModelRef(Schema):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "self.name == 'custom' ? has(self.custom) : !has(self.custom)",
+         "message": "`custom` figures are required with name: custom, and only then"},
+    ]})
+
+    name: Literal[MODEL_NAMES] = Field(  # type: ignore[valid-type]
+        description="A model of the built-in catalog, or `custom` with `custom` figures.")
+    revision: str = Field(min_length=1, max_length=63, description="Checkpoint revision; part of the version identity.")
+    source: ModelSource = Field(description="Where the checkpoint is read from.")
+    precision: Precision = Field(default=Precision.BF16, description="Weight precision of the built engine.")
+    custom: CustomModel | None = Field(default=None, description="Figures of a `custom` model.")
+
+    @model_validator(mode="after")
+    def _custom_figures(self) -> ModelRef:
+        if (self.name == "custom") != (self.custom is not None):
+            raise ValueError("`custom` figures are required with name: custom, and only then")
+        return self
+
+
+# -------------------------------------------------------------------- engine
+
+def _power_of_two_or_auto(value: int | str) -> int | str:
+    if isinstance(value, int) and (value < 1 or value & (value - 1)):
+        raise ValueError(f"must be `auto` or a power of two, got {value}")
+    return value
+
+
+Parallelism = Annotated[
+    int | Literal["auto"],
+    AfterValidator(_power_of_two_or_auto),
+    Field(description="A power of two, or `auto` for the smallest that fits."),
+]
+
+
+class EngineCache(Schema):
+    pvc: str = Field(default="deepseek-engine-cache", pattern=K8S_NAME, max_length=253,
+                     description="PVC that holds built engines under their engine key; created when missing and "
+                                 "kept when the DeepSeekDeployment is deleted (engines are expensive to build).")
+    size: str = Field(default="500Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$", description="Size of a created cache PVC.")
+    storage_class_name: str | None = Field(default=None, description="StorageClass of a created cache PVC.")
+
+
+class EngineSpec(Schema):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "self.maxInputLen < self.maxSeqLen",
+         "message": "maxInputLen must be smaller than maxSeqLen (the output needs room)"},
+    ]})
+
+    max_batch_size: int = Field(default=64, ge=1, le=4096, description="Largest batch the engine is built for.")
+    max_input_len: int = Field(default=4096, ge=1, le=1048576, description="Longest prompt, in tokens.")
+    max_seq_len: int = Field(default=8192, ge=2, le=1048576, description="Longest prompt + output, in tokens.")
+    tensor_parallel: Parallelism = "auto"
+    pipeline_parallel: Parallelism = "auto"
+    cache: EngineCache = Field(default_factory=EngineCache, description="Engine cache.")
+    image: str = Field(default=DEFAULT_IMAGE, min_length=1,
+                       description="Triton + TensorRT-LLM image; its version is part of the engine key.")
+
+    @model_validator(mode="after")
+    def _lengths(self) -> EngineSpec:
+        if self.max_input_len >= self.max_seq_len:
+            raise ValueError("maxInputLen must be smaller than maxSeqLen (the output needs room)")
+        return self
+
+
+# -------------------------------------------------------------------- serving
+
+
+class GpuRequest(Schema):
+    type: Literal[GPU_TYPES] = Field(description="GPU type from the catalog: drives nodeSelector and the fit check.")  # type: ignore[valid-type]
+    per_node: int = Field(default=8, ge=1, le=16, description="GPUs per node (one NVLink domain).")
+
+
+class Batching(Schema):
+    policy: Literal["inflight"] = Field(default="inflight", description="In-flight (continuous) batching.")
+    kv_cache_free_gpu_mem_fraction: float = Field(
+        default=0.9, gt=0, le=1, description="Share of GPU memory left after weights that goes to the KV cache.")
+    batch_scheduler_policy: Literal["guaranteed_no_evict", "max_utilization"] = Field(
+        default="guaranteed_no_evict", description="TensorRT-LLM batch scheduler policy.")
+    max_queue_delay_microseconds: int = Field(default=0, ge=0, le=10_000_000,
+                                              description="How long a request may wait to join a batch.")
+
+
+class Toleration(Schema):
+    """A toleration added to the serving and build pods (core/v1 Toleration)."""
+
+    key: str | None = Field(default=None, description="Taint key.")
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal.")
+    value: str | None = Field(default=None, description="Taint value.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(default=None, description="Effect.")
+    toleration_seconds: int | None = Field(default=None, description="For NoExecute.")
+
+
+class Resources(Schema):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "(!has(self.requests) || !('nvidia.com/gpu' in self.requests)) && "
+                 "(!has(self.limits) || !('nvidia.com/gpu' in self.limits))",
+         "message": "nvidia.com/gpu is set from sizing (status.parallelism); do not set it here"},
+    ]})
+
+    requests: dict[str, str] = Field(default_factory=dict, description="cpu, memory, ...; GPUs are set by sizing.")
+    limits: dict[str, str] = Field(default_factory=dict, description="cpu, memory, ...; GPUs are set by sizing.")
+
+    @model_validator(mode="after")
+    def _no_gpus(self) -> Resources:
+        if any(k == "nvidia.com/gpu" for k in (*self.requests, *self.limits)):
+            raise ValueError("nvidia.com/gpu is set from sizing (status.parallelism); do not set it here")
+        return self
+
+
+class ServingSpec(Schema):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "!has(self.podLabels) || self.podLabels.all(k, !k.startsWith('serving.deepseek.ai/') && "
+                 "!k.startsWith('app.kubernetes.io/'))",
+         "message": "podLabels may not set the operator's own labels (serving.deepseek.ai/*, app.kubernetes.io/*)"},
+    ]})
+
+    replicas: int = Field(default=1, ge=0, le=1000, description="Model replicas; each gets its own GPUs.")
+    gpu: GpuRequest = Field(description="The GPUs to serve on.")
+    batching: Batching = Field(default_factory=Batching, description="Triton / TensorRT-LLM batching.")
+    streaming: bool = Field(default=True, description="Decoupled (token streaming) Triton models.")
+    resources: Resources = Field(default_factory=Resources, description="Extra container resources.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Added to the GPU-type selector.")
+    tolerations: list[Toleration] = Field(default_factory=list, description="Added to the GPU taint toleration.")
+    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations on every pod.")
+    pod_labels: dict[str, str] = Field(default_factory=dict, description="Labels on every pod.")
+    startup_timeout_seconds: int = Field(default=1800, ge=60, le=86400,
+                                         description="How long an engine may take to load before the pod restarts.")
+
+    @model_validator(mode="after")
+    def _reserved_labels(self) -> ServingSpec:
+        reserved = [k for k in self.pod_labels if k.startswith(GROUP + "/") or k.startswith("app.kubernetes.io/")]
+        if reserved:
+            raise ValueError(f"podLabels may not set the operator's own labels: {', '.join(sorted(reserved))}")
+        return self
+
+
+class DeepSeekDeploymentSpec(Schema):
+    model: ModelRef = Field(description="Which DeepSeek-R1 model, from where, at which precision.")
+    engine: EngineSpec = Field(default_factory=EngineSpec, description="The TensorRT-LLM engine to build and cache.")
+    serving: ServingSpec = Field(description="Where and how the model is served.")
+
+
+def parse_spec(spec: dict[str, Any]) -> DeepSeekDeploymentSpec:
+    return DeepSeekDeploymentSpec.model_validate(spec)

@@ -1,0 +1,89 @@
+"""One reconcile pass: observe (from the in-memory indexes the watches keep) → plan (pure) → apply → status."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from deepseek_operator.k8s import metrics
+from deepseek_operator.k8s.client import Kube
+from deepseek_operator.render import naming
+from deepseek_operator.render.plan import Observed, plan
+
+LOG = logging.getLogger(__name__)
+
+# A child as the indexes keep it: enough to plan with, small enough for thousands of resources.
+Summary = dict[str, Any]
+
+
+def summarize(body: Mapping[str, Any]) -> Summary:
+    meta = body["metadata"]
+    return {
+        "apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+        "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "uid": meta.get("uid"),
+                     "generation": meta.get("generation", 0), "labels": dict(meta.get("labels") or {}),
+                     "annotations": {k: v for k, v in (meta.get("annotations") or {}).items()
+                                     if k == naming.ANNOTATION_APPLIED_HASH}},
+        "status": dict(body.get("status") or {}),
+    }
+
+
+def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: list[Summary],
+            jobs: list[Summary]) -> Observed:
+    """Turns what the indexes hold for one resource (and its namespace's shared objects) into the planner's input."""
+    name = body["metadata"]["name"]
+    deployments = [d for d in owned.get("Deployment", []) if d["metadata"]["name"] == name]
+    hashes: dict[tuple[str, str], str] = {}
+    for item in [*(i for items in owned.values() for i in items), *pvcs, *jobs]:
+        applied = item["metadata"]["annotations"].get(naming.ANNOTATION_APPLIED_HASH)
+        if applied:
+            hashes[(item["kind"], item["metadata"]["name"])] = applied
+    return Observed(
+        deployment=deployments[0] if deployments else None,
+        model_repo_configmaps=tuple(sorted(c["metadata"]["name"] for c in owned.get("ConfigMap", [])
+                                           if c["metadata"]["labels"].get(naming.LABEL_COMPONENT)
+                                           == naming.COMPONENT_MODEL_REPO)),
+        pvc_uids={p["metadata"]["name"]: p["metadata"]["uid"] for p in pvcs},
+        engine_jobs={j["metadata"]["name"]: j for j in jobs},
+        applied_hashes=hashes,
+    )
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def reconcile(kube: Kube, body: Mapping[str, Any], observed: Observed) -> dict[str, Any]:
+    """Runs one pass and returns the status the resource has afterwards."""
+    started = time.monotonic()
+    try:
+        result = plan(dict(body), observed, now_rfc3339())
+        meta = body["metadata"]
+        for obj in result.apply:
+            kube.apply(obj)
+        for ref in result.delete:
+            kube.delete(ref.api_version, ref.kind, meta["namespace"], ref.name)
+        for event in result.events:
+            kube.event(dict(body), event.type, event.reason, event.message)
+        old_status = dict(body.get("status") or {})
+        if _comparable(old_status) != _comparable(result.status):
+            try:
+                kube.write_status(meta["namespace"], meta["name"], old_status, result.status)
+            except ApiException as e:
+                if e.status != 404:  # deleted meanwhile: nothing to report to
+                    raise
+        return result.status
+    except Exception:
+        metrics.RECONCILE_ERRORS.inc()
+        raise
+    finally:
+        metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+
+
+def _comparable(status: Mapping[str, Any]) -> Any:
+    return {k: v for k, v in status.items() if v is not None}

@@ -1,0 +1,184 @@
+"""The Kubernetes objects one DeepSeekDeployment becomes, as dicts ready for server-side apply. Pure.
+
+Every child carries our labels and an owner reference to the resource (the engine Job and the cache PVC
+are shared between resources and are the exceptions, see render/engine.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from deepseek_operator.api.spec import GROUP, KIND, VERSION, DeepSeekDeploymentSpec
+from deepseek_operator.render import engine as engines
+from deepseek_operator.render import naming
+from deepseek_operator.render.catalog import GpuSpec
+
+MODEL_REPO_MOUNT = "/srv/model-repository"
+MODEL_REPO_SOURCE_MOUNT = "/srv/model-repository-src"
+HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
+PROBE_PERIOD_S = 10
+# NCCL and the TensorRT-LLM runtime share tensors across ranks through /dev/shm; the container default (64 MiB)
+# is far too small for tensor parallelism.
+SHM_PER_GPU_GI = 8
+
+
+@dataclass(frozen=True)
+class Owner:
+    name: str
+    namespace: str
+    uid: str
+
+    def reference(self) -> dict[str, Any]:
+        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": self.name, "uid": self.uid,
+                "controller": True, "blockOwnerDeletion": True}
+
+
+def _meta(owner: Owner, name: str, component: str, extra_labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"name": name, "namespace": owner.namespace,
+            "labels": {**naming.common_labels(owner.name, component), **(extra_labels or {})},
+            "ownerReferences": [owner.reference()]}
+
+
+def gpu_node_affinity(gpu: GpuSpec, extra_selector: dict[str, str]) -> dict[str, Any]:
+    """Nodes whose GPU Feature Discovery product label names this GPU type (any of its variants)."""
+    expressions = [{"key": "nvidia.com/gpu.product", "operator": "In", "values": list(gpu.product_labels)}]
+    expressions += [{"key": k, "operator": "In", "values": [v]} for k, v in sorted(extra_selector.items())]
+    terms = [{"matchExpressions": expressions}]
+    return {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}
+
+
+def tolerations(spec: DeepSeekDeploymentSpec) -> list[dict[str, Any]]:
+    gpu_taint = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    return [gpu_taint, *(t.model_dump(by_alias=True, exclude_none=True) for t in spec.serving.tolerations)]
+
+
+def checkpoint_volume(spec: DeepSeekDeploymentSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+    src = spec.model.source
+    if src.pvc:
+        volume = {"name": "checkpoint", "persistentVolumeClaim": {"claimName": src.pvc.claim_name, "readOnly": True}}
+    else:
+        # hf/s3 checkpoints are downloaded by the build Job into its own scratch space.
+        volume = {"name": "checkpoint", "emptyDir": {}}
+    return volume, {"name": "checkpoint", "mountPath": engines.CHECKPOINT_MOUNT, "readOnly": bool(src.pvc)}
+
+
+def cache_pvc(spec: DeepSeekDeploymentSpec, namespace: str) -> dict[str, Any]:
+    cache = spec.engine.cache
+    pvc: dict[str, Any] = {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": cache.pvc, "namespace": namespace,
+                     "labels": {naming.LABEL_MANAGED_BY: naming.MANAGED_BY,
+                                naming.LABEL_COMPONENT: naming.COMPONENT_ENGINE_CACHE}},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": cache.size}}},
+    }
+    if cache.storage_class_name:
+        pvc["spec"]["storageClassName"] = cache.storage_class_name
+    return pvc
+
+
+def model_repo_configmap(owner: Owner, revision: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": _meta(owner, naming.model_repo_configmap_name(owner.name, revision),
+                              naming.COMPONENT_MODEL_REPO, {naming.LABEL_REVISION: revision}),
+            "immutable": True,
+            "data": data}
+
+
+def _layout_script() -> str:
+    # ConfigMap keys cannot hold "/": `ensemble__config.pbtxt` becomes ensemble/config.pbtxt, plus the version
+    # directory "1" Triton expects next to each config.
+    return "\n".join([
+        "set -eu",
+        f"for f in {MODEL_REPO_SOURCE_MOUNT}/*__*; do",
+        '  key=$(basename "$f"); model=${key%%__*}; file=${key#*__}',
+        f'  mkdir -p {MODEL_REPO_MOUNT}/$model/1 && cp "$f" {MODEL_REPO_MOUNT}/$model/$file',
+        "done",
+    ])
+
+
+def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, engine_key: str,
+                      world_size: int, replicas: int) -> dict[str, Any]:
+    serving = spec.serving
+    labels = {**naming.common_labels(owner.name, naming.COMPONENT_SERVER), **serving.pod_labels,
+              naming.LABEL_REVISION: revision, naming.LABEL_ENGINE_KEY: engine_key}
+    annotations = {**serving.pod_annotations, f"{GROUP}/revision": revision}
+    ckpt_volume, ckpt_mount = checkpoint_volume(spec)
+    resources = serving.resources.model_dump()
+    resources["limits"] = {**resources["limits"], "nvidia.com/gpu": str(world_size)}
+    startup_failures = max(1, serving.startup_timeout_seconds // PROBE_PERIOD_S)
+    launch = ["python3", "/app/scripts/launch_triton_server.py", f"--world_size={world_size}",
+              f"--model_repo={MODEL_REPO_MOUNT}", "--log"]
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": _meta(owner, owner.name, naming.COMPONENT_SERVER, {naming.LABEL_REVISION: revision}),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": naming.selector_labels(owner.name)},
+            # GPUs are scarce: surge one replica at a time, never drop below the desired count.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "progressDeadlineSeconds": serving.startup_timeout_seconds + 600,
+            "template": {
+                "metadata": {"labels": labels, "annotations": annotations},
+                "spec": {
+                    "affinity": {"nodeAffinity": gpu_node_affinity(gpu, serving.node_selector)},
+                    "tolerations": tolerations(spec),
+                    "terminationGracePeriodSeconds": 60,
+                    "initContainers": [{
+                        "name": "model-repository",
+                        "image": spec.engine.image,
+                        "command": ["/bin/sh", "-c", _layout_script()],
+                        "volumeMounts": [{"name": "model-repository-src", "mountPath": MODEL_REPO_SOURCE_MOUNT},
+                                         {"name": "model-repository", "mountPath": MODEL_REPO_MOUNT}],
+                    }],
+                    "containers": [{
+                        "name": "triton",
+                        "image": spec.engine.image,
+                        "command": launch,
+                        "ports": [{"name": "http", "containerPort": HTTP_PORT},
+                                  {"name": "grpc", "containerPort": GRPC_PORT},
+                                  {"name": "metrics", "containerPort": METRICS_PORT}],
+                        "resources": resources,
+                        "startupProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
+                                         "periodSeconds": PROBE_PERIOD_S, "failureThreshold": startup_failures},
+                        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
+                                           "periodSeconds": 5, "failureThreshold": 3},
+                        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"},
+                                          "periodSeconds": 15, "failureThreshold": 4},
+                        "volumeMounts": [
+                            {"name": "model-repository", "mountPath": MODEL_REPO_MOUNT},
+                            {"name": "engine-cache", "mountPath": engines.ENGINE_MOUNT, "readOnly": True},
+                            ckpt_mount,
+                            {"name": "dshm", "mountPath": "/dev/shm"},
+                        ],
+                    }],
+                    "volumes": [
+                        {"name": "model-repository-src", "configMap": {
+                            "name": naming.model_repo_configmap_name(owner.name, revision)}},
+                        {"name": "model-repository", "emptyDir": {}},
+                        {"name": "engine-cache", "persistentVolumeClaim": {
+                            "claimName": spec.engine.cache.pvc, "readOnly": True}},
+                        ckpt_volume,
+                        {"name": "dshm", "emptyDir": {"medium": "Memory",
+                                                      "sizeLimit": f"{SHM_PER_GPU_GI * world_size}Gi"}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def service(owner: Owner) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": _meta(owner, owner.name, naming.COMPONENT_SERVER),
+            "spec": {"selector": naming.selector_labels(owner.name),
+                     "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http"},
+                               {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc"},
+                               {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}]}}
+
+
+def disruption_budget(owner: Owner) -> dict[str, Any]:
+    # One replica at a time: a drained node must not take several model replicas (and their GPUs) down at once.
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": _meta(owner, owner.name, naming.COMPONENT_SERVER),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": naming.selector_labels(owner.name)}}}

@@ -1,0 +1,53 @@
+"""Names, labels and hashes of everything the operator creates. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from deepseek_operator.api.spec import GROUP
+
+FIELD_MANAGER = "deepseek-operator"
+
+LABEL_DEPLOYMENT = f"{GROUP}/deployment"
+LABEL_REVISION = f"{GROUP}/revision"
+LABEL_ENGINE_KEY = f"{GROUP}/engine-key"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+ANNOTATION_APPLIED_HASH = f"{GROUP}/applied-hash"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "deepseek-operator"
+
+COMPONENT_SERVER = "server"
+COMPONENT_MODEL_REPO = "model-repository"
+COMPONENT_ENGINE_BUILD = "engine-build"
+COMPONENT_ENGINE_CACHE = "engine-cache"
+
+
+def digest(value: Any, length: int) -> str:
+    """A stable hash of JSON-able data: same input, same hash, on every machine and Python run."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:length]
+
+
+def common_labels(name: str, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "deepseek",
+        "app.kubernetes.io/instance": name,
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_COMPONENT: component,
+        LABEL_DEPLOYMENT: name,
+    }
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    """What the serving Deployment and Services select on: never changes for the life of the resource."""
+    return {LABEL_DEPLOYMENT: name, LABEL_COMPONENT: COMPONENT_SERVER}
+
+
+def model_repo_configmap_name(name: str, revision: str) -> str:
+    return f"{name}-repo-{revision}"
+
+
+def engine_job_name(engine_key: str) -> str:
+    return f"engine-{engine_key}"

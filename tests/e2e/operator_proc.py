@@ -1,0 +1,55 @@
+"""Runs the operator as a real process against the testbed, and stops it again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from testbed import cluster
+
+REPO = Path(__file__).resolve().parents[2]
+CRD = REPO / "crds" / "serving.deepseek.ai_deepseekdeployments.yaml"
+
+
+def install_crd() -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/deepseekdeployments.serving.deepseek.ai",
+                    "--timeout=60s")
+
+
+class OperatorProcess:
+    """`python -m deepseek_operator` with the testbed's kubeconfig; its log goes to the testbed's logs."""
+
+    def __init__(self) -> None:
+        self.log_path = cluster.LOGS / "operator.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        env = {**os.environ, "KUBECONFIG": str(cluster.KUBECONFIG), "PYTHONUNBUFFERED": "1"}
+        env.pop("KUBERNETES_SERVICE_HOST", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "deepseek_operator", "--liveness", "", "--metrics-port", "0"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
+        log.close()
+        time.sleep(1.0)
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"operator exited at start; see {self.log_path}")
+
+    def kill(self) -> None:
+        """SIGKILL: what a crash or an OOM kill looks like to the cluster."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
