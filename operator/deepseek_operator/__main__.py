@@ -24,7 +24,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="port of the Prometheus metrics endpoint; 0 to turn it off")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not args.verbose:
+        # kopf logs every handler run at INFO; our own events and logs say what was decided.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     handlers.load()
     if args.metrics_port:
         prometheus_client.start_http_server(args.metrics_port)

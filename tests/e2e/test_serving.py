@@ -4,6 +4,7 @@ with the engine built once, scaling, new revisions, deletion, an operator crash,
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +94,116 @@ def test_example_becomes_ready_and_serves_through_its_service(testbed: TestbedCl
     # The rendered Triton repository is in the revision's ConfigMap.
     cm = testbed.core.read_namespaced_config_map(f"r1-llama-70b-repo-{status['revision']}", ns)
     assert "gpt_model_type" in cm.data["tensorrt_llm__config.pbtxt"]
+
+
+@pytest.mark.parametrize(("example", "name", "gpus", "engine_state"), [
+    ("r1-distill-qwen-1.5b-l4.yaml", "r1-qwen-1-5b", 1, "Cached"),
+    ("r1-distill-qwen-7b-a100.yaml", "r1-qwen-7b", 1, "Cached"),
+    ("r1-671b-h200-fp8.yaml", "r1-671b", 8, "NotRequired"),
+])
+def test_each_fitting_example_reaches_ready(testbed: TestbedClient, ns: str, example: str, name: str, gpus: int,
+                                            engine_state: str) -> None:
+    res = Resources(testbed, ns)
+    docs = _docs(example, ns)
+    assert kubectl_apply(docs).returncode == 0
+    status = res.wait_phase(name, "Healthy", timeout=180)["status"]
+    replicas = docs[0]["spec"]["serving"]["replicas"]
+    assert status["ready"] == f"{replicas}/{replicas}"
+    assert status["parallelism"]["gpusPerReplica"] == gpus
+    assert status["engine"]["state"] == engine_state
+    pods = testbed.ready_pods(ns, f"serving.deepseek.ai/deployment={name}")
+    assert len(pods) == replicas
+    reply = generate(f"http://{pods[0].status.pod_ip}:8000", "one two")
+    assert reply.status_code == 200 and reply.json()["text_output"].endswith("two one")
+
+
+def test_engine_is_built_once_per_key_and_shared(testbed: TestbedClient, ns: str) -> None:
+    res = Resources(testbed, ns)
+    first = _docs("r1-distill-qwen-7b-a100.yaml", ns)
+    assert kubectl_apply(first).returncode == 0
+    key = res.wait_phase("r1-qwen-7b", "Healthy", timeout=180)["status"]["engine"]["key"]
+    second = _docs("r1-distill-qwen-7b-a100.yaml", ns)
+    second[0]["metadata"]["name"] = "r1-qwen-7b-again"
+    second[0]["spec"]["serving"]["replicas"] = 1
+    assert kubectl_apply(second).returncode == 0
+    again = res.wait_phase("r1-qwen-7b-again", "Healthy", timeout=120)["status"]
+    assert again["engine"]["key"] == key and again["engine"]["state"] == "Cached"
+    jobs = res.batch.list_namespaced_job(ns, label_selector="app.kubernetes.io/component=engine-build").items
+    assert [j.metadata.name for j in jobs] == [f"engine-{key}"]
+    pods = testbed.core.list_namespaced_pod(ns, label_selector=f"serving.deepseek.ai/engine-key={key},"
+                                                               "app.kubernetes.io/component=engine-build").items
+    assert len(pods) == 1, "the second resource must not build again"
+
+
+def test_failed_engine_build_degrades_and_creates_no_serving_pods(testbed: TestbedClient, ns: str) -> None:
+    res = Resources(testbed, ns)
+    docs = _docs("r1-distill-qwen-1.5b-l4.yaml", ns)
+    docs[0]["spec"]["serving"]["podAnnotations"] = {"testbed.deepseek.ai/engine-build-exit-code": "3"}
+    assert kubectl_apply(docs).returncode == 0
+    status = res.wait_phase("r1-qwen-1-5b", "Degraded", timeout=120)["status"]
+    engine_ready = next(c for c in status["conditions"] if c["type"] == "EngineReady")
+    assert engine_ready["status"] == "False" and engine_ready["reason"] == "EngineBuildFailed"
+    assert "BackoffLimitExceeded" in engine_ready["message"]
+    assert not res.apps.list_namespaced_deployment(
+        ns, label_selector="serving.deepseek.ai/deployment=r1-qwen-1-5b").items
+    events = testbed.core.list_namespaced_event(ns, field_selector="involvedObject.name=r1-qwen-1-5b").items
+    assert any(e.type == "Warning" and e.reason == "EngineBuildFailed" for e in events)
+
+
+def test_scale_new_revision_and_delete(testbed: TestbedClient, ns: str) -> None:
+    res = Resources(testbed, ns)
+    assert kubectl_apply(_docs("r1-distill-qwen-7b-a100.yaml", ns)).returncode == 0
+    first = res.wait_phase("r1-qwen-7b", "Healthy", timeout=180)["status"]
+
+    # Scaling keeps the revision (no new engine, no pod restarts of existing replicas).
+    res.patch("r1-qwen-7b", {"serving": {"replicas": 3}})
+    scaled = res.wait_phase("r1-qwen-7b", "Healthy", timeout=120)["status"]
+    assert scaled["revision"] == first["revision"] and scaled["ready"] == "3/3"
+
+    # A new precision is a new revision with its own engine; the Deployment rolls to it.
+    res.patch("r1-qwen-7b", {"model": {"precision": "int8"}})
+    rolled = res.wait_phase("r1-qwen-7b", "Healthy", timeout=180)["status"]
+    assert rolled["revision"] != first["revision"] and rolled["engine"]["key"] != first["engine"]["key"]
+    pods = testbed.ready_pods(ns, "serving.deepseek.ai/deployment=r1-qwen-7b,app.kubernetes.io/component=server")
+    assert {p.metadata.labels["serving.deepseek.ai/revision"] for p in pods} == {rolled["revision"]}
+    cms = testbed.core.list_namespaced_config_map(
+        ns, label_selector="serving.deepseek.ai/deployment=r1-qwen-7b").items
+    eventually("the old revision's ConfigMap to go", lambda: [c.metadata.name for c in
+               testbed.core.list_namespaced_config_map(
+                   ns, label_selector="serving.deepseek.ai/deployment=r1-qwen-7b").items]
+               == [f"r1-qwen-7b-repo-{rolled['revision']}"], timeout=60)
+    assert cms
+
+    # Deleting the resource removes every child it owns (the shared engine cache stays).
+    res.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "r1-qwen-7b")
+    selector = "serving.deepseek.ai/deployment=r1-qwen-7b"
+
+    def all_gone() -> bool:
+        return not (res.apps.list_namespaced_deployment(ns, label_selector=selector).items
+                    or testbed.core.list_namespaced_config_map(ns, label_selector=selector).items
+                    or testbed.core.list_namespaced_service(ns, label_selector=selector).items
+                    or testbed.core.list_namespaced_pod(ns, label_selector=selector + ",app.kubernetes.io/component"
+                                                        "=server").items)
+
+    eventually("children to be garbage-collected", all_gone, timeout=90)
+    assert testbed.core.read_namespaced_persistent_volume_claim("deepseek-engine-cache", ns)
+
+
+def test_operator_killed_mid_reconcile_resumes_without_duplicates(testbed: TestbedClient, ns: str,
+                                                                  operator: OperatorProcess) -> None:
+    res = Resources(testbed, ns)
+    assert kubectl_apply(_docs("r1-distill-llama-70b-h100-fp8.yaml", ns)).returncode == 0
+    # Kill it while the engine builds, i.e. between creating the Job and creating the serving objects.
+    eventually("the engine build to start", lambda: (res.get("r1-llama-70b").get("status") or {}).get("phase")
+               == "Building", timeout=60, interval=0.1)
+    operator.kill()
+    try:
+        time.sleep(3)  # the build finishes while nobody watches
+    finally:
+        operator.start()
+    status = res.wait_phase("r1-llama-70b", "Healthy", timeout=180)["status"]
+    selector = "serving.deepseek.ai/deployment=r1-llama-70b"
+    assert len(res.apps.list_namespaced_deployment(ns, label_selector=selector).items) == 1
+    assert len(res.batch.list_namespaced_job(ns, label_selector="app.kubernetes.io/component=engine-build").items) == 1
+    assert len(testbed.ready_pods(ns, selector + ",app.kubernetes.io/component=server")) == 1
+    assert status["ready"] == "1/1"

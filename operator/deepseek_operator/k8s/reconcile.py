@@ -30,6 +30,8 @@ def summarize(body: Mapping[str, Any]) -> Summary:
                      "annotations": {k: v for k, v in (meta.get("annotations") or {}).items()
                                      if k == naming.ANNOTATION_APPLIED_HASH}},
         "status": dict(body.get("status") or {}),
+        # Only what drift checks need of the spec: the replica count someone may have scaled by hand.
+        "spec": {"replicas": body["spec"]["replicas"]} if "replicas" in (body.get("spec") or {}) else {},
     }
 
 

@@ -98,7 +98,7 @@ def _layout_script() -> str:
 
 
 def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, engine_key: str,
-                      world_size: int, replicas: int) -> dict[str, Any]:
+                      world_size: int, replicas: int, mount_engine_cache: bool) -> dict[str, Any]:
     serving = spec.serving
     labels = {**naming.common_labels(owner.name, naming.COMPONENT_SERVER), **serving.pod_labels,
               naming.LABEL_REVISION: revision, naming.LABEL_ENGINE_KEY: engine_key}
@@ -106,7 +106,7 @@ def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpe
     ckpt_volume, ckpt_mount = checkpoint_volume(spec)
     resources = serving.resources.model_dump()
     resources["limits"] = {**resources["limits"], "nvidia.com/gpu": str(world_size)}
-    startup_failures = max(1, serving.startup_timeout_seconds // PROBE_PERIOD_S)
+    startup_failures = max(1, -(-serving.startup_timeout_seconds // PROBE_PERIOD_S))  # rounded up
     launch = ["python3", "/app/scripts/launch_triton_server.py", f"--world_size={world_size}",
               f"--model_repo={MODEL_REPO_MOUNT}", "--log"]
     return {
@@ -147,7 +147,8 @@ def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpe
                                           "periodSeconds": 15, "failureThreshold": 4},
                         "volumeMounts": [
                             {"name": "model-repository", "mountPath": MODEL_REPO_MOUNT},
-                            {"name": "engine-cache", "mountPath": engines.ENGINE_MOUNT, "readOnly": True},
+                            *([{"name": "engine-cache", "mountPath": engines.ENGINE_MOUNT, "readOnly": True}]
+                              if mount_engine_cache else []),
                             ckpt_mount,
                             {"name": "dshm", "mountPath": "/dev/shm"},
                         ],
@@ -156,8 +157,8 @@ def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpe
                         {"name": "model-repository-src", "configMap": {
                             "name": naming.model_repo_configmap_name(owner.name, revision)}},
                         {"name": "model-repository", "emptyDir": {}},
-                        {"name": "engine-cache", "persistentVolumeClaim": {
-                            "claimName": spec.engine.cache.pvc, "readOnly": True}},
+                        *([{"name": "engine-cache", "persistentVolumeClaim": {
+                            "claimName": spec.engine.cache.pvc, "readOnly": True}}] if mount_engine_cache else []),
                         ckpt_volume,
                         {"name": "dshm", "emptyDir": {"medium": "Memory",
                                                       "sizeLimit": f"{SHM_PER_GPU_GI * world_size}Gi"}},

@@ -124,9 +124,18 @@ def _changed(objects: list[dict[str, Any]], observed: Observed) -> list[dict[str
     out = []
     for obj in map(with_applied_hash, objects):
         key = (obj["kind"], obj["metadata"]["name"])
-        if observed.applied_hashes.get(key) != obj["metadata"]["annotations"][naming.ANNOTATION_APPLIED_HASH]:
+        if observed.applied_hashes.get(key) != obj["metadata"]["annotations"][naming.ANNOTATION_APPLIED_HASH] \
+                or _drifted(obj, observed):
             out.append(obj)
     return out
+
+
+def _drifted(obj: dict[str, Any], observed: Observed) -> bool:
+    """A hand edit the hash cannot see: `kubectl scale` of the serving Deployment is put back."""
+    live = observed.deployment
+    if obj["kind"] != "Deployment" or live is None or live["metadata"]["name"] != obj["metadata"]["name"]:
+        return False
+    return bool((live.get("spec") or {}).get("replicas") != obj["spec"]["replicas"])
 
 
 def _finish(body: dict[str, Any], conds: _Conditions, status: dict[str, Any], plan_kw: dict[str, Any],
@@ -156,7 +165,13 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
         conds.set(st.DEGRADED, True, Reason.INVALID_SPEC, message)
         return _finish(body, conds, {**keep, "phase": "Degraded"}, {})
 
-    model = (catalog.custom_model(spec.model.custom) if spec.model.custom else catalog.MODELS[spec.model.name])
+    try:
+        model = catalog.custom_model(spec.model.custom) if spec.model.custom else catalog.MODELS[spec.model.name]
+    except ValueError as err:  # custom figures that no model can have
+        message = f"spec.model.custom: {err}"
+        conds.set(st.READY, False, Reason.INVALID_SPEC, message)
+        conds.set(st.DEGRADED, True, Reason.INVALID_SPEC, message)
+        return _finish(body, conds, {**keep, "phase": "Degraded"}, {})
     gpu = catalog.GPUS[spec.serving.gpu.type]
     tp, pp = spec.engine.tensor_parallel, spec.engine.pipeline_parallel
     fit = sizing.size(sizing.SizingRequest(
@@ -246,7 +261,8 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
     apply += [
         children.model_repo_configmap(owner, revision, repo_data),
         children.server_deployment(owner=owner, spec=spec, gpu=gpu, revision=revision, engine_key=key,
-                                   world_size=world, replicas=replicas),
+                                   world_size=world, replicas=replicas,
+                                   mount_engine_cache=engines.needs_build(layout)),
         children.service(owner),
         children.disruption_budget(owner),
     ]

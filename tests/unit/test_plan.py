@@ -1,0 +1,735 @@
+"""plan(body, observed, now): the whole decision of one reconcile pass, as a user of the operator sees it.
+
+The tests drive a fake namespace (`Cluster`) the way the operator does: plan, apply what the plan says, delete
+what it says, write its status; between passes the "controllers" finish the build Job or roll the Deployment out.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deepseek_operator.render import catalog, naming
+from deepseek_operator.render.plan import ChildRef, Observed, Plan, plan, with_applied_hash
+
+REPO = Path(__file__).resolve().parents[2]
+
+T0, T1, T2, T3 = "2025-01-20T10:00:00Z", "2025-01-20T10:05:00Z", "2025-01-20T11:00:00Z", "2025-01-20T12:00:00Z"
+UID = "0b6f3c1e-uid-of-the-resource"
+GENERATION = 4
+CACHE_PVC = "deepseek-engine-cache"
+OWNER_API = "serving.deepseek.ai/v1alpha1"
+
+QWEN_7B = "r1-distill-qwen-7b-a100"  # r1-qwen-7b: 2 replicas, TP 1 on A100-80GB, engine built
+QWEN_1_5B = "r1-distill-qwen-1.5b-l4"  # r1-qwen-1-5b: 1 replica on one L4, engine built
+LLAMA_70B = "r1-distill-llama-70b-h100-fp8"  # r1-llama-70b: TP 4 on H100-80GB, engine built
+R1_671B = "r1-671b-h200-fp8"  # r1-671b: deepseek_v3 on 8 H200, served from the checkpoint (no engine build)
+
+SERVING_KINDS = ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget"]
+
+
+# ---------------------------------------------------------------------------------------------------- builders
+
+
+def example(name: str, generation: int = GENERATION) -> dict[str, Any]:
+    """An example CR as the API server hands it to the operator: the YAML plus uid and generation."""
+    doc: dict[str, Any] = yaml.safe_load((REPO / "examples" / f"{name}.yaml").read_text())
+    doc["metadata"].update(uid=UID, generation=generation)
+    return doc
+
+
+def edited(body: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A copy of body with spec fields set by dotted path: {"serving.replicas": 3}."""
+    out = copy.deepcopy(body)
+    for path, value in changes.items():
+        *parents, leaf = path.split(".")
+        node = out["spec"]
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def cond(p: Plan, ctype: str) -> dict[str, Any]:
+    found: list[dict[str, Any]] = [c for c in p.status["conditions"] if c["type"] == ctype]
+    assert len(found) == 1, f"{ctype} in {p.status['conditions']}"
+    return found[0]
+
+
+def kinds(p: Plan) -> list[str]:
+    return [o["kind"] for o in p.apply]
+
+
+def child(p: Plan, kind: str) -> dict[str, Any]:
+    [found] = [o for o in p.apply if o["kind"] == kind]
+    return found
+
+
+def pod_spec(deployment: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = deployment["spec"]["template"]["spec"]
+    return spec
+
+
+def triton_container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = [c for c in pod_spec(deployment)["containers"] if c["name"] == "triton"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def job_done(condition: str, **extra: str) -> dict[str, Any]:
+    return {"conditions": [{"type": condition, "status": "True", **extra}]}
+
+
+@dataclass
+class Cluster:
+    """The namespace as the operator's watches see it: what the plans applied, plus what controllers did."""
+
+    pvc_uids: dict[str, str] = field(default_factory=lambda: {"model-store": "uid-model-store"})
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    configmaps: set[str] = field(default_factory=set)
+    deployment: dict[str, Any] | None = None
+    hashes: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def observed(self) -> Observed:
+        return Observed(deployment=copy.deepcopy(self.deployment),
+                        model_repo_configmaps=tuple(sorted(self.configmaps)), pvc_uids=dict(self.pvc_uids),
+                        engine_jobs=copy.deepcopy(self.jobs), applied_hashes=dict(self.hashes))
+
+    def reconcile(self, body: dict[str, Any], now: str) -> Plan:
+        """One operator pass: plan, apply, delete, write the status into body."""
+        p = plan(copy.deepcopy(body), self.observed(), now)
+        for obj in p.apply:
+            self._apply(obj)
+        for ref in p.delete:
+            assert ref.kind == "ConfigMap"
+            self.configmaps.discard(ref.name)
+        body["status"] = copy.deepcopy(p.status)
+        return p
+
+    def _apply(self, obj: dict[str, Any]) -> None:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        self.hashes[(kind, name)] = obj["metadata"]["annotations"][naming.ANNOTATION_APPLIED_HASH]
+        if kind == "PersistentVolumeClaim":
+            self.pvc_uids[name] = f"uid-{name}"
+        elif kind == "Job":
+            self.jobs[name] = {**copy.deepcopy(obj), "status": {}}
+        elif kind == "ConfigMap":
+            self.configmaps.add(name)
+        elif kind == "Deployment":
+            old = self.deployment
+            generation = old["metadata"]["generation"] + 1 if old else 1
+            self.deployment = {**copy.deepcopy(obj), "metadata": {**obj["metadata"], "generation": generation},
+                               "status": copy.deepcopy(old["status"]) if old else {}}
+
+    def finish_job(self, condition: str = "Complete", **extra: str) -> None:
+        for job in self.jobs.values():
+            job["status"] = job_done(condition, **extra)
+
+    def roll_out(self, ready: int | None = None) -> None:
+        """The Deployment controller caught up with the applied spec: `ready` (default all) replicas Ready."""
+        assert self.deployment is not None
+        want = self.deployment["spec"]["replicas"]
+        self.deployment["status"] = {
+            "observedGeneration": self.deployment["metadata"]["generation"], "replicas": want,
+            "updatedReplicas": want, "readyReplicas": want if ready is None else ready}
+
+
+def drive(body: dict[str, Any], *, job: str | None = "Complete", roll_out: bool = True,
+          now: str = T0) -> Cluster:
+    """Runs passes on a fresh namespace: cache PVC, build Job (finished as `job`), Deployment (rolled out)."""
+    cluster = Cluster()
+    for _ in range(3):  # the cache PVC, then the build Job, then the Job seen running
+        cluster.reconcile(body, now)
+    if job and cluster.jobs:
+        cluster.finish_job(job)
+        cluster.reconcile(body, now)
+    if roll_out and cluster.deployment is not None:
+        cluster.roll_out()
+        cluster.reconcile(body, now)
+    return cluster
+
+
+def serving_pass(body: dict[str, Any]) -> Plan:
+    """The first pass that applies the serving objects: once the engine is built, or at once without one."""
+    cluster = Cluster()
+    for _ in range(4):
+        p = cluster.reconcile(body, T0)
+        if "Deployment" in kinds(p):
+            return p
+        cluster.finish_job()
+    raise AssertionError(f"never served: {body['status']}")
+
+
+def lifecycle(body: dict[str, Any]) -> list[Plan]:
+    """The five passes from nothing to Healthy: no cache PVC, PVC, Job running, Job complete, rolled out."""
+    cluster = Cluster()
+    plans = [cluster.reconcile(body, T0) for _ in range(3)]
+    cluster.finish_job()
+    plans.append(cluster.reconcile(body, T0))
+    cluster.roll_out()
+    plans.append(cluster.reconcile(body, T0))
+    return plans
+
+
+# ---------------------------------------------------------------------------------------------------- lifecycle
+
+LIFECYCLE = [
+    # pass, kinds applied, phase, engine state, (EngineReady status, reason), (Ready status, reason), ready
+    (0, ["PersistentVolumeClaim"], "Building", "Pending", ("False", "EngineBuildPending"),
+     ("False", "EngineBuildPending"), "0/0"),
+    (1, ["Job"], "Building", "Building", ("False", "EngineBuilding"), ("False", "EngineBuilding"), "0/0"),
+    (2, [], "Building", "Building", ("False", "EngineBuilding"), ("False", "EngineBuilding"), "0/0"),
+    (3, SERVING_KINDS, "Progressing", "Cached", ("True", "EngineCached"), ("False", "ReplicasNotReady"), "0/2"),
+    (4, [], "Healthy", "Cached", ("True", "EngineCached"), ("True", "ReplicasReady"), "2/2"),
+]
+
+
+@pytest.mark.parametrize(("step", "applied", "phase", "engine", "engine_ready", "ready", "ready_text"), LIFECYCLE,
+                         ids=["no cache PVC", "cache PVC", "Job running", "Job complete", "rolled out"])
+def test_lifecycle_of_a_built_engine(step: int, applied: list[str], phase: str, engine: str,
+                                     engine_ready: tuple[str, str], ready: tuple[str, str], ready_text: str) -> None:
+    p = lifecycle(example(QWEN_7B))[step]
+    assert kinds(p) == applied
+    assert p.status["phase"] == phase
+    assert p.status["engine"]["state"] == engine
+    assert (cond(p, "EngineReady")["status"], cond(p, "EngineReady")["reason"]) == engine_ready
+    assert (cond(p, "Ready")["status"], cond(p, "Ready")["reason"]) == ready
+    assert p.status["ready"] == ready_text
+    assert cond(p, "Degraded")["status"] == "False"
+    assert cond(p, "Progressing")["status"] == ("False" if phase == "Healthy" else "True")
+    assert p.delete == []
+    assert all(e.type == "Normal" for e in p.events)
+
+
+def test_missing_cache_pvc_is_created_shared_and_unowned() -> None:
+    p = plan(example(QWEN_7B), Observed(pvc_uids={"model-store": "uid-model-store"}), T0)
+    pvc = child(p, "PersistentVolumeClaim")
+    assert pvc["metadata"]["name"] == CACHE_PVC
+    assert pvc["metadata"]["namespace"] == "default"
+    assert "ownerReferences" not in pvc["metadata"]  # engines outlive any one resource
+    assert pvc["spec"] == {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "500Gi"}}}
+    assert p.status["engine"]["message"] == f"waiting for the engine cache PVC {CACHE_PVC}"
+
+
+@pytest.mark.parametrize(("name", "tp"), [(QWEN_7B, 1), (QWEN_1_5B, 1), (LLAMA_70B, 4)])
+def test_engine_build_job_is_owned_by_the_cache_pvc_and_gets_tp_gpus(name: str, tp: int) -> None:
+    body = example(name)
+    observed = Observed(pvc_uids={"model-store": "uid-model-store", CACHE_PVC: "uid-cache"})
+    p = plan(body, observed, T0)
+    key = p.status["engine"]["key"]
+    job = child(p, "Job")
+    assert kinds(p) == ["Job"]
+    assert job["metadata"]["name"] == f"engine-{key}" == p.status["engine"]["job"]
+    assert job["metadata"]["ownerReferences"] == [{
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": CACHE_PVC, "uid": "uid-cache",
+        "blockOwnerDeletion": False}]
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == str(tp)
+    assert p.status["parallelism"]["tensor"] == tp
+    assert p.status["phase"] == "Building"
+    assert [(e.type, e.reason) for e in p.events if e.reason == "EngineBuildStarted"] == [
+        ("Normal", "EngineBuildStarted")]
+    assert job["metadata"]["name"] in next(e.message for e in p.events if e.reason == "EngineBuildStarted")
+
+
+JOB_STATES = [
+    # Job status, phase, engine state, engine message contains, kinds applied
+    (job_done("Complete"), "Progressing", "Cached", "engine built", SERVING_KINDS),
+    (job_done("Failed", reason="BackoffLimitExceeded"), "Degraded", "Failed", "BackoffLimitExceeded", []),
+    ({"conditions": [{"type": "FailureTarget", "status": "True"}, {"type": "Failed", "status": "True"}]},
+     "Degraded", "Failed", "build Job failed", []),
+    ({"active": 2}, "Building", "Building", "2 pods active", []),
+    ({"active": 1}, "Building", "Building", "1 pod active", []),
+    ({"conditions": [{"type": "Complete", "status": "False"}]}, "Building", "Building", "build Job running", []),
+]
+
+
+@pytest.mark.parametrize(("job_status", "phase", "engine", "message", "applied"), JOB_STATES,
+                         ids=["complete", "failed", "failure-target then failed", "running", "one pod", "not yet"])
+def test_engine_job_state_decides_the_phase(job_status: dict[str, Any], phase: str, engine: str, message: str,
+                                            applied: list[str]) -> None:
+    body = example(QWEN_7B)
+    cluster = drive(body, job=None, roll_out=False)
+    [job] = cluster.jobs.values()
+    job["status"] = job_status
+    p = plan(body, cluster.observed(), T1)
+    assert p.status["phase"] == phase
+    assert p.status["engine"]["state"] == engine
+    assert message in p.status["engine"]["message"]
+    assert kinds(p) == applied
+
+
+def test_failed_engine_build_degrades_without_serving_and_warns() -> None:
+    body = example(QWEN_7B)
+    cluster = drive(body, job=None, roll_out=False)
+    cluster.configmaps.add("r1-qwen-7b-repo-0123456789")  # from an earlier revision: must be left alone
+    cluster.finish_job("Failed", reason="BackoffLimitExceeded", message="Job has reached the specified backoff limit")
+    p = plan(body, cluster.observed(), T1)
+    job_name = p.status["engine"]["job"]
+    assert p.status["phase"] == "Degraded"
+    assert (cond(p, "Degraded")["status"], cond(p, "Degraded")["reason"]) == ("True", "EngineBuildFailed")
+    assert (cond(p, "EngineReady")["status"], cond(p, "EngineReady")["reason"]) == ("False", "EngineBuildFailed")
+    assert cond(p, "Ready")["status"] == "False"
+    assert f"delete Job {job_name} to retry" in cond(p, "Degraded")["message"]
+    assert "BackoffLimitExceeded" in cond(p, "EngineReady")["message"]
+    assert p.apply == [] and p.delete == []
+    warnings = [(e.type, e.reason, e.message.split("=")[0]) for e in p.events if e.type == "Warning"]
+    assert warnings == [("Warning", "EngineBuildFailed", "EngineReady"), ("Warning", "EngineBuildFailed", "Degraded")]
+
+
+def test_671b_needs_no_engine_build_and_serves_straight_away() -> None:
+    p = plan(example(R1_671B), Observed(pvc_uids={"model-store": "uid-model-store"}), T0)
+    assert p.status["engine"] == {"key": p.status["engine"]["key"], "state": "NotRequired", "job": "",
+                                  "message": "served from the checkpoint by the PyTorch backend"}
+    assert kinds(p) == SERVING_KINDS
+    assert p.status["phase"] == "Progressing"
+    assert cond(p, "EngineReady")["status"] == "True"
+    assert p.status["parallelism"] == {"tensor": 8, "pipeline": 1, "nodesPerReplica": 1, "gpusPerReplica": 8}
+    assert triton_container(child(p, "Deployment"))["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    # Triton loads the checkpoint itself, not an engine from the cache.
+    trtllm_config = child(p, "ConfigMap")["data"]["tensorrt_llm__config.pbtxt"]
+    assert "/checkpoint/models/DeepSeek-R1" in trtllm_config
+    assert "/engines/" not in trtllm_config
+
+
+def test_built_engine_is_what_triton_loads() -> None:
+    p = lifecycle(example(QWEN_7B))[3]
+    trtllm_config = child(p, "ConfigMap")["data"]["tensorrt_llm__config.pbtxt"]
+    assert f"/engines/{p.status['engine']['key']}" in trtllm_config
+    assert "/checkpoint/" not in trtllm_config
+    tokenizer = child(p, "ConfigMap")["data"]["preprocessing__config.pbtxt"]
+    assert "/checkpoint/models/DeepSeek-R1-Distill-Qwen-7B" in tokenizer
+
+
+# ---------------------------------------------------------------------------------------------------- rollout
+
+ROLLOUTS = [
+    # Deployment status as observed (None: keep the generation / revision label as applied), phase, ready, Ready
+    ({"replicas": 2, "updatedReplicas": 2, "readyReplicas": 2}, "Healthy", "2/2", "ReplicasReady"),
+    ({"replicas": 2, "updatedReplicas": 2, "readyReplicas": 1}, "Progressing", "1/2", "ReplicasNotReady"),
+    ({"replicas": 3, "updatedReplicas": 2, "readyReplicas": 3}, "Progressing", "2/2", "ReplicasNotReady"),
+    ({"replicas": 2, "updatedReplicas": 1, "readyReplicas": 2}, "Progressing", "1/2", "ReplicasNotReady"),
+    ({}, "Progressing", "0/2", "ReplicasNotReady"),
+]
+
+
+@pytest.mark.parametrize(("status", "phase", "ready", "reason"), ROLLOUTS,
+                         ids=["all ready", "one not ready", "old pod still terminating", "half updated", "no status"])
+def test_rollout_progress(status: dict[str, Any], phase: str, ready: str, reason: str) -> None:
+    body = example(QWEN_7B)
+    cluster = drive(body, roll_out=False)
+    assert cluster.deployment is not None
+    cluster.deployment["status"] = {"observedGeneration": cluster.deployment["metadata"]["generation"], **status}
+    p = plan(body, cluster.observed(), T1)
+    assert (p.status["phase"], p.status["ready"], cond(p, "Ready")["reason"]) == (phase, ready, reason)
+    assert cond(p, "Progressing")["status"] == ("True" if phase == "Progressing" else "False")
+
+
+def test_deployment_status_not_yet_observed_by_its_controller_is_not_trusted() -> None:
+    body = example(QWEN_7B)
+    cluster = drive(body)
+    assert cluster.deployment is not None
+    cluster.deployment["metadata"]["generation"] += 1  # spec changed by someone, the controller has not caught up
+    p = plan(body, cluster.observed(), T1)
+    assert (p.status["phase"], p.status["ready"]) == ("Progressing", "0/2")
+
+
+def test_deployment_of_another_revision_counts_no_ready_replicas() -> None:
+    body = example(QWEN_7B)
+    cluster = drive(body)
+    assert cluster.deployment is not None
+    cluster.deployment["metadata"]["labels"][naming.LABEL_REVISION] = "0123456789"
+    p = plan(body, cluster.observed(), T1)
+    assert (p.status["phase"], p.status["ready"], p.status["readyReplicas"]) == ("Progressing", "0/2", 0)
+
+
+def test_scaled_to_zero_is_healthy() -> None:
+    body = edited(example(QWEN_7B), {"serving.replicas": 0})
+    cluster = drive(body)
+    p = plan(body, cluster.observed(), T1)
+    assert (p.status["phase"], p.status["ready"]) == ("Healthy", "0/0")
+    assert (cond(p, "Ready")["status"], cond(p, "Ready")["reason"]) == ("True", "ScaledToZero")
+
+
+def test_old_model_repo_configmaps_are_deleted_only_after_the_rollout() -> None:
+    body = example(QWEN_7B)
+    cluster = drive(body)
+    old_cm = naming.model_repo_configmap_name("r1-qwen-7b", body["status"]["revision"])
+    assert cluster.configmaps == {old_cm}
+
+    body = edited(body, {"serving.podAnnotations": {"prometheus.io/scrape": "true"}})
+    rolling = cluster.reconcile(body, T1)
+    new_cm = naming.model_repo_configmap_name("r1-qwen-7b", rolling.status["revision"])
+    assert new_cm != old_cm
+    assert kinds(rolling) == ["ConfigMap", "Deployment"]  # Service and PodDisruptionBudget did not change
+    assert child(rolling, "ConfigMap")["metadata"]["name"] == new_cm
+    assert rolling.status["phase"] == "Progressing"
+    assert rolling.delete == []
+    assert cluster.reconcile(body, T1).delete == []  # still rolling out: pods of the old revision mount old_cm
+
+    cluster.roll_out()
+    done = cluster.reconcile(body, T2)
+    assert done.status["phase"] == "Healthy"
+    assert done.delete == [ChildRef("v1", "ConfigMap", old_cm)]
+    assert cluster.configmaps == {new_cm}
+    assert cluster.reconcile(body, T2).delete == []
+
+
+def test_new_engine_is_built_while_the_old_revision_keeps_serving() -> None:
+    body = edited(example(QWEN_7B), {"serving.gpu.type": "H100-80GB"})
+    cluster = drive(body)
+    old_cm = next(iter(cluster.configmaps))
+    old_key = body["status"]["engine"]["key"]
+    p = cluster.reconcile(edited(body, {"model.precision": "fp8"}), T1)
+    assert kinds(p) == ["Job"]
+    assert child(p, "Job")["metadata"]["name"] == f"engine-{p.status['engine']['key']}" != f"engine-{old_key}"
+    assert p.status["phase"] == "Building"
+    assert p.delete == []
+    assert old_cm in cluster.configmaps
+    assert p.status["ready"] == "2/2"  # what still serves
+
+
+# ---------------------------------------------------------------------------------------------------- identity
+
+IDENTITY = [
+    # example, spec change, revision changes, engine key changes
+    (QWEN_7B, {"serving.replicas": 5}, False, False),
+    (edited(example(QWEN_7B), {"serving.gpu.type": "H100-80GB"}), {"model.precision": "fp8"}, True, True),
+    (LLAMA_70B, {"model.precision": "bf16"}, True, True),
+    (QWEN_7B, {"serving.podAnnotations": {"prometheus.io/scrape": "true"}}, True, False),
+    (QWEN_7B, {"serving.podLabels": {"team": "ml"}}, True, False),
+    (QWEN_7B, {"serving.startupTimeoutSeconds": 3600}, True, False),
+    (QWEN_7B, {"serving.batching.maxQueueDelayMicroseconds": 100}, True, False),
+    (QWEN_7B, {"engine.maxBatchSize": 16}, True, True),
+    (QWEN_7B, {"model.revision": "2025-05-28"}, True, True),
+    (QWEN_7B, {"engine.image": "nvcr.io/nvidia/tritonserver:25.11-trtllm-python-py3"}, True, True),
+]
+
+
+@pytest.mark.parametrize(("base", "change", "new_revision", "new_key"), IDENTITY,
+                         ids=["replicas", "bf16->fp8 on H100", "fp8->bf16 70b", "podAnnotations", "podLabels",
+                              "startupTimeout", "queue delay", "maxBatchSize", "model revision", "image"])
+def test_what_changes_the_revision_and_the_engine_key(base: str | dict[str, Any], change: dict[str, Any],
+                                                      new_revision: bool, new_key: bool) -> None:
+    before_body = example(base) if isinstance(base, str) else base
+    before = plan(before_body, Observed(), T0).status
+    after = plan(edited(before_body, change), Observed(), T0).status
+    assert before["phase"] == after["phase"] == "Building"  # both fit: the change is the only difference
+    assert (after["revision"] != before["revision"]) is new_revision
+    assert (after["engine"]["key"] != before["engine"]["key"]) is new_key
+
+
+def test_replicas_change_re_applies_only_the_deployment() -> None:
+    body = example(QWEN_7B)
+    cluster = drive(body)
+    revision = body["status"]["revision"]
+    p = cluster.reconcile(edited(body, {"serving.replicas": 3}), T1)
+    assert kinds(p) == ["Deployment"]
+    assert child(p, "Deployment")["spec"]["replicas"] == 3
+    assert p.status["revision"] == revision
+    assert p.delete == []
+    # this pass still saw the Deployment at 2 replicas, all ready
+    assert (p.status["phase"], p.status["ready"], p.status["replicas"]) == ("Progressing", "2/3", 3)
+    cluster.roll_out()
+    assert cluster.reconcile(edited(body, {"serving.replicas": 3}), T2).status["ready"] == "3/3"
+
+
+# ---------------------------------------------------------------------------------------------------- resync
+
+RESYNC = [
+    # example, spec change, how the build Job ends (None: still running), Deployment rolled out, phase
+    pytest.param(QWEN_7B, {}, None, False, "Building", id="engine building"),
+    pytest.param(QWEN_7B, {}, "Failed", False, "Degraded", id="engine build failed"),
+    pytest.param(QWEN_7B, {}, "Complete", False, "Progressing", id="rolling out"),
+    pytest.param(QWEN_7B, {}, "Complete", True, "Healthy", id="healthy"),
+    pytest.param(QWEN_7B, {"serving.replicas": 0}, "Complete", True, "Healthy", id="scaled to zero"),
+    pytest.param(R1_671B, {}, None, True, "Healthy", id="671b, no engine"),
+    pytest.param(QWEN_7B, {"model.name": "deepseek-r2"}, None, False, "Degraded", id="invalid spec"),
+    pytest.param(R1_671B, {"serving.gpu.type": "H100-80GB", "engine.pipelineParallel": 1}, None, False, "Degraded",
+                 id="does not fit"),
+    pytest.param(R1_671B, {"serving.gpu.type": "H100-80GB"}, None, False, "Degraded", id="needs two nodes"),
+]
+
+
+@pytest.mark.parametrize(("name", "change", "job", "rolled_out", "phase"), RESYNC)
+def test_resync_of_an_unchanged_world_changes_nothing(name: str, change: dict[str, Any], job: str | None,
+                                                      rolled_out: bool, phase: str) -> None:
+    body = edited(example(name), change)
+    cluster = drive(body, job=job, roll_out=rolled_out)
+    last = cluster.reconcile(body, T1)  # its status and applied objects are fed back below
+    assert last.status["phase"] == phase
+    for later in (T1, T2):
+        again = plan(copy.deepcopy(body), cluster.observed(), later)
+        assert again.apply == []
+        assert again.delete == []
+        assert again.events == []
+        assert again.status == last.status  # so the operator writes no status either
+
+
+def test_applied_hash_is_stable_and_follows_the_desired_state() -> None:
+    deployment = child(lifecycle(example(QWEN_7B))[3], "Deployment")
+    annotation = deployment["metadata"]["annotations"][naming.ANNOTATION_APPLIED_HASH]
+    assert with_applied_hash(deployment) == deployment  # hashing an already hashed object changes nothing
+    scaled = copy.deepcopy(deployment)
+    scaled["spec"]["replicas"] = 7
+    assert with_applied_hash(scaled)["metadata"]["annotations"][naming.ANNOTATION_APPLIED_HASH] != annotation
+
+
+def test_last_transition_time_moves_only_when_a_condition_status_changes() -> None:
+    body = example(QWEN_7B)
+    cluster = Cluster()
+    for now in (T0, T0, T1):  # PVC, Job, Job running: nothing changes status after the first pass
+        p = cluster.reconcile(body, now)
+    assert {c["type"]: c["lastTransitionTime"] for c in p.status["conditions"]} == {
+        "FitsHardware": T0, "EngineReady": T0, "Ready": T0, "Progressing": T0, "Degraded": T0}
+
+    cluster.finish_job()
+    p = cluster.reconcile(body, T2)
+    assert {c["type"]: c["lastTransitionTime"] for c in p.status["conditions"]} == {
+        "FitsHardware": T0, "EngineReady": T2, "Ready": T0, "Progressing": T0, "Degraded": T0}
+    assert cond(p, "Ready")["reason"] == "ReplicasNotReady"  # reason changed, status did not: time kept
+
+    cluster.roll_out()
+    p = cluster.reconcile(body, T3)
+    assert {c["type"]: c["lastTransitionTime"] for c in p.status["conditions"]} == {
+        "FitsHardware": T0, "EngineReady": T2, "Ready": T3, "Progressing": T3, "Degraded": T0}
+
+
+def test_events_say_each_change_once() -> None:
+    body = example(QWEN_7B)
+    cluster = Cluster()
+    first = cluster.reconcile(body, T0)
+    assert [(e.type, e.reason, e.message.split(":")[0]) for e in first.events] == [
+        ("Normal", "Fits", "FitsHardware=True"),
+        ("Normal", "EngineBuildPending", "EngineReady=False"),
+        ("Normal", "EngineBuildPending", "Ready=False"),
+        ("Normal", "EngineBuildPending", "Progressing=True"),
+    ]  # not being Degraded from the start is no news
+    cluster.reconcile(body, T0)
+    cluster.reconcile(body, T0)
+    cluster.finish_job()
+    cluster.reconcile(body, T1)
+    cluster.roll_out()
+    healthy = cluster.reconcile(body, T2)
+    assert [(e.type, e.reason, e.message.split(":")[0]) for e in healthy.events] == [
+        ("Normal", "ReplicasReady", "Ready=True"), ("Normal", "AsExpected", "Progressing=False")]
+
+
+@pytest.mark.parametrize("name", [QWEN_7B, R1_671B])
+def test_conditions_carry_the_generation_they_were_computed_for(name: str) -> None:
+    body = example(name, generation=7)
+    cluster = drive(body)
+    body["metadata"]["generation"] = 8  # a spec edit that changes nothing the plan renders (same values)
+    p = cluster.reconcile(body, T1)
+    assert p.status["observedGeneration"] == 8
+    assert [c["observedGeneration"] for c in p.status["conditions"]] == [8] * 5
+    assert {c["lastTransitionTime"] for c in p.status["conditions"]} == {T0}  # no status changed
+
+
+# ---------------------------------------------------------------------------------------------------- bad specs
+
+INVALID = [
+    # spec change, field path the message names
+    pytest.param({"model.name": "deepseek-r2"}, "spec.model.name", id="unknown model"),
+    pytest.param({"serving.gpu.type": "B200"}, "spec.serving.gpu.type", id="unknown GPU"),
+    pytest.param({"engine.tensorParallel": 3}, "spec.engine.tensorParallel", id="tp not a power of two"),
+    pytest.param({"serving.replicas": -1}, "spec.serving.replicas", id="negative replicas"),
+    pytest.param({"engine.maxInputLen": 9000}, "spec.engine", id="input longer than sequence"),
+    pytest.param({"serving.gpuCount": 2}, "spec.serving.gpuCount", id="unknown field"),
+    pytest.param({"model.source.hf": {"repo": "deepseek-ai/DeepSeek-R1"}}, "spec.model.source", id="two sources"),
+    pytest.param({"serving.podLabels": {"app.kubernetes.io/name": "x"}}, "spec.serving", id="reserved pod label"),
+]
+
+
+@pytest.mark.parametrize(("change", "path"), INVALID)
+def test_invalid_spec_is_reported_and_changes_nothing(change: dict[str, Any], path: str) -> None:
+    body = example(QWEN_7B)
+    cluster = drive(body)
+    cluster.configmaps.add("r1-qwen-7b-repo-0123456789")
+    serving = (body["status"]["revision"], body["status"]["ready"])
+    p = plan(edited(body, change), cluster.observed(), T1)
+    assert p.status["phase"] == "Degraded"
+    for ctype, status in (("Ready", "False"), ("Degraded", "True")):
+        assert (cond(p, ctype)["status"], cond(p, ctype)["reason"]) == (status, "InvalidSpec")
+        assert cond(p, ctype)["message"].startswith(f"{path}: ")
+    assert p.apply == [] and p.delete == []
+    assert [(e.type, e.reason) for e in p.events if e.type == "Warning"] == [("Warning", "InvalidSpec")]
+    assert (p.status["revision"], p.status["ready"]) == serving  # what still serves
+
+
+def test_invalid_spec_on_a_fresh_resource() -> None:
+    p = plan(edited(example(QWEN_7B), {"model.name": "deepseek-r2"}), Observed(), T0)
+    assert p.status["phase"] == "Degraded"
+    assert [c["type"] for c in p.status["conditions"]] == ["Ready", "Degraded"]
+    assert "deepseek-r1-distill-qwen-7b" in cond(p, "Degraded")["message"]  # lists what is allowed
+    assert p.apply == [] and p.delete == []
+    assert p.status["observedGeneration"] == GENERATION
+
+
+NOT_FITTING = [
+    # base example, spec change, FitsHardware reason, the message mentions
+    (R1_671B, {"serving.gpu.type": "H100-80GB", "engine.pipelineParallel": 1}, "InsufficientGPUMemory",
+     "would fit: H200-141GB"),
+    (QWEN_7B, {"model.precision": "fp8"}, "PrecisionUnsupported", "FP8 support"),
+    (QWEN_7B, {"engine.tensorParallel": 8}, "InvalidParallelism", "28 attention heads"),
+    (LLAMA_70B, {"engine.tensorParallel": 16}, "ExceedsNode", "exceeds the 8 GPUs of one node"),
+]
+
+
+@pytest.mark.parametrize(("name", "change", "reason", "mentions"), NOT_FITTING,
+                         ids=["671b fp8 on H100 pp1", "fp8 on A100", "tp 8 for 28 heads", "tp 16 on 8 GPUs"])
+def test_spec_that_does_not_fit_is_reported_and_running_children_are_kept(
+        name: str, change: dict[str, Any], reason: str, mentions: str) -> None:
+    body = example(name)
+    cluster = drive(body)
+    serving = (body["status"]["revision"], body["status"]["ready"])
+    assert body["status"]["phase"] == "Healthy"
+    p = plan(edited(body, change), cluster.observed(), T1)
+    assert p.status["phase"] == "Degraded"
+    assert (cond(p, "FitsHardware")["status"], cond(p, "FitsHardware")["reason"]) == ("False", reason)
+    assert mentions in cond(p, "FitsHardware")["message"]
+    assert (cond(p, "Degraded")["status"], cond(p, "Degraded")["reason"]) == ("True", reason)
+    assert cond(p, "Ready")["status"] == "False"
+    assert p.apply == [] and p.delete == []
+    assert ("Warning", reason) in [(e.type, e.reason) for e in p.events]
+    assert (p.status["revision"], p.status["ready"]) == serving
+
+
+def test_multi_node_layout_is_blocked_and_changes_nothing() -> None:
+    p = plan(edited(example(R1_671B), {"serving.gpu.type": "H100-80GB"}), Observed(), T0)
+    assert p.status["phase"] == "Degraded"
+    assert cond(p, "FitsHardware")["status"] == "True"
+    assert p.status["parallelism"] == {"tensor": 8, "pipeline": 2, "nodesPerReplica": 2, "gpusPerReplica": 16}
+    assert (cond(p, "Degraded")["status"], cond(p, "Degraded")["reason"]) == ("True", "Blocked")
+    assert "needs 2 nodes per replica" in cond(p, "Degraded")["message"]
+    assert p.apply == [] and p.delete == []
+
+
+# ---------------------------------------------------------------------------------------------------- children
+
+
+@pytest.mark.parametrize("name", [QWEN_7B, QWEN_1_5B, LLAMA_70B, R1_671B])
+def test_every_serving_child_is_owned_and_labelled(name: str) -> None:
+    body = example(name)
+    p = serving_pass(body)
+    cr_name = body["metadata"]["name"]
+    assert kinds(p) == SERVING_KINDS
+    for obj in p.apply:
+        meta = obj["metadata"]
+        assert meta["namespace"] == "default"
+        assert meta["ownerReferences"] == [{"apiVersion": OWNER_API, "kind": "DeepSeekDeployment", "name": cr_name,
+                                            "uid": UID, "controller": True, "blockOwnerDeletion": True}]
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "deepseek-operator"
+        assert meta["labels"]["serving.deepseek.ai/deployment"] == cr_name
+        assert meta["annotations"][naming.ANNOTATION_APPLIED_HASH]
+
+
+def test_serving_objects_select_the_pods_of_the_deployment() -> None:
+    p = lifecycle(example(QWEN_7B))[3]
+    pod_labels = child(p, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    for selector in (child(p, "Deployment")["spec"]["selector"]["matchLabels"], child(p, "Service")["spec"]["selector"],
+                     child(p, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"]):
+        assert selector == {"serving.deepseek.ai/deployment": "r1-qwen-7b", "app.kubernetes.io/component": "server"}
+        assert selector.items() <= pod_labels.items()
+    assert {port["port"] for port in child(p, "Service")["spec"]["ports"]} == {8000, 8001, 8002}
+    assert child(p, "ConfigMap")["immutable"] is True
+
+
+EXTRAS = {
+    "serving.podAnnotations": {"prometheus.io/scrape": "true"},
+    "serving.podLabels": {"team": "ml"},
+    "serving.nodeSelector": {"pool": "gpu-a"},
+    "serving.tolerations": [{"key": "dedicated", "operator": "Equal", "value": "llm", "effect": "NoSchedule"}],
+    "serving.resources": {"limits": {"memory": "256Gi"}},
+}
+
+
+def test_the_serving_deployment() -> None:
+    body = edited(example(LLAMA_70B), EXTRAS)
+    p = lifecycle(body)[3]
+    deployment = child(p, "Deployment")
+    template = deployment["spec"]["template"]
+    pod, container = pod_spec(deployment), triton_container(deployment)
+    gpus = p.status["parallelism"]["gpusPerReplica"]
+    assert gpus == 4
+    assert deployment["spec"]["replicas"] == 1
+    assert container["resources"]["limits"] == {"memory": "256Gi", "nvidia.com/gpu": "4"}
+    assert f"--world_size={gpus}" in container["command"]
+    assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] == [
+        {"matchExpressions": [
+            {"key": "nvidia.com/gpu.product", "operator": "In",
+             "values": list(catalog.GPUS["H100-80GB"].product_labels)},
+            {"key": "pool", "operator": "In", "values": ["gpu-a"]}]}]
+    assert catalog.GPUS["H100-80GB"].product_labels == ("NVIDIA-H100-80GB-HBM3",)
+    assert pod["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "dedicated", "operator": "Equal", "value": "llm", "effect": "NoSchedule"}]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    shm = next(m for m in container["volumeMounts"] if m["mountPath"] == "/dev/shm")
+    assert volumes[shm["name"]]["emptyDir"] == {"medium": "Memory", "sizeLimit": "32Gi"}
+    assert volumes["model-repository-src"]["configMap"]["name"] == child(p, "ConfigMap")["metadata"]["name"]
+    assert volumes["engine-cache"]["persistentVolumeClaim"] == {"claimName": CACHE_PVC, "readOnly": True}
+    assert volumes["checkpoint"]["persistentVolumeClaim"] == {"claimName": "model-store", "readOnly": True}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert {port["containerPort"] for port in container["ports"]} == {8000, 8001, 8002}
+    assert template["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert template["metadata"]["labels"]["team"] == "ml"
+    assert template["metadata"]["labels"][naming.LABEL_REVISION] == p.status["revision"]
+    assert deployment["metadata"]["labels"][naming.LABEL_REVISION] == p.status["revision"]
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+
+
+@pytest.mark.parametrize("timeout", [
+    60, 95, 600, 1800, 1805, 3600,
+])
+def test_startup_probe_covers_the_startup_timeout(timeout: int) -> None:
+    p = lifecycle(edited(example(QWEN_7B), {"serving.startupTimeoutSeconds": timeout}))[3]
+    probe = triton_container(child(p, "Deployment"))["startupProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= timeout
+    assert probe["periodSeconds"] * (probe["failureThreshold"] - 1) < timeout  # and not much longer
+
+
+# ---------------------------------------------------------------------------------------------------- past bugs
+
+
+@pytest.mark.parametrize(("name", "claims"), [
+    (QWEN_7B, {"model-store", CACHE_PVC}),
+    (R1_671B, {"model-store"}),  # no engine: the cache PVC is never created, so it must not be mounted either
+])
+def test_deployment_mounts_only_pvcs_that_exist_or_are_created(name: str, claims: set[str]) -> None:
+    cluster = drive(example(name), roll_out=False)
+    assert cluster.deployment is not None
+    mounted = {v["persistentVolumeClaim"]["claimName"] for v in pod_spec(cluster.deployment)["volumes"]
+               if "persistentVolumeClaim" in v}
+    assert mounted == claims
+    assert mounted <= set(cluster.pvc_uids)  # else the pods stay Pending
+
+
+@pytest.mark.parametrize("figures", [
+    pytest.param({"hiddenSize": 4100, "attentionHeads": 32, "kvHeads": 8}, id="hidden size not a multiple of heads"),
+    pytest.param({"hiddenSize": 4096, "attentionHeads": 32, "kvHeads": 5}, id="heads not grouped over kv heads"),
+])
+def test_custom_model_with_impossible_figures_is_reported_not_raised(figures: dict[str, int]) -> None:
+    body = edited(example(QWEN_7B), {"model.name": "custom",
+                                     "model.custom": {"paramsBillion": 7, "layers": 32, **figures}})
+    p = plan(body, Observed(), T0)
+    assert p.status["phase"] == "Degraded"
+    assert cond(p, "Degraded")["reason"] == "InvalidSpec"
+    assert cond(p, "Degraded")["message"].startswith("spec.model.custom")
+    assert p.apply == []
+
+
+def test_hand_scaled_deployment_is_put_back() -> None:
+    body = example(QWEN_7B)
+    cluster = drive(body)
+    assert cluster.deployment is not None
+    cluster.deployment["spec"]["replicas"] = 5  # kubectl scale: the applied-hash annotation does not change
+    p = cluster.reconcile(body, T0)
+    assert [o["kind"] for o in p.apply] == ["Deployment"]
+    assert p.apply[0]["spec"]["replicas"] == 2
