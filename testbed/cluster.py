@@ -53,6 +53,7 @@ class TestbedError(RuntimeError):
 @dataclass
 class State:
     mode: str = "processes"
+    nodes_file: str = str(Path(__file__).resolve().parent / "nodes.yaml")
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
     started_at: float = 0.0
@@ -290,8 +291,8 @@ def start_scheduler(state: State) -> None:
     ])
 
 
-def node_objects() -> list[dict[str, object]]:
-    spec = yaml.safe_load((TESTBED / "nodes.yaml").read_text())
+def node_objects(nodes_file: str | Path = TESTBED / "nodes.yaml") -> list[dict[str, object]]:
+    spec = yaml.safe_load(Path(nodes_file).read_text())
     nodes: list[dict[str, object]] = []
     for pool in spec["pools"]:
         for i in range(pool["count"]):
@@ -392,11 +393,26 @@ def start_traefik(state: State) -> None:
     ], env={"KUBECONFIG": str(KUBECONFIG)})
 
 
+def start_local_operator(state: State) -> None:
+    """The operator as a local process against the testbed (until it runs in-cluster from the Helm chart)."""
+    if "operator" in state.pids and pid_alive(state.pids["operator"]):
+        return
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    kubectl("wait", "--for=condition=Established", "crd/deepseekdeployments.serving.deepseek.ai", "--timeout=60s")
+    port = free_port()
+    state.ports["operator-metrics"] = port
+    start_process(state, "operator", [sys.executable, "-m", "deepseek_operator", "--liveness", "",
+                                      "--metrics-port", str(port), "--metrics-address", "127.0.0.1"],
+                  env={"KUBECONFIG": str(KUBECONFIG), "PYTHONUNBUFFERED": "1"})
+    wait_for("the operator's metrics endpoint",
+             lambda: http_ok(f"http://127.0.0.1:{port}/metrics"), 60, "operator", state.pids["operator"])
+
+
 def apply_base_objects(state: State) -> None:
     kubectl("apply", "--server-side", "-f", str(CACHE / "crds" / "gateway-api-standard.yaml"))
     kubectl("wait", "--for=condition=Established", "crd/gateways.gateway.networking.k8s.io",
             "crd/httproutes.gateway.networking.k8s.io", "--timeout=60s")
-    docs: list[dict[str, object]] = [*node_objects()]
+    docs: list[dict[str, object]] = [*node_objects(state.nodes_file)]
     docs.append({
         "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
         "metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
@@ -416,7 +432,7 @@ def apply_base_objects(state: State) -> None:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
             stdin="\n---\n".join(yaml.safe_dump(d) for d in docs))
     # Node status (capacity) is a subresource: apply it separately so kwok sees the GPUs at once.
-    for node in node_objects():
+    for node in node_objects(state.nodes_file):
         kubectl("patch", "node", str(node["metadata"]["name"]), "--subresource=status", "--type=merge",  # type: ignore[index]
                 "-p", json.dumps({"status": node["status"]}))
 
@@ -429,16 +445,17 @@ def healthy(state: State) -> bool:
         f"https://{network.HOST_IP}:{state.ports.get('apiserver', 0)}/readyz")
 
 
-def up(mode: str) -> State:
+def up(mode: str, nodes_file: str | Path = TESTBED / "nodes.yaml") -> State:
+    nodes_file = str(Path(nodes_file).resolve())
     state = State.load()
-    if state and state.mode == mode and healthy(state):
+    if state and state.mode == mode and state.nodes_file == nodes_file and healthy(state):
         return state
-    if state:
-        down(quiet=True)
+    # Whatever a previous run left (processes, pod namespaces whose IPs kwok will hand out again) goes first.
+    down(quiet=True)
     require_binaries()
     ensure_pki()
     network.ensure_bridge()
-    state = State(mode=mode, started_at=time.time())
+    state = State(mode=mode, nodes_file=nodes_file, started_at=time.time())
     state.ports["gateway"] = free_port()
     state.ports["traefik-metrics"] = free_port()
     state.save()
@@ -451,13 +468,16 @@ def up(mode: str) -> State:
         start_kwok(state)
         if mode == "processes":
             start_pod_runner(state)
-        start_prometheus(state)
+        if mode == "processes":  # with no processes there is nothing to scrape
+            start_prometheus(state)
         start_traefik(state)
-        wait_for("the fake nodes to be Ready", nodes_ready, 60, "kwok", state.pids["kwok"])
+        wait_for("the fake nodes to be Ready", lambda: nodes_ready(state.nodes_file), 120, "kwok",
+                 state.pids["kwok"])
         wait_for("the default service account", default_sa_exists, 60, "kube-controller-manager",
                  state.pids["kube-controller-manager"])
-        wait_for("Prometheus", lambda: http_ok(f"http://127.0.0.1:{state.ports['prometheus']}/-/ready"), 60,
-                 "prometheus", state.pids["prometheus"])
+        if "prometheus" in state.pids:
+            wait_for("Prometheus", lambda: http_ok(f"http://127.0.0.1:{state.ports['prometheus']}/-/ready"), 60,
+                     "prometheus", state.pids["prometheus"])
         wait_for("Traefik", lambda: http_ok(f"http://127.0.0.1:{state.ports['traefik-metrics']}/ping"), 60,
                  "traefik", state.pids["traefik"])
     except BaseException:
@@ -466,14 +486,14 @@ def up(mode: str) -> State:
     return state
 
 
-def nodes_ready() -> bool:
+def nodes_ready(nodes_file: str) -> bool:
     try:
         out = json.loads(kubectl("get", "nodes", "-o", "json"))
     except TestbedError:
         return False
     ready = [n for n in out["items"] for c in n["status"].get("conditions", [])
              if c["type"] == "Ready" and c["status"] == "True"]
-    return len(ready) == len(node_objects())
+    return len(ready) == len(node_objects(nodes_file))
 
 
 def default_sa_exists() -> bool:
@@ -488,7 +508,7 @@ def down(quiet: bool = False) -> None:
     state = State.load()
     if state:
         # The pod runner first: it stops the stand-ins and removes their network namespaces.
-        order = ["pod-runner", "traefik", "prometheus", "kwok", "kube-scheduler", "kube-controller-manager",
+        order = ["operator", "pod-runner", "traefik", "prometheus", "kwok", "kube-scheduler", "kube-controller-manager",
                  "kube-apiserver", "etcd"]
         names = [n for n in order if n in state.pids] + [n for n in state.pids if n not in order]
         for name in names:
@@ -520,14 +540,15 @@ def status() -> int:
         print(f"  {name:<24} pid {pid:<8} {'running' if pid_alive(pid) else 'DEAD':<8}"
               f"{'' if port is None else f' port {port}'}")
     print(f"  gateway (Traefik)        http://127.0.0.1:{state.ports['gateway']}")
-    print(f"  prometheus               http://127.0.0.1:{state.ports['prometheus']}")
+    if "prometheus" in state.ports:
+        print(f"  prometheus               http://127.0.0.1:{state.ports['prometheus']}")
     return 0 if healthy(state) else 2
 
 
 def env_lines(state: State) -> list[str]:
     return [
         f"export DEEPSEEK_TESTBED_GATEWAY=http://127.0.0.1:{state.ports['gateway']}",
-        f"export DEEPSEEK_TESTBED_PROMETHEUS=http://127.0.0.1:{state.ports['prometheus']}",
+        f"export DEEPSEEK_TESTBED_PROMETHEUS=http://127.0.0.1:{state.ports.get('prometheus', 0)}",
         f"export DEEPSEEK_TESTBED_TRAEFIK_METRICS=http://127.0.0.1:{state.ports['traefik-metrics']}",
         f"export PATH={BIN}:$PATH",
         f"export KUBECONFIG={KUBECONFIG}",
@@ -540,19 +561,29 @@ def main(argv: list[str] | None = None) -> int:
     p_up = sub.add_parser("up", help="start the testbed (idempotent)")
     p_up.add_argument("--no-processes", action="store_true",
                       help="pods become Ready straight from kwok; no stand-in processes (scale benchmarks)")
+    p_up.add_argument("--nodes", default=str(TESTBED / "nodes.yaml"), help="the fake node pools (YAML)")
     sub.add_parser("down", help="stop everything the testbed started")
     sub.add_parser("status", help="show what runs")
     sub.add_parser("env", help="print the export lines for the running testbed")
+    sub.add_parser("operator", help="install the CRD and run the operator from this checkout against the testbed")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
             t0 = time.monotonic()
-            state = up("instant" if args.no_processes else "processes")
+            state = up("instant" if args.no_processes else "processes", args.nodes)
             print(f"testbed up in {time.monotonic() - t0:.1f}s; logs in {LOGS}", file=sys.stderr)
             print("\n".join(env_lines(state)))
             return 0
         if args.command == "down":
             down()
+            return 0
+        if args.command == "operator":
+            state = State.load()
+            if not state or not healthy(state):
+                raise TestbedError("testbed is not running; run testbed/up")
+            start_local_operator(state)
+            state.save()
+            print(f"operator running (pid {state.pids['operator']}); log: {LOGS / 'operator.log'}")
             return 0
         if args.command == "env":
             state = State.load()

@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="liveness endpoint; empty to turn it off")
     parser.add_argument("--metrics-port", type=int, default=9090,
                         help="port of the Prometheus metrics endpoint; 0 to turn it off")
+    parser.add_argument("--metrics-address", default="0.0.0.0",
+                        help="address the metrics endpoint binds (the pod's interfaces in a cluster)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     handlers.load()
     if args.metrics_port:
-        prometheus_client.start_http_server(args.metrics_port)
+        prometheus_client.start_http_server(args.metrics_port, addr=args.metrics_address)
     asyncio.run(kopf.operator(
         clusterwide=not args.namespace,
         namespaces=args.namespace,

@@ -21,7 +21,9 @@ def testbed() -> Iterator[TestbedClient]:
     from testbed import cluster
 
     state = cluster.State.load()
-    started_here = not (state and state.mode == "processes" and cluster.healthy(state))
+    default_nodes = str((cluster.TESTBED / "nodes.yaml").resolve())
+    started_here = not (state and state.mode == "processes" and state.nodes_file == default_nodes
+                        and cluster.healthy(state))
     if started_here:
         res = subprocess.run([sys.executable, "-m", "testbed.cluster", "up"], cwd=REPO, text=True,
                              capture_output=True)

@@ -27,13 +27,19 @@ class OperatorProcess:
     def __init__(self) -> None:
         self.log_path = cluster.LOGS / "operator.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.metrics_port = cluster.free_port()
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         env = {**os.environ, "KUBECONFIG": str(cluster.KUBECONFIG), "PYTHONUNBUFFERED": "1"}
         env.pop("KUBERNETES_SERVICE_HOST", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "deepseek_operator", "--liveness", "", "--metrics-port", "0"],
+            [sys.executable, "-m", "deepseek_operator", "--liveness", "", "--metrics-port", str(self.metrics_port),
+             "--metrics-address", "127.0.0.1"],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
         log.close()
         time.sleep(1.0)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
 from kubernetes import client
 
@@ -90,6 +91,17 @@ def test_example_becomes_ready_and_serves_through_its_service(testbed: TestbedCl
     address = slices[0].endpoints[0].addresses[0]
     reply = generate(f"http://{address}:8000", "hello deepseek")
     assert reply.status_code == 200 and reply.json()["text_output"].endswith("deepseek hello")
+
+    # And through the gateway, which routes to the Service's endpoints like any client of the Service would.
+    route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+             "metadata": {"name": "r1-llama-70b", "namespace": ns},
+             "spec": {"parentRefs": [{"name": "llm-gateway", "namespace": "default"}], "hostnames": [f"{ns}.test"],
+                      "rules": [{"backendRefs": [{"name": "r1-llama-70b", "port": 8000}]}]}}
+    assert kubectl_apply([route]).returncode == 0
+    via_gateway = eventually("the gateway to route to the Service", lambda: (
+        r if (r := generate(testbed.gateway, "through the gateway", headers={"Host": f"{ns}.test"})).status_code
+        == 200 else None), timeout=60)
+    assert via_gateway.json()["text_output"] == f"[{ns}/{pod.metadata.name}] gateway the through"
 
     # The rendered Triton repository is in the revision's ConfigMap.
     cm = testbed.core.read_namespaced_config_map(f"r1-llama-70b-repo-{status['revision']}", ns)
@@ -207,3 +219,24 @@ def test_operator_killed_mid_reconcile_resumes_without_duplicates(testbed: Testb
     assert len(res.batch.list_namespaced_job(ns, label_selector="app.kubernetes.io/component=engine-build").items) == 1
     assert len(testbed.ready_pods(ns, selector + ",app.kubernetes.io/component=server")) == 1
     assert status["ready"] == "1/1"
+
+
+def test_operator_metrics_and_kubectl_views(testbed: TestbedClient, ns: str, operator: OperatorProcess) -> None:
+    res = Resources(testbed, ns)
+    assert kubectl_apply(_docs("r1-distill-qwen-1.5b-l4.yaml", ns)).returncode == 0
+    res.wait_phase("r1-qwen-1-5b", "Healthy", timeout=180)
+    metrics = requests.get(operator.metrics_url, timeout=5).text
+    assert 'deepseek_operator_children_applied_total{kind="Deployment"}' in metrics
+    assert "deepseek_operator_reconcile_duration_seconds_count" in metrics
+
+    kubectl = [str(cluster.BIN / "kubectl"), f"--kubeconfig={cluster.KUBECONFIG}", "-n", ns]
+    table = subprocess.run([*kubectl, "get", "dsd"], capture_output=True, text=True, check=True).stdout
+    header, row = table.splitlines()[:2]
+    assert header.split()[:6] == ["NAME", "MODEL", "PRECISION", "GPUS", "READY", "PHASE"]
+    assert row.split()[:6] == ["r1-qwen-1-5b", "deepseek-r1-distill-qwen-1.5b", "bf16", "1", "1/1", "Healthy"]
+    described = subprocess.run([*kubectl, "describe", "dsd", "r1-qwen-1-5b"], capture_output=True, text=True,
+                               check=True).stdout
+    assert "EngineBuildStarted" in described and "FitsHardware" in described
+    explained = subprocess.run([*kubectl, "explain", "deepseekdeployment.spec.engine"], capture_output=True,
+                               text=True, check=True).stdout
+    assert "tensorParallel" in explained and "maxSeqLen" in explained and "Longest prompt + output" in explained

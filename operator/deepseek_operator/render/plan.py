@@ -91,25 +91,32 @@ def _job_state(job: dict[str, Any]) -> tuple[str, str]:
     return "Building", f"build Job running ({active} pod{'s' if active != 1 else ''} active)"
 
 
-def _is_warning(c: dict[str, Any]) -> bool:
-    if c["type"] == st.DEGRADED:
-        return bool(c["status"] == "True")
-    return c["status"] == "False" and c["type"] in (st.FITS_HARDWARE, st.ENGINE_READY) and c["reason"] in (
-        Reason.ENGINE_BUILD_FAILED, *sizing.NOT_FITTING_REASONS)
+_PHASE_CONDITION = {"Degraded": st.DEGRADED, "Building": st.ENGINE_READY, "Progressing": st.READY,
+                    "Healthy": st.READY, "Pending": st.READY}
 
 
-def _events(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[Event]:
-    """One event per condition that changed status or reason: what was decided, said once."""
-    before = {c["type"]: (c["status"], c["reason"]) for c in old}
+def _events(old: dict[str, Any], new: dict[str, Any]) -> list[Event]:
+    """What was decided, said once: the hardware verdict when it changes, and every change of phase with the
+    condition that explains it (a Warning when the resource is Degraded)."""
     out = []
-    for c in new:
-        if before.get(c["type"]) == (c["status"], c["reason"]):
-            continue
-        if c["type"] == st.DEGRADED and c["status"] == "False" and c["type"] not in before:
-            continue  # not being degraded from the start is no news
-        message = f"{c['type']}={c['status']}" + (f": {c['message']}" if c["message"] else "")
-        out.append(Event("Warning" if _is_warning(c) else "Normal", c["reason"], message))
+    before = {c["type"]: c for c in old.get("conditions") or []}
+    after = {c["type"]: c for c in new.get("conditions") or []}
+    fits, fitted = after.get(st.FITS_HARDWARE), before.get(st.FITS_HARDWARE)
+    if fits and (fitted is None or (fitted["status"], fitted["reason"]) != (fits["status"], fits["reason"])):
+        out.append(Event("Normal" if fits["status"] == "True" else "Warning", fits["reason"], fits["message"]))
+    phase = new["phase"]
+    explained = after.get(_PHASE_CONDITION[phase])
+    said_by_verdict = fits is not None and fits["status"] == "False" and explained is not None \
+        and explained["reason"] == fits["reason"]
+    if explained and (old.get("phase") != phase or _reason_changed(before, explained)) and not said_by_verdict:
+        message = f"{phase}: {explained['message']}" if explained["message"] else phase
+        out.append(Event("Warning" if phase == "Degraded" else "Normal", explained["reason"], message))
     return out
+
+
+def _reason_changed(before: dict[str, dict[str, Any]], condition: dict[str, Any]) -> bool:
+    prev = before.get(condition["type"])
+    return prev is None or prev["reason"] != condition["reason"]
 
 
 def with_applied_hash(obj: dict[str, Any]) -> dict[str, Any]:
@@ -145,8 +152,7 @@ def _finish(body: dict[str, Any], conds: _Conditions, status: dict[str, Any], pl
     status = {**status, "observedGeneration": conds.generation, "conditions": conds.items}
     checked = st.DeepSeekDeploymentStatus.model_validate(status)
     rendered = checked.model_dump(by_alias=True, exclude_none=True)
-    old_conditions = (body.get("status") or {}).get("conditions") or []
-    return Plan(status=rendered, events=[*plan_kw.pop("events", []), *_events(old_conditions, conds.items)],
+    return Plan(status=rendered, events=[*plan_kw.pop("events", []), *_events(body.get("status") or {}, rendered)],
                 **plan_kw)
 
 

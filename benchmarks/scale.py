@@ -1,0 +1,170 @@
+"""500 DeepSeekDeployments on the testbed (pod runner off: kwok marks pods Ready), one operator process.
+
+Prints: time until all are Healthy, the operator's peak RSS, and the API writes one full resync makes when
+nothing changed (the operator restarted: it sees every resource and child again and must write nothing).
+Targets from the serving-path issue: < 60 s, < 200 MB, 0 writes. `--baseline` first times the same number
+of plain one-GPU Deployments without the operator: the floor this 2-core testbed sets, for a ratio.
+
+Usage: .venv/bin/python benchmarks/scale.py [--count 500]   (leaves the testbed stopped)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from testbed import cluster  # noqa: E402
+
+NAMESPACE = "scale"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_operator(port: int) -> subprocess.Popen[bytes]:
+    log = open(cluster.LOGS / "operator-scale.log", "ab")  # noqa: SIM115 - owned by the child
+    env = {"KUBECONFIG": str(cluster.KUBECONFIG), "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "deepseek_operator", "--liveness", "", "--metrics-port", str(port),
+               "--metrics-address", "127.0.0.1"]
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+
+
+def metric(port: int, name: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and not line.startswith("#"))
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def phases() -> dict[str, int]:
+    out = json.loads(cluster.kubectl("get", "dsd", "-n", NAMESPACE, "-o", "json"))
+    counts: dict[str, int] = {}
+    for item in out["items"]:
+        phase = (item.get("status") or {}).get("phase", "none")
+        counts[phase] = counts.get(phase, 0) + 1
+    return counts
+
+
+def resource(i: int) -> dict[str, object]:
+    return {
+        "apiVersion": "serving.deepseek.ai/v1alpha1", "kind": "DeepSeekDeployment",
+        "metadata": {"name": f"r1-{i:04d}", "namespace": NAMESPACE},
+        "spec": {"model": {"name": "deepseek-r1-distill-qwen-1.5b", "revision": "2025-01-20",
+                           "source": {"pvc": {"claimName": "model-store", "path": "/models/q1.5"}}},
+                 "engine": {"maxBatchSize": 16, "maxInputLen": 2048, "maxSeqLen": 4096},
+                 "serving": {"replicas": 1, "gpu": {"type": "H100-80GB", "perNode": 8}}},
+    }
+
+
+def plain_deployment(i: int) -> dict[str, object]:
+    labels = {"app": f"plain-{i:04d}"}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"plain-{i:04d}", "namespace": "baseline"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels},
+            "spec": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                     "containers": [{"name": "triton", "image": "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3",
+                                     "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}},
+    }
+
+
+def baseline(count: int) -> float:
+    """Seconds until `count` plain one-GPU Deployments are available, with no operator involved."""
+    cluster.kubectl("create", "namespace", "baseline")
+    t0 = time.monotonic()
+    items = {"apiVersion": "v1", "kind": "List", "items": [plain_deployment(i) for i in range(count)]}
+    cluster.kubectl("create", "-f", "-", stdin=json.dumps(items))
+    while True:
+        out = json.loads(cluster.kubectl("get", "deployments", "-n", "baseline", "-o", "json"))
+        if sum((d.get("status") or {}).get("availableReplicas", 0) for d in out["items"]) == count:
+            elapsed = time.monotonic() - t0
+            break
+        time.sleep(1)
+    cluster.kubectl("delete", "namespace", "baseline", "--wait=true", "--timeout=300s")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=500)
+    parser.add_argument("--baseline", action="store_true", help="also time plain Deployments (no operator)")
+    args = parser.parse_args()
+    cluster.down(quiet=True)
+    cluster.up("instant", REPO / "benchmarks" / "scale-nodes.yaml")
+    try:
+        floor = baseline(args.count) if args.baseline else None
+        cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+        cluster.kubectl("wait", "--for=condition=Established", "crd/deepseekdeployments.serving.deepseek.ai")
+        cluster.kubectl("create", "namespace", NAMESPACE)
+        cluster.kubectl("apply", "-f", "-", stdin=json.dumps({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "model-store", "namespace": NAMESPACE},
+            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Ti"}}}}))
+        port = free_port()
+        operator = start_operator(port)
+        time.sleep(2)
+        t0 = time.monotonic()
+        items = {"apiVersion": "v1", "kind": "List", "items": [resource(i) for i in range(args.count)]}
+        cluster.kubectl("create", "-f", "-", stdin=json.dumps(items))
+        created_s = time.monotonic() - t0
+        while True:
+            counts = phases()
+            if counts.get("Healthy", 0) == args.count:
+                break
+            if time.monotonic() - t0 > 900:
+                raise SystemExit(f"not all Healthy after 900 s: {counts}")
+            time.sleep(1)
+        ready_s = time.monotonic() - t0
+        writes_first = metric(port, "deepseek_operator_api_writes_total")
+        rss = peak_rss_mb(operator.pid)
+        operator.terminate()
+        operator.wait()
+
+        # A full resync: a new operator process sees all resources and children again.
+        port2 = free_port()
+        operator = start_operator(port2)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            time.sleep(2)
+            try:
+                if metric(port2, "deepseek_operator_reconcile_duration_seconds_count") >= args.count:
+                    break
+            except OSError:
+                continue
+        time.sleep(5)
+        resync_passes = metric(port2, "deepseek_operator_reconcile_duration_seconds_count")
+        resync_writes = metric(port2, "deepseek_operator_api_writes_total")
+        operator.terminate()
+        operator.wait()
+        print(f"resources: {args.count} (created in {created_s:.1f} s)")
+        print(f"time until all Healthy: {ready_s:.1f} s")
+        if floor is not None:
+            print(f"plain Deployments (no operator) until all available: {floor:.1f} s; "
+                  f"operator / plain = {ready_s / floor:.2f}")
+        print(f"operator peak RSS: {rss:.0f} MB")
+        print(f"API writes to reach Healthy: {writes_first:.0f} ({writes_first / args.count:.1f} per resource)")
+        print(f"full resync after restart: {resync_passes:.0f} reconcile passes, {resync_writes:.0f} API writes")
+    finally:
+        cluster.down(quiet=True)
+
+
+if __name__ == "__main__":
+    main()
