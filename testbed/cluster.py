@@ -147,9 +147,9 @@ def https_ok(url: str) -> bool:
         return False
 
 
-def http_ok(url: str) -> bool:
+def http_ok(url: str, timeout: float = 2.0) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as r:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
             return bool(r.status == 200)
     except (urllib.error.URLError, OSError):
         return False
@@ -260,35 +260,32 @@ def start_apiserver(state: State) -> None:
     write_kubeconfig(port)
 
 
-def start_controller_manager(state: State) -> None:
+def start_kube_component(state: State, name: str, flags: list[str]) -> None:
+    """kube-controller-manager or kube-scheduler: admin kubeconfig, HTTPS on a free loopback port, no election."""
     port = free_port()
-    state.ports["kube-controller-manager"] = port
+    state.ports[name] = port
     kc = str(KUBECONFIG)
-    start_process(state, "kube-controller-manager", [
-        str(BIN / "kube-controller-manager"),
+    start_process(state, name, [
+        str(BIN / name),
         f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-        "--bind-address=127.0.0.1", f"--secure-port={port}", f"--cert-dir={STATE_DIR / 'kcm'}",
-        "--leader-elect=false",
+        "--bind-address=127.0.0.1", f"--secure-port={port}", f"--cert-dir={STATE_DIR / name}",
+        "--leader-elect=false", "--v=1", *flags,
+    ])
+
+
+def start_controller_manager(state: State) -> None:
+    start_kube_component(state, "kube-controller-manager", [
         "--use-service-account-credentials=true",
         f"--service-account-private-key-file={PKI / 'sa.key'}", f"--root-ca-file={PKI / 'ca.crt'}",
         f"--cluster-signing-cert-file={PKI / 'ca.crt'}", f"--cluster-signing-key-file={PKI / 'ca.key'}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         # PVCs bind through the in-tree host-path provisioner (it writes under /tmp/hostpath_pv).
         "--enable-hostpath-provisioner=true",
-        "--v=1",
     ])
 
 
 def start_scheduler(state: State) -> None:
-    port = free_port()
-    state.ports["kube-scheduler"] = port
-    kc = str(KUBECONFIG)
-    start_process(state, "kube-scheduler", [
-        str(BIN / "kube-scheduler"),
-        f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-        "--bind-address=127.0.0.1", f"--secure-port={port}", f"--cert-dir={STATE_DIR / 'scheduler'}",
-        "--leader-elect=false", "--v=1",
-    ])
+    start_kube_component(state, "kube-scheduler", [])
 
 
 def node_objects(nodes_file: str | Path = TESTBED / "nodes.yaml") -> list[dict[str, object]]:

@@ -20,8 +20,6 @@ import subprocess
 import sys
 import sysconfig
 import threading
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from testbed import network
+from testbed.cluster import http_ok
 
 LOG = logging.getLogger("pod-runner")
 LAUNCHERS = Path(__file__).with_name("launchers.yaml")
@@ -231,7 +230,7 @@ class PodRunner:
                 self._start(run)
                 continue
             if run.launcher.kind == "service":
-                self._set_ready(run, pod, all(self._probe(u.format(pod_ip=pod.status.pod_ip))
+                self._set_ready(run, pod, all(http_ok(u.format(pod_ip=pod.status.pod_ip), timeout=1)
                                               for u in run.launcher.readiness))
             run.stopping.wait(1.0)
 
@@ -240,14 +239,6 @@ class PodRunner:
             return
         run.ready = ready
         self.write_readiness(pod, ready, run.restarts)
-
-    @staticmethod
-    def _probe(url: str) -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                return bool(r.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
 
     def stop(self, uid: str) -> None:
         with self.lock:
