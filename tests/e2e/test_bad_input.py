@@ -68,6 +68,10 @@ REJECTED = [  # (path, value, text the apiserver's answer must contain)
     ("spec.serving.unknownField", 1, "unknownField"),
     ("spec.serving", _DELETE, "spec.serving"),
     ("metadata.name", "a-name-that-is-far-too-long-for-the-pods-it-would-make", "at most 47 characters"),
+    ("spec.network", {"fabric": "infiniband"}, "fabric infiniband/roce needs rdmaResource"),
+    ("spec.network", {"nccl": {"ibHca": "mlx5"}}, "nccl.ibHca applies to fabric infiniband/roce only"),
+    ("spec.network", {"fabric": "infiniband", "rdmaResource": "rdma/ib", "nccl": {"ibGidIndex": 3}},
+     "nccl.ibGidIndex applies to fabric roce only"),
 ]
 
 CONDITIONED = [  # (spec patch, FitsHardware reason, text the message must contain)

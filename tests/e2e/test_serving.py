@@ -82,7 +82,12 @@ def test_example_becomes_ready_and_serves_through_its_service(testbed: TestbedCl
         "Ready": "True", "FitsHardware": "True", "EngineReady": "True", "Degraded": "False"}.items()
 
     pod = eventually("a Ready pod", lambda: testbed.ready_pods(ns, "serving.deepseek.ai/deployment=r1-llama-70b"))[0]
-    assert pod.spec.containers[0].resources.limits["nvidia.com/gpu"] == "4"
+    container = pod.spec.containers[0]
+    assert container.resources.limits["nvidia.com/gpu"] == "4"
+    assert container.resources.limits["rdma/ib"] == "1"
+    assert container.security_context.capabilities.add == ["IPC_LOCK"]
+    env = {e.name: e.value for e in container.env}
+    assert env["NCCL_IB_HCA"] == "mlx5" and env["NCCL_IB_DISABLE"] == "0" and env["NCCL_ALGO"] == "Ring,Tree"
     assert testbed.core.read_node(pod.spec.node_name).metadata.labels["nvidia.com/gpu.product"].startswith(
         "NVIDIA-H100")
     # The Service's endpoints lead to a real Triton.

@@ -25,7 +25,7 @@ def test_every_spec_field_is_described_for_kubectl_explain() -> None:
         missing = [] if "description" in schema or path.count(".") <= 1 else [path]
         for name, sub in (schema.get("properties") or {}).items():
             missing += walk(sub, f"{path}.{name}")
-        if isinstance(schema.get("items"), dict):
+        if isinstance(schema.get("items"), dict) and schema["items"].get("type") == "object":
             missing += walk(schema["items"], f"{path}[]")
         return missing
 

@@ -657,7 +657,8 @@ def test_the_serving_deployment() -> None:
     gpus = p.status["parallelism"]["gpusPerReplica"]
     assert gpus == 4
     assert deployment["spec"]["replicas"] == 1
-    assert container["resources"]["limits"] == {"memory": "256Gi", "nvidia.com/gpu": "4"}
+    # The example runs over InfiniBand: one RDMA device per pod next to the GPUs.
+    assert container["resources"]["limits"] == {"memory": "256Gi", "nvidia.com/gpu": "4", "rdma/ib": "1"}
     assert f"--world_size={gpus}" in container["command"]
     assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] == [
         {"matchExpressions": [

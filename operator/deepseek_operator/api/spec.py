@@ -6,12 +6,13 @@ These models are the single source of truth: the CRD's OpenAPI schema (crds/) is
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from deepseek_operator.api.common import Precision
+from deepseek_operator.api.common import Fabric, Precision
 
 GROUP = "serving.deepseek.ai"
 VERSION = "v1alpha1"
@@ -230,10 +231,73 @@ class ServingSpec(Schema):
         return self
 
 
+# -------------------------------------------------------------------- network
+
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class NcclSettings(Schema):
+    """NCCL settings rendered into every serving pod's environment (render/nccl.py)."""
+
+    algo: str = Field(default="Ring,Tree", pattern=r"^[A-Za-z]+(,[A-Za-z]+)*$",
+                      description="NCCL_ALGO: collective algorithms NCCL may use.")
+    debug: Literal["VERSION", "WARN", "INFO", "TRACE"] = Field(
+        default="WARN", description="NCCL_DEBUG; INFO logs the transport NCCL chose (NET/IB or NET/Socket).")
+    socket_ifname: str = Field(default="eth0", pattern=r"^[\^=]?[A-Za-z0-9_.,:-]+$",
+                               description="NCCL_SOCKET_IFNAME: the interface for bootstrap and socket traffic.")
+    ib_hca: str | None = Field(default=None, pattern=r"^[\^=]?[A-Za-z0-9_:,-]+$",
+                               description="NCCL_IB_HCA: which RDMA devices to use (infiniband/roce only).")
+    ib_gid_index: int | None = Field(default=None, ge=0, le=255,
+                                     description="NCCL_IB_GID_INDEX for RoCE (default 3: RoCE v2 over IPv4).")
+    extra_env: dict[str, str] = Field(default_factory=dict,
+                                      description="Any other variables (e.g. NCCL_P2P_LEVEL); they win over the "
+                                                  "rendered ones.")
+
+    @model_validator(mode="after")
+    def _env_names(self) -> NcclSettings:
+        bad = [k for k in self.extra_env if not re.match(ENV_NAME, k)]
+        if bad:
+            raise ValueError(f"extraEnv names must be valid environment variable names: {', '.join(bad)}")
+        return self
+
+
+class NetworkSpec(Schema):
+    """How the ranks of a replica talk to each other (tensor/pipeline parallelism over NCCL)."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "self.fabric == 'ethernet' || has(self.rdmaResource)",
+         "message": "fabric infiniband/roce needs rdmaResource (the RDMA device the pods request, e.g. rdma/ib)"},
+        {"rule": "self.fabric != 'ethernet' || !has(self.nccl) || !has(self.nccl.ibHca)",
+         "message": "nccl.ibHca applies to fabric infiniband/roce only; ethernet disables NCCL's IB transport"},
+        {"rule": "self.fabric == 'roce' || !has(self.nccl) || !has(self.nccl.ibGidIndex)",
+         "message": "nccl.ibGidIndex applies to fabric roce only"},
+    ]})
+
+    fabric: Fabric = Field(default=Fabric.ETHERNET, description="infiniband, roce or ethernet (TCP sockets).")
+    nccl: NcclSettings = Field(default_factory=NcclSettings, description="NCCL settings.")
+    rdma_resource: str | None = Field(default=None, pattern=r"^[a-z0-9.-]+/[A-Za-z0-9_.-]+$",
+                                      description="Extended resource for the RDMA device, one per pod "
+                                                  "(e.g. rdma/ib); required with infiniband/roce.")
+    networks: list[str] = Field(default_factory=list,
+                                description="Multus NetworkAttachmentDefinitions to attach (secondary NICs).")
+    host_network: bool = Field(default=False, description="Run serving pods in the node's network namespace.")
+
+    @model_validator(mode="after")
+    def _fabric_settings(self) -> NetworkSpec:
+        if self.fabric is not Fabric.ETHERNET and not self.rdma_resource:
+            raise ValueError("fabric infiniband/roce needs rdmaResource (the RDMA device the pods request)")
+        if self.fabric is Fabric.ETHERNET and self.nccl.ib_hca:
+            raise ValueError("nccl.ibHca applies to fabric infiniband/roce only")
+        if self.fabric is not Fabric.ROCE and self.nccl.ib_gid_index is not None:
+            raise ValueError("nccl.ibGidIndex applies to fabric roce only")
+        return self
+
+
 class DeepSeekDeploymentSpec(Schema):
     model: ModelRef = Field(description="Which DeepSeek-R1 model, from where, at which precision.")
     engine: EngineSpec = Field(default_factory=EngineSpec, description="The TensorRT-LLM engine to build and cache.")
     serving: ServingSpec = Field(description="Where and how the model is served.")
+    network: NetworkSpec = Field(default_factory=NetworkSpec, description="NCCL fabric between a replica's ranks.")
 
 
 def parse_spec(spec: dict[str, Any]) -> DeepSeekDeploymentSpec:

@@ -11,7 +11,7 @@ from typing import Any
 
 from deepseek_operator.api.spec import GROUP, KIND, VERSION, DeepSeekDeploymentSpec
 from deepseek_operator.render import engine as engines
-from deepseek_operator.render import naming
+from deepseek_operator.render import naming, nccl
 from deepseek_operator.render.catalog import GpuSpec
 
 MODEL_REPO_MOUNT = "/srv/model-repository"
@@ -100,12 +100,15 @@ def _layout_script() -> str:
 def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, engine_key: str,
                       world_size: int, replicas: int, mount_engine_cache: bool) -> dict[str, Any]:
     serving = spec.serving
+    net = nccl.pod_network(spec.network)
     labels = {**naming.common_labels(owner.name, naming.COMPONENT_SERVER), **serving.pod_labels,
               naming.LABEL_REVISION: revision, naming.LABEL_ENGINE_KEY: engine_key}
-    annotations = {**serving.pod_annotations, f"{GROUP}/revision": revision}
+    annotations = {**serving.pod_annotations, **net.annotations, f"{GROUP}/revision": revision}
     ckpt_volume, ckpt_mount = checkpoint_volume(spec)
     resources = serving.resources.model_dump()
-    resources["limits"] = {**resources["limits"], "nvidia.com/gpu": str(world_size)}
+    resources["limits"] = {**resources["limits"], **net.resources, "nvidia.com/gpu": str(world_size)}
+    if net.resources:
+        resources["requests"] = {**resources["requests"], **net.resources}
     startup_failures = max(1, -(-serving.startup_timeout_seconds // PROBE_PERIOD_S))  # rounded up
     launch = ["python3", "/app/scripts/launch_triton_server.py", f"--world_size={world_size}",
               f"--model_repo={MODEL_REPO_MOUNT}", "--log"]
@@ -122,6 +125,7 @@ def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpe
                 "metadata": {"labels": labels, "annotations": annotations},
                 "spec": {
                     "affinity": {"nodeAffinity": gpu_node_affinity(gpu, serving.node_selector)},
+                    **({"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet"} if net.host_network else {}),
                     "tolerations": tolerations(spec),
                     "terminationGracePeriodSeconds": 60,
                     "initContainers": [{
@@ -135,6 +139,9 @@ def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpe
                         "name": "triton",
                         "image": spec.engine.image,
                         "command": launch,
+                        "env": [{"name": k, "value": v} for k, v in sorted(net.env.items())],
+                        **({"securityContext": {"capabilities": {"add": list(net.capabilities)}}}
+                           if net.capabilities else {}),
                         "ports": [{"name": "http", "containerPort": HTTP_PORT},
                                   {"name": "grpc", "containerPort": GRPC_PORT},
                                   {"name": "metrics", "containerPort": METRICS_PORT}],
