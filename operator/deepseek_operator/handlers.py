@@ -78,6 +78,14 @@ def owned_pdbs(**kw: Any) -> Any:
     return _owned(kw)
 
 
+SERVING_PODS = {**OURS, naming.LABEL_COMPONENT: naming.COMPONENT_SERVER}
+
+
+@kopf.index("", "v1", "pods", labels=SERVING_PODS)
+def owned_pods(**kw: Any) -> Any:
+    return _owned(kw)
+
+
 @kopf.index("batch", "v1", "jobs", labels={naming.LABEL_COMPONENT: naming.COMPONENT_ENGINE_BUILD})
 def engine_jobs(**kw: Any) -> dict[Any, Any]:
     return {kw["namespace"]: summarize(kw["body"])}
@@ -102,7 +110,8 @@ async def _reconcile(key: tuple[str, str], indexes: Mapping[str, kopf.Index[Any,
         owned: dict[str, list[Summary]] = {
             kind: list(indexes[index].get(key, []))
             for kind, index in (("Deployment", "owned_deployments"), ("ConfigMap", "owned_configmaps"),
-                                ("Service", "owned_services"), ("PodDisruptionBudget", "owned_pdbs"))
+                                ("Service", "owned_services"), ("PodDisruptionBudget", "owned_pdbs"),
+                                ("Pod", "owned_pods"))
         }
         namespace = key[0]
         observed = observe(body, owned, list(indexes["pvcs"].get(namespace, [])),
@@ -112,7 +121,7 @@ async def _reconcile(key: tuple[str, str], indexes: Mapping[str, kopf.Index[Any,
 
 
 def _indexes(kwargs: Mapping[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
-    names = ("resources", "owned_deployments", "owned_configmaps", "owned_services", "owned_pdbs",
+    names = ("resources", "owned_deployments", "owned_configmaps", "owned_services", "owned_pdbs", "owned_pods",
              "engine_jobs", "pvcs")
     return {n: kwargs[n] for n in names}
 
@@ -130,6 +139,7 @@ async def resource_changed(**kwargs: Any) -> None:
 @kopf.on.event("", "v1", "configmaps", labels=OURS)
 @kopf.on.event("", "v1", "services", labels=OURS)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=OURS)
+@kopf.on.event("", "v1", "pods", labels=SERVING_PODS)
 async def child_changed(**kwargs: Any) -> None:
     if owner := kwargs["labels"].get(naming.LABEL_DEPLOYMENT):
         await _reconcile((kwargs["namespace"], owner), _indexes(kwargs))

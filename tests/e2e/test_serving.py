@@ -245,3 +245,18 @@ def test_operator_metrics_and_kubectl_views(testbed: TestbedClient, ns: str, ope
     explained = subprocess.run([*kubectl, "explain", "deepseekdeployment.spec.engine"], capture_output=True,
                                text=True, check=True).stdout
     assert "tensorParallel" in explained and "maxSeqLen" in explained and "Longest prompt + output" in explained
+
+
+def test_replicas_beyond_the_gpus_say_why_they_wait(testbed: TestbedClient, ns: str) -> None:
+    res = Resources(testbed, ns)
+    docs = _docs("r1-671b-h200-fp8.yaml", ns)
+    docs[0]["spec"]["serving"]["replicas"] = 3  # the testbed has two 8xH200 nodes
+    assert kubectl_apply(docs).returncode == 0
+
+    def waiting() -> dict[str, Any] | None:
+        ready = res.condition("r1-671b", "Ready")
+        return ready if ready and ready["reason"] == "Unschedulable" and "2/3" in ready["message"] else None
+
+    ready = eventually("the status to name the unschedulable replica", waiting, timeout=120)
+    assert "1 pod(s) cannot be scheduled" in ready["message"] and "nvidia.com/gpu" in ready["message"]
+    assert res.get("r1-671b")["status"]["phase"] == "Progressing"

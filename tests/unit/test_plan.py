@@ -733,3 +733,22 @@ def test_hand_scaled_deployment_is_put_back() -> None:
     p = cluster.reconcile(body, T0)
     assert [o["kind"] for o in p.apply] == ["Deployment"]
     assert p.apply[0]["spec"]["replicas"] == 2
+
+
+def test_pods_the_scheduler_cannot_place_are_named_in_the_status() -> None:
+    body = example(QWEN_7B)
+    cluster = drive(body, roll_out=False)
+    assert cluster.deployment is not None
+    revision = body["status"]["revision"]
+    stuck = {"metadata": {"name": "p1", "labels": {naming.LABEL_REVISION: revision}},
+             "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                        "message": "0/7 nodes are available: 7 Insufficient nvidia.com/gpu."}]}}
+    other_revision = {**stuck, "metadata": {"name": "p0", "labels": {naming.LABEL_REVISION: "old"}}}
+    observed = cluster.observed()
+    p = plan(body, Observed(**{**observed.__dict__, "pods": (other_revision, stuck)}), T1)
+    ready = cond(p, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Unschedulable")
+    assert ready["message"].endswith("1 pod(s) cannot be scheduled: 0/7 nodes are available: 7 Insufficient "
+                                     "nvidia.com/gpu.")
+    assert p.status["phase"] == "Progressing"
+    assert [(e.type, e.reason) for e in p.events] == [("Normal", "Unschedulable")]

@@ -33,6 +33,7 @@ class Reason:
     ENGINE_PENDING = "EngineBuildPending"
     REPLICAS_READY = "ReplicasReady"
     REPLICAS_NOT_READY = "ReplicasNotReady"
+    UNSCHEDULABLE = "Unschedulable"
     ROLLING_OUT = "RollingOut"
     SCALED_TO_ZERO = "ScaledToZero"
     BLOCKED = "Blocked"

@@ -41,12 +41,13 @@ def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: l
     name = body["metadata"]["name"]
     deployments = [d for d in owned.get("Deployment", []) if d["metadata"]["name"] == name]
     hashes: dict[tuple[str, str], str] = {}
-    for item in [*(i for items in owned.values() for i in items), *pvcs, *jobs]:
+    for item in [*(i for kind, items in owned.items() if kind != "Pod" for i in items), *pvcs, *jobs]:
         applied = item["metadata"]["annotations"].get(naming.ANNOTATION_APPLIED_HASH)
         if applied:
             hashes[(item["kind"], item["metadata"]["name"])] = applied
     return Observed(
         deployment=deployments[0] if deployments else None,
+        pods=tuple(owned.get("Pod", [])),
         model_repo_configmaps=tuple(sorted(c["metadata"]["name"] for c in owned.get("ConfigMap", [])
                                            if c["metadata"]["labels"].get(naming.LABEL_COMPONENT)
                                            == naming.COMPONENT_MODEL_REPO)),

@@ -26,6 +26,7 @@ class Observed:
 
     deployment: dict[str, Any] | None = None
     model_repo_configmaps: tuple[str, ...] = ()
+    pods: tuple[dict[str, Any], ...] = ()  # the serving pods, as summaries (labels, status)
     pvc_uids: Mapping[str, str] = field(default_factory=dict)  # PVCs of the namespace, by name
     engine_jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # engine build Jobs, by name
     # (kind, name) -> the applied-hash annotation of each child as it is now: unchanged children are not re-applied.
@@ -283,12 +284,30 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
         phase = "Healthy"
     else:
         message = f"{ready}/{replicas} replicas of revision {revision} ready"
-        conds.set(st.READY, False, Reason.REPLICAS_NOT_READY, message)
-        conds.set(st.PROGRESSING, True, Reason.ROLLING_OUT, message)
+        stuck = unschedulable_pods(observed.pods, revision)
+        if stuck:
+            # The truth a user needs when GPUs run out: the scheduler's own words, not an endless "rolling out".
+            message += f"; {len(stuck)} pod(s) cannot be scheduled: {stuck[0]}"
+        reason = Reason.UNSCHEDULABLE if stuck else Reason.REPLICAS_NOT_READY
+        conds.set(st.READY, False, reason, message)
+        conds.set(st.PROGRESSING, True, reason if stuck else Reason.ROLLING_OUT, message)
         phase = "Progressing"
     conds.set(st.DEGRADED, False, Reason.AS_EXPECTED)
     return _finish(body, conds, {**base, "phase": phase}, {"apply": apply, "delete": delete, "events": events},
                    observed)
+
+
+def unschedulable_pods(pods: tuple[dict[str, Any], ...], revision: str) -> list[str]:
+    """The scheduler's messages for this revision's pods that it could not place."""
+    out = []
+    for pod in pods:
+        if (pod["metadata"].get("labels") or {}).get(naming.LABEL_REVISION) != revision:
+            continue
+        for cond in (pod.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False" \
+                    and cond.get("reason") == "Unschedulable":
+                out.append(str(cond.get("message", "")).strip())
+    return out
 
 
 def _deployment_progress(deployment: dict[str, Any] | None, revision: str, replicas: int) -> tuple[int, bool]:
