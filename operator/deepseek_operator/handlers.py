@@ -8,7 +8,6 @@ are never re-sent, so a resync with nothing new writes nothing.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -22,7 +21,6 @@ from deepseek_operator.k8s.client import Kube
 from deepseek_operator.k8s.reconcile import Summary, observe, reconcile, summarize
 from deepseek_operator.render import naming
 
-LOG = logging.getLogger(__name__)
 OURS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
 _locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 _kube: Kube | None = None
@@ -53,37 +51,24 @@ def resources(**kw: Any) -> dict[Any, Any]:
     return {(kw["namespace"], kw["name"]): dict(kw["body"])}
 
 
-def _owned(kw: Mapping[str, Any]) -> dict[Any, Any] | None:
+SERVING_PODS = {**OURS, naming.LABEL_COMPONENT: naming.COMPONENT_SERVER}
+# Children each resource owns, indexed by (namespace, owner): kind -> (group, plural, label selector, index id).
+OWNED = {
+    "Deployment": ("apps", "deployments", OURS, "owned_deployments"),
+    "ConfigMap": ("", "configmaps", OURS, "owned_configmaps"),
+    "Service": ("", "services", OURS, "owned_services"),
+    "PodDisruptionBudget": ("policy", "poddisruptionbudgets", OURS, "owned_pdbs"),
+    "Pod": ("", "pods", SERVING_PODS, "owned_pods"),
+}
+
+
+def _owned(**kw: Any) -> dict[Any, Any] | None:
     owner = kw["labels"].get(naming.LABEL_DEPLOYMENT)
     return {(kw["namespace"], owner): summarize(kw["body"])} if owner else None
 
 
-@kopf.index("apps", "v1", "deployments", labels=OURS)
-def owned_deployments(**kw: Any) -> Any:
-    return _owned(kw)
-
-
-@kopf.index("", "v1", "configmaps", labels=OURS)
-def owned_configmaps(**kw: Any) -> Any:
-    return _owned(kw)
-
-
-@kopf.index("", "v1", "services", labels=OURS)
-def owned_services(**kw: Any) -> Any:
-    return _owned(kw)
-
-
-@kopf.index("policy", "v1", "poddisruptionbudgets", labels=OURS)
-def owned_pdbs(**kw: Any) -> Any:
-    return _owned(kw)
-
-
-SERVING_PODS = {**OURS, naming.LABEL_COMPONENT: naming.COMPONENT_SERVER}
-
-
-@kopf.index("", "v1", "pods", labels=SERVING_PODS)
-def owned_pods(**kw: Any) -> Any:
-    return _owned(kw)
+for _group, _plural, _labels, _index in OWNED.values():
+    kopf.index(_group, "v1", _plural, labels=_labels, id=_index)(_owned)
 
 
 @kopf.index("batch", "v1", "jobs", labels={naming.LABEL_COMPONENT: naming.COMPONENT_ENGINE_BUILD})
@@ -107,12 +92,8 @@ async def _reconcile(key: tuple[str, str], indexes: Mapping[str, kopf.Index[Any,
         body = next(iter(store))
         if body["metadata"].get("deletionTimestamp"):
             return
-        owned: dict[str, list[Summary]] = {
-            kind: list(indexes[index].get(key, []))
-            for kind, index in (("Deployment", "owned_deployments"), ("ConfigMap", "owned_configmaps"),
-                                ("Service", "owned_services"), ("PodDisruptionBudget", "owned_pdbs"),
-                                ("Pod", "owned_pods"))
-        }
+        owned: dict[str, list[Summary]] = {kind: list(indexes[index].get(key, []))
+                                           for kind, (_, _, _, index) in OWNED.items()}
         namespace = key[0]
         observed = observe(body, owned, list(indexes["pvcs"].get(namespace, [])),
                            list(indexes["engine_jobs"].get(namespace, [])))
@@ -121,8 +102,7 @@ async def _reconcile(key: tuple[str, str], indexes: Mapping[str, kopf.Index[Any,
 
 
 def _indexes(kwargs: Mapping[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
-    names = ("resources", "owned_deployments", "owned_configmaps", "owned_services", "owned_pdbs", "owned_pods",
-             "engine_jobs", "pvcs")
+    names = ("resources", "engine_jobs", "pvcs", *(index for _, _, _, index in OWNED.values()))
     return {n: kwargs[n] for n in names}
 
 
@@ -135,14 +115,13 @@ async def resource_changed(**kwargs: Any) -> None:
     await _reconcile((namespace, name), _indexes(kwargs))
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=OURS)
-@kopf.on.event("", "v1", "configmaps", labels=OURS)
-@kopf.on.event("", "v1", "services", labels=OURS)
-@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=OURS)
-@kopf.on.event("", "v1", "pods", labels=SERVING_PODS)
 async def child_changed(**kwargs: Any) -> None:
     if owner := kwargs["labels"].get(naming.LABEL_DEPLOYMENT):
         await _reconcile((kwargs["namespace"], owner), _indexes(kwargs))
+
+
+for _group, _plural, _labels, _index in OWNED.values():
+    kopf.on.event(_group, "v1", _plural, labels=_labels, id=f"{_index}_changed")(child_changed)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={naming.LABEL_COMPONENT: naming.COMPONENT_ENGINE_BUILD})

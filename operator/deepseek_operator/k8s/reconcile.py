@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -14,8 +13,6 @@ from deepseek_operator.k8s import metrics
 from deepseek_operator.k8s.client import Kube
 from deepseek_operator.render import naming
 from deepseek_operator.render.plan import Observed, plan
-
-LOG = logging.getLogger(__name__)
 
 # A child as the indexes keep it: enough to plan with, small enough for thousands of resources.
 Summary = dict[str, Any]

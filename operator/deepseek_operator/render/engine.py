@@ -70,11 +70,9 @@ def build_script(spec: DeepSeekDeploymentSpec, layout: EngineLayout, key: str) -
     parallel = f"--tp_size {layout.tensor_parallel} --pp_size {layout.pipeline_parallel}"
     precision = spec.model.precision
     if precision in _QFORMAT:
+        kv_cache = "--kv_cache_dtype fp8 " if precision is Precision.FP8 else ""
         convert = (f"python3 {TRTLLM_EXAMPLES}/quantization/quantize.py --model_dir {shlex.quote(src)} "
-                   f"--output_dir {ckpt} --dtype bfloat16 --qformat {_QFORMAT[precision]} "
-                   f"--kv_cache_dtype fp8 {parallel}" if precision is Precision.FP8 else
-                   f"python3 {TRTLLM_EXAMPLES}/quantization/quantize.py --model_dir {shlex.quote(src)} "
-                   f"--output_dir {ckpt} --dtype bfloat16 --qformat {_QFORMAT[precision]} {parallel}")
+                   f"--output_dir {ckpt} --dtype bfloat16 --qformat {_QFORMAT[precision]} {kv_cache}{parallel}")
     else:
         dtype = _DTYPE.get(precision, "bfloat16")
         weight_only = (f" --use_weight_only --weight_only_precision {_WEIGHT_ONLY[precision]}"
