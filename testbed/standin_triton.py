@@ -92,6 +92,9 @@ def serve(args: argparse.Namespace) -> None:
         metrics_port=args.metrics_port,
         allow_metrics=True,
         allow_gpu_metrics=False,
+        # A latency histogram (time to first response: the whole request when not streaming), so the rollout
+        # analysis can gate on p99 as it would against a real Triton started with this flag.
+        metrics_config=["histogram_latencies=true"],
         log_verbose=0,
         exit_timeout_secs=2,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import random
 
 import kopf
 import prometheus_client
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> None:
         namespaces=args.namespace,
         standalone=args.peering is None,
         peering_name=args.peering,
+        # kopf lets the peer with the highest priority act and pauses peers of equal priority, so every replica
+        # draws its own: exactly one of an HA pair acts, and another takes over when it goes.
+        priority=random.randint(1, 2**31 - 1) if args.peering else 0,
         liveness_endpoint=args.liveness or None,
     ))
 

@@ -22,8 +22,17 @@ from deepseek_operator.k8s.reconcile import Summary, observe, reconcile, summari
 from deepseek_operator.render import naming
 
 OURS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
+# Passes running at once: API round trips overlap, memory stays bounded (an unbounded fan-out over 500
+# resources doubled the operator's RSS).
+PARALLEL_PASSES = 16
 _locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 _kube: Kube | None = None
+_passes: asyncio.Semaphore | None = None
+# Timed passes (pause steps, analysis intervals): resource -> loop time it is due. Lost on restart by design:
+# the first pass after a restart computes it again from status.
+_wakeups: dict[tuple[str, str], float] = {}
+_live_indexes: dict[str, kopf.Index[Any, Any]] | None = None
+_wake_task: asyncio.Task[None] | None = None
 
 
 def load() -> None:
@@ -43,6 +52,33 @@ def configure(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     logger.info("deepseek-operator %s starting", __version__)
 
 
+@kopf.on.startup()
+async def start_wake_loop(**_: Any) -> None:
+    global _wake_task, _passes
+    _passes = asyncio.Semaphore(PARALLEL_PASSES)
+    _wake_task = asyncio.create_task(_wake_loop())
+
+
+@kopf.on.cleanup()
+async def stop_wake_loop(**_: Any) -> None:
+    if _wake_task is not None:
+        _wake_task.cancel()
+
+
+async def _wake_loop() -> None:
+    """Reconciles resources whose rollout asked for a pass at a time (a pause ends, an analysis is due)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(1.0)
+        if _live_indexes is None:
+            continue
+        now = loop.time()
+        due = [key for key, at in _wakeups.items() if at <= now]
+        for key in due:
+            _wakeups.pop(key, None)
+        await asyncio.gather(*(_reconcile(key, _live_indexes) for key in due))
+
+
 # ------------------------------------------------------------------ indexes
 
 
@@ -59,6 +95,7 @@ OWNED = {
     "Service": ("", "services", OURS, "owned_services"),
     "PodDisruptionBudget": ("policy", "poddisruptionbudgets", OURS, "owned_pdbs"),
     "Pod": ("", "pods", SERVING_PODS, "owned_pods"),
+    "HTTPRoute": ("gateway.networking.k8s.io", "httproutes", OURS, "owned_httproutes"),
 }
 
 
@@ -85,7 +122,10 @@ def pvcs(**kw: Any) -> dict[Any, Any]:
 
 
 async def _reconcile(key: tuple[str, str], indexes: Mapping[str, kopf.Index[Any, Any]]) -> None:
-    async with _locks[key]:
+    global _live_indexes
+    _live_indexes = dict(indexes)  # kopf's indexes are live views: the wake loop reuses them
+    assert _passes is not None
+    async with _locks[key], _passes:
         store = indexes["resources"].get(key)
         if not store:
             return
@@ -98,7 +138,11 @@ async def _reconcile(key: tuple[str, str], indexes: Mapping[str, kopf.Index[Any,
         observed = observe(body, owned, list(indexes["pvcs"].get(namespace, [])),
                            list(indexes["engine_jobs"].get(namespace, [])))
         assert _kube is not None
-        await asyncio.to_thread(reconcile, _kube, body, observed)
+        requeue = await asyncio.to_thread(reconcile, _kube, body, observed)
+        if requeue is None:
+            _wakeups.pop(key, None)
+        else:
+            _wakeups[key] = asyncio.get_running_loop().time() + requeue
 
 
 def _indexes(kwargs: Mapping[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
@@ -111,6 +155,7 @@ async def resource_changed(**kwargs: Any) -> None:
     namespace, name = kwargs["namespace"], kwargs["name"]
     if kwargs["type"] == "DELETED":
         _locks.pop((namespace, name), None)
+        _wakeups.pop((namespace, name), None)
         return  # children carry owner references: the garbage collector removes them
     await _reconcile((namespace, name), _indexes(kwargs))
 
@@ -127,11 +172,21 @@ for _group, _plural, _labels, _index in OWNED.values():
 @kopf.on.event("batch", "v1", "jobs", labels={naming.LABEL_COMPONENT: naming.COMPONENT_ENGINE_BUILD})
 @kopf.on.event("", "v1", "persistentvolumeclaims", labels={naming.LABEL_MANAGED_BY: naming.MANAGED_BY})
 async def shared_child_changed(**kwargs: Any) -> None:
-    namespace = kwargs["namespace"]
-    # Engines and caches are shared: every resource of the namespace waiting on one takes another look.
+    namespace, labels = kwargs["namespace"], kwargs["labels"]
+    # Engines and caches are shared: the resources of the namespace that wait on this one take another look,
+    # concurrently (bounded by PARALLEL_PASSES).
     indexes = _indexes(kwargs)
+    engine_key = labels.get(naming.LABEL_ENGINE_KEY)
     waiting = [key for key, store in indexes["resources"].items() if key[0] == namespace
-               and any((b.get("status") or {}).get("phase") in (None, "Pending", "Building", "Degraded")
-                       for b in store)]
-    for key in waiting:
-        await _reconcile(key, indexes)
+               and any(_waits_on(b, kwargs["name"], engine_key) for b in store)]
+    await asyncio.gather(*(_reconcile(key, indexes) for key in waiting))
+
+
+def _waits_on(body: Mapping[str, Any], pvc: str, engine_key: str | None) -> bool:
+    status = body.get("status") or {}
+    if status.get("phase") not in (None, "Pending", "Building", "Degraded") and not status.get("canaryRevision"):
+        return False
+    if engine_key is not None:  # a build Job: those waiting for that engine (or not yet knowing which)
+        return (status.get("engine") or {}).get("key") in (None, engine_key)
+    cache = ((body.get("spec") or {}).get("engine") or {}).get("cache") or {}
+    return bool(cache.get("pvc", "deepseek-engine-cache") == pvc)

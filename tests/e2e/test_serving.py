@@ -177,19 +177,26 @@ def test_scale_new_revision_and_delete(testbed: TestbedClient, ns: str) -> None:
     scaled = res.wait_phase("r1-qwen-7b", "Healthy", timeout=120)["status"]
     assert scaled["revision"] == first["revision"] and scaled["ready"] == "3/3"
 
-    # A new precision is a new revision with its own engine; the Deployment rolls to it.
+    # A new precision is a new revision with its own engine; it replaces the stable one replica at a time.
     res.patch("r1-qwen-7b", {"model": {"precision": "int8"}})
-    rolled = res.wait_phase("r1-qwen-7b", "Healthy", timeout=180)["status"]
+    rolled = eventually("the int8 revision to be promoted", lambda: (s := res.get("r1-qwen-7b")["status"])
+                        .get("stableRevision") not in (None, first["revision"]) and s.get("phase") == "Healthy"
+                        and s, timeout=240)
     assert rolled["revision"] != first["revision"] and rolled["engine"]["key"] != first["engine"]["key"]
-    pods = testbed.ready_pods(ns, "serving.deepseek.ai/deployment=r1-qwen-7b,app.kubernetes.io/component=server")
-    assert {p.metadata.labels["serving.deepseek.ai/revision"] for p in pods} == {rolled["revision"]}
-    cms = testbed.core.list_namespaced_config_map(
-        ns, label_selector="serving.deepseek.ai/deployment=r1-qwen-7b").items
+    assert [h["revision"] for h in rolled["history"]] == [rolled["revision"], first["revision"]]
+    selector = "serving.deepseek.ai/deployment=r1-qwen-7b,app.kubernetes.io/component=server"
+    eventually("only the new revision's pods", lambda: {p.metadata.labels["serving.deepseek.ai/revision"]
+                                                         for p in testbed.core.list_namespaced_pod(
+                                                             ns, label_selector=selector).items}
+               == {rolled["revision"]}, timeout=90)
+    # The old revision stays, scaled to zero, for rollback-to; a lower history limit prunes it.
+    old = res.apps.read_namespaced_deployment(f"r1-qwen-7b-{first['revision']}", ns)
+    assert old.spec.replicas == 0
+    res.patch("r1-qwen-7b", {"rollout": {"revisionHistoryLimit": 1}})
     eventually("the old revision's ConfigMap to go", lambda: [c.metadata.name for c in
                testbed.core.list_namespaced_config_map(
                    ns, label_selector="serving.deepseek.ai/deployment=r1-qwen-7b").items]
                == [f"r1-qwen-7b-repo-{rolled['revision']}"], timeout=60)
-    assert cms
 
     # Deleting the resource removes every child it owns (the shared engine cache stays).
     res.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "r1-qwen-7b")

@@ -30,7 +30,8 @@ QWEN_1_5B = "r1-distill-qwen-1.5b-l4"  # r1-qwen-1-5b: 1 replica on one L4, engi
 LLAMA_70B = "r1-distill-llama-70b-h100-fp8"  # r1-llama-70b: TP 4 on H100-80GB, engine built
 R1_671B = "r1-671b-h200-fp8"  # r1-671b: deepseek_v3 on 8 H200, served from the checkpoint (no engine build)
 
-SERVING_KINDS = ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget"]
+# A revision's model repository and Deployment, then the Services `<name>`, `<name>-stable`, `<name>-canary`, the PDB.
+SERVING_KINDS = ["ConfigMap", "Deployment", "Service", "Service", "Service", "PodDisruptionBudget"]
 
 
 # ---------------------------------------------------------------------------------------------------- builders
@@ -92,11 +93,17 @@ class Cluster:
     pvc_uids: dict[str, str] = field(default_factory=lambda: {"model-store": "uid-model-store"})
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     configmaps: set[str] = field(default_factory=set)
-    deployment: dict[str, Any] | None = None
+    deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    newest: str = ""  # the Deployment applied last
     hashes: dict[tuple[str, str], str] = field(default_factory=dict)
 
+    @property
+    def deployment(self) -> dict[str, Any] | None:
+        """The Deployment applied last (the only one until a second revision rolls out)."""
+        return self.deployments.get(self.newest)
+
     def observed(self) -> Observed:
-        return Observed(deployment=copy.deepcopy(self.deployment),
+        return Observed(deployments=copy.deepcopy(self.deployments),
                         model_repo_configmaps=tuple(sorted(self.configmaps)), pvc_uids=dict(self.pvc_uids),
                         engine_jobs=copy.deepcopy(self.jobs), applied_hashes=dict(self.hashes))
 
@@ -106,8 +113,11 @@ class Cluster:
         for obj in p.apply:
             self._apply(obj)
         for ref in p.delete:
-            assert ref.kind == "ConfigMap"
-            self.configmaps.discard(ref.name)
+            if ref.kind == "ConfigMap":
+                self.configmaps.discard(ref.name)
+            else:
+                assert ref.kind == "Deployment"
+                self.deployments.pop(ref.name)
         body["status"] = copy.deepcopy(p.status)
         return p
 
@@ -121,22 +131,23 @@ class Cluster:
         elif kind == "ConfigMap":
             self.configmaps.add(name)
         elif kind == "Deployment":
-            old = self.deployment
+            old = self.deployments.get(name)
             generation = old["metadata"]["generation"] + 1 if old else 1
-            self.deployment = {**copy.deepcopy(obj), "metadata": {**obj["metadata"], "generation": generation},
-                               "status": copy.deepcopy(old["status"]) if old else {}}
+            self.deployments[name] = {**copy.deepcopy(obj), "metadata": {**obj["metadata"], "generation": generation},
+                                      "status": copy.deepcopy(old["status"]) if old else {}}
+            self.newest = name
 
     def finish_job(self, condition: str = "Complete", **extra: str) -> None:
         for job in self.jobs.values():
             job["status"] = job_done(condition, **extra)
 
     def roll_out(self, ready: int | None = None) -> None:
-        """The Deployment controller caught up with the applied spec: `ready` (default all) replicas Ready."""
-        assert self.deployment is not None
-        want = self.deployment["spec"]["replicas"]
-        self.deployment["status"] = {
-            "observedGeneration": self.deployment["metadata"]["generation"], "replicas": want,
-            "updatedReplicas": want, "readyReplicas": want if ready is None else ready}
+        """The Deployment controller caught up with every applied spec: `ready` (default all) replicas Ready."""
+        for deployment in self.deployments.values():
+            want = deployment["spec"]["replicas"]
+            deployment["status"] = {
+                "observedGeneration": deployment["metadata"]["generation"], "replicas": want,
+                "updatedReplicas": want, "readyReplicas": want if ready is None else min(ready, want)}
 
 
 def drive(body: dict[str, Any], *, job: str | None = "Complete", roll_out: bool = True,
@@ -312,7 +323,7 @@ ROLLOUTS = [
     # Deployment status as observed (None: keep the generation / revision label as applied), phase, ready, Ready
     ({"replicas": 2, "updatedReplicas": 2, "readyReplicas": 2}, "Healthy", "2/2", "ReplicasReady"),
     ({"replicas": 2, "updatedReplicas": 2, "readyReplicas": 1}, "Progressing", "1/2", "ReplicasNotReady"),
-    ({"replicas": 3, "updatedReplicas": 2, "readyReplicas": 3}, "Progressing", "2/2", "ReplicasNotReady"),
+    ({"replicas": 3, "updatedReplicas": 2, "readyReplicas": 3}, "Progressing", "1/2", "ReplicasNotReady"),
     ({"replicas": 2, "updatedReplicas": 1, "readyReplicas": 2}, "Progressing", "1/2", "ReplicasNotReady"),
     ({}, "Progressing", "0/2", "ReplicasNotReady"),
 ]
@@ -356,27 +367,40 @@ def test_scaled_to_zero_is_healthy() -> None:
     assert (cond(p, "Ready")["status"], cond(p, "Ready")["reason"]) == ("True", "ScaledToZero")
 
 
-def test_old_model_repo_configmaps_are_deleted_only_after_the_rollout() -> None:
-    body = example(QWEN_7B)
+@pytest.mark.parametrize("history_limit", [1, 5])
+def test_new_revision_rolls_out_beside_the_stable_and_is_pruned_past_the_history_limit(history_limit: int) -> None:
+    body = edited(example(QWEN_7B), {"rollout.revisionHistoryLimit": history_limit})
     cluster = drive(body)
-    old_cm = naming.model_repo_configmap_name("r1-qwen-7b", body["status"]["revision"])
-    assert cluster.configmaps == {old_cm}
+    old = body["status"]["revision"]
+    old_cm, old_deployment = naming.model_repo_configmap_name("r1-qwen-7b", old), f"r1-qwen-7b-{old}"
+    assert cluster.configmaps == {old_cm} and set(cluster.deployments) == {old_deployment}
 
     body = edited(body, {"serving.podAnnotations": {"prometheus.io/scrape": "true"}})
     rolling = cluster.reconcile(body, T1)
-    new_cm = naming.model_repo_configmap_name("r1-qwen-7b", rolling.status["revision"])
-    assert new_cm != old_cm
-    assert kinds(rolling) == ["ConfigMap", "Deployment"]  # Service and PodDisruptionBudget did not change
-    assert child(rolling, "ConfigMap")["metadata"]["name"] == new_cm
-    assert rolling.status["phase"] == "Progressing"
+    new = rolling.status["revision"]
+    assert new != old
+    # The new revision comes up beside the stable one, whose objects do not change.
+    assert [(o["kind"], o["metadata"]["name"]) for o in rolling.apply if o["kind"] != "Service"] == [
+        ("ConfigMap", naming.model_repo_configmap_name("r1-qwen-7b", new)), ("Deployment", f"r1-qwen-7b-{new}")]
+    assert (rolling.status["phase"], rolling.status["stableRevision"], rolling.status["canaryRevision"]) == (
+        "Progressing", old, new)
+    assert cluster.deployments[old_deployment]["spec"]["replicas"] == 2
     assert rolling.delete == []
-    assert cluster.reconcile(body, T1).delete == []  # still rolling out: pods of the old revision mount old_cm
+    assert cluster.reconcile(body, T1).delete == []
 
-    cluster.roll_out()
-    done = cluster.reconcile(body, T2)
-    assert done.status["phase"] == "Healthy"
-    assert done.delete == [ChildRef("v1", "ConfigMap", old_cm)]
-    assert cluster.configmaps == {new_cm}
+    deleted = []
+    for _ in range(4):  # promotion replaces the stable replica by replica
+        cluster.roll_out()
+        done = cluster.reconcile(body, T2)
+        deleted += done.delete
+    assert (done.status["phase"], done.status["stableRevision"], done.status["canaryRevision"]) == ("Healthy", new, "")
+    assert [h["revision"] for h in done.status["history"]] == [new, old][:history_limit]
+    if history_limit == 1:  # past the limit: the old revision's objects go
+        assert set(deleted) == {ChildRef("apps/v1", "Deployment", old_deployment),
+                                ChildRef("v1", "ConfigMap", old_cm)}
+    else:  # kept for rollback-to, scaled to zero
+        assert deleted == []
+        assert cluster.deployments[old_deployment]["spec"]["replicas"] == 0
     assert cluster.reconcile(body, T2).delete == []
 
 
@@ -516,6 +540,7 @@ def test_events_say_each_change_once() -> None:
     cluster.roll_out()
     healthy = cluster.reconcile(body, T2)
     assert [(e.type, e.reason, e.message.split(":")[0]) for e in healthy.events] == [
+        ("Normal", "Promoted", f"revision {healthy.status['revision']} promoted to stable"),
         ("Normal", "ReplicasReady", "Healthy")]
 
 
@@ -630,12 +655,20 @@ def test_every_serving_child_is_owned_and_labelled(name: str) -> None:
 
 def test_serving_objects_select_the_pods_of_the_deployment() -> None:
     p = lifecycle(example(QWEN_7B))[3]
+    revision = p.status["revision"]
     pod_labels = child(p, "Deployment")["spec"]["template"]["metadata"]["labels"]
-    for selector in (child(p, "Deployment")["spec"]["selector"]["matchLabels"], child(p, "Service")["spec"]["selector"],
-                     child(p, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"]):
-        assert selector == {"serving.deepseek.ai/deployment": "r1-qwen-7b", "app.kubernetes.io/component": "server"}
+    services = {o["metadata"]["name"]: o for o in p.apply if o["kind"] == "Service"}
+    every_revision = {"serving.deepseek.ai/deployment": "r1-qwen-7b", "app.kubernetes.io/component": "server"}
+    one_revision = {**every_revision, "serving.deepseek.ai/revision": revision}
+    for selector, expected in (
+            (child(p, "Deployment")["spec"]["selector"]["matchLabels"], one_revision),
+            (services["r1-qwen-7b"]["spec"]["selector"], every_revision),
+            (services["r1-qwen-7b-stable"]["spec"]["selector"], one_revision),
+            (services["r1-qwen-7b-canary"]["spec"]["selector"], one_revision),  # no canary: the stable's pods
+            (child(p, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"], every_revision)):
+        assert selector == expected
         assert selector.items() <= pod_labels.items()
-    assert {port["port"] for port in child(p, "Service")["spec"]["ports"]} == {8000, 8001, 8002}
+    assert all({port["port"] for port in svc["spec"]["ports"]} == {8000, 8001, 8002} for svc in services.values())
     assert child(p, "ConfigMap")["immutable"] is True
 
 

@@ -69,6 +69,10 @@ def _structural(node: Any) -> Any:
     if out.get("type") == "object" and "additionalProperties" in out:
         if out["additionalProperties"] is False:
             del out["additionalProperties"]
+        elif out["additionalProperties"] is True:
+            # Free-form (a spec snapshot in status): structural schemas say so with preserve-unknown-fields.
+            del out["additionalProperties"]
+            out["x-kubernetes-preserve-unknown-fields"] = True
         else:
             out.setdefault("maxProperties", 64)  # bounds the cost of CEL rules over maps
     if out.get("type") == "array":
@@ -107,6 +111,10 @@ def crd_manifest() -> dict[str, Any]:
                      "description": "GPUs per replica"},
                     {"name": "Ready", "type": "string", "jsonPath": ".status.ready"},
                     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                    {"name": "Canary", "type": "integer", "jsonPath": ".status.canaryWeight",
+                     "description": "Percent of traffic the revision being rolled out receives"},
+                    {"name": "Stable", "type": "string", "jsonPath": ".status.stableRevision", "priority": 1},
+                    {"name": "Rollout", "type": "string", "jsonPath": ".status.canaryRevision", "priority": 1},
                     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                 ],
                 "schema": {"openAPIV3Schema": {

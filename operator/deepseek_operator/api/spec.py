@@ -293,11 +293,231 @@ class NetworkSpec(Schema):
         return self
 
 
+# -------------------------------------------------------------------- rollout
+
+DURATION = r"^([0-9]+(s|m|h))+$"
+
+
+def duration_seconds(text: str) -> int:
+    """`90s`, `5m`, `1h30m` as seconds (the format the CRD's pattern admits)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    return sum(int(n) * units[u] for n, u in re.findall(r"([0-9]+)([smh])", text))
+
+
+class CanaryStep(Schema):
+    """One step of a canary: shift `weight` percent of traffic to the new revision, or `pause`."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "has(self.weight) != has(self.pause)", "message": "a step sets exactly one of weight, pause"},
+    ]})
+
+    weight: int | None = Field(default=None, ge=0, le=100,
+                               description="Percent of requests the new revision receives from this step on.")
+    pause: str | None = Field(default=None, pattern=r"^(indefinite|([0-9]+(s|m|h))+)$",
+                              description="Hold the current weight for a duration (30s, 5m, 1h) while the analysis "
+                                          "runs, or `indefinite` until a `promote` action. With analysis, a pause "
+                                          "ends only on a Successful measurement.")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> CanaryStep:
+        if (self.weight is None) == (self.pause is None):
+            raise ValueError("a step sets exactly one of weight, pause")
+        return self
+
+
+class StringMatch(Schema):
+    """How a header value must look: exactly, or matching a regex."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "has(self.exact) != has(self.regex)", "message": "set exactly one of exact, regex"},
+    ]})
+
+    exact: str | None = Field(default=None, max_length=4096, description="The value, exactly.")
+    regex: str | None = Field(default=None, max_length=1024, description="A regular expression (RE2) the value "
+                                                                           "must match.")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> StringMatch:
+        if (self.exact is None) == (self.regex is None):
+            raise ValueError("set exactly one of exact, regex")
+        return self
+
+
+class CookieMatch(Schema):
+    """A cookie name and value."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Cookie name.")
+    value: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Cookie value, exactly.")
+
+
+class RequestMatch(Schema):
+    """Requests that go to the new revision in an A/B test (all given conditions must hold)."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "(has(self.headers) && size(self.headers) > 0) || has(self.cookie)",
+         "message": "a match needs headers or a cookie"},
+    ]})
+
+    headers: dict[str, StringMatch] = Field(default_factory=dict,
+                                            description="Header name to the value it must have.")
+    cookie: CookieMatch | None = Field(default=None, description="A cookie the request must carry.")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> RequestMatch:
+        if not self.headers and self.cookie is None:
+            raise ValueError("a match needs headers or a cookie")
+        return self
+
+
+class PrometheusProvider(Schema):
+    """Where Prometheus is, and how Triton's metrics are labelled there."""
+
+    address: str = Field(pattern=r"^https?://",
+                         description="Prometheus base URL, e.g. http://prometheus.monitoring:9090.")
+    bearer_token_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding a bearer token for Prometheus.")
+    revision_label: str = Field(default="serving_deepseek_ai_revision", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
+                                description="The metric label that carries the pods' serving.deepseek.ai/revision "
+                                            "label (what your scrape config's labelmap makes of it).")
+
+
+class GatewayProvider(Schema):
+    """Where the gateway's own metrics are."""
+
+    metrics_address: str = Field(pattern=r"^https?://",
+                                 description="The gateway's Prometheus endpoint, e.g. "
+                                             "http://traefik-metrics:8080/metrics (Traefik with "
+                                             "metrics.prometheus.addServicesLabels).")
+
+
+class Analysis(Schema):
+    """How each measurement of the new revision is judged; failureLimit consecutive failures roll it back."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "self.provider != 'prometheus' || has(self.prometheus)",
+         "message": "provider prometheus needs `prometheus: {address: ...}`"},
+        {"rule": "self.provider != 'gateway' || has(self.gateway)",
+         "message": "provider gateway needs `gateway: {metricsAddress: ...}`"},
+    ]})
+
+    interval: str = Field(default="30s", pattern=DURATION, description="Time between measurements.")
+    max_error_rate: float = Field(default=0.02, ge=0, le=1,
+                                  description="Highest failed/total ratio of the new revision's requests that passes.")
+    min_requests: int = Field(default=50, ge=1, description="Fewer requests than this in a measurement is "
+                                                            "Inconclusive, never Successful.")
+    failure_limit: int = Field(default=2, ge=1, le=100,
+                               description="Consecutive Failed measurements that roll the new revision back.")
+    on_inconclusive: Literal["pause", "continue", "rollback"] = Field(
+        default="pause", description="What an Inconclusive measurement does: pause the rollout until `resume`, "
+                                     "let it continue, or roll back.")
+    max_p99_latency_seconds: float | None = Field(default=None, gt=0,
+                                                  description="Optional latency gate on the new revision's p99.")
+    provider: Literal["prometheus", "triton", "gateway"] = Field(
+        default="triton", description="prometheus (PromQL over Triton's counters), triton (scrape the new "
+                                      "revision's pods directly) or gateway (the gateway's response codes).")
+    prometheus: PrometheusProvider | None = Field(default=None, description="Settings of the prometheus provider.")
+    gateway: GatewayProvider | None = Field(default=None, description="Settings of the gateway provider.")
+
+    @model_validator(mode="after")
+    def _provider_settings(self) -> Analysis:
+        if self.provider == "prometheus" and self.prometheus is None:
+            raise ValueError("provider prometheus needs `prometheus: {address: ...}`")
+        if self.provider == "gateway" and self.gateway is None:
+            raise ValueError("provider gateway needs `gateway: {metricsAddress: ...}`")
+        return self
+
+
+class ParentRef(Schema):
+    """A Gateway the HTTPRoute attaches to."""
+
+    name: str = Field(pattern=K8S_NAME, description="Gateway name.")
+    namespace: str | None = Field(default=None, pattern=K8S_NAME, description="Gateway namespace (default: ours).")
+    section_name: str | None = Field(default=None, description="Listener name on the Gateway.")
+
+
+class GatewayApiRouting(Schema):
+    """Split traffic with a Gateway API HTTPRoute."""
+
+    parent_refs: list[ParentRef] = Field(min_length=1, description="Gateways the HTTPRoute attaches to.")
+    hostnames: list[str] = Field(default_factory=list, description="Hostnames the HTTPRoute serves (all if empty).")
+
+
+class ServiceRouting(Schema):
+    """Traffic follows the replica ratio behind the `<name>` Service; weights are approximate."""
+
+
+class TrafficRouting(Schema):
+    """How traffic reaches the stable and the new revision."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "has(self.gatewayAPI) != has(self.service)", "message": "set exactly one of gatewayAPI, service"},
+    ]})
+
+    gateway_api: GatewayApiRouting | None = Field(default=None, alias="gatewayAPI",
+                                                  description="Weighted HTTPRoute (Gateway API).")
+    service: ServiceRouting | None = Field(default=None, description="Replica ratio behind one Service.")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> TrafficRouting:
+        if (self.gateway_api is None) == (self.service is None):
+            raise ValueError("set exactly one of gatewayAPI, service")
+        return self
+
+
+class RolloutSpec(Schema):
+    """How a new revision replaces the stable one."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "self.strategy != 'abTest' || (has(self.match) && size(self.match) > 0)",
+         "message": "strategy abTest needs `match` (which requests go to the new revision)"},
+        {"rule": "self.strategy == 'abTest' || !has(self.match) || size(self.match) == 0",
+         "message": "`match` applies to strategy abTest only"},
+        {"rule": "self.strategy != 'abTest' || (has(self.trafficRouting) && has(self.trafficRouting.gatewayAPI))",
+         "message": "strategy abTest needs trafficRouting.gatewayAPI: a Service cannot route by header"},
+        {"rule": "self.strategy != 'abTest' || !has(self.steps) || self.steps.all(s, !has(s.weight))",
+         "message": "an abTest has pause steps only (matching requests go to the new revision)"},
+        {"rule": "self.strategy != 'recreate' || !has(self.steps) || size(self.steps) == 0",
+         "message": "strategy recreate has no steps"},
+    ]})
+
+    strategy: Literal["canary", "abTest", "recreate"] = Field(
+        default="canary", description="canary (weighted steps), abTest (matching requests go to the new revision) "
+                                      "or recreate (stop the old revision first: no extra GPUs).")
+    steps: list[CanaryStep] = Field(default_factory=list, max_length=32,
+                                    description="Steps before promotion; none = promote once the new revision is "
+                                                "Ready (and the analysis passes, if any).")
+    match: list[RequestMatch] = Field(default_factory=list, max_length=8,
+                                      description="abTest: requests matching any entry go to the new revision.")
+    analysis: Analysis | None = Field(default=None, description="Metric analysis; none = no automatic rollback.")
+    traffic_routing: TrafficRouting = Field(
+        default_factory=lambda: TrafficRouting(service=ServiceRouting()),
+        description="How traffic is split: gatewayAPI (HTTPRoute weights, header matches) or service "
+                    "(replica ratio).")
+    revision_history_limit: int = Field(default=5, ge=1, le=50,
+                                        description="Earlier revisions kept (scaled to zero) for rollback-to.")
+
+    @model_validator(mode="after")
+    def _strategy_fields(self) -> RolloutSpec:
+        if self.strategy == "abTest":
+            if not self.match:
+                raise ValueError("strategy abTest needs `match` (which requests go to the new revision)")
+            if self.traffic_routing.gateway_api is None:
+                raise ValueError("strategy abTest needs trafficRouting.gatewayAPI: a Service cannot route by header")
+            if any(s.weight is not None for s in self.steps):
+                raise ValueError("an abTest has pause steps only (matching requests go to the new revision)")
+        elif self.match:
+            raise ValueError("`match` applies to strategy abTest only")
+        if self.strategy == "recreate" and self.steps:
+            raise ValueError("strategy recreate has no steps")
+        return self
+
+
 class DeepSeekDeploymentSpec(Schema):
     model: ModelRef = Field(description="Which DeepSeek-R1 model, from where, at which precision.")
     engine: EngineSpec = Field(default_factory=EngineSpec, description="The TensorRT-LLM engine to build and cache.")
     serving: ServingSpec = Field(description="Where and how the model is served.")
     network: NetworkSpec = Field(default_factory=NetworkSpec, description="NCCL fabric between a replica's ranks.")
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="How new revisions are rolled out.")
 
 
 def parse_spec(spec: dict[str, Any]) -> DeepSeekDeploymentSpec:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from deepseek_operator.api.spec import Schema
 
-Phase = Literal["Pending", "Building", "Progressing", "Healthy", "Degraded"]
+Phase = Literal["Pending", "Building", "Progressing", "Paused", "Healthy", "Degraded", "RolledBack"]
 
 # Condition types.
 READY = "Ready"
@@ -39,6 +39,18 @@ class Reason:
     BLOCKED = "Blocked"
     RECONCILED = "Reconciled"
     AS_EXPECTED = "AsExpected"
+    # Rollouts.
+    CANARY_STEP = "CanaryStep"
+    CANARY_PAUSED = "CanaryPaused"
+    PAUSED_BY_USER = "PausedByUser"
+    ANALYSIS_INCONCLUSIVE = "AnalysisInconclusive"
+    ANALYSIS_FAILED = "AnalysisFailed"
+    ABORTED = "Aborted"
+    ROLLED_BACK_BY_USER = "RolledBackByUser"
+    PROMOTING = "Promoting"
+    PROMOTED = "Promoted"
+    REVISION_HELD = "RevisionHeld"
+    CANARY_UNSCHEDULABLE = "CanaryUnschedulable"
 
 
 class Condition(Schema):
@@ -77,6 +89,44 @@ class EngineStatus(Schema):
     message: str = Field(default="", description="Progress or failure detail.")
 
 
+class Analysis(Schema):
+    """The last measurement of the new revision and what it was judged."""
+
+    revision: str = Field(description="The revision measured.")
+    at: str = Field(description="When it was measured (RFC 3339).")
+    window_seconds: float = Field(default=0, description="Length of the window measured, in seconds.")
+    requests: int = Field(default=0, description="Requests the revision answered in the window.")
+    errors: int = Field(default=0, description="Of which failed.")
+    error_rate: float | None = Field(default=None, description="errors / requests; absent without requests.")
+    p99_latency_seconds: float | None = Field(default=None, description="p99 latency in the window, if measured.")
+    stable_error_rate: float | None = Field(default=None, description="The stable revision's error rate, "
+                                                                      "for comparison.")
+    result: Literal["Successful", "Failed", "Inconclusive", "Pending"] = Field(
+        description="The verdict; Pending while a differencing provider's first window runs.")
+    message: str = Field(default="", description="Why.")
+    failures: int = Field(default=0, description="Consecutive Failed measurements so far.")
+    step: int = Field(default=-1, description="The rollout step it was taken in.")
+    provider: str = Field(default="", description="Which provider measured.")
+    counters: dict[str, float] = Field(default_factory=dict,
+                                       description="Provider counters at `at`, to difference the next window.")
+
+
+class HistoryEntry(Schema):
+    revision: str = Field(description="Revision hash.")
+    model: str = Field(description="Model and precision.")
+    promoted_at: str = Field(description="When it became the stable revision.")
+    spec: dict[str, Any] = Field(description="The spec that made the revision (for rollback-to).",
+                                 json_schema_extra={"x-kubernetes-preserve-unknown-fields": True,
+                                                    "type": "object"})
+
+
+class HandledAction(Schema):
+    nonce: str = Field(description="The serving.deepseek.ai/action-nonce handled.")
+    action: str = Field(description="The action.")
+    at: str = Field(description="When.")
+    result: str = Field(default="", description="What it did, or why it was refused.")
+
+
 class DeepSeekDeploymentStatus(Schema):
     observed_generation: int = Field(default=0, description="The metadata.generation last reconciled.")
     phase: Phase = Field(default="Pending", description="Pending, Building, Progressing, Healthy or Degraded.")
@@ -88,4 +138,19 @@ class DeepSeekDeploymentStatus(Schema):
     parallelism: Parallelism | None = Field(default=None, description="The parallel layout chosen by sizing.")
     sizing: Sizing | None = Field(default=None, description="Memory estimate behind FitsHardware.")
     engine: EngineStatus | None = Field(default=None, description="The engine of the current revision.")
+    stable_revision: str = Field(default="", description="The revision that serves (promoted).")
+    canary_revision: str = Field(default="", description="The revision being rolled out, if any.")
+    canary_weight: int = Field(default=0, description="Percent of traffic the canary receives.")
+    canary_replicas: int = Field(default=0, description="Replicas of the canary revision.")
+    current_step: int = Field(default=0, description="Index of the rollout step in progress.")
+    step_started_at: str = Field(default="", description="When the current step started (RFC 3339).")
+    paused: bool = Field(default=False, description="The rollout waits for `resume` or `promote`.")
+    pause_reason: str = Field(default="", description="Why the rollout is paused.")
+    rollout_kind: str = Field(default="", description="`rollback` while returning to an earlier revision.")
+    held_revision: str = Field(default="", description="A revision rolled back or aborted: not rolled out again "
+                                                       "until the spec changes or a `retry` action.")
+    held_reason: str = Field(default="", description="Why the held revision was rolled back.")
+    analysis: Analysis | None = Field(default=None, description="The last measurement of the new revision.")
+    history: list[HistoryEntry] = Field(default_factory=list, description="Promoted revisions, newest first.")
+    last_action: HandledAction | None = Field(default=None, description="The last annotation action handled.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded, ...")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import logging
 import uuid
@@ -20,6 +21,7 @@ LOG = logging.getLogger(__name__)
 PLURALS = {
     "ConfigMap": "configmaps", "Service": "services", "PersistentVolumeClaim": "persistentvolumeclaims",
     "Deployment": "deployments", "Job": "jobs", "PodDisruptionBudget": "poddisruptionbudgets",
+    "HTTPRoute": "httproutes",
 }
 
 
@@ -60,6 +62,10 @@ class Kube:
         except ApiException as e:
             if e.status != 404:
                 raise
+
+    def read_secret(self, namespace: str, name: str, key: str) -> str:
+        secret = client.CoreV1Api(self.api).read_namespaced_secret(name, namespace)
+        return base64.b64decode((secret.data or {})[key]).decode()
 
     def write_status(self, namespace: str, name: str, old: dict[str, Any], new: dict[str, Any]) -> None:
         # A merge patch of the whole status; keys that disappeared are removed explicitly.

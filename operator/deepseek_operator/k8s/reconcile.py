@@ -5,14 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
 from deepseek_operator.k8s import metrics
 from deepseek_operator.k8s.client import Kube
+from deepseek_operator.providers import metrics as metric_providers
 from deepseek_operator.render import naming
-from deepseek_operator.render.plan import Observed, plan
+from deepseek_operator.render.plan import Observed, analysis_request, plan
 
 # A child as the indexes keep it: enough to plan with, small enough for thousands of resources.
 Summary = dict[str, Any]
@@ -35,15 +37,15 @@ def summarize(body: Mapping[str, Any]) -> Summary:
 def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: list[Summary],
             jobs: list[Summary]) -> Observed:
     """Turns what the indexes hold for one resource (and its namespace's shared objects) into the planner's input."""
-    name = body["metadata"]["name"]
-    deployments = [d for d in owned.get("Deployment", []) if d["metadata"]["name"] == name]
     hashes: dict[tuple[str, str], str] = {}
     for item in [*(i for kind, items in owned.items() if kind != "Pod" for i in items), *pvcs, *jobs]:
         applied = item["metadata"]["annotations"].get(naming.ANNOTATION_APPLIED_HASH)
         if applied:
             hashes[(item["kind"], item["metadata"]["name"])] = applied
     return Observed(
-        deployment=deployments[0] if deployments else None,
+        deployments={d["metadata"]["name"]: d for d in owned.get("Deployment", [])
+                     if d["metadata"]["labels"].get(naming.LABEL_COMPONENT) == naming.COMPONENT_SERVER},
+        http_routes=tuple(sorted(r["metadata"]["name"] for r in owned.get("HTTPRoute", []))),
         pods=tuple(owned.get("Pod", [])),
         model_repo_configmaps=tuple(sorted(c["metadata"]["name"] for c in owned.get("ConfigMap", [])
                                            if c["metadata"]["labels"].get(naming.LABEL_COMPONENT)
@@ -58,11 +60,23 @@ def now_rfc3339() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def reconcile(kube: Kube, body: Mapping[str, Any], observed: Observed) -> dict[str, Any]:
-    """Runs one pass and returns the status the resource has afterwards."""
+def measure(kube: Kube, body: Mapping[str, Any], observed: Observed, now: str) -> Observed:
+    """Asks the metric provider for the canary's figures when the analysis is due (the only read in a pass)."""
+    request = analysis_request(body, observed, now)
+    if request is None:
+        return observed
+    provider = metric_providers.provider_for(request.provider, kube.read_secret)
+    measurement = provider.measure(request)
+    return replace(observed, measurement=measurement)
+
+
+def reconcile(kube: Kube, body: Mapping[str, Any], observed: Observed) -> float | None:
+    """Runs one pass; returns the seconds after which the resource wants another pass, if it does."""
     started = time.monotonic()
     try:
-        result = plan(dict(body), observed, now_rfc3339())
+        now = now_rfc3339()
+        observed = measure(kube, body, observed, now)
+        result = plan(dict(body), observed, now)
         meta = body["metadata"]
         for obj in result.apply:
             kube.apply(obj)
@@ -77,7 +91,8 @@ def reconcile(kube: Kube, body: Mapping[str, Any], observed: Observed) -> dict[s
             except ApiException as e:
                 if e.status != 404:  # deleted meanwhile: nothing to report to
                     raise
-        return result.status
+        metrics.record_rollout(meta["namespace"], meta["name"], result.status, result.outcome, result.verdict)
+        return result.requeue_after
     except Exception:
         metrics.RECONCILE_ERRORS.inc()
         raise

@@ -34,7 +34,8 @@ class Owner:
                 "controller": True, "blockOwnerDeletion": True}
 
 
-def _meta(owner: Owner, name: str, component: str, extra_labels: dict[str, str] | None = None) -> dict[str, Any]:
+def child_metadata(owner: Owner, name: str, component: str,
+                   extra_labels: dict[str, str] | None = None) -> dict[str, Any]:
     return {"name": name, "namespace": owner.namespace,
             "labels": {**naming.common_labels(owner.name, component), **(extra_labels or {})},
             "ownerReferences": [owner.reference()]}
@@ -79,7 +80,7 @@ def cache_pvc(spec: DeepSeekDeploymentSpec, namespace: str) -> dict[str, Any]:
 
 def model_repo_configmap(owner: Owner, revision: str, data: dict[str, str]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": _meta(owner, naming.model_repo_configmap_name(owner.name, revision),
+            "metadata": child_metadata(owner, naming.model_repo_configmap_name(owner.name, revision),
                               naming.COMPONENT_MODEL_REPO, {naming.LABEL_REVISION: revision}),
             "immutable": True,
             "data": data}
@@ -114,10 +115,11 @@ def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpe
               f"--model_repo={MODEL_REPO_MOUNT}", "--log"]
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": _meta(owner, owner.name, naming.COMPONENT_SERVER, {naming.LABEL_REVISION: revision}),
+        "metadata": child_metadata(owner, naming.server_deployment_name(owner.name, revision),
+                                   naming.COMPONENT_SERVER, {naming.LABEL_REVISION: revision}),
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": naming.selector_labels(owner.name)},
+            "selector": {"matchLabels": naming.revision_selector_labels(owner.name, revision)},
             # GPUs are scarce: surge one replica at a time, never drop below the desired count.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "progressDeadlineSeconds": serving.startup_timeout_seconds + 600,
@@ -176,17 +178,28 @@ def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpe
     }
 
 
+_SERVICE_PORTS = [{"name": "http", "port": HTTP_PORT, "targetPort": "http"},
+                  {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc"},
+                  {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}]
+
+
 def service(owner: Owner) -> dict[str, Any]:
+    """`<name>`: every serving pod of every live revision (the replica-ratio router's traffic split)."""
     return {"apiVersion": "v1", "kind": "Service",
-            "metadata": _meta(owner, owner.name, naming.COMPONENT_SERVER),
-            "spec": {"selector": naming.selector_labels(owner.name),
-                     "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http"},
-                               {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc"},
-                               {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}]}}
+            "metadata": child_metadata(owner, owner.name, naming.COMPONENT_SERVER),
+            "spec": {"selector": naming.selector_labels(owner.name), "ports": _SERVICE_PORTS}}
+
+
+def revision_service(owner: Owner, name: str, revision: str) -> dict[str, Any]:
+    """`<name>-stable` / `<name>-canary`: the pods of one revision, for HTTPRoute backends and for clients that
+    must reach one version."""
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": child_metadata(owner, name, naming.COMPONENT_SERVER),
+            "spec": {"selector": naming.revision_selector_labels(owner.name, revision), "ports": _SERVICE_PORTS}}
 
 
 def disruption_budget(owner: Owner) -> dict[str, Any]:
     # One replica at a time: a drained node must not take several model replicas (and their GPUs) down at once.
     return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-            "metadata": _meta(owner, owner.name, naming.COMPONENT_SERVER),
+            "metadata": child_metadata(owner, owner.name, naming.COMPONENT_SERVER),
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": naming.selector_labels(owner.name)}}}

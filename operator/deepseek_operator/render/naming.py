@@ -15,6 +15,9 @@ LABEL_REVISION = f"{GROUP}/revision"
 LABEL_ENGINE_KEY = f"{GROUP}/engine-key"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 ANNOTATION_APPLIED_HASH = f"{GROUP}/applied-hash"
+# A person's rollout action (promote, abort, ...) and a fresh nonce; the operator handles each nonce once.
+ANNOTATION_ACTION = f"{GROUP}/action"
+ANNOTATION_ACTION_NONCE = f"{GROUP}/action-nonce"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "deepseek-operator"
 
@@ -43,6 +46,23 @@ def common_labels(name: str, component: str) -> dict[str, str]:
 def selector_labels(name: str) -> dict[str, str]:
     """What the serving Deployment and Services select on: never changes for the life of the resource."""
     return {LABEL_DEPLOYMENT: name, LABEL_COMPONENT: COMPONENT_SERVER}
+
+
+def revision_selector_labels(name: str, revision: str) -> dict[str, str]:
+    """What one revision's Deployment and the stable/canary Services select on."""
+    return {**selector_labels(name), LABEL_REVISION: revision}
+
+
+def server_deployment_name(name: str, revision: str) -> str:
+    return f"{name}-{revision}"
+
+
+def stable_service_name(name: str) -> str:
+    return f"{name}-stable"
+
+
+def canary_service_name(name: str) -> str:
+    return f"{name}-canary"
 
 
 def model_repo_configmap_name(name: str, revision: str) -> str:

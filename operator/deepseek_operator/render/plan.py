@@ -7,6 +7,7 @@ A spec that cannot work changes nothing that already runs: it is reported in con
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,23 +15,45 @@ from typing import Any
 from pydantic import ValidationError
 
 from deepseek_operator.api import status as st
-from deepseek_operator.api.spec import DeepSeekDeploymentSpec
+from deepseek_operator.api.spec import DeepSeekDeploymentSpec, GatewayProvider, PrometheusProvider, duration_seconds
 from deepseek_operator.api.status import Reason
-from deepseek_operator.render import catalog, children, naming, sizing, triton
+from deepseek_operator.render import catalog, children, naming, routing, sizing, triton
 from deepseek_operator.render import engine as engines
+from deepseek_operator.rollout import analysis, machine
 
 
 @dataclass(frozen=True)
 class Observed:
     """What one pass saw of the resource's world, read once before planning."""
 
-    deployment: dict[str, Any] | None = None
+    deployments: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # serving Deployments, by name
     model_repo_configmaps: tuple[str, ...] = ()
+    http_routes: tuple[str, ...] = ()
     pods: tuple[dict[str, Any], ...] = ()  # the serving pods, as summaries (labels, status)
     pvc_uids: Mapping[str, str] = field(default_factory=dict)  # PVCs of the namespace, by name
     engine_jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # engine build Jobs, by name
     # (kind, name) -> the applied-hash annotation of each child as it is now: unchanged children are not re-applied.
     applied_hashes: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    measurement: analysis.Measurement | None = None  # the canary measured this pass, when the analysis was due
+
+
+@dataclass(frozen=True)
+class AnalysisRequest:
+    """What a metric provider is asked to measure (see providers/)."""
+
+    provider: str
+    namespace: str
+    name: str
+    canary_revision: str
+    stable_revision: str
+    window_seconds: float
+    previous_counters: Mapping[str, float]
+    canary_pod_ips: tuple[str, ...]
+    stable_pod_ips: tuple[str, ...]
+    canary_service: str
+    stable_service: str
+    prometheus: PrometheusProvider | None = None
+    gateway: GatewayProvider | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +76,9 @@ class Plan:
     apply: list[dict[str, Any]] = field(default_factory=list)
     delete: list[ChildRef] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    requeue_after: float | None = None  # seconds until a pass is due even if nothing changes (pauses, analysis)
+    outcome: str = ""  # promoted | rolled_back | aborted when this pass ended a rollout
+    verdict: str = ""  # the analysis verdict taken this pass
 
 
 @dataclass
@@ -93,7 +119,7 @@ def _job_state(job: dict[str, Any]) -> tuple[str, str]:
 
 
 _PHASE_CONDITION = {"Degraded": st.DEGRADED, "Building": st.ENGINE_READY, "Progressing": st.READY,
-                    "Healthy": st.READY, "Pending": st.READY}
+                    "Healthy": st.READY, "Pending": st.READY, "Paused": st.PROGRESSING, "RolledBack": st.DEGRADED}
 
 
 def _events(old: dict[str, Any], new: dict[str, Any]) -> list[Event]:
@@ -109,7 +135,8 @@ def _events(old: dict[str, Any], new: dict[str, Any]) -> list[Event]:
     explained = after.get(_PHASE_CONDITION[phase])
     said_by_verdict = fits is not None and fits["status"] == "False" and explained is not None \
         and explained["reason"] == fits["reason"]
-    if explained and (old.get("phase") != phase or _reason_changed(before, explained)) and not said_by_verdict:
+    if explained and (old.get("phase") != phase or _reason_changed(before, explained)) and not said_by_verdict \
+            and explained["reason"] != Reason.AS_EXPECTED:
         message = f"{phase}: {explained['message']}" if explained["message"] else phase
         out.append(Event("Warning" if phase == "Degraded" else "Normal", explained["reason"], message))
     return out
@@ -139,9 +166,9 @@ def _changed(objects: list[dict[str, Any]], observed: Observed) -> list[dict[str
 
 
 def _drifted(obj: dict[str, Any], observed: Observed) -> bool:
-    """A hand edit the hash cannot see: `kubectl scale` of the serving Deployment is put back."""
-    live = observed.deployment
-    if obj["kind"] != "Deployment" or live is None or live["metadata"]["name"] != obj["metadata"]["name"]:
+    """A hand edit the hash cannot see: `kubectl scale` of a serving Deployment is put back."""
+    live = observed.deployments.get(obj["metadata"]["name"]) if obj["kind"] == "Deployment" else None
+    if live is None:
         return False
     return bool((live.get("spec") or {}).get("replicas") != obj["spec"]["replicas"])
 
@@ -157,12 +184,164 @@ def _finish(body: dict[str, Any], conds: _Conditions, status: dict[str, Any], pl
                 **plan_kw)
 
 
+# Status fields a pass that changes nothing (bad spec, no fit, failed engine) carries over as they are.
+KEPT_KEYS = ("revision", "replicas", "readyReplicas", "ready", "stableRevision", "canaryRevision", "canaryWeight",
+             "canaryReplicas", "currentStep", "stepStartedAt", "paused", "pauseReason", "rolloutKind",
+             "heldRevision", "heldReason", "analysis", "history", "lastAction")
+
+
+def epoch(text: str) -> float:
+    """RFC 3339 (as status holds it) to seconds; the empty string is the epoch."""
+    if not text:
+        return 0.0
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def rfc3339(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class RevisionRender:
+    """Everything needed to render one revision's pods, from the spec that made it."""
+
+    name: str
+    spec: DeepSeekDeploymentSpec
+    gpu: catalog.GpuSpec
+    layout: engines.EngineLayout
+    key: str
+    world: int
+    repo_data: dict[str, str]
+    parallelism: dict[str, int]
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.model.name}@{self.spec.model.precision.value}"
+
+
+def snapshot(spec: DeepSeekDeploymentSpec) -> dict[str, Any]:
+    """The part of a spec that shapes pods: what a revision is, and what rollback-to renders again."""
+    dumped = spec.model_dump(mode="json", by_alias=True)
+    dumped.pop("rollout")
+    dumped["serving"].pop("replicas")
+    return dumped
+
+
+def _model(spec: DeepSeekDeploymentSpec) -> catalog.ModelSpec:
+    return catalog.custom_model(spec.model.custom) if spec.model.custom else catalog.MODELS[spec.model.name]
+
+
+def _size(spec: DeepSeekDeploymentSpec, model: catalog.ModelSpec) -> sizing.SizingResult:
+    tp, pp = spec.engine.tensor_parallel, spec.engine.pipeline_parallel
+    return sizing.size(sizing.SizingRequest(
+        model=model, precision=spec.model.precision, gpu=catalog.GPUS[spec.serving.gpu.type],
+        gpus_per_node=spec.serving.gpu.per_node, max_batch_size=spec.engine.max_batch_size,
+        max_seq_len=spec.engine.max_seq_len,
+        kv_cache_free_gpu_mem_fraction=spec.serving.batching.kv_cache_free_gpu_mem_fraction,
+        tensor_parallel=None if tp == "auto" else tp, pipeline_parallel=None if pp == "auto" else pp))
+
+
+def _render(spec: DeepSeekDeploymentSpec, model: catalog.ModelSpec, fit: sizing.SizingResult) -> RevisionRender:
+    layout = engines.EngineLayout(model.architecture, fit.tensor_parallel, fit.pipeline_parallel)
+    key = engines.engine_key(spec, layout)
+    repo_params = triton.TritonRepoParams(
+        max_batch_size=spec.engine.max_batch_size, decoupled=spec.serving.streaming,
+        kv_cache_free_gpu_mem_fraction=spec.serving.batching.kv_cache_free_gpu_mem_fraction,
+        batch_scheduler_policy=spec.serving.batching.batch_scheduler_policy,
+        engine_dir=engines.engine_dir(key) if engines.needs_build(layout) else engines.checkpoint_dir(spec),
+        tokenizer_dir=engines.checkpoint_dir(spec),
+        max_queue_delay_microseconds=spec.serving.batching.max_queue_delay_microseconds)
+    repo_data = triton.configmap_data(repo_params)
+    parallelism = {"tensor": fit.tensor_parallel, "pipeline": fit.pipeline_parallel,
+                   "nodesPerReplica": fit.nodes_per_replica, "gpusPerReplica": fit.gpus_per_replica}
+    # The revision: everything that changes pods, and the rendered model repository (a renderer change that
+    # alters config.pbtxt is a new revision too, like Flagger's config tracker).
+    revision = naming.digest({"spec": snapshot(spec), "repository": repo_data, "layout": parallelism}, 10)
+    return RevisionRender(revision, spec, catalog.GPUS[spec.serving.gpu.type], layout, key, fit.gpus_per_replica,
+                          repo_data, parallelism)
+
+
+def _render_snapshot(entry: Mapping[str, Any]) -> RevisionRender | None:
+    """An earlier revision from its history entry; None when it no longer parses or fits (an operator upgrade)."""
+    try:
+        spec = DeepSeekDeploymentSpec.model_validate(entry.get("spec") or {})
+        model = _model(spec)
+    except (ValidationError, ValueError):
+        return None
+    fit = _size(spec, model)
+    return _render(spec, model, fit) if fit.fits and fit.nodes_per_replica == 1 else None
+
+
+def rollout_settings(spec: DeepSeekDeploymentSpec) -> machine.Rollout:
+    r = spec.rollout
+    steps = tuple(machine.Step(weight=s.weight,
+                               pause_seconds=None if s.pause in (None, machine.INDEFINITE)
+                               else duration_seconds(str(s.pause)))
+                  for s in r.steps)
+    a = r.analysis
+    policy = analysis.Policy(a.max_error_rate, a.min_requests, a.max_p99_latency_seconds) if a else None
+    return machine.Rollout(
+        strategy=r.strategy, steps=steps, router="gatewayAPI" if r.traffic_routing.gateway_api else "service",
+        policy=policy, interval_seconds=duration_seconds(a.interval) if a else 30,
+        failure_limit=a.failure_limit if a else 1, on_inconclusive=a.on_inconclusive if a else "pause",
+        history_limit=r.revision_history_limit)
+
+
+def rollout_state(status: Mapping[str, Any]) -> machine.State:
+    a = status.get("analysis")
+    last = machine.LastAnalysis(a["revision"], epoch(a["at"]), a["result"], int(a.get("failures", 0)),
+                                a.get("message", ""), int(a.get("step", -1))) if a else None
+    return machine.State(
+        stable=status.get("stableRevision", ""), canary=status.get("canaryRevision", ""),
+        weight=int(status.get("canaryWeight", 0)), canary_replicas=int(status.get("canaryReplicas", 0)),
+        step=int(status.get("currentStep", 0)), step_started_at=epoch(status.get("stepStartedAt", "")),
+        paused=bool(status.get("paused", False)), pause_reason=status.get("pauseReason", ""),
+        kind=status.get("rolloutKind", ""), held=status.get("heldRevision", ""),
+        held_reason=status.get("heldReason", ""), analysis=last,
+        history=tuple(h["revision"] for h in status.get("history") or []))
+
+
+def ready_by_revision(deployments: Mapping[str, dict[str, Any]]) -> tuple[dict[str, int], dict[str, int]]:
+    """Ready replicas of each revision whose Deployment controller has caught up, and each one's desired count."""
+    ready, desired = {}, {}
+    for d in deployments.values():
+        revision = (d["metadata"].get("labels") or {}).get(naming.LABEL_REVISION)
+        if not revision:
+            continue
+        desired[revision] = int((d.get("spec") or {}).get("replicas", 0))
+        status = d.get("status") or {}
+        caught_up = status.get("observedGeneration", 0) >= d["metadata"].get("generation", 0)
+        count = min(status.get("updatedReplicas", 0), status.get("readyReplicas", 0)) if caught_up else 0
+        if status.get("replicas", 0) > desired[revision]:
+            count = min(count, max(0, desired[revision] - 1))  # old pods still terminating: not settled yet
+        ready[revision] = count
+    return ready, desired
+
+
+def _analysis_status(previous: Mapping[str, Any] | None, state: machine.State, observed: Observed,
+                     provider: str, now: str) -> dict[str, Any] | None:
+    last = state.analysis
+    if last is None:
+        return None
+    m = observed.measurement
+    if m is None or rfc3339(last.at) != now:
+        return dict(previous) if previous else None
+    return {"revision": last.revision, "at": now, "windowSeconds": round(m.window_seconds, 1),
+            "requests": int(m.requests) if m.requests == m.requests else 0,
+            "errors": int(m.errors) if m.errors == m.errors else 0,
+            "errorRate": None if m.error_rate is None else round(m.error_rate, 4),
+            "p99LatencySeconds": None if m.p99_seconds is None else round(m.p99_seconds, 4),
+            "stableErrorRate": None if m.stable_error_rate is None else round(m.stable_error_rate, 4),
+            "result": last.result, "message": last.message, "failures": last.failures, "step": last.step,
+            "provider": provider, "counters": dict(m.counters)}
+
+
 def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
     meta = body["metadata"]
     generation = int(meta.get("generation", 1))
     old_status = body.get("status") or {}
     conds = _Conditions(generation, now, {c["type"]: c for c in old_status.get("conditions") or []})
-    keep = {k: old_status[k] for k in ("revision", "replicas", "readyReplicas", "ready") if k in old_status}
+    keep = {k: old_status[k] for k in KEPT_KEYS if k in old_status}
 
     try:
         spec = DeepSeekDeploymentSpec.model_validate(body.get("spec") or {})
@@ -173,19 +352,13 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
         return _finish(body, conds, {**keep, "phase": "Degraded"}, {})
 
     try:
-        model = catalog.custom_model(spec.model.custom) if spec.model.custom else catalog.MODELS[spec.model.name]
+        model = _model(spec)
     except ValueError as err:  # custom figures that no model can have
         message = f"spec.model.custom: {err}"
         conds.set(st.READY, False, Reason.INVALID_SPEC, message)
         conds.set(st.DEGRADED, True, Reason.INVALID_SPEC, message)
         return _finish(body, conds, {**keep, "phase": "Degraded"}, {})
-    gpu = catalog.GPUS[spec.serving.gpu.type]
-    tp, pp = spec.engine.tensor_parallel, spec.engine.pipeline_parallel
-    fit = sizing.size(sizing.SizingRequest(
-        model=model, precision=spec.model.precision, gpu=gpu, gpus_per_node=spec.serving.gpu.per_node,
-        max_batch_size=spec.engine.max_batch_size, max_seq_len=spec.engine.max_seq_len,
-        kv_cache_free_gpu_mem_fraction=spec.serving.batching.kv_cache_free_gpu_mem_fraction,
-        tensor_parallel=None if tp == "auto" else tp, pipeline_parallel=None if pp == "auto" else pp))
+    fit = _size(spec, model)
     base = {**keep, "model": f"{spec.model.name}@{spec.model.precision.value}",
             "sizing": {"weightsGb": round(fit.weights_gb, 1), "kvCacheGb": round(fit.kv_cache_gb, 1),
                        "needPerGpuGb": round(fit.need_per_gpu_gb, 1),
@@ -196,9 +369,8 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
         conds.set(st.DEGRADED, True, fit.reason, fit.message)
         return _finish(body, conds, {**base, "phase": "Degraded"}, {})
     conds.set(st.FITS_HARDWARE, True, Reason.FITS, fit.message)
-    layout = engines.EngineLayout(model.architecture, fit.tensor_parallel, fit.pipeline_parallel)
-    base["parallelism"] = {"tensor": fit.tensor_parallel, "pipeline": fit.pipeline_parallel,
-                           "nodesPerReplica": fit.nodes_per_replica, "gpusPerReplica": fit.gpus_per_replica}
+    target = _render(spec, model, fit)
+    base["parallelism"] = target.parallelism
     if fit.nodes_per_replica > 1:
         message = (f"needs {fit.nodes_per_replica} nodes per replica (pipelineParallel {fit.pipeline_parallel}); "
                    "multi-node serving is not implemented yet: use a GPU type where one node fits")
@@ -207,25 +379,12 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
         return _finish(body, conds, {**base, "phase": "Degraded"}, {})
 
     owner = children.Owner(meta["name"], meta["namespace"], meta["uid"])
-    key = engines.engine_key(spec, layout)
-    repo_params = triton.TritonRepoParams(
-        max_batch_size=spec.engine.max_batch_size, decoupled=spec.serving.streaming,
-        kv_cache_free_gpu_mem_fraction=spec.serving.batching.kv_cache_free_gpu_mem_fraction,
-        batch_scheduler_policy=spec.serving.batching.batch_scheduler_policy,
-        engine_dir=engines.engine_dir(key) if engines.needs_build(layout) else engines.checkpoint_dir(spec),
-        tokenizer_dir=engines.checkpoint_dir(spec),
-        max_queue_delay_microseconds=spec.serving.batching.max_queue_delay_microseconds)
-    repo_data = triton.configmap_data(repo_params)
-    pod_spec_inputs = spec.model_dump(mode="json", by_alias=True)
-    pod_spec_inputs["serving"].pop("replicas")
-    revision = naming.digest({"spec": pod_spec_inputs, "repository": repo_data, "layout": base["parallelism"]}, 10)
-    base["revision"] = revision
-
+    base["revision"] = target.name
     apply: list[dict[str, Any]] = []
     events: list[Event] = []
-    world = fit.gpus_per_replica
-    affinity = children.gpu_node_affinity(gpu, spec.serving.node_selector)
-    if not engines.needs_build(layout):
+    affinity = children.gpu_node_affinity(target.gpu, spec.serving.node_selector)
+    key = target.key
+    if not engines.needs_build(target.layout):
         engine_state, engine_msg, job_name = "NotRequired", "served from the checkpoint by the PyTorch backend", ""
     elif (cache_pvc_uid := observed.pvc_uids.get(spec.engine.cache.pvc)) is None:
         apply.append(children.cache_pvc(spec, owner.namespace))
@@ -233,8 +392,8 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
     elif (engine_job := observed.engine_jobs.get(naming.engine_job_name(key))) is None:
         ckpt_volume, ckpt_mount = children.checkpoint_volume(spec)
         job = engines.build_job(
-            spec=spec, layout=layout, key=key, namespace=owner.namespace, cr_name=owner.name,
-            cache_pvc_uid=cache_pvc_uid, gpus=world, node_affinity=affinity,
+            spec=spec, layout=target.layout, key=key, namespace=owner.namespace, cr_name=owner.name,
+            cache_pvc_uid=cache_pvc_uid, gpus=target.world, node_affinity=affinity,
             tolerations=children.tolerations(spec),
             volumes=[{"name": "engine-cache", "persistentVolumeClaim": {"claimName": spec.engine.cache.pvc}},
                      ckpt_volume],
@@ -249,52 +408,191 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
         engine_state, engine_msg = _job_state(engine_job)
     base["engine"] = {"key": key, "state": engine_state, "job": job_name, "message": engine_msg}
 
+    serving = bool(old_status.get("stableRevision"))
     if engine_state == "Failed":
         conds.set(st.ENGINE_READY, False, Reason.ENGINE_BUILD_FAILED, engine_msg)
-        conds.set(st.READY, False, Reason.ENGINE_BUILD_FAILED, "no serving pods for a revision without an engine")
+        conds.set(st.READY, serving, Reason.ENGINE_BUILD_FAILED,
+                  f"revision {target.name} has no engine and gets no pods"
+                  + (f"; {old_status['stableRevision']} keeps serving" if serving else ""))
         conds.set(st.DEGRADED, True, Reason.ENGINE_BUILD_FAILED,
                   f"{engine_msg}; delete Job {job_name} to retry once the cause is fixed")
         return _finish(body, conds, {**base, "phase": "Degraded"}, {"apply": apply, "events": events}, observed)
     if engine_state in ("Building", "Pending"):
         reason = Reason.ENGINE_BUILDING if engine_state == "Building" else Reason.ENGINE_PENDING
         conds.set(st.ENGINE_READY, False, reason, engine_msg)
-        conds.set(st.READY, False, reason, "waiting for the engine")
-        conds.set(st.PROGRESSING, True, reason, engine_msg)
-        conds.set(st.DEGRADED, False, Reason.AS_EXPECTED)
-        return _finish(body, conds, {**base, "phase": "Building"}, {"apply": apply, "events": events}, observed)
-    conds.set(st.ENGINE_READY, True, Reason.ENGINE_CACHED, engine_msg)
-
-    replicas = spec.serving.replicas
-    apply += [
-        children.model_repo_configmap(owner, revision, repo_data),
-        children.server_deployment(owner=owner, spec=spec, gpu=gpu, revision=revision, engine_key=key,
-                                   world_size=world, replicas=replicas,
-                                   mount_engine_cache=engines.needs_build(layout)),
-        children.service(owner),
-        children.disruption_budget(owner),
-    ]
-    ready, rolled_out = _deployment_progress(observed.deployment, revision, replicas)
-    delete = [ChildRef("v1", "ConfigMap", cm) for cm in observed.model_repo_configmaps
-              if rolled_out and cm != naming.model_repo_configmap_name(owner.name, revision)]
-    base |= {"replicas": replicas, "readyReplicas": ready, "ready": f"{ready}/{replicas}"}
-    if rolled_out:
-        reason = Reason.SCALED_TO_ZERO if replicas == 0 else Reason.REPLICAS_READY
-        conds.set(st.READY, True, reason, f"{ready}/{replicas} replicas of revision {revision} ready")
-        conds.set(st.PROGRESSING, False, Reason.AS_EXPECTED, "")
-        phase = "Healthy"
+        if not serving:
+            conds.set(st.READY, False, reason, "waiting for the engine")
+            conds.set(st.PROGRESSING, True, reason, engine_msg)
+            conds.set(st.DEGRADED, False, Reason.AS_EXPECTED)
+            return _finish(body, conds, {**base, "phase": "Building"}, {"apply": apply, "events": events}, observed)
     else:
-        message = f"{ready}/{replicas} replicas of revision {revision} ready"
-        stuck = unschedulable_pods(observed.pods, revision)
-        if stuck:
-            # The truth a user needs when GPUs run out: the scheduler's own words, not an endless "rolling out".
-            message += f"; {len(stuck)} pod(s) cannot be scheduled: {stuck[0]}"
-        reason = Reason.UNSCHEDULABLE if stuck else Reason.REPLICAS_NOT_READY
-        conds.set(st.READY, False, reason, message)
-        conds.set(st.PROGRESSING, True, reason if stuck else Reason.ROLLING_OUT, message)
-        phase = "Progressing"
-    conds.set(st.DEGRADED, False, Reason.AS_EXPECTED)
-    return _finish(body, conds, {**base, "phase": phase}, {"apply": apply, "delete": delete, "events": events},
+        conds.set(st.ENGINE_READY, True, Reason.ENGINE_CACHED, engine_msg)
+    return _roll(body, spec, target, observed, now, conds, base, apply, events,
+                 servable=engine_state in ("Cached", "NotRequired"))
+
+
+def _roll(body: dict[str, Any], spec: DeepSeekDeploymentSpec, target: RevisionRender, observed: Observed, now: str,
+          conds: _Conditions, base: dict[str, Any], apply: list[dict[str, Any]], events: list[Event], *,
+          servable: bool) -> Plan:
+    """The rollout pass: what the machine decides, and the children of every live revision."""
+    meta = body["metadata"]
+    old_status = body.get("status") or {}
+    owner = children.Owner(meta["name"], meta["namespace"], meta["uid"])
+    rollout = rollout_settings(spec)
+    state = rollout_state(old_status)
+    handled = (old_status.get("lastAction") or {}).get("nonce", "")
+    parsed = machine.parse_action(meta.get("annotations") or {}, naming.ANNOTATION_ACTION,
+                                  naming.ANNOTATION_ACTION_NONCE, handled)
+    action = parsed if isinstance(parsed, machine.Action) else None
+    ready, desired = ready_by_revision(observed.deployments)
+    stable_now = desired.get(state.stable) if state.canary else None
+    replicas = spec.serving.replicas
+    decision = machine.decide(rollout, state, machine.World(
+        target=target.name, target_servable=servable, replicas=replicas, now=epoch(now), ready=ready,
+        stable_replicas=stable_now, measurement=observed.measurement, action=action))
+    new = decision.state
+    events += [Event(e.type, e.reason, e.message) for e in decision.events]
+
+    # The spec of every revision we may render: the target's own, the others' from their history entries.
+    old_history = {h["revision"]: h for h in old_status.get("history") or []}
+    renders: dict[str, RevisionRender | None] = {r: _render_snapshot(h) for r, h in old_history.items()}
+    renders[target.name] = target
+    live = [*decision.replicas, *new.history, *([target.name] if servable and new.held == target.name else [])]
+    for revision in dict.fromkeys(live):
+        rendered = renders.get(revision)
+        if rendered is None:
+            continue
+        apply += [
+            children.model_repo_configmap(owner, revision, rendered.repo_data),
+            children.server_deployment(owner=owner, spec=rendered.spec, gpu=rendered.gpu, revision=revision,
+                                       engine_key=rendered.key, world_size=rendered.world,
+                                       replicas=decision.replicas.get(revision, 0),
+                                       mount_engine_cache=engines.needs_build(rendered.layout)),
+        ]
+    serving_revision = new.stable or next(iter(decision.replicas), "")
+    if serving_revision:
+        router = routing.router_for(spec.rollout.traffic_routing)
+        split = routing.Split(canary_active=(bool(new.canary) and new.weight > 0) or decision.ab_routing,
+                              canary_weight=new.weight,
+                              ab_matches=tuple(spec.rollout.match) if decision.ab_routing else ())
+        apply += [
+            children.service(owner),
+            children.revision_service(owner, naming.stable_service_name(owner.name), serving_revision),
+            children.revision_service(owner, naming.canary_service_name(owner.name), new.canary or serving_revision),
+            children.disruption_budget(owner),
+            *router.objects(owner, split),
+        ]
+    keep_names = {naming.server_deployment_name(owner.name, r) for r in live}
+    delete = [ChildRef("apps/v1", "Deployment", n) for n in sorted(observed.deployments) if n not in keep_names]
+    delete += [ChildRef("v1", "ConfigMap", cm) for cm in observed.model_repo_configmaps
+               if cm not in {naming.model_repo_configmap_name(owner.name, r) for r in live}]
+    if spec.rollout.traffic_routing.gateway_api is None:
+        delete += [ChildRef(routing.GATEWAY_API_VERSION, "HTTPRoute", r) for r in observed.http_routes]
+
+    history = []
+    for revision in new.history:
+        entry = old_history.get(revision)
+        if entry is None or (revision == new.stable and revision != state.stable):  # promoted in this pass
+            source = {"model": target.label, "spec": snapshot(target.spec)} if revision == target.name else entry
+            entry = {"revision": revision, "model": (source or {}).get("model", ""), "promotedAt": now,
+                     "spec": (source or {}).get("spec", {})}
+        history.append(entry)
+
+    n_ready = ready.get(new.stable, 0) if new.stable else ready.get(target.name, 0)
+    provider = spec.rollout.analysis.provider if spec.rollout.analysis else ""
+    status = {
+        **base, "phase": decision.phase, "replicas": replicas, "readyReplicas": min(n_ready, replicas),
+        "ready": f"{min(n_ready, replicas)}/{replicas}",
+        "stableRevision": new.stable, "canaryRevision": new.canary, "canaryWeight": new.weight,
+        "canaryReplicas": new.canary_replicas if new.canary else 0, "currentStep": new.step,
+        "stepStartedAt": rfc3339(new.step_started_at) if new.step_started_at else "",
+        "paused": new.paused, "pauseReason": new.pause_reason, "rolloutKind": new.kind,
+        "heldRevision": new.held, "heldReason": new.held_reason,
+        "analysis": _analysis_status(old_status.get("analysis"), new, observed, provider, now),
+        "history": history,
+    }
+    if isinstance(parsed, str) or action is not None:
+        nonce = (meta.get("annotations") or {}).get(naming.ANNOTATION_ACTION_NONCE, "")
+        name = (meta.get("annotations") or {}).get(naming.ANNOTATION_ACTION, "")
+        result = decision.action_result if action is not None else f"refused: {parsed}"
+        status["lastAction"] = {"nonce": nonce, "action": name, "at": now, "result": result}
+        if isinstance(parsed, str):
+            events.append(Event("Warning", "ActionRefused", f"action {name!r}: {parsed}"))
+
+    rolling_revision = new.canary or (target.name if not new.stable else "")
+    stuck = unschedulable_pods(observed.pods, rolling_revision) if rolling_revision else []
+    message = decision.message
+    reason = decision.reason
+    if stuck and decision.phase == "Progressing":
+        # The truth a user needs when GPUs run out: the scheduler's own words, not an endless "rolling out".
+        message += f"; {len(stuck)} pod(s) cannot be scheduled: {stuck[0]}"
+        reason = Reason.CANARY_UNSCHEDULABLE if new.stable else Reason.UNSCHEDULABLE
+    stable_ready = bool(new.stable) and ready.get(new.stable, 0) >= replicas
+    if stable_ready:
+        conds.set(st.READY, True, Reason.SCALED_TO_ZERO if replicas == 0 else Reason.REPLICAS_READY,
+                  f"{min(n_ready, replicas)}/{replicas} replicas of revision {new.stable} ready")
+    else:
+        conds.set(st.READY, False, reason if decision.phase == "Progressing" else Reason.REPLICAS_NOT_READY, message)
+    if decision.phase in ("Progressing", "Paused", "Building"):
+        conds.set(st.PROGRESSING, True, reason, message)
+    else:
+        conds.set(st.PROGRESSING, False, Reason.AS_EXPECTED, "")
+    if decision.degraded:
+        conds.set(st.DEGRADED, True, decision.reason, _with_figures(message, status.get("analysis")))
+    else:
+        conds.set(st.DEGRADED, False, Reason.AS_EXPECTED)
+    return _finish(body, conds, status, {"apply": apply, "delete": delete, "events": events,
+                                         "requeue_after": decision.requeue_after, "outcome": decision.outcome,
+                                         "verdict": decision.verdict.result if decision.verdict else ""},
                    observed)
+
+
+def _with_figures(message: str, analysis_status: Mapping[str, Any] | None) -> str:
+    if not analysis_status or analysis_status.get("result") != "Failed":
+        return message
+    return f"{message}; last analysis: {analysis_status.get('message', '')}"
+
+
+def analysis_request(body: Mapping[str, Any], observed: Observed, now: str) -> AnalysisRequest | None:
+    """What the provider must measure this pass, if the rollout's analysis is due; None otherwise."""
+    try:
+        spec = DeepSeekDeploymentSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return None
+    a = spec.rollout.analysis
+    status = body.get("status") or {}
+    state = rollout_state(status)
+    if a is None or not state.canary:
+        return None
+    rollout = rollout_settings(spec)
+    ready, _ = ready_by_revision(observed.deployments)
+    if not machine.analysis_due(rollout, state, epoch(now), ready.get(state.canary, 0) >= 1):
+        return None
+    last = state.analysis
+    since = last.at if last and last.revision == state.canary else state.step_started_at
+    previous = (status.get("analysis") or {}).get("counters", {}) if last and last.revision == state.canary else {}
+    meta = body["metadata"]
+    return AnalysisRequest(
+        provider=a.provider, namespace=meta["namespace"], name=meta["name"], canary_revision=state.canary,
+        stable_revision=state.stable, window_seconds=max(1.0, epoch(now) - since),
+        previous_counters=dict(previous),
+        canary_pod_ips=ready_pod_ips(observed.pods, state.canary),
+        stable_pod_ips=ready_pod_ips(observed.pods, state.stable),
+        canary_service=naming.canary_service_name(meta["name"]),
+        stable_service=naming.stable_service_name(meta["name"]),
+        prometheus=a.prometheus, gateway=a.gateway)
+
+
+def ready_pod_ips(pods: tuple[dict[str, Any], ...], revision: str) -> tuple[str, ...]:
+    out = []
+    for pod in pods:
+        if (pod["metadata"].get("labels") or {}).get(naming.LABEL_REVISION) != revision:
+            continue
+        status = pod.get("status") or {}
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+        if ready and status.get("podIP"):
+            out.append(str(status["podIP"]))
+    return tuple(sorted(out))
 
 
 def unschedulable_pods(pods: tuple[dict[str, Any], ...], revision: str) -> list[str]:
@@ -308,19 +606,3 @@ def unschedulable_pods(pods: tuple[dict[str, Any], ...], revision: str) -> list[
                     and cond.get("reason") == "Unschedulable":
                 out.append(str(cond.get("message", "")).strip())
     return out
-
-
-def _deployment_progress(deployment: dict[str, Any] | None, revision: str, replicas: int) -> tuple[int, bool]:
-    """Ready replicas of this revision, and whether the Deployment has fully rolled out to it."""
-    if deployment is None:
-        return 0, False
-    labels = deployment["metadata"].get("labels") or {}
-    if labels.get(naming.LABEL_REVISION) != revision:
-        return 0, False
-    status = deployment.get("status") or {}
-    if status.get("observedGeneration", 0) < deployment["metadata"].get("generation", 0):
-        return 0, False
-    updated = status.get("updatedReplicas", 0)
-    ready = min(updated, status.get("readyReplicas", 0))
-    rolled_out = updated == replicas and status.get("replicas", 0) == replicas and ready == replicas
-    return ready, rolled_out

@@ -1,0 +1,3 @@
+from deepseek_operator.preflight.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,511 @@
+"""The rollout state machine: given the rollout state kept in status and what this pass saw, what happens next.
+
+Pure: no clock (the time comes in), no I/O. Every field of `State` lives in the resource's status, so an
+operator restarted at any point resumes exactly where the last status write left it.
+
+Vocabulary. The *target* is the revision the spec names. The *stable* revision serves; the *canary* is the one
+being rolled out. A *held* revision was rolled back or aborted: it is not rolled out again until the spec names
+another revision or a person sends `retry`. A `rollback-to` makes an earlier revision the canary with
+`kind=rollback`, which skips the steps and the analysis.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from deepseek_operator.api.status import Reason
+from deepseek_operator.rollout.analysis import Measurement, Policy, Verdict, analyse
+
+Strategy = Literal["canary", "abTest", "recreate"]
+Router = Literal["gatewayAPI", "service"]
+INDEFINITE = "indefinite"
+POLL_SECONDS = 5.0  # how often a rollout waiting on pods looks again when no event wakes it
+ACTIONS = ("promote", "promote-full", "abort", "pause", "resume", "retry", "rollback-to")
+# Rollout kinds that skip the remaining steps and the analysis: a return to a known revision, a forced promotion.
+ROLLBACK, PROMOTE_FULL = "rollback", "promote-full"
+FAST = (ROLLBACK, PROMOTE_FULL)
+
+
+@dataclass(frozen=True)
+class Step:
+    weight: int | None = None
+    pause_seconds: int | None = None  # None with weight None: an indefinite pause
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """The rollout settings of the spec, reduced to what the machine needs."""
+
+    strategy: Strategy = "canary"
+    steps: tuple[Step, ...] = ()
+    router: Router = "service"
+    policy: Policy | None = None  # None: no analysis
+    interval_seconds: int = 30
+    failure_limit: int = 2
+    on_inconclusive: Literal["pause", "continue", "rollback"] = "pause"
+    history_limit: int = 5
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str  # one of ACTIONS
+    nonce: str
+    argument: str = ""  # the revision of rollback-to
+
+
+@dataclass(frozen=True)
+class LastAnalysis:
+    revision: str
+    at: float
+    result: str  # Successful | Failed | Inconclusive | Pending
+    failures: int
+    message: str = ""
+    step: int = -1  # the step it was taken in
+
+
+@dataclass(frozen=True)
+class State:
+    stable: str = ""
+    canary: str = ""
+    weight: int = 0
+    canary_replicas: int = 0
+    step: int = 0
+    step_started_at: float = 0.0
+    paused: bool = False
+    pause_reason: str = ""
+    kind: str = ""  # "", ROLLBACK or PROMOTE_FULL
+    held: str = ""
+    held_reason: str = ""
+    analysis: LastAnalysis | None = None
+    history: tuple[str, ...] = ()  # promoted revisions, newest first (the stable is history[0])
+
+
+@dataclass(frozen=True)
+class World:
+    """What this pass saw."""
+
+    target: str
+    target_servable: bool  # the target's engine is ready: its pods may be created
+    replicas: int  # spec.serving.replicas
+    now: float
+    ready: Mapping[str, int] = field(default_factory=dict)  # Ready replicas by revision (Deployment caught up)
+    stable_replicas: int | None = None  # replicas the stable Deployment has now
+    measurement: Measurement | None = None
+    action: Action | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: State
+    replicas: dict[str, int]  # desired replicas of each live revision
+    phase: str
+    reason: str
+    message: str
+    events: tuple[Event, ...] = ()
+    requeue_after: float | None = None
+    outcome: str = ""  # promoted | rolled_back | aborted, when this pass ended a rollout
+    action_result: str = ""
+    verdict: Verdict | None = None
+    ab_routing: bool = False  # abTest: matching requests go to the canary now
+    degraded: bool = False
+
+
+# ---------------------------------------------------------------------------------------------------- weights
+
+
+def canary_replicas(rollout: Rollout, weight: int, replicas: int, stable_replicas: int) -> int:
+    """Replicas the canary needs for `weight`: GPUs are expensive, so only what the weight needs (at least one)."""
+    if weight >= 100:
+        return replicas
+    if rollout.router == "gatewayAPI":
+        return max(1, min(replicas, math.ceil(replicas * weight / 100)))
+    # Replica ratio behind one Service: the stable keeps its replicas, the canary adds c with c/(s+c) ≈ weight.
+    return max(1, min(replicas, math.ceil(weight * stable_replicas / (100 - weight))))
+
+
+def effective_weight(rollout: Rollout, weight: int, canary: int, stable: int) -> int:
+    """The share of traffic the canary really gets (exact with an HTTPRoute, the replica ratio without)."""
+    if rollout.router == "gatewayAPI" or weight >= 100:
+        return weight
+    return round(100 * canary / (canary + stable)) if canary + stable else 0
+
+
+def analysis_due(rollout: Rollout, state: State, now: float, canary_ready: bool) -> bool:
+    """Whether this pass should ask the provider for a measurement of the canary."""
+    if rollout.policy is None or not state.canary or state.kind in FAST or state.paused:
+        return False
+    if rollout.strategy == "recreate" or not canary_ready:
+        return False
+    if rollout.strategy == "canary" and state.weight <= 0:
+        return False
+    last = state.analysis
+    since = last.at if last and last.revision == state.canary else state.step_started_at
+    return now >= since + rollout.interval_seconds
+
+
+def next_analysis_at(rollout: Rollout, state: State) -> float | None:
+    if rollout.policy is None or not state.canary or state.kind in FAST or state.paused:
+        return None
+    last = state.analysis
+    since = last.at if last and last.revision == state.canary else state.step_started_at
+    return since + rollout.interval_seconds
+
+
+# ---------------------------------------------------------------------------------------------------- decide
+
+
+@dataclass
+class _Pass:
+    rollout: Rollout
+    world: World
+    state: State
+    events: list[Event] = field(default_factory=list)
+    outcome: str = ""
+    action_result: str = ""
+    verdict: Verdict | None = None
+    waits: list[float] = field(default_factory=list)
+
+    def say(self, type_: str, reason: str, message: str) -> None:
+        self.events.append(Event(type_, reason, message))
+
+    def set(self, **changes: object) -> None:
+        self.state = replace(self.state, **changes)  # type: ignore[arg-type]
+
+    def start(self, revision: str) -> None:
+        self.set(canary=revision, weight=0, canary_replicas=0, step=0, step_started_at=self.world.now,
+                 paused=False, pause_reason="", kind="")
+        n = len(self.rollout.steps)
+        self.say("Normal", "RolloutStarted",
+                 f"rolling out revision {revision} over {self.state.stable} ({self.rollout.strategy}, {n} steps)")
+
+    def end_canary(self) -> None:
+        self.set(canary="", weight=0, canary_replicas=0, step=0, step_started_at=self.world.now, paused=False,
+                 pause_reason="", kind="")
+
+    def roll_back(self, reason: str, message: str) -> None:
+        bad = self.state.canary
+        self.end_canary()
+        self.set(held=bad, held_reason=reason)
+        self.outcome = "aborted" if reason == Reason.ABORTED else "rolled_back"
+        self.say("Warning", reason, f"revision {bad} rolled back to {self.state.stable}: {message}")
+
+    def promote(self) -> None:
+        new, old = self.state.canary, self.state.stable
+        history = (new, *(r for r in self.state.history if r != new))[: self.rollout.history_limit]
+        self.end_canary()
+        self.set(stable=new, history=history)
+        if self.state.held == new:
+            self.set(held="", held_reason="")
+        self.outcome = "promoted"
+        self.say("Normal", Reason.PROMOTED, f"revision {new} promoted to stable" + (f" (was {old})" if old else ""))
+
+
+def decide(rollout: Rollout, state: State, world: World) -> Decision:
+    p = _Pass(rollout, world, state)
+    if world.action is not None:
+        _act(p, world.action)
+    if p.state.held and p.state.held != world.target and p.state.kind != ROLLBACK:
+        p.set(held="", held_reason="")  # the spec moved on: the held revision is no longer asked for
+
+    if not p.state.stable:
+        return _first_deployment(p)
+    _follow_target(p)
+    if not p.state.canary:
+        return _steady(p)
+    if world.measurement is not None:
+        _judge(p, world.measurement)
+    if not p.state.canary:  # rolled back by the analysis
+        return _steady(p)
+    return _advance(p)
+
+
+def _act(p: _Pass, action: Action) -> None:
+    s, name = p.state, action.name
+    rolling = bool(s.canary)
+    if name == "retry":
+        if not s.held:
+            p.action_result = "nothing to retry: no revision is held"
+            return
+        p.action_result = f"revision {s.held} may roll out again"
+        p.set(held="", held_reason="")
+    elif name == "rollback-to":
+        target = action.argument
+        if target == s.stable and not rolling:
+            p.action_result = f"revision {target} is already the stable revision"
+            return
+        if target != s.stable and target not in s.history:
+            known = ", ".join(s.history) or "none"
+            p.action_result = f"revision {target} is not in the history (known: {known})"
+            return
+        p.action_result = f"rolling back to revision {target}"
+        p.say("Normal", Reason.ROLLED_BACK_BY_USER, f"rollback to revision {target} requested")
+        if rolling:
+            p.end_canary()
+        if p.world.target != target:
+            p.set(held=p.world.target, held_reason=Reason.ROLLED_BACK_BY_USER)
+        if target != s.stable:
+            p.set(canary=target, kind=ROLLBACK, step=len(p.rollout.steps), step_started_at=p.world.now,
+                  weight=0, canary_replicas=0)
+    elif not rolling:
+        p.action_result = f"no rollout in progress: {name} does nothing"
+    elif name == "abort":
+        p.action_result = f"aborted revision {s.canary}"
+        p.roll_back(Reason.ABORTED, "aborted by a person")
+    elif name == "pause":
+        p.action_result = "paused"
+        p.set(paused=True, pause_reason=Reason.PAUSED_BY_USER)
+        p.say("Normal", Reason.PAUSED_BY_USER, f"rollout of {s.canary} paused")
+    elif name == "resume":
+        p.action_result = "resumed" if s.paused else "not paused"
+        if s.paused:
+            p.set(paused=False, pause_reason="")
+            if s.step < len(p.rollout.steps) and p.rollout.steps[s.step].weight is None \
+                    and p.rollout.steps[s.step].pause_seconds is None:
+                p.set(step=s.step + 1, step_started_at=p.world.now)  # an indefinite pause ends on resume
+            p.say("Normal", "Resumed", f"rollout of {s.canary} resumed")
+    elif name == "promote":
+        step = min(s.step + 1, len(p.rollout.steps))
+        p.action_result = f"step {s.step} skipped" if s.step < len(p.rollout.steps) else "promoting"
+        p.set(paused=False, pause_reason="", step=step, step_started_at=p.world.now)
+        p.say("Normal", "PromotedByUser", f"rollout of {s.canary}: {p.action_result}")
+    elif name == "promote-full":
+        p.action_result = "promoting without further steps or analysis"
+        p.set(paused=False, pause_reason="", step=len(p.rollout.steps), step_started_at=p.world.now,
+              kind=PROMOTE_FULL)
+        p.say("Normal", "PromotedByUser", f"rollout of {s.canary}: {p.action_result}")
+
+
+def _first_deployment(p: _Pass) -> Decision:
+    """Nothing serves yet: the target comes up at full size and becomes stable once all its replicas are Ready."""
+    w = p.world
+    if not w.target_servable:
+        return _decision(p, {}, "Progressing", Reason.ROLLING_OUT, "waiting for the engine")
+    ready = w.ready.get(w.target, 0)
+    if ready >= w.replicas:
+        p.set(canary=w.target)
+        p.promote()
+        p.outcome = ""  # a first deployment is no rollout
+        return _steady(p)
+    return _decision(p, {w.target: w.replicas}, "Progressing", Reason.REPLICAS_NOT_READY,
+                     f"{ready}/{w.replicas} replicas of revision {w.target} ready", wait=POLL_SECONDS)
+
+
+def _follow_target(p: _Pass) -> None:
+    """Starts, supersedes or cancels a rollout when the spec names another revision."""
+    s, target = p.state, p.world.target
+    if s.canary and s.kind != ROLLBACK and s.canary != target:
+        p.say("Normal", "RolloutSuperseded", f"revision {s.canary} superseded by {target} before promotion")
+        p.end_canary()
+    if s.canary and s.kind == ROLLBACK and target not in (s.held, s.canary):
+        p.say("Normal", "RolloutSuperseded", f"rollback to {s.canary} superseded by revision {target}")
+        p.end_canary()
+        p.set(held="", held_reason="")
+    s = p.state
+    if not s.canary and target != s.stable and target != s.held and p.world.target_servable:
+        p.start(target)
+
+
+def _steady(p: _Pass) -> Decision:
+    s, w = p.state, p.world
+    n = w.replicas
+    ready = w.ready.get(s.stable, 0)
+    replicas = {s.stable: n}
+    if s.held and s.held == w.target:
+        degraded = s.held_reason != Reason.ROLLED_BACK_BY_USER
+        message = f"revision {s.held} was rolled back ({s.held_reason}); serving {s.stable}. Change the spec or " \
+                  "send the `retry` action to roll it out again"
+        return _decision(p, replicas, "RolledBack", s.held_reason, message, degraded=degraded)
+    if w.target != s.stable and not w.target_servable:
+        return _decision(p, replicas, "Building", Reason.ENGINE_BUILDING,
+                         f"revision {w.target} waits for its engine; {s.stable} keeps serving")
+    if ready >= n:
+        return _decision(p, replicas, "Healthy", Reason.SCALED_TO_ZERO if n == 0 else Reason.REPLICAS_READY,
+                         f"{ready}/{n} replicas of revision {s.stable} ready")
+    return _decision(p, replicas, "Progressing", Reason.REPLICAS_NOT_READY,
+                     f"{ready}/{n} replicas of revision {s.stable} ready", wait=POLL_SECONDS)
+
+
+def _judge(p: _Pass, m: Measurement) -> None:
+    s, r = p.state, p.rollout
+    assert r.policy is not None
+    previous = s.analysis if s.analysis and s.analysis.revision == s.canary else None
+    failures = previous.failures if previous else 0
+    if m.baseline_only:
+        p.set(analysis=LastAnalysis(s.canary, p.world.now, "Pending", failures, "baseline taken", s.step))
+        return
+    verdict = analyse(m, r.policy)
+    p.verdict = verdict
+    failures = failures + 1 if verdict.result == "Failed" else (0 if verdict.result == "Successful" else failures)
+    p.set(analysis=LastAnalysis(s.canary, p.world.now, verdict.result, failures, verdict.message, s.step))
+    p.say("Warning" if verdict.result == "Failed" else "Normal", f"Analysis{verdict.result}",
+          f"revision {s.canary}: {verdict.message}")
+    if verdict.result == "Failed" and failures >= r.failure_limit:
+        p.roll_back(Reason.ANALYSIS_FAILED, f"{failures} consecutive failed measurements; last: {verdict.message}")
+    elif verdict.result == "Inconclusive":
+        if r.on_inconclusive == "rollback":
+            p.roll_back(Reason.ANALYSIS_FAILED, f"inconclusive analysis (onInconclusive: rollback): "
+                                                f"{verdict.message}")
+        elif r.on_inconclusive == "pause":
+            p.set(paused=True, pause_reason=Reason.ANALYSIS_INCONCLUSIVE)
+
+
+def _gate_open(p: _Pass) -> tuple[bool, str]:
+    """Whether the analysis lets the rollout leave the current step: a verdict taken in it that passed."""
+    r, s = p.rollout, p.state
+    if r.policy is None or s.kind in FAST:
+        return True, ""
+    last = s.analysis
+    if last is None or last.revision != s.canary or last.step != s.step:
+        return False, "waiting for a measurement in this step"
+    if last.result == "Successful" or (last.result == "Inconclusive" and r.on_inconclusive == "continue"):
+        return True, ""
+    return False, f"waiting for a Successful measurement (last: {last.result})"
+
+
+def _promotion_gate(p: _Pass) -> tuple[bool, str]:
+    """Promotion needs the last measurement to have passed. Without steps the canary never had traffic of its
+    own to measure, so only readiness counts (documented with spec.rollout.steps)."""
+    r, s = p.rollout, p.state
+    if r.policy is None or s.kind in FAST or not r.steps:
+        return True, ""
+    last = s.analysis if s.analysis and s.analysis.revision == s.canary else None
+    if last is None or last.result == "Pending":
+        return False, "waiting for a first measurement before promotion"
+    if last.failures:
+        return False, "waiting until the last failed measurement is outweighed"
+    if last.result == "Successful" or (last.result == "Inconclusive" and r.on_inconclusive == "continue"):
+        return True, ""
+    return False, f"waiting for a Successful measurement (last: {last.result})"
+
+
+def _advance(p: _Pass) -> Decision:
+    r, w = p.rollout, p.world
+    n = w.replicas
+    stable_n = w.replicas if w.stable_replicas is None else w.stable_replicas
+    if r.strategy == "recreate" and p.state.kind not in FAST:
+        return _recreate(p)
+    waiting = ""
+    stable_desired = stable_n
+    while True:
+        s = p.state
+        ready = w.ready.get(s.canary, 0)
+        if s.paused:
+            break
+        if s.step >= len(r.steps):
+            open_, why = _promotion_gate(p)
+            if not open_:
+                waiting = why
+                break
+            if ready >= n:
+                p.promote()
+                return _steady(p)
+            # Promotion replaces the stable one replica at a time (surge one): a rollout never needs more than
+            # one replica's GPUs beyond what the stable already holds. Traffic follows the Ready replicas.
+            stable_desired = min(stable_n, max(0, n - ready))
+            p.set(canary_replicas=min(n, ready + 1))
+            serving = ready + min(stable_desired, w.ready.get(s.stable, 0))
+            p.set(weight=round(100 * ready / serving) if serving else s.weight)
+            waiting = f"promoting: {ready}/{n} replicas of revision {s.canary} ready"
+            break
+        step = r.steps[s.step]
+        if step.weight is not None:
+            need = canary_replicas(r, step.weight, n, stable_n)
+            p.set(canary_replicas=need)
+            if ready < need:
+                waiting = f"{ready}/{need} canary replicas ready for weight {step.weight}%"
+                break
+            weight = effective_weight(r, step.weight, need, stable_n)
+            if weight != s.weight:
+                p.say("Normal", Reason.CANARY_STEP, f"revision {s.canary} now receives {weight}% of traffic")
+            p.set(weight=weight, step=s.step + 1, step_started_at=w.now)
+            continue
+        if r.strategy == "abTest":
+            p.set(canary_replicas=max(1, s.canary_replicas))
+            if ready < 1:
+                waiting = f"waiting for a Ready replica of revision {s.canary}"
+                break
+        if step.pause_seconds is None:
+            p.set(paused=True, pause_reason=Reason.CANARY_PAUSED)
+            p.say("Normal", Reason.CANARY_PAUSED, f"rollout of {s.canary} paused at step {s.step} until `promote`")
+            break
+        ends = s.step_started_at + step.pause_seconds
+        if w.now < ends:
+            p.waits.append(ends - w.now)
+            waiting = f"step {s.step}: pause until {ends - w.now:.0f}s from now"
+            break
+        open_, why = _gate_open(p)
+        if not open_:
+            waiting = f"step {s.step}: {why}"
+            break
+        p.set(step=s.step + 1, step_started_at=w.now)
+    s = p.state
+    replicas = {s.stable: stable_desired, s.canary: s.canary_replicas}
+    if s.paused:
+        why = {Reason.ANALYSIS_INCONCLUSIVE: "the analysis was inconclusive",
+               Reason.PAUSED_BY_USER: "paused by a person",
+               Reason.CANARY_PAUSED: "an indefinite pause step"}.get(s.pause_reason, s.pause_reason)
+        detail = f" ({s.analysis.message})" if s.pause_reason == Reason.ANALYSIS_INCONCLUSIVE and s.analysis else ""
+        return _decision(p, replicas, "Paused", s.pause_reason,
+                         f"rollout of {s.canary} at step {s.step}/{len(r.steps)}, weight {s.weight}%, paused: "
+                         f"{why}{detail}; send `resume` or `promote`")
+    kind = "rollback to" if s.kind == ROLLBACK else "rollout of"
+    message = f"{kind} {s.canary}: step {s.step}/{len(r.steps)}, weight {s.weight}%"
+    return _decision(p, replicas, "Progressing", Reason.PROMOTING if s.step >= len(r.steps) else Reason.CANARY_STEP,
+                     f"{message}; {waiting}" if waiting else message, wait=POLL_SECONDS)
+
+
+def _recreate(p: _Pass) -> Decision:
+    s, w = p.state, p.world
+    ready = w.ready.get(s.canary, 0)
+    p.set(canary_replicas=w.replicas)
+    if ready >= w.replicas:
+        p.promote()
+        return _steady(p)
+    return _decision(p, {s.stable: 0, s.canary: w.replicas}, "Progressing", Reason.ROLLING_OUT,
+                     f"recreate: {s.stable} stopped, {ready}/{w.replicas} replicas of {s.canary} ready",
+                     wait=POLL_SECONDS)
+
+
+def _decision(p: _Pass, replicas: dict[str, int], phase: str, reason: str, message: str, *,
+              degraded: bool = False, wait: float | None = None) -> Decision:
+    s = p.state
+    if len(s.history) > p.rollout.history_limit:  # the limit was lowered: prune at once
+        s = replace(s, history=s.history[: p.rollout.history_limit])
+    waits = list(p.waits)
+    if wait is not None:
+        waits.append(wait)
+    due = next_analysis_at(p.rollout, s)
+    if due is not None:
+        waits.append(max(0.5, due - p.world.now))
+    ab = p.rollout.strategy == "abTest" and bool(s.canary) and s.kind != ROLLBACK \
+        and p.world.ready.get(s.canary, 0) >= 1
+    return Decision(state=s, replicas={k: v for k, v in replicas.items() if k}, phase=phase, reason=reason,
+                    message=message, events=tuple(p.events), requeue_after=min(waits) if waits else None,
+                    outcome=p.outcome, action_result=p.action_result, verdict=p.verdict, ab_routing=ab,
+                    degraded=degraded)
+
+
+def parse_action(annotations: Mapping[str, str], action_key: str, nonce_key: str,
+                 handled_nonce: str) -> Action | str | None:
+    """The action a person asked for with annotations, if its nonce is new; a string says why it is invalid."""
+    name, nonce = annotations.get(action_key, "").strip(), annotations.get(nonce_key, "").strip()
+    if not name or not nonce or nonce == handled_nonce:
+        return None
+    verb, _, argument = name.partition("=")
+    if verb not in ACTIONS:
+        return f"unknown action {name!r}; one of: {', '.join(ACTIONS)} (rollback-to=<revision>)"
+    if (verb == "rollback-to") != bool(argument):
+        return "rollback-to needs a revision: rollback-to=<revision>" if verb == "rollback-to" \
+            else f"{verb} takes no argument"
+    return Action(verb, nonce, argument)
+

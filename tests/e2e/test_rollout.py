@@ -1,0 +1,301 @@
+"""Canary and A/B rollouts on the testbed: real stand-in Tritons on pod IPs, Traefik honouring the HTTPRoute the
+operator writes, Prometheus scraping the pods, and a bounded load generator going through the gateway."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import requests
+
+from testbed import cluster
+from tests.e2e.kube import TestbedClient, eventually
+from tests.e2e.operator_proc import OperatorProcess
+from tests.e2e.test_serving import GROUP, PLURAL, VERSION, Resources, _docs, kubectl_apply
+
+pytestmark = pytest.mark.e2e
+NAME = "r1-canary"
+LOAD_LIMIT_S = 240  # no load generator outlives this, whatever the test does
+
+
+def canary_cr(namespace: str, *, strategy: str = "canary", steps: list[dict[str, Any]] | None = None,
+              analysis: dict[str, Any] | None = None, match: list[dict[str, Any]] | None = None,
+              replicas: int = 2, history: int = 1) -> dict[str, Any]:
+    rollout: dict[str, Any] = {
+        "strategy": strategy,
+        "steps": steps if steps is not None else [{"weight": 20}, {"pause": "6s"}, {"weight": 50}, {"pause": "6s"}],
+        "trafficRouting": {"gatewayAPI": {"parentRefs": [{"name": "llm-gateway", "namespace": "default"}],
+                                          "hostnames": [f"{namespace}.llm.test"]}},
+        "revisionHistoryLimit": history,
+    }
+    if analysis is not None:
+        rollout["analysis"] = analysis
+    if match is not None:
+        rollout["match"] = match
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "DeepSeekDeployment",
+        "metadata": {"name": NAME, "namespace": namespace},
+        "spec": {
+            "model": {"name": "deepseek-r1-distill-qwen-1.5b", "revision": "2025-01-20", "precision": "bf16",
+                      "source": {"pvc": {"claimName": "model-store", "path": "/models/DeepSeek-R1-Distill-Qwen-1.5B"}}},
+            "engine": {"maxBatchSize": 8, "maxInputLen": 1024, "maxSeqLen": 2048},
+            "serving": {"replicas": replicas, "gpu": {"type": "H100-80GB"}},
+            "rollout": rollout,
+        },
+    }
+
+
+@dataclass
+class Load:
+    """Bounded load through the gateway: a few threads, each request's outcome and which pod answered."""
+
+    url: str
+    host: str
+    headers: dict[str, str] = field(default_factory=dict)
+    threads: int = 4
+    outcomes: list[tuple[int, str]] = field(default_factory=list)  # (status, pod or "")
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _workers: list[threading.Thread] = field(default_factory=list)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + LOAD_LIMIT_S
+        with requests.Session() as s:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                try:
+                    r = s.post(f"{self.url}/v2/models/ensemble/generate", timeout=5,
+                               json={"text_input": "which revision answers", "max_tokens": 4},
+                               headers={"Host": self.host, **self.headers})
+                    pod = re.match(r"\[([^\]]+)\]", r.json().get("text_output", "")) if r.ok else None
+                    self.outcomes.append((r.status_code, pod.group(1).split("/")[-1] if pod else ""))
+                except (requests.RequestException, ValueError):
+                    self.outcomes.append((0, ""))
+                time.sleep(0.02)
+
+    def __enter__(self) -> Load:
+        for _ in range(self.threads):
+            t = threading.Thread(target=self._run, daemon=True)
+            t.start()
+            self._workers.append(t)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for t in self._workers:
+            t.join(timeout=10)
+
+
+@pytest.fixture
+def ns(testbed: TestbedClient, operator: OperatorProcess) -> Iterator[str]:
+    name = testbed.namespace("ro")
+    assert kubectl_apply(_docs("model-store.yaml", name)).returncode == 0
+    yield name
+    testbed.delete_namespace(name)
+
+
+def status(res: Resources) -> dict[str, Any]:
+    return dict(res.get(NAME).get("status") or {})
+
+
+def serve_first_revision(res: Resources, cr: dict[str, Any], testbed: TestbedClient) -> str:
+    assert kubectl_apply([cr]).returncode == 0
+    healthy = res.wait_phase(NAME, "Healthy", timeout=180)["status"]
+
+    def routed() -> bool:  # Traefik has picked the route up
+        r = requests.post(f"{testbed.gateway}/v2/models/ensemble/generate", timeout=5,
+                          json={"text_input": "ping", "max_tokens": 1}, headers={"Host": f"{res.ns}.llm.test"})
+        return r.ok
+    eventually("the route to answer through the gateway", routed, timeout=60)
+    return str(healthy["stableRevision"])
+
+
+def pods_by_revision(testbed: TestbedClient, ns: str) -> dict[str, str]:
+    pods = testbed.core.list_namespaced_pod(ns, label_selector=f"serving.deepseek.ai/deployment={NAME}").items
+    return {p.metadata.name: p.metadata.labels["serving.deepseek.ai/revision"] for p in pods}
+
+
+def watch(res: Resources, until: str, timeout: float) -> list[dict[str, Any]]:
+    """Polls the status until the phase is `until`; returns every distinct status seen on the way."""
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = status(res)
+        if not seen or s != seen[-1]:
+            seen.append(s)
+        if s.get("phase") == until and not s.get("canaryRevision"):
+            return seen
+        time.sleep(0.5)
+    raise AssertionError(f"not {until} after {timeout}s; last: {seen[-1] if seen else None}")
+
+
+def test_clean_canary_walks_its_steps_and_is_promoted(testbed: TestbedClient, ns: str) -> None:
+    res = Resources(testbed, ns)
+    analysis = {"interval": "4s", "maxErrorRate": 0.05, "minRequests": 20, "failureLimit": 2, "provider": "triton"}
+    old = serve_first_revision(res, canary_cr(ns, analysis=analysis), testbed)
+    with Load(testbed.gateway, f"{ns}.llm.test") as load:
+        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/latency-ms": "1"}}})
+        seen = watch(res, "Healthy", timeout=200)
+    new = seen[-1]["stableRevision"]
+    assert new != old and seen[-1]["history"][0]["revision"] == new and len(seen[-1]["history"]) == 1
+    weights = [s.get("canaryWeight", 0) for s in seen if s.get("canaryRevision") == new]
+    assert {20, 50} <= set(weights) and weights == sorted(weights)
+    assert any((s.get("analysis") or {}).get("result") == "Successful" for s in seen)
+    # Every request answered; the old revision's pods and objects are gone past the history limit.
+    codes = Counter(code for code, _ in load.outcomes)
+    assert codes[200] > 100 and set(codes) == {200}, codes
+    eventually("the old revision's Deployment to be pruned", lambda: not res.apps.list_namespaced_deployment(
+        ns, label_selector=f"serving.deepseek.ai/revision={old}").items, timeout=60)
+    events = {e.reason for e in testbed.core.list_namespaced_event(ns, field_selector=f"involvedObject.name={NAME}")
+              .items}
+    assert {"RolloutStarted", "CanaryStep", "AnalysisSuccessful", "Promoted"} <= events
+
+
+def _prometheus_pid() -> int:
+    state = cluster.State.load()
+    assert state is not None
+    return state.pids["prometheus"]
+
+
+@pytest.mark.parametrize("provider", ["triton", "prometheus", "gateway"])
+def test_errors_in_the_canary_roll_it_back_before_the_first_analysed_step(testbed: TestbedClient, ns: str,
+                                                                        provider: str) -> None:
+    res = Resources(testbed, ns)
+    analysis: dict[str, Any] = {"interval": "4s", "maxErrorRate": 0.05, "minRequests": 20, "failureLimit": 2,
+                                "provider": provider}
+    if provider == "prometheus":
+        analysis["prometheus"] = {"address": testbed.prometheus}
+    if provider == "gateway":
+        analysis["gateway"] = {"metricsAddress": f"{testbed.traefik_metrics}/metrics"}
+    steps = [{"weight": 20}, {"pause": "60s"}, {"weight": 50}, {"pause": "60s"}]
+    old = serve_first_revision(res, canary_cr(ns, analysis=analysis, steps=steps), testbed)
+    with Load(testbed.gateway, f"{ns}.llm.test") as load:
+        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/error-rate": "0.3"}}})
+        seen = watch(res, "RolledBack", timeout=150)
+        time.sleep(4)  # a little load after the rollback (and Traefik's reload): all of it on the stable
+    final = seen[-1]
+    bad = final["heldRevision"]
+    assert bad and bad != old and final["stableRevision"] == old and final["canaryWeight"] == 0
+    assert max(s.get("currentStep", 0) for s in seen if s.get("canaryRevision") == bad) <= 1  # never left step 1
+    assert max(s.get("canaryWeight", 0) for s in seen) == 20
+    degraded = next(c for c in final["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "AnalysisFailed")
+    assert "error rate" in degraded["message"] and final["analysis"]["provider"] == provider
+    assert final["analysis"]["result"] == "Failed" and final["analysis"]["errorRate"] > 0.05
+    # The canary is scaled to zero; the stable kept serving and never failed a request.
+    [canary] = res.apps.list_namespaced_deployment(ns, label_selector=f"serving.deepseek.ai/revision={bad}").items
+    assert canary.spec.replicas == 0
+    revisions = pods_by_revision(testbed, ns)
+    stable_pods = {p for p, r in revisions.items() if r == old}
+    answered = [pod for code, pod in load.outcomes if code == 200]
+    failed = [code for code, _ in load.outcomes if code != 200]
+    assert answered and failed, "the canary's share must have seen both answers and failures"
+    assert len(failed) / len(load.outcomes) < 0.3 * 0.5  # only the canary's 20% share failed, at ~30%
+    assert all(pod in stable_pods for pod in answered[-20:])  # after the rollback: the stable alone
+    for pod in stable_pods:
+        failures = testbed.prom_query(f'sum(nv_inference_request_failure{{namespace="{ns}",pod="{pod}"}})')
+        assert not failures or float(failures[0]["value"][1]) == 0
+    # Still named by the spec, the bad revision stays held: no second attempt.
+    time.sleep(6)
+    assert status(res)["canaryRevision"] == "" and status(res)["heldRevision"] == bad
+
+
+def test_low_traffic_does_not_promote_it_pauses(testbed: TestbedClient, ns: str) -> None:
+    res = Resources(testbed, ns)
+    analysis = {"interval": "3s", "maxErrorRate": 0.05, "minRequests": 1000, "provider": "triton",
+                "onInconclusive": "pause"}
+    old = serve_first_revision(res, canary_cr(ns, analysis=analysis), testbed)
+    with Load(testbed.gateway, f"{ns}.llm.test", threads=1):
+        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/latency-ms": "2"}}})
+        paused = eventually("the rollout to pause", lambda: (s := status(res)).get("phase") == "Paused" and s,
+                            timeout=120)
+    assert paused["pauseReason"] == "AnalysisInconclusive" and paused["stableRevision"] == old
+    assert "fewer than minRequests 1000" in paused["analysis"]["message"]
+    time.sleep(8)  # paused: nothing moves
+    still = status(res)
+    assert (still["phase"], still["stableRevision"], still["currentStep"]) == ("Paused", old, paused["currentStep"])
+    # A person decides: promote-full (through the CLI) ships it without further analysis.
+    cli = subprocess.run([sys.executable, "-m", "deepseek_operator.cli", "promote-full", NAME,
+                          "-n", ns, "--kubeconfig", str(cluster.KUBECONFIG)], capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    done = res.wait_phase(NAME, "Healthy", timeout=120)["status"]
+    assert done["stableRevision"] != old and done["lastAction"]["action"] == "promote-full"
+
+
+def test_prometheus_down_mid_analysis_is_inconclusive_never_a_promotion(testbed: TestbedClient, ns: str) -> None:
+    res = Resources(testbed, ns)
+    analysis = {"interval": "3s", "maxErrorRate": 0.05, "minRequests": 10, "provider": "prometheus",
+                "prometheus": {"address": testbed.prometheus}, "onInconclusive": "pause"}
+    old = serve_first_revision(res, canary_cr(ns, analysis=analysis, steps=[{"weight": 50}, {"pause": "30s"}]),
+                               testbed)
+    pid = _prometheus_pid()
+    with Load(testbed.gateway, f"{ns}.llm.test"):
+        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/latency-ms": "2"}}})
+        eventually("the canary to take traffic", lambda: status(res).get("canaryWeight") == 50, timeout=120)
+        os.kill(pid, signal.SIGSTOP)  # Prometheus stops answering (its port stays open)
+        try:
+            paused = eventually("the rollout to pause", lambda: (s := status(res)).get("phase") == "Paused" and s,
+                                timeout=90)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    assert paused["stableRevision"] == old and paused["pauseReason"] == "AnalysisInconclusive"
+    assert "prometheus" in paused["analysis"]["message"]
+
+
+def test_ab_test_sends_only_matching_requests_to_the_new_revision(testbed: TestbedClient, ns: str) -> None:
+    res = Resources(testbed, ns)
+    cr = canary_cr(ns, strategy="abTest", steps=[{"pause": "indefinite"}],
+                   match=[{"headers": {"x-model-variant": {"exact": "b"}}}])
+    old = serve_first_revision(res, cr, testbed)
+    res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/latency-ms": "1"}}})
+    paused = eventually("the A/B test to run", lambda: (s := status(res)).get("phase") == "Paused" and s,
+                        timeout=120)
+    new = paused["canaryRevision"]
+    time.sleep(3)  # Traefik reloads the route with its header match
+    with Load(testbed.gateway, f"{ns}.llm.test", headers={"x-model-variant": "b"}, threads=2) as variant_b:
+        time.sleep(4)
+    with Load(testbed.gateway, f"{ns}.llm.test", threads=2) as others:
+        time.sleep(4)
+    revisions = pods_by_revision(testbed, ns)
+    got_b = Counter(revisions.get(pod) for code, pod in variant_b.outcomes if code == 200)
+    got_others = Counter(revisions.get(pod) for code, pod in others.outcomes if code == 200)
+    assert set(got_b) == {new} and sum(got_b.values()) > 20, got_b
+    assert set(got_others) == {old} and sum(got_others.values()) > 20, got_others
+    # An abTest cannot work without a gateway: the apiserver says so.
+    bad = canary_cr(ns, strategy="abTest", match=[{"headers": {"x-model-variant": {"exact": "b"}}}], steps=[])
+    bad["metadata"]["name"] = "no-gateway"
+    bad["spec"]["rollout"]["trafficRouting"] = {"service": {}}
+    refused = kubectl_apply([bad])
+    assert refused.returncode != 0 and "a Service cannot route by header" in refused.stderr
+
+
+def test_rollback_to_an_earlier_revision(testbed: TestbedClient, ns: str) -> None:
+    res = Resources(testbed, ns)
+    first = serve_first_revision(res, canary_cr(ns, steps=[], history=3), testbed)
+    res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/latency-ms": "1"}}})
+    second = eventually("the second revision to be promoted",
+                        lambda: (s := status(res)).get("stableRevision") not in (None, first)
+                        and s.get("phase") == "Healthy" and s["stableRevision"], timeout=150)
+    subprocess.run([sys.executable, "-m", "deepseek_operator.cli", "rollback-to", NAME, first,
+                    "-n", ns, "--kubeconfig", str(cluster.KUBECONFIG)], check=True, capture_output=True)
+    back = eventually("the first revision to serve again",
+                      lambda: (s := status(res)).get("stableRevision") == first and not s.get("canaryRevision")
+                      and s, timeout=150)
+    assert back["phase"] == "RolledBack" and back["heldRevision"] == second
+    ready = next(c for c in back["conditions"] if c["type"] == "Ready")
+    degraded = next(c for c in back["conditions"] if c["type"] == "Degraded")
+    assert ready["status"] == "True" and degraded["status"] == "False"
+    assert set(pods_by_revision(testbed, ns).values()) <= {first, second}
+    eventually("only the first revision's pods to serve", lambda: {
+        r for p, r in pods_by_revision(testbed, ns).items()
+        if p in {x.metadata.name for x in testbed.ready_pods(ns, f"serving.deepseek.ai/deployment={NAME}")}}
+        == {first}, timeout=60)
+    res.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, NAME)

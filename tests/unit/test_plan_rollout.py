@@ -1,0 +1,135 @@
+"""plan() during rollouts: the HTTPRoute the gateway sees, actions by annotation, the analysis request, and the
+status a person reads. Drives the same fake namespace as test_plan.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepseek_operator.render import naming
+from deepseek_operator.render.plan import Observed, analysis_request, epoch, plan
+from deepseek_operator.rollout.analysis import Measurement
+from tests.unit.test_plan import QWEN_7B, T0, Cluster, drive, edited, example
+
+GATEWAY = {"gatewayAPI": {"parentRefs": [{"name": "llm-gateway", "namespace": "default"}]}}
+ANALYSIS = {"interval": "30s", "maxErrorRate": 0.02, "minRequests": 50, "failureLimit": 1, "provider": "triton"}
+
+
+def at(seconds: float) -> str:
+    from deepseek_operator.render.plan import rfc3339
+    return rfc3339(epoch(T0) + seconds)
+
+
+def with_rollout(**rollout: Any) -> dict[str, Any]:
+    return edited(example(QWEN_7B), {"rollout": rollout})
+
+
+def route(cluster_plan: Any) -> dict[str, Any]:
+    [r] = [o for o in cluster_plan.apply if o["kind"] == "HTTPRoute"]
+    return r
+
+
+def start_canary(body: dict[str, Any]) -> tuple[Cluster, dict[str, Any]]:
+    cluster = drive(body)
+    assert body["status"]["phase"] == "Healthy"
+    body = edited(body, {"serving.podAnnotations": {"version": "2"}})
+    cluster.reconcile(body, at(1))
+    cluster.roll_out()
+    return cluster, body
+
+
+def test_gateway_route_weights_follow_the_canary_steps() -> None:
+    body = with_rollout(steps=[{"weight": 10}, {"pause": "indefinite"}], trafficRouting=GATEWAY)
+    cluster = drive(body)
+    first = [o for o in cluster.reconcile(body, at(0)).apply if o["kind"] == "HTTPRoute"]
+    assert first == []  # unchanged: not re-sent
+    body = edited(body, {"serving.podAnnotations": {"version": "2"}})
+    started = cluster.reconcile(body, at(1))
+    cluster.roll_out()
+    p = cluster.reconcile(body, at(2))
+    stable, canary = p.status["stableRevision"], p.status["canaryRevision"]
+    rules = route(p)["spec"]["rules"]
+    assert rules == [{"backendRefs": [{"name": "r1-qwen-7b-stable", "port": 8000, "weight": 90},
+                                      {"name": "r1-qwen-7b-canary", "port": 8000, "weight": 10}]}]
+    assert route(p)["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                               "name": "llm-gateway", "namespace": "default"}]
+    services = {o["metadata"]["name"]: o["spec"]["selector"][naming.LABEL_REVISION]
+                for o in started.apply if o["kind"] == "Service" and naming.LABEL_REVISION in o["spec"]["selector"]}
+    assert services == {"r1-qwen-7b-canary": canary}  # the stable Service did not change
+    assert (p.status["phase"], p.status["pauseReason"]) == ("Paused", "CanaryPaused")
+    assert stable != canary
+
+
+def test_ab_route_matches_headers_and_cookies() -> None:
+    body = with_rollout(strategy="abTest", steps=[{"pause": "indefinite"}], trafficRouting=GATEWAY,
+                        match=[{"headers": {"x-model-variant": {"exact": "b"}}},
+                               {"cookie": {"name": "variant", "value": "b"}}])
+    cluster, body = start_canary(body)
+    p = cluster.reconcile(body, at(2))
+    rules = route(p)["spec"]["rules"]
+    assert rules[0]["matches"] == [
+        {"headers": [{"type": "Exact", "name": "x-model-variant", "value": "b"}]},
+        {"headers": [{"type": "RegularExpression", "name": "Cookie", "value": "(^|.*; )variant=b(;.*|$)"}]}]
+    assert rules[0]["backendRefs"] == [{"name": "r1-qwen-7b-canary", "port": 8000, "weight": 1}]
+    assert rules[1] == {"backendRefs": [{"name": "r1-qwen-7b-stable", "port": 8000, "weight": 100}]}
+    assert p.status["canaryWeight"] == 0 and p.status["canaryReplicas"] == 1
+
+
+def test_actions_are_handled_once_and_recorded_in_status() -> None:
+    body = with_rollout(steps=[{"weight": 20}, {"pause": "indefinite"}])
+    cluster, body = start_canary(body)
+    p = cluster.reconcile(body, at(2))
+    assert p.status["phase"] == "Paused"
+    body["metadata"]["annotations"] = {naming.ANNOTATION_ACTION: "promote", naming.ANNOTATION_ACTION_NONCE: "n-1"}
+    p = cluster.reconcile(body, at(3))
+    assert p.status["lastAction"] == {"nonce": "n-1", "action": "promote", "at": at(3), "result": "step 1 skipped"}
+    assert p.status["currentStep"] == 2 and p.status["phase"] == "Progressing"
+    again = cluster.reconcile(body, at(4))  # the same nonce: nothing new
+    assert again.status["lastAction"]["at"] == at(3)
+    body["metadata"]["annotations"] = {naming.ANNOTATION_ACTION: "launch", naming.ANNOTATION_ACTION_NONCE: "n-2"}
+    refused = cluster.reconcile(body, at(5))
+    assert refused.status["lastAction"]["result"].startswith("refused: unknown action 'launch'")
+    assert [(e.type, e.reason) for e in refused.events] == [("Warning", "ActionRefused")]
+
+
+def test_analysis_is_requested_when_due_and_a_failure_rolls_back_with_the_figures() -> None:
+    body = with_rollout(steps=[{"weight": 50}, {"pause": "5m"}], analysis=ANALYSIS)
+    cluster, body = start_canary(body)
+    p = cluster.reconcile(body, at(2))
+    assert p.status["canaryWeight"] == 50
+    assert analysis_request(body, cluster.observed(), at(10)) is None  # not due before the interval
+    request = analysis_request(body, cluster.observed(), at(40))
+    assert request is not None
+    assert (request.provider, request.canary_revision, request.stable_revision) == (
+        "triton", p.status["canaryRevision"], p.status["stableRevision"])
+    assert request.window_seconds == 38 and request.previous_counters == {}
+    observed = cluster.observed()
+    failed = Observed(**{**observed.__dict__, "measurement": Measurement(requests=200, errors=40,
+                                                                          window_seconds=38)})
+    rolled = plan(body, failed, at(40))
+    assert (rolled.status["phase"], rolled.status["canaryRevision"], rolled.status["heldRevision"]) == (
+        "RolledBack", "", p.status["canaryRevision"])
+    assert rolled.status["analysis"]["errorRate"] == 0.2 and rolled.status["analysis"]["result"] == "Failed"
+    degraded = next(c for c in rolled.status["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "AnalysisFailed" and "error rate 0.2000 (40/200)" in degraded["message"]
+    canary = next(o for o in rolled.apply if o["kind"] == "Deployment")
+    assert canary["metadata"]["name"].endswith(p.status["canaryRevision"]) and canary["spec"]["replicas"] == 0
+    assert rolled.outcome == "rolled_back" and rolled.verdict == "Failed"
+
+
+def test_service_router_reports_the_replica_ratio() -> None:
+    body = with_rollout(steps=[{"weight": 10}, {"pause": "indefinite"}])
+    cluster, body = start_canary(body)
+    p = cluster.reconcile(body, at(2))
+    # 2 stable replicas + 1 canary behind one Service: a third of the traffic, whatever 10 % asked for.
+    assert (p.status["canaryWeight"], p.status["canaryReplicas"]) == (33, 1)
+    assert not [o for o in p.apply if o["kind"] == "HTTPRoute"]
+
+
+def test_a_resync_mid_rollout_writes_nothing_new() -> None:
+    body = with_rollout(steps=[{"weight": 50}, {"pause": "indefinite"}], trafficRouting=GATEWAY)
+    cluster, body = start_canary(body)
+    cluster.reconcile(body, at(2))
+    p = cluster.reconcile(body, at(3))
+    again = plan(body, cluster.observed(), at(3))
+    assert again.apply == [] and again.delete == [] and again.events == []
+    assert again.status == p.status

@@ -1,0 +1,307 @@
+"""The rollout state machine and the analysis verdicts, as tables. Pure: no cluster, no clock."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+
+from deepseek_operator.rollout import machine
+from deepseek_operator.rollout.analysis import Measurement, Policy, analyse, counter_increase, histogram_quantile
+from deepseek_operator.rollout.machine import Action, Decision, Rollout, State, Step, World
+
+POLICY = Policy(max_error_rate=0.02, min_requests=50)
+CANARY = Rollout(strategy="canary", steps=(Step(weight=10), Step(pause_seconds=60), Step(weight=50),
+                                           Step(pause_seconds=60)),
+                 router="gatewayAPI", policy=POLICY, interval_seconds=30, failure_limit=2)
+GOOD = Measurement(requests=200, errors=1, window_seconds=30)
+BAD = Measurement(requests=200, errors=60, window_seconds=30)
+QUIET = Measurement(requests=10, errors=0, window_seconds=30)
+STABLE, NEW = "aaaaaaaaaa", "bbbbbbbbbb"
+
+
+class Sim:
+    """Drives the machine the way the operator does: one decision per pass; Deployments become Ready at once."""
+
+    def __init__(self, rollout: Rollout = CANARY, replicas: int = 4) -> None:
+        self.rollout, self.replicas, self.now = rollout, replicas, 1000.0
+        self.state = State(stable=STABLE, history=(STABLE,))
+        self.live = {STABLE: replicas}
+        self.decisions: list[Decision] = []
+
+    def step(self, target: str = NEW, measurement: Measurement | None = None, action: Action | None = None,
+             advance: float = 1.0, ready: bool = True) -> Decision:
+        self.now += advance
+        ready_map = dict(self.live) if ready else {STABLE: self.live.get(STABLE, 0)}
+        d = machine.decide(self.rollout, self.state, World(
+            target=target, target_servable=True, replicas=self.replicas, now=self.now, ready=ready_map,
+            stable_replicas=self.live.get(self.state.stable) if self.state.canary else None,
+            measurement=measurement, action=action))
+        self.state, self.live = d.state, dict(d.replicas)
+        self.decisions.append(d)
+        return d
+
+    def until_outcome(self, passes: int = 20) -> Decision:
+        for _ in range(passes):
+            d = self.step()
+            if d.outcome:
+                return d
+        raise AssertionError(f"no outcome after {passes} passes: {d}")
+
+    def measure_when_due(self, m: Measurement, target: str = NEW) -> Decision:
+        """Passes every 5 s; the provider answers `m` whenever the analysis is due."""
+        due = machine.analysis_due(self.rollout, self.state, self.now + 5, self.live.get(self.state.canary, 0) > 0)
+        return self.step(target, measurement=m if due else None, advance=5)
+
+
+def test_clean_canary_walks_every_step_and_is_promoted() -> None:
+    sim = Sim()
+    weights = []
+    for _ in range(200):
+        d = sim.measure_when_due(GOOD)
+        if d.state.canary:
+            weights.append(d.state.weight)
+        if d.outcome:
+            break
+    assert d.outcome == "promoted"
+    assert (d.state.stable, d.state.canary, d.phase) == (NEW, "", "Healthy")
+    assert d.state.history == (NEW, STABLE)
+    assert d.replicas == {NEW: 4}
+    assert weights == sorted(weights) and {0, 10, 50} <= set(weights)
+    steps = [x.replicas for x in sim.decisions if x.state.canary and x.state.step < len(CANARY.steps)]
+    promotion = [x.replicas for x in sim.decisions if x.state.canary and x.state.step == len(CANARY.steps)]
+    # Through the steps the stable kept its 4 replicas; the canary got only what its weight needed...
+    assert all(r[STABLE] == 4 for r in steps) and {r[NEW] for r in steps} == {1, 2}
+    # ...and promotion replaced the stable one replica at a time: never more than one extra replica.
+    assert promotion and all(sum(r.values()) <= 5 for r in promotion)
+    assert [r[STABLE] for r in promotion] == sorted((r[STABLE] for r in promotion), reverse=True)
+
+
+def test_failed_analysis_rolls_back_after_failure_limit_and_holds_the_revision() -> None:
+    sim = Sim()
+    for _ in range(50):
+        d = sim.measure_when_due(BAD)
+        if d.outcome:
+            break
+    assert d.outcome == "rolled_back"
+    assert (d.phase, d.reason, d.degraded) == ("RolledBack", "AnalysisFailed", True)
+    assert (d.state.stable, d.state.canary, d.state.weight, d.state.held) == (STABLE, "", 0, NEW)
+    assert d.replicas == {STABLE: 4}  # the canary gets no replicas at all
+    assert [v.result for v in (x.verdict for x in sim.decisions) if v] == ["Failed", "Failed"]
+    assert any(e.type == "Warning" and e.reason == "AnalysisFailed" for e in d.events)
+    # Still named by the spec, the bad revision is not tried again...
+    for _ in range(5):
+        again = sim.step()
+        assert (again.state.canary, again.phase) == ("", "RolledBack")
+    # ...until a person asks, or the spec names another revision.
+    retried = sim.step(action=Action("retry", "n1"))
+    assert (retried.state.canary, retried.state.held) == (NEW, "")
+    sim2 = Sim()
+    sim2.state = d.state
+    moved_on = sim2.step(target="cccccccccc")
+    assert (moved_on.state.canary, moved_on.state.held) == ("cccccccccc", "")
+
+
+def test_one_failure_below_the_limit_does_not_roll_back_and_blocks_promotion() -> None:
+    sim = Sim(replace(CANARY, steps=(Step(weight=50),)))
+    sim.step()  # canary scaled for 50%
+    sim.step()  # weight applied, promotion point
+    d = sim.step(measurement=BAD, advance=31)
+    assert (d.state.canary, d.state.analysis.failures if d.state.analysis else None) == (NEW, 1)
+    assert d.phase == "Progressing" and "failed measurement" in d.message
+    d = sim.step(measurement=GOOD, advance=31)
+    assert d.state.analysis is not None and d.state.analysis.failures == 0
+    assert sim.until_outcome().outcome == "promoted"
+
+
+@pytest.mark.parametrize(("on_inconclusive", "phase", "outcome"), [
+    ("pause", "Paused", ""), ("rollback", "RolledBack", "rolled_back"), ("continue", "Healthy", "promoted")])
+def test_low_traffic_is_inconclusive_and_never_promotes_by_itself(on_inconclusive: str, phase: str,
+                                                                  outcome: str) -> None:
+    sim = Sim(replace(CANARY, on_inconclusive=on_inconclusive))  # type: ignore[arg-type]
+    for _ in range(100):
+        d = sim.measure_when_due(QUIET)
+        if d.outcome or d.phase == "Paused":
+            break
+    assert (d.phase, d.outcome) == (phase, outcome)
+    if phase == "Paused":
+        assert d.reason == "AnalysisInconclusive" and "fewer than minRequests 50" in d.message
+        for _ in range(20):  # paused: no measurement is asked for, nothing moves
+            assert not machine.analysis_due(sim.rollout, sim.state, sim.now + 1000, True)
+            assert sim.step(advance=60).state == d.state
+
+
+@pytest.mark.parametrize("measurement", [
+    Measurement(0, 0, error="connection refused"), Measurement(float("nan"), 0), Measurement(100, float("nan"))])
+def test_provider_failure_and_nan_are_inconclusive(measurement: Measurement) -> None:
+    assert analyse(measurement, POLICY).result == "Inconclusive"
+
+
+ANALYSE = [
+    (Measurement(200, 4), POLICY, "Successful"),
+    (Measurement(200, 5), POLICY, "Failed"),  # 2.5 % > 2 %
+    (Measurement(49, 0), POLICY, "Inconclusive"),
+    (Measurement(50, 0), POLICY, "Successful"),
+    (Measurement(200, 0, p99_seconds=3.0), replace(POLICY, max_p99_seconds=2.5), "Failed"),
+    (Measurement(200, 0, p99_seconds=1.0), replace(POLICY, max_p99_seconds=2.5), "Successful"),
+    (Measurement(200, 0), replace(POLICY, max_p99_seconds=2.5), "Inconclusive"),
+]
+
+
+@pytest.mark.parametrize(("measurement", "policy", "result"), ANALYSE)
+def test_analysis_verdicts(measurement: Measurement, policy: Policy, result: str) -> None:
+    assert analyse(measurement, policy).result == result
+
+
+def test_counters_and_histograms() -> None:
+    assert counter_increase(None, 5) == 5
+    assert counter_increase(5, 12) == 7
+    assert counter_increase(12, 3) == 3  # the process restarted
+    buckets = [(10.0, 50.0), (100.0, 90.0), (1000.0, 100.0), (math.inf, 100.0)]
+    assert histogram_quantile(0.5, buckets) == 10.0
+    assert histogram_quantile(0.99, buckets) == pytest.approx(910.0)
+    assert histogram_quantile(0.99, [(10.0, 0.0), (math.inf, 0.0)]) is None
+
+
+def test_spec_change_during_a_rollout_supersedes_the_canary() -> None:
+    sim = Sim()
+    sim.step()
+    d = sim.step()
+    assert d.state.canary == NEW and d.state.weight == 10
+    d = sim.step(target="cccccccccc")
+    assert (d.state.canary, d.state.step, d.state.weight) == ("cccccccccc", 0, 0)
+    assert NEW not in d.replicas and d.replicas[STABLE] == 4
+    assert [e.reason for e in d.events][:2] == ["RolloutSuperseded", "RolloutStarted"]
+    d = sim.step(target=STABLE)  # back to the stable spec: the rollout is simply cancelled
+    assert (d.state.canary, d.phase) == ("", "Healthy")
+
+
+ACTIONS = [
+    # action, expected (canary, paused, step) after it, result text contains
+    (Action("pause", "n"), (NEW, True, 1), "paused"),
+    (Action("promote", "n"), (NEW, False, 2), "skipped"),
+    (Action("promote-full", "n"), (NEW, False, 4), "promoting"),
+    (Action("abort", "n"), ("", False, 0), "aborted"),
+    (Action("rollback-to", "n", STABLE), ("", False, 0), "rolling back"),
+    (Action("rollback-to", "n", "ffffffffff"), (NEW, False, 1), "not in the history"),
+]
+
+
+@pytest.mark.parametrize(("action", "after", "result"), ACTIONS, ids=[a[0].name + a[0].argument for a in ACTIONS])
+def test_actions_during_a_rollout(action: Action, after: tuple[str, bool, int], result: str) -> None:
+    sim = Sim()
+    sim.step()
+    assert sim.step().state.step == 1  # weight 10 reached, pausing
+    d = sim.step(action=action)
+    assert (d.state.canary, d.state.paused, d.state.step) == after
+    assert result in d.action_result
+
+
+def test_abort_holds_and_degrades_and_resume_follows_pause() -> None:
+    sim = Sim()
+    sim.step()
+    sim.step()
+    paused = sim.step(action=Action("pause", "1"))
+    assert paused.phase == "Paused" and paused.reason == "PausedByUser"
+    resumed = sim.step(action=Action("resume", "2"))
+    assert resumed.phase == "Progressing" and not resumed.state.paused
+    aborted = sim.step(action=Action("abort", "3"))
+    assert (aborted.phase, aborted.reason, aborted.degraded, aborted.outcome) == (
+        "RolledBack", "Aborted", True, "aborted")
+    assert aborted.state.held == NEW
+
+
+def test_rollback_to_an_earlier_revision_skips_steps_and_analysis_and_holds_the_spec_revision() -> None:
+    sim = Sim(replace(CANARY, steps=()))
+    d = sim.until_outcome()
+    assert d.outcome == "promoted" and d.state.history == (NEW, STABLE)
+    d = sim.step(action=Action("rollback-to", "r", STABLE))
+    assert (d.state.canary, d.state.kind, d.state.held) == (STABLE, machine.ROLLBACK, NEW)
+    assert not machine.analysis_due(sim.rollout, sim.state, sim.now + 1000, True)
+    d = sim.until_outcome()
+    assert (d.outcome, d.state.stable, d.phase, d.reason, d.degraded) == (
+        "promoted", STABLE, "RolledBack", "RolledBackByUser", False)
+    assert sim.step().state.canary == ""  # the spec still names NEW: held
+
+
+def test_indefinite_pause_waits_for_promote() -> None:
+    sim = Sim(replace(CANARY, steps=(Step(weight=20), Step()), policy=None))
+    sim.step()
+    d = sim.step()
+    assert (d.phase, d.reason) == ("Paused", "CanaryPaused")
+    assert sim.step(advance=3600).phase == "Paused"
+    d = sim.step(action=Action("promote", "p"))
+    assert d.state.step == 2
+    assert sim.until_outcome().outcome == "promoted"
+
+
+@pytest.mark.parametrize(("router", "weight", "replicas", "stable", "canary", "effective"), [
+    ("gatewayAPI", 10, 4, 4, 1, 10),
+    ("gatewayAPI", 50, 4, 4, 2, 50),
+    ("gatewayAPI", 100, 4, 4, 4, 100),
+    ("service", 10, 4, 4, 1, 20),  # 1 of 5 pods: the best a replica ratio can do
+    ("service", 50, 4, 4, 4, 50),
+    ("service", 25, 3, 3, 1, 25),
+    ("service", 90, 2, 2, 2, 50),  # capped at the desired replicas
+])
+def test_canary_replicas_follow_the_weight(router: str, weight: int, replicas: int, stable: int, canary: int,
+                                           effective: int) -> None:
+    rollout = replace(CANARY, router=router)  # type: ignore[arg-type]
+    assert machine.canary_replicas(rollout, weight, replicas, stable) == canary
+    assert machine.effective_weight(rollout, weight, canary, stable) == effective
+
+
+def test_canary_that_cannot_be_scheduled_waits_and_the_stable_keeps_serving() -> None:
+    sim = Sim()
+    for _ in range(10):
+        d = sim.step(ready=False)
+    assert (d.phase, d.state.weight, d.replicas) == ("Progressing", 0, {STABLE: 4, NEW: 1})
+    assert "0/1 canary replicas ready" in d.message
+
+
+def test_ab_test_routes_matching_requests_once_the_canary_is_ready() -> None:
+    ab = replace(CANARY, strategy="abTest", steps=(Step(pause_seconds=60),))
+    sim = Sim(ab)
+    d = sim.step(ready=False)
+    assert (d.ab_routing, d.replicas[NEW]) == (False, 1)
+    d = sim.step()
+    assert d.ab_routing and d.state.weight == 0
+    assert machine.analysis_due(ab, sim.state, sim.now + 31, True)
+    for _ in range(40):
+        d = sim.measure_when_due(GOOD)
+        if d.outcome:
+            break
+    assert d.outcome == "promoted" and not d.ab_routing
+
+
+def test_recreate_stops_the_stable_first() -> None:
+    sim = Sim(replace(CANARY, strategy="recreate", steps=()))
+    d = sim.step(ready=False)
+    assert d.replicas == {STABLE: 0, NEW: 4}
+    assert sim.step().outcome == "promoted"
+
+
+def test_first_deployment_needs_no_rollout() -> None:
+    d = machine.decide(CANARY, State(), World(target=NEW, target_servable=True, replicas=2, now=0, ready={NEW: 2}))
+    assert (d.state.stable, d.state.history, d.phase, d.outcome) == (NEW, (NEW,), "Healthy", "")
+    waiting = machine.decide(CANARY, State(), World(target=NEW, target_servable=False, replicas=2, now=0))
+    assert waiting.replicas == {}
+
+
+@pytest.mark.parametrize(("annotations", "handled", "expected"), [
+    ({}, "", None),
+    ({"a": "promote"}, "", None),  # no nonce: nothing to do
+    ({"a": "promote", "n": "1"}, "1", None),  # already handled
+    ({"a": "promote", "n": "2"}, "1", Action("promote", "2")),
+    ({"a": "rollback-to=abc", "n": "3"}, "", Action("rollback-to", "3", "abc")),
+    ({"a": "rollback-to", "n": "3"}, "", "rollback-to needs a revision: rollback-to=<revision>"),
+    ({"a": "launch", "n": "4"}, "", "unknown action"),
+])
+def test_actions_are_parsed_once_per_nonce(annotations: dict[str, str], handled: str,
+                                           expected: Action | str | None) -> None:
+    got = machine.parse_action(annotations, "a", "n", handled)
+    if isinstance(expected, str):
+        assert isinstance(got, str) and got.startswith(expected)
+    else:
+        assert got == expected
