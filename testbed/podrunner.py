@@ -62,6 +62,13 @@ def pick_launcher(launchers: list[Launcher], image: str, labels: dict[str, str] 
                  and all((labels or {}).get(k) == v for k, v in launcher.labels.items())), None)
 
 
+def prestop_sleep_seconds(pod: Any) -> int:
+    """The first container's `lifecycle.preStop.sleep` (the kubelet's native sleep action), or 0."""
+    lifecycle = pod.spec.containers[0].lifecycle
+    sleep = lifecycle.pre_stop.sleep if lifecycle and lifecycle.pre_stop else None
+    return int(sleep.seconds) if sleep else 0
+
+
 def is_job_pod(pod: Any) -> bool:
     return any(ref.kind == "Job" for ref in pod.metadata.owner_references or [])
 
@@ -97,6 +104,7 @@ class PodRunner:
         self.running: dict[str, Running] = {}
         self.lock = threading.Lock()
         self.settled: set[str] = set()  # uids of pods with no process whose status we already wrote
+        self.draining: set[str] = set()  # uids of deleted pods waiting out their preStop sleep
         self.python = sys.executable
         self.libdir = sysconfig.get_config_var("LIBDIR") or ""
 
@@ -158,9 +166,19 @@ class PodRunner:
 
     def handle(self, pod: Any, deleted: bool) -> None:
         uid = pod.metadata.uid
-        if deleted or pod.metadata.deletion_timestamp:
+        if deleted:
             self.stop(uid)
             self.settled.discard(uid)
+            return
+        if pod.metadata.deletion_timestamp:
+            # As a kubelet does: the preStop sleep first (the process keeps serving while load balancers drop
+            # the terminating endpoint), then SIGTERM; never longer than the grace period.
+            with self.lock:
+                if uid in self.draining:
+                    return
+                self.draining.add(uid)
+            drain = min(prestop_sleep_seconds(pod), pod.spec.termination_grace_period_seconds or 30)
+            threading.Timer(drain, self._drained, args=(uid,)).start()
             return
         if pod.status.phase != "Running" or not pod.status.pod_ip or not pod.spec.node_name:
             return
@@ -176,6 +194,12 @@ class PodRunner:
             self.settled.add(uid)
             return
         self.launch(pod, launcher)
+
+    def _drained(self, uid: str) -> None:
+        self.stop(uid)
+        with self.lock:
+            self.draining.discard(uid)
+            self.settled.discard(uid)
 
     def launch(self, pod: Any, launcher: Launcher) -> None:
         meta, ip = pod.metadata, pod.status.pod_ip

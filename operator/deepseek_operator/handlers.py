@@ -8,6 +8,7 @@ are never re-sent, so a resync with nothing new writes nothing.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -25,6 +26,8 @@ OURS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
 # Passes running at once: API round trips overlap, memory stays bounded (an unbounded fan-out over 500
 # resources doubled the operator's RSS).
 PARALLEL_PASSES = 16
+RETRY_SECONDS = 10.0
+LOG = logging.getLogger(__name__)
 _locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 _kube: Kube | None = None
 _passes: asyncio.Semaphore | None = None
@@ -76,7 +79,10 @@ async def _wake_loop() -> None:
         due = [key for key, at in _wakeups.items() if at <= now]
         for key in due:
             _wakeups.pop(key, None)
-        await asyncio.gather(*(_reconcile(key, _live_indexes) for key in due))
+        results = await asyncio.gather(*(_reconcile(key, _live_indexes) for key in due), return_exceptions=True)
+        for key, result in zip(due, results, strict=True):
+            if isinstance(result, Exception):  # already rescheduled by _reconcile; the loop must live on
+                LOG.warning("timed pass of %s/%s failed: %s", *key, result)
 
 
 # ------------------------------------------------------------------ indexes
@@ -138,7 +144,12 @@ async def _reconcile(key: tuple[str, str], indexes: Mapping[str, kopf.Index[Any,
         observed = observe(body, owned, list(indexes["pvcs"].get(namespace, [])),
                            list(indexes["engine_jobs"].get(namespace, [])))
         assert _kube is not None
-        requeue = await asyncio.to_thread(reconcile, _kube, body, observed)
+        try:
+            requeue = await asyncio.to_thread(reconcile, _kube, body, observed)
+        except Exception:
+            # A failed pass (API error, conflict) is tried again soon even if no event comes.
+            _wakeups[key] = asyncio.get_running_loop().time() + RETRY_SECONDS
+            raise
         if requeue is None:
             _wakeups.pop(key, None)
         else:

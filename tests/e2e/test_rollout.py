@@ -128,10 +128,12 @@ def watch(res: Resources, until: str, timeout: float) -> list[dict[str, Any]]:
     seen: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        s = status(res)
+        obj = res.get(NAME)
+        s = dict(obj.get("status") or {})
         if not seen or s != seen[-1]:
             seen.append(s)
-        if s.get("phase") == until and not s.get("canaryRevision"):
+        fresh = s.get("observedGeneration") == obj["metadata"]["generation"]
+        if fresh and s.get("phase") == until and not s.get("canaryRevision"):
             return seen
         time.sleep(0.5)
     raise AssertionError(f"not {until} after {timeout}s; last: {seen[-1] if seen else None}")
@@ -299,3 +301,54 @@ def test_rollback_to_an_earlier_revision(testbed: TestbedClient, ns: str) -> Non
         if p in {x.metadata.name for x in testbed.ready_pods(ns, f"serving.deepseek.ai/deployment={NAME}")}}
         == {first}, timeout=60)
     res.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, NAME)
+
+
+KILL_POINTS = [
+    ("engine building for the new revision", lambda s, new: s.get("phase") == "Building"),
+    ("rollout started", lambda s, new: s.get("canaryRevision") and s.get("canaryWeight", 0) == 0),
+    ("weight 20", lambda s, new: s.get("canaryWeight") == 20),
+    ("baseline measured", lambda s, new: (s.get("analysis") or {}).get("result") == "Pending"),
+    ("first verdict", lambda s, new: (s.get("analysis") or {}).get("result") == "Successful"),
+    ("weight 50", lambda s, new: s.get("canaryWeight") == 50),
+    ("second pause", lambda s, new: s.get("currentStep") == 3),
+    ("promoting", lambda s, new: s.get("currentStep") == 4 and s.get("canaryRevision")),
+    ("promoted", lambda s, new: s.get("stableRevision") == new),
+]
+
+
+def test_operator_killed_at_every_point_of_a_rollout_resumes_to_the_same_outcome(
+        testbed: TestbedClient, ns: str, operator: OperatorProcess) -> None:
+    res = Resources(testbed, ns)
+    analysis = {"interval": "4s", "maxErrorRate": 0.05, "minRequests": 20, "failureLimit": 2, "provider": "triton"}
+    old = serve_first_revision(res, canary_cr(ns, analysis=analysis), testbed)
+    killed_at = []
+    with Load(testbed.gateway, f"{ns}.llm.test") as load:
+        res.patch(NAME, {"model": {"revision": "2025-02-01"}})  # a new engine, then the canary
+        new = eventually("the new revision", lambda: (s := status(res)).get("revision") != old and s["revision"],
+                         timeout=30)
+        for point, reached in KILL_POINTS:
+            try:
+                eventually(point, lambda reached=reached: reached(status(res), new), timeout=120, interval=0.1)
+            except AssertionError:
+                if point != "engine building for the new revision":  # may be over before a poll sees it
+                    raise
+                continue
+            operator.kill()  # SIGKILL: no goodbye, no status flush
+            killed_at.append(point)
+            time.sleep(1.5)
+            operator.start()
+        done = res.wait_phase(NAME, "Healthy", timeout=150)["status"]
+    assert len(killed_at) >= 8, killed_at
+    assert (done["stableRevision"], done["canaryRevision"], done["heldRevision"]) == (new, "", "")
+    assert [h["revision"] for h in done["history"]] == [new]
+    assert set(code for code, _ in load.outcomes) == {200}
+    # No extra children: one revision's Deployment and ConfigMap, the three Services, one route, one budget.
+    selector = f"serving.deepseek.ai/deployment={NAME}"
+    eventually("the old revision to be pruned", lambda: len(res.apps.list_namespaced_deployment(
+        ns, label_selector=selector).items) == 1, timeout=60)
+    assert [d.metadata.name for d in res.apps.list_namespaced_deployment(ns, label_selector=selector).items] == [
+        f"{NAME}-{new}"]
+    assert len(testbed.core.list_namespaced_config_map(ns, label_selector=selector).items) == 1
+    assert len(testbed.core.list_namespaced_service(ns, label_selector=selector).items) == 3
+    jobs = res.batch.list_namespaced_job(ns, label_selector="app.kubernetes.io/component=engine-build").items
+    assert len(jobs) == 2  # one engine per key, never built twice

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from deepseek_operator.render import catalog, naming
-from deepseek_operator.render.plan import ChildRef, Observed, Plan, plan, with_applied_hash
+from deepseek_operator.render.plan import ChildRef, Observed, Plan, plan, ready_by_revision, with_applied_hash
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -323,14 +323,14 @@ ROLLOUTS = [
     # Deployment status as observed (None: keep the generation / revision label as applied), phase, ready, Ready
     ({"replicas": 2, "updatedReplicas": 2, "readyReplicas": 2}, "Healthy", "2/2", "ReplicasReady"),
     ({"replicas": 2, "updatedReplicas": 2, "readyReplicas": 1}, "Progressing", "1/2", "ReplicasNotReady"),
-    ({"replicas": 3, "updatedReplicas": 2, "readyReplicas": 3}, "Progressing", "1/2", "ReplicasNotReady"),
+    ({"replicas": 3, "updatedReplicas": 2, "readyReplicas": 3}, "Healthy", "2/2", "ReplicasReady"),
     ({"replicas": 2, "updatedReplicas": 1, "readyReplicas": 2}, "Progressing", "1/2", "ReplicasNotReady"),
     ({}, "Progressing", "0/2", "ReplicasNotReady"),
 ]
 
 
 @pytest.mark.parametrize(("status", "phase", "ready", "reason"), ROLLOUTS,
-                         ids=["all ready", "one not ready", "old pod still terminating", "half updated", "no status"])
+                         ids=["all ready", "one not ready", "a surplus pod terminating", "half updated", "no status"])
 def test_rollout_progress(status: dict[str, Any], phase: str, ready: str, reason: str) -> None:
     body = example(QWEN_7B)
     cluster = drive(body, roll_out=False)
@@ -341,13 +341,17 @@ def test_rollout_progress(status: dict[str, Any], phase: str, ready: str, reason
     assert cond(p, "Progressing")["status"] == ("True" if phase == "Progressing" else "False")
 
 
-def test_deployment_status_not_yet_observed_by_its_controller_is_not_trusted() -> None:
+def test_deployment_caught_mid_scale_still_counts_its_ready_pods() -> None:
+    # A pass that runs right after our own scale-up sees the Deployment before its controller does: the pods it
+    # counted Ready are still there. Reading that as zero made promotions shrink the canary again.
     body = example(QWEN_7B)
     cluster = drive(body)
     assert cluster.deployment is not None
-    cluster.deployment["metadata"]["generation"] += 1  # spec changed by someone, the controller has not caught up
+    cluster.deployment["metadata"]["generation"] += 1
     p = plan(body, cluster.observed(), T1)
-    assert (p.status["phase"], p.status["ready"]) == ("Progressing", "0/2")
+    assert (p.status["phase"], p.status["ready"]) == ("Healthy", "2/2")
+    cluster.deployment["spec"]["replicas"] = 1  # caught mid scale-down: never more Ready than desired
+    assert ready_by_revision(cluster.observed().deployments)[0] == {body["status"]["revision"]: 1}
 
 
 def test_deployment_of_another_revision_counts_no_ready_replicas() -> None:

@@ -107,11 +107,12 @@ def triton_counters(text: str, prefix: str) -> dict[str, float]:
         for sample in family.samples:
             if sample.labels.get("model") != CLIENT_MODEL:
                 continue
-            if sample.name in (SUCCESS, FAILURE):
-                key = f"{prefix}|{sample.name}"
+            name = sample.name.removesuffix("_total")  # the parser names counter samples <name>_total
+            if name in (SUCCESS, FAILURE):
+                key = f"{prefix}|{name}"
                 out[key] = out.get(key, 0.0) + sample.value
             elif sample.name == f"{LATENCY_HISTOGRAM}_bucket":
-                key = f"{prefix}|le={sample.labels['le']}"
+                key = f"{prefix}|le={float(sample.labels['le'])}"
                 out[key] = out.get(key, 0.0) + sample.value
     return out
 
@@ -191,8 +192,8 @@ def gateway_counters(text: str, services: Mapping[str, str]) -> dict[str, float]
 
 
 def traefik_service_pattern(namespace: str, service: str, port: int) -> str:
-    """How Traefik's Gateway API provider names a backend service in its metrics: namespace-name-port-…"""
-    return rf"^{re.escape(namespace)}-{re.escape(service)}-{port}(-|@|$)"
+    """How Traefik's Gateway API provider names a backend in its metrics: <ns>-<svc>-<port name>-<port>@…"""
+    return rf"^{re.escape(namespace)}-{re.escape(service)}-(http-)?{port}(-|@|$)"
 
 
 @dataclass

@@ -18,6 +18,9 @@ MODEL_REPO_MOUNT = "/srv/model-repository"
 MODEL_REPO_SOURCE_MOUNT = "/srv/model-repository-src"
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 PROBE_PERIOD_S = 10
+# On deletion a pod keeps serving this long before Triton is told to stop, so gateways and Services drop its
+# endpoint first: without it a scale-down or promotion turns in-flight routing into 502s and "model not found".
+DRAIN_SECONDS = 10
 # NCCL and the TensorRT-LLM runtime share tensors across ranks through /dev/shm; the container default (64 MiB)
 # is far too small for tensor parallelism.
 SHM_PER_GPU_GI = 8
@@ -148,6 +151,7 @@ def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpe
                                   {"name": "grpc", "containerPort": GRPC_PORT},
                                   {"name": "metrics", "containerPort": METRICS_PORT}],
                         "resources": resources,
+                        "lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}},
                         "startupProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
                                          "periodSeconds": PROBE_PERIOD_S, "failureThreshold": startup_failures},
                         "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},

@@ -302,7 +302,7 @@ def rollout_state(status: Mapping[str, Any]) -> machine.State:
 
 
 def ready_by_revision(deployments: Mapping[str, dict[str, Any]]) -> tuple[dict[str, int], dict[str, int]]:
-    """Ready replicas of each revision whose Deployment controller has caught up, and each one's desired count."""
+    """Ready replicas of each revision's Deployment (at most its desired count), and each one's desired count."""
     ready, desired = {}, {}
     for d in deployments.values():
         revision = (d["metadata"].get("labels") or {}).get(naming.LABEL_REVISION)
@@ -310,11 +310,8 @@ def ready_by_revision(deployments: Mapping[str, dict[str, Any]]) -> tuple[dict[s
             continue
         desired[revision] = int((d.get("spec") or {}).get("replicas", 0))
         status = d.get("status") or {}
-        caught_up = status.get("observedGeneration", 0) >= d["metadata"].get("generation", 0)
-        count = min(status.get("updatedReplicas", 0), status.get("readyReplicas", 0)) if caught_up else 0
-        if status.get("replicas", 0) > desired[revision]:
-            count = min(count, max(0, desired[revision] - 1))  # old pods still terminating: not settled yet
-        ready[revision] = count
+        # Not yet caught up with a scale we just applied: the pods it counted are still there and Ready.
+        ready[revision] = min(status.get("updatedReplicas", 0), status.get("readyReplicas", 0), desired[revision])
     return ready, desired
 
 

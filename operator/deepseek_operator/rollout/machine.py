@@ -411,10 +411,11 @@ def _advance(p: _Pass) -> Decision:
                 return _steady(p)
             # Promotion replaces the stable one replica at a time (surge one): a rollout never needs more than
             # one replica's GPUs beyond what the stable already holds. Traffic follows the Ready replicas.
+            # Monotonic: a pass that reads a Deployment mid-scale never shrinks the canary or regrows the stable.
             stable_desired = min(stable_n, max(0, n - ready))
-            p.set(canary_replicas=min(n, ready + 1))
+            p.set(canary_replicas=max(s.canary_replicas, min(n, ready + 1)))
             serving = ready + min(stable_desired, w.ready.get(s.stable, 0))
-            p.set(weight=round(100 * ready / serving) if serving else s.weight)
+            p.set(weight=max(s.weight, round(100 * ready / serving) if serving else 0))
             waiting = f"promoting: {ready}/{n} replicas of revision {s.canary} ready"
             break
         step = r.steps[s.step]
