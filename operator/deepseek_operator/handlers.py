@@ -34,6 +34,11 @@ _passes: asyncio.Semaphore | None = None
 # Timed passes (pause steps, analysis intervals): resource -> loop time it is due. Lost on restart by design:
 # the first pass after a restart computes it again from status.
 _wakeups: dict[tuple[str, str], float] = {}
+# Read-your-own-writes: the resourceVersion each resource had when a pass last wrote its status. Until the watch
+# delivers the newer object, a body of that version is stale, and planning from its old status would undo the
+# pass (a rollback flapping back to the canary it had just dropped).
+_written_from: dict[tuple[str, str], str] = {}
+STALE_RETRY_SECONDS = 2.0
 _live_indexes: dict[str, kopf.Index[Any, Any]] | None = None
 _wake_task: asyncio.Task[None] | None = None
 
@@ -138,6 +143,11 @@ async def _reconcile(key: tuple[str, str], indexes: Mapping[str, kopf.Index[Any,
         body = next(iter(store))
         if body["metadata"].get("deletionTimestamp"):
             return
+        version = body["metadata"].get("resourceVersion", "")
+        if version and _written_from.get(key) == version:
+            # Our own status write has not come back through the watch yet; its event brings the next pass.
+            _wakeups.setdefault(key, asyncio.get_running_loop().time() + STALE_RETRY_SECONDS)
+            return
         owned: dict[str, list[Summary]] = {kind: list(indexes[index].get(key, []))
                                            for kind, (_, _, _, index) in OWNED.items()}
         namespace = key[0]
@@ -145,15 +155,17 @@ async def _reconcile(key: tuple[str, str], indexes: Mapping[str, kopf.Index[Any,
                            list(indexes["engine_jobs"].get(namespace, [])))
         assert _kube is not None
         try:
-            requeue = await asyncio.to_thread(reconcile, _kube, body, observed)
+            result = await asyncio.to_thread(reconcile, _kube, body, observed)
         except Exception:
             # A failed pass (API error, conflict) is tried again soon even if no event comes.
             _wakeups[key] = asyncio.get_running_loop().time() + RETRY_SECONDS
             raise
-        if requeue is None:
+        if result.wrote_status and version:
+            _written_from[key] = version
+        if result.requeue_after is None:
             _wakeups.pop(key, None)
         else:
-            _wakeups[key] = asyncio.get_running_loop().time() + requeue
+            _wakeups[key] = asyncio.get_running_loop().time() + result.requeue_after
 
 
 def _indexes(kwargs: Mapping[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
@@ -167,6 +179,7 @@ async def resource_changed(**kwargs: Any) -> None:
     if kwargs["type"] == "DELETED":
         _locks.pop((namespace, name), None)
         _wakeups.pop((namespace, name), None)
+        _written_from.pop((namespace, name), None)
         return  # children carry owner references: the garbage collector removes them
     await _reconcile((namespace, name), _indexes(kwargs))
 

@@ -376,18 +376,25 @@ class PrometheusProvider(Schema):
                          description="Prometheus base URL, e.g. http://prometheus.monitoring:9090.")
     bearer_token_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret key holding a bearer token for Prometheus.")
+    min_range: str = Field(default="30s", pattern=DURATION,
+                           description="Shortest range of the increase() queries: it must hold at least two scrapes "
+                                       "(a measurement looks back max(interval, minRange)).")
     revision_label: str = Field(default="serving_deepseek_ai_revision", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
                                 description="The metric label that carries the pods' serving.deepseek.ai/revision "
                                             "label (what your scrape config's labelmap makes of it).")
 
 
 class GatewayProvider(Schema):
-    """Where the gateway's own metrics are."""
+    """Where the gateway's own metrics are, and which answers count as failures."""
 
     metrics_address: str = Field(pattern=r"^https?://",
                                  description="The gateway's Prometheus endpoint, e.g. "
                                              "http://traefik-metrics:8080/metrics (Traefik with "
                                              "metrics.prometheus.addServicesLabels).")
+    failure_status_codes: str = Field(
+        default=r"^(5[0-9][0-9]|400)$", max_length=256,
+        description="Regular expression of the HTTP status codes that count as failed requests. Triton answers "
+                    "400 when a model's execution fails, so 400 counts by default besides 5xx.")
 
 
 class Analysis(Schema):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -70,8 +70,14 @@ def measure(kube: Kube, body: Mapping[str, Any], observed: Observed, now: str) -
     return replace(observed, measurement=measurement)
 
 
-def reconcile(kube: Kube, body: Mapping[str, Any], observed: Observed) -> float | None:
-    """Runs one pass; returns the seconds after which the resource wants another pass, if it does."""
+@dataclass(frozen=True)
+class PassResult:
+    requeue_after: float | None  # seconds after which the resource wants another pass, if it does
+    wrote_status: bool  # the status changed: a body of this resourceVersion is stale from now on
+
+
+def reconcile(kube: Kube, body: Mapping[str, Any], observed: Observed) -> PassResult:
+    """Runs one pass: observe the metrics it needs, plan, apply, delete, post events, write the status."""
     started = time.monotonic()
     try:
         now = now_rfc3339()
@@ -85,14 +91,15 @@ def reconcile(kube: Kube, body: Mapping[str, Any], observed: Observed) -> float 
         for event in result.events:
             kube.event(dict(body), event.type, event.reason, event.message)
         old_status = dict(body.get("status") or {})
-        if _comparable(old_status) != _comparable(result.status):
+        wrote = _comparable(old_status) != _comparable(result.status)
+        if wrote:
             try:
                 kube.write_status(meta["namespace"], meta["name"], old_status, result.status)
             except ApiException as e:
                 if e.status != 404:  # deleted meanwhile: nothing to report to
                     raise
         metrics.record_rollout(meta["namespace"], meta["name"], result.status, result.outcome, result.verdict)
-        return result.requeue_after
+        return PassResult(result.requeue_after, wrote)
     except Exception:
         metrics.RECONCILE_ERRORS.inc()
         raise

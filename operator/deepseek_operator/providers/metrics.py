@@ -23,6 +23,7 @@ from typing import Protocol
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from deepseek_operator.api.spec import duration_seconds
 from deepseek_operator.render.children import METRICS_PORT
 from deepseek_operator.render.plan import AnalysisRequest
 from deepseek_operator.rollout.analysis import Measurement, histogram_quantile, window
@@ -62,7 +63,7 @@ class PrometheusProvider:
         if settings.bearer_token_secret_ref is not None:
             ref = settings.bearer_token_secret_ref
             headers["Authorization"] = f"Bearer {self.read_secret(request.namespace, ref.name, ref.key).strip()}"
-        span = f"{max(1, math.ceil(request.window_seconds))}s"
+        span = f"{max(math.ceil(request.window_seconds), duration_seconds(settings.min_range))}s"
 
         def selector(revision: str) -> str:
             return (f'namespace="{request.namespace}",{settings.revision_label}="{revision}",'
@@ -168,12 +169,13 @@ class TritonProvider:
 # ---------------------------------------------------------------------------------------------------- gateway
 
 
-def gateway_counters(text: str, services: Mapping[str, str]) -> dict[str, float]:
+def gateway_counters(text: str, services: Mapping[str, str], failure_codes: str) -> dict[str, float]:
     """Traefik's per-service request counters and latency buckets, for the services named {role: pattern}.
 
-    A 5xx answer is a failure; 4xx are the client's doing and count as answered.
+    A status code matching `failure_codes` is a failure; any other answer counts as answered.
     """
     patterns = {role: re.compile(pattern) for role, pattern in services.items()}
+    failed = re.compile(failure_codes)
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -182,7 +184,7 @@ def gateway_counters(text: str, services: Mapping[str, str]) -> dict[str, float]
             if role is None:
                 continue
             if sample.name == "traefik_service_requests_total":
-                name = FAILURE if sample.labels.get("code", "").startswith("5") else SUCCESS
+                name = FAILURE if failed.search(sample.labels.get("code", "")) else SUCCESS
                 key = f"{role}:gateway|{name}"
                 out[key] = out.get(key, 0.0) + sample.value
             elif sample.name == "traefik_service_request_duration_seconds_bucket" and role == "canary":
@@ -204,7 +206,7 @@ class GatewayProvider:
         services = {"canary": traefik_service_pattern(request.namespace, request.canary_service, 8000),
                     "stable": traefik_service_pattern(request.namespace, request.stable_service, 8000)}
         try:
-            current = gateway_counters(_get(settings.metrics_address), services)
+            current = gateway_counters(_get(settings.metrics_address), services, settings.failure_status_codes)
         except Exception as err:
             return Measurement(0, 0, window_seconds=request.window_seconds, error=f"gateway metrics: {err}")
         return _differenced(request, current)
