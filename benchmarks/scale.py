@@ -134,6 +134,8 @@ def main() -> None:
             time.sleep(1)
         ready_s = time.monotonic() - t0
         writes_first = metric(port, "deepseek_operator_api_writes_total")
+        passes_first = metric(port, "deepseek_operator_reconcile_duration_seconds_count")
+        pass_seconds = metric(port, "deepseek_operator_reconcile_duration_seconds_sum")
         rss = peak_rss_mb(operator.pid)
         operator.terminate()
         operator.wait()
@@ -161,6 +163,8 @@ def main() -> None:
                   f"operator / plain = {ready_s / floor:.2f}")
         print(f"operator peak RSS: {rss:.0f} MB")
         print(f"API writes to reach Healthy: {writes_first:.0f} ({writes_first / args.count:.1f} per resource)")
+        print(f"reconcile passes to reach Healthy: {passes_first:.0f} ({passes_first / args.count:.1f} per "
+              f"resource, {1000 * pass_seconds / max(passes_first, 1):.0f} ms each)")
         print(f"full resync after restart: {resync_passes:.0f} reconcile passes, {resync_writes:.0f} API writes")
     finally:
         cluster.down(quiet=True)

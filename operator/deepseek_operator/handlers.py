@@ -8,6 +8,7 @@ are never re-sent, so a resync with nothing new writes nothing.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
@@ -25,12 +26,14 @@ from deepseek_operator.render import naming
 OURS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
 # Passes running at once: API round trips overlap, memory stays bounded (an unbounded fan-out over 500
 # resources doubled the operator's RSS).
-PARALLEL_PASSES = 16
+PARALLEL_PASSES = 8
 RETRY_SECONDS = 10.0
 LOG = logging.getLogger(__name__)
 _locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 _kube: Kube | None = None
 _passes: asyncio.Semaphore | None = None
+# Passes wait on the API server most of the time: one thread each, however few cores the pod has.
+_executor = concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL_PASSES, thread_name_prefix="pass")
 # Timed passes (pause steps, analysis intervals): resource -> loop time it is due. Lost on restart by design:
 # the first pass after a restart computes it again from status.
 _wakeups: dict[tuple[str, str], float] = {}
@@ -38,6 +41,9 @@ _wakeups: dict[tuple[str, str], float] = {}
 # delivers the newer object, a body of that version is stale, and planning from its old status would undo the
 # pass (a rollback flapping back to the canary it had just dropped).
 _written_from: dict[tuple[str, str], str] = {}
+# Resources with a pass queued that has not started: it reads the indexes when it starts, so it covers every event
+# that arrives meanwhile, and those events need no pass of their own (a rollout's pods and Deployments send dozens).
+_queued: set[tuple[str, str]] = set()
 STALE_RETRY_SECONDS = 2.0
 _live_indexes: dict[str, kopf.Index[Any, Any]] | None = None
 _wake_task: asyncio.Task[None] | None = None
@@ -136,7 +142,11 @@ async def _reconcile(key: tuple[str, str], indexes: Mapping[str, kopf.Index[Any,
     global _live_indexes
     _live_indexes = dict(indexes)  # kopf's indexes are live views: the wake loop reuses them
     assert _passes is not None
+    if key in _queued:
+        return
+    _queued.add(key)
     async with _locks[key], _passes:
+        _queued.discard(key)
         store = indexes["resources"].get(key)
         if not store:
             return
@@ -155,7 +165,7 @@ async def _reconcile(key: tuple[str, str], indexes: Mapping[str, kopf.Index[Any,
                            list(indexes["engine_jobs"].get(namespace, [])))
         assert _kube is not None
         try:
-            result = await asyncio.to_thread(reconcile, _kube, body, observed)
+            result = await asyncio.get_running_loop().run_in_executor(_executor, reconcile, _kube, body, observed)
         except Exception:
             # A failed pass (API error, conflict) is tried again soon even if no event comes.
             _wakeups[key] = asyncio.get_running_loop().time() + RETRY_SECONDS

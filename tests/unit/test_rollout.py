@@ -284,7 +284,7 @@ def test_recreate_stops_the_stable_first() -> None:
 
 def test_first_deployment_needs_no_rollout() -> None:
     d = machine.decide(CANARY, State(), World(target=NEW, target_servable=True, replicas=2, now=0, ready={NEW: 2}))
-    assert (d.state.stable, d.state.history, d.phase, d.outcome) == (NEW, (NEW,), "Healthy", "")
+    assert (d.state.stable, d.state.history, d.phase, d.outcome, d.events) == (NEW, (NEW,), "Healthy", "", ())
     waiting = machine.decide(CANARY, State(), World(target=NEW, target_servable=False, replicas=2, now=0))
     assert waiting.replicas == {}
 

@@ -8,6 +8,7 @@ A spec that cannot work changes nothing that already runs: it is reported in con
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,7 +130,11 @@ def _events(old: dict[str, Any], new: dict[str, Any]) -> list[Event]:
     before = {c["type"]: c for c in old.get("conditions") or []}
     after = {c["type"]: c for c in new.get("conditions") or []}
     fits, fitted = after.get(st.FITS_HARDWARE), before.get(st.FITS_HARDWARE)
-    if fits and (fitted is None or (fitted["status"], fitted["reason"]) != (fits["status"], fits["reason"])):
+    # A fit is said when it is news: a model that does not fit, or one that fits again. A first fit is in the
+    # FitsHardware condition; an event per new resource only loads the API server (500 resources: 500 writes).
+    first_fit = fitted is None and fits is not None and fits["status"] == "True"
+    if fits and not first_fit and (fitted is None or (fitted["status"], fitted["reason"]) !=
+                                   (fits["status"], fits["reason"])):
         out.append(Event("Normal" if fits["status"] == "True" else "Warning", fits["reason"], fits["message"]))
     phase = new["phase"]
     explained = after.get(_PHASE_CONDITION[phase])
@@ -241,6 +246,11 @@ def _size(spec: DeepSeekDeploymentSpec, model: catalog.ModelSpec) -> sizing.Sizi
         tensor_parallel=None if tp == "auto" else tp, pipeline_parallel=None if pp == "auto" else pp))
 
 
+# Every pass renders every live revision; equal parameters render an equal repository (a pure function), so the
+# protobuf rendering runs once per distinct set of parameters.
+_repository = functools.lru_cache(maxsize=512)(triton.configmap_data)
+
+
 def _render(spec: DeepSeekDeploymentSpec, model: catalog.ModelSpec, fit: sizing.SizingResult) -> RevisionRender:
     layout = engines.EngineLayout(model.architecture, fit.tensor_parallel, fit.pipeline_parallel)
     key = engines.engine_key(spec, layout)
@@ -251,7 +261,7 @@ def _render(spec: DeepSeekDeploymentSpec, model: catalog.ModelSpec, fit: sizing.
         engine_dir=engines.engine_dir(key) if engines.needs_build(layout) else engines.checkpoint_dir(spec),
         tokenizer_dir=engines.checkpoint_dir(spec),
         max_queue_delay_microseconds=spec.serving.batching.max_queue_delay_microseconds)
-    repo_data = triton.configmap_data(repo_params)
+    repo_data = dict(_repository(repo_params))
     parallelism = {"tensor": fit.tensor_parallel, "pipeline": fit.pipeline_parallel,
                    "nodesPerReplica": fit.nodes_per_replica, "gpusPerReplica": fit.gpus_per_replica}
     # The revision: everything that changes pods, and the rendered model repository (a renderer change that
@@ -472,13 +482,14 @@ def _roll(body: dict[str, Any], spec: DeepSeekDeploymentSpec, target: RevisionRe
         split = routing.Split(canary_active=(bool(new.canary) and new.weight > 0) or decision.ab_routing,
                               canary_weight=new.weight,
                               ab_matches=tuple(spec.rollout.match) if decision.ab_routing else ())
-        apply += [
-            children.service(owner),
-            children.revision_service(owner, naming.stable_service_name(owner.name), serving_revision),
-            children.revision_service(owner, naming.canary_service_name(owner.name), new.canary or serving_revision),
-            children.disruption_budget(owner),
-            *router.objects(owner, split),
-        ]
+        apply += [children.service(owner), children.disruption_budget(owner)]
+        if spec.rollout.traffic_routing.gateway_api is not None:  # the HTTPRoute's two backends
+            apply += [
+                children.revision_service(owner, naming.stable_service_name(owner.name), serving_revision),
+                children.revision_service(owner, naming.canary_service_name(owner.name),
+                                          new.canary or serving_revision),
+            ]
+        apply += router.objects(owner, split)
     keep_names = {naming.server_deployment_name(owner.name, r) for r in live}
     delete = [ChildRef("apps/v1", "Deployment", n) for n in sorted(observed.deployments) if n not in keep_names]
     delete += [ChildRef("v1", "ConfigMap", cm) for cm in observed.model_repo_configmaps

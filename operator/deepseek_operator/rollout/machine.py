@@ -294,7 +294,8 @@ def _first_deployment(p: _Pass) -> Decision:
     if ready >= w.replicas:
         p.set(canary=w.target)
         p.promote()
-        p.outcome = ""  # a first deployment is no rollout
+        p.outcome = ""  # a first deployment is no rollout: the phase event (Healthy) says it all
+        p.events.pop()
         return _steady(p)
     return _decision(p, {w.target: w.replicas}, "Progressing", Reason.REPLICAS_NOT_READY,
                      f"{ready}/{w.replicas} replicas of revision {w.target} ready", wait=POLL_SECONDS)
