@@ -21,6 +21,7 @@ from deepseek_operator.api.status import Reason
 from deepseek_operator.render import catalog, children, naming, routing, sizing, triton
 from deepseek_operator.render import engine as engines
 from deepseek_operator.rollout import analysis, machine
+from deepseek_operator.rollout.machine import Event
 
 
 @dataclass(frozen=True)
@@ -55,13 +56,6 @@ class AnalysisRequest:
     stable_service: str
     prometheus: PrometheusProvider | None = None
     gateway: GatewayProvider | None = None
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -458,7 +452,7 @@ def _roll(body: dict[str, Any], spec: DeepSeekDeploymentSpec, target: RevisionRe
         target=target.name, target_servable=servable, replicas=replicas, now=epoch(now), ready=ready,
         stable_replicas=stable_now, measurement=observed.measurement, action=action))
     new = decision.state
-    events += [Event(e.type, e.reason, e.message) for e in decision.events]
+    events += decision.events
 
     # The spec of every revision we may render: the target's own, the others' from their history entries.
     old_history = {h["revision"]: h for h in old_status.get("history") or []}

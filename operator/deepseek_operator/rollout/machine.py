@@ -99,7 +99,9 @@ class World:
 
 @dataclass(frozen=True)
 class Event:
-    type: str
+    """An event to post on the resource: every decision is said once."""
+
+    type: str  # Normal | Warning
     reason: str
     message: str
 

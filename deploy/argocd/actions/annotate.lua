@@ -1,4 +1,5 @@
--- Action "promote-full": asks the operator through annotations; spec stays as Git has it.
+-- The end of every action: sets serving.deepseek.ai/action to `action` and a fresh action-nonce.
+-- build-argocd-cm.py puts it after each action's own head; spec stays as Git has it.
 local os = require("os")
 if obj.metadata.annotations == nil then
   obj.metadata.annotations = {}
@@ -21,6 +22,6 @@ while nonce == annotations["serving.deepseek.ai/action-nonce"] or nonce == handl
   counter = counter + 1
   nonce = "argocd-" .. stamp .. "-" .. counter
 end
-annotations["serving.deepseek.ai/action"] = "promote-full"
+annotations["serving.deepseek.ai/action"] = action
 annotations["serving.deepseek.ai/action-nonce"] = nonce
 return obj
