@@ -59,7 +59,8 @@ def render_status(obj: dict[str, Any]) -> str:
     if a:
         rate = "-" if a.get("errorRate") is None else f"{a['errorRate']:.4f}"
         p99 = "-" if a.get("p99LatencySeconds") is None else f"{a['p99LatencySeconds']:.3f}s"
-        lines.append(f"  analysis {a.get('result')} at {a.get('at')} ({a.get('provider')}): {a.get('requests', 0)} "
+        lines.append(f"  analysis of {a.get('revision')}: {a.get('result')} at {a.get('at')} ({a.get('provider')}): "
+                     f"{a.get('requests', 0)} "
                      f"requests, error rate {rate}, p99 {p99}, consecutive failures {a.get('failures', 0)}")
         if a.get("message"):
             lines.append(f"           {a['message']}")

@@ -137,7 +137,8 @@ def _events(old: dict[str, Any], new: dict[str, Any]) -> list[Event]:
     if explained and (old.get("phase") != phase or _reason_changed(before, explained)) and not said_by_verdict \
             and explained["reason"] != Reason.AS_EXPECTED:
         message = f"{phase}: {explained['message']}" if explained["message"] else phase
-        out.append(Event("Warning" if phase == "Degraded" else "Normal", explained["reason"], message))
+        degraded = explained["type"] == st.DEGRADED and explained["status"] == "True"
+        out.append(Event("Warning" if degraded else "Normal", explained["reason"], message))
     return out
 
 
