@@ -18,7 +18,7 @@ import kopf
 from kubernetes import client, config
 
 from deepseek_operator import __version__
-from deepseek_operator.api.spec import GROUP, PLURAL, VERSION
+from deepseek_operator.api.spec import DEFAULT_ENGINE_CACHE_PVC, GROUP, PLURAL, VERSION
 from deepseek_operator.k8s.client import Kube
 from deepseek_operator.k8s.reconcile import Summary, observe, reconcile, summarize
 from deepseek_operator.render import naming
@@ -223,4 +223,4 @@ def _waits_on(body: Mapping[str, Any], pvc: str, engine_key: str | None) -> bool
     if engine_key is not None:  # a build Job: those waiting for that engine (or not yet knowing which)
         return (status.get("engine") or {}).get("key") in (None, engine_key)
     cache = ((body.get("spec") or {}).get("engine") or {}).get("cache") or {}
-    return bool(cache.get("pvc", "deepseek-engine-cache") == pvc)
+    return bool(cache.get("pvc", DEFAULT_ENGINE_CACHE_PVC) == pvc)

@@ -7,7 +7,7 @@ These models are the single source of truth: the CRD's OpenAPI schema (crds/) is
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -21,6 +21,7 @@ PLURAL = "deepseekdeployments"
 SINGULAR = "deepseekdeployment"
 SHORT_NAMES = ["dsd"]
 
+DEFAULT_ENGINE_CACHE_PVC = "deepseek-engine-cache"
 DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3"
 # The catalog keys of render/catalog.py; the CRD enumerates them so `kubectl apply` rejects a typo.
 MODEL_NAMES = (
@@ -36,6 +37,27 @@ K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 class Schema(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
                               use_enum_values=False, frozen=True)
+
+
+def exactly_one_config(names: tuple[str, ...], message: str) -> ConfigDict:
+    """The CEL rule of a `Choice`, so `kubectl apply` rejects what the model's own check rejects."""
+    has = ", ".join(f"has(self.{n})" for n in names)
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": f"[{has}].filter(x, x).size() == 1", "message": message}]})
+
+
+class Choice(Schema):
+    """A set of alternatives of which exactly one is set: `choice` names them as on the wire."""
+
+    choice: ClassVar[tuple[str, ...]] = ()
+    choice_message: ClassVar[str] = ""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        attribute = {field.alias or name: name for name, field in type(self).model_fields.items()}
+        if sum(getattr(self, attribute[n]) is not None for n in self.choice) != 1:
+            raise ValueError(self.choice_message)
+        return self
 
 
 # -------------------------------------------------------------------- model
@@ -63,23 +85,16 @@ class S3Source(Schema):
         default=None, pattern=K8S_NAME, description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.")
 
 
-class ModelSource(Schema):
+class ModelSource(Choice):
     """Where the checkpoint comes from: exactly one of pvc, hf, s3."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "[has(self.pvc), has(self.hf), has(self.s3)].filter(x, x).size() == 1",
-         "message": "set exactly one of pvc, hf, s3"},
-    ]})
+    choice = ("pvc", "hf", "s3")
+    choice_message = "set exactly one of pvc, hf, s3"
+    model_config = exactly_one_config(choice, choice_message)
 
     pvc: PvcSource | None = Field(default=None, description="A PersistentVolumeClaim that holds the checkpoint.")
     hf: HuggingFaceSource | None = Field(default=None, description="Download from the Hugging Face Hub.")
     s3: S3Source | None = Field(default=None, description="Download from S3.")
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> ModelSource:
-        if sum(x is not None for x in (self.pvc, self.hf, self.s3)) != 1:
-            raise ValueError("set exactly one of pvc, hf, s3")
-        return self
 
 
 class CustomModel(Schema):
@@ -130,7 +145,7 @@ Parallelism = Annotated[
 
 
 class EngineCache(Schema):
-    pvc: str = Field(default="deepseek-engine-cache", pattern=K8S_NAME, max_length=253,
+    pvc: str = Field(default=DEFAULT_ENGINE_CACHE_PVC, pattern=K8S_NAME, max_length=253,
                      description="PVC that holds built engines under their engine key; created when missing and "
                                  "kept when the DeepSeekDeployment is deleted (engines are expensive to build).")
     size: str = Field(default="500Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$", description="Size of a created cache PVC.")
@@ -304,12 +319,12 @@ def duration_seconds(text: str) -> int:
     return sum(int(n) * units[u] for n, u in re.findall(r"([0-9]+)([smh])", text))
 
 
-class CanaryStep(Schema):
+class CanaryStep(Choice):
     """One step of a canary: shift `weight` percent of traffic to the new revision, or `pause`."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "has(self.weight) != has(self.pause)", "message": "a step sets exactly one of weight, pause"},
-    ]})
+    choice = ("weight", "pause")
+    choice_message = "a step sets exactly one of weight, pause"
+    model_config = exactly_one_config(choice, choice_message)
 
     weight: int | None = Field(default=None, ge=0, le=100,
                                description="Percent of requests the new revision receives from this step on.")
@@ -318,29 +333,17 @@ class CanaryStep(Schema):
                                           "runs, or `indefinite` until a `promote` action. With analysis, a pause "
                                           "ends only on a Successful measurement.")
 
-    @model_validator(mode="after")
-    def _one_of(self) -> CanaryStep:
-        if (self.weight is None) == (self.pause is None):
-            raise ValueError("a step sets exactly one of weight, pause")
-        return self
 
-
-class StringMatch(Schema):
+class StringMatch(Choice):
     """How a header value must look: exactly, or matching a regex."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "has(self.exact) != has(self.regex)", "message": "set exactly one of exact, regex"},
-    ]})
+    choice = ("exact", "regex")
+    choice_message = "set exactly one of exact, regex"
+    model_config = exactly_one_config(choice, choice_message)
 
     exact: str | None = Field(default=None, max_length=4096, description="The value, exactly.")
     regex: str | None = Field(default=None, max_length=1024, description="A regular expression (RE2) the value "
                                                                            "must match.")
-
-    @model_validator(mode="after")
-    def _one_of(self) -> StringMatch:
-        if (self.exact is None) == (self.regex is None):
-            raise ValueError("set exactly one of exact, regex")
-        return self
 
 
 class CookieMatch(Schema):
@@ -453,22 +456,16 @@ class ServiceRouting(Schema):
     """Traffic follows the replica ratio behind the `<name>` Service; weights are approximate."""
 
 
-class TrafficRouting(Schema):
+class TrafficRouting(Choice):
     """How traffic reaches the stable and the new revision."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "has(self.gatewayAPI) != has(self.service)", "message": "set exactly one of gatewayAPI, service"},
-    ]})
+    choice = ("gatewayAPI", "service")
+    choice_message = "set exactly one of gatewayAPI, service"
+    model_config = exactly_one_config(choice, choice_message)
 
     gateway_api: GatewayApiRouting | None = Field(default=None, alias="gatewayAPI",
                                                   description="Weighted HTTPRoute (Gateway API).")
     service: ServiceRouting | None = Field(default=None, description="Replica ratio behind one Service.")
-
-    @model_validator(mode="after")
-    def _one_of(self) -> TrafficRouting:
-        if (self.gateway_api is None) == (self.service is None):
-            raise ValueError("set exactly one of gatewayAPI, service")
-        return self
 
 
 class RolloutSpec(Schema):

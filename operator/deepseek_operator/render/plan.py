@@ -558,14 +558,16 @@ def _with_figures(message: str, analysis_status: Mapping[str, Any] | None) -> st
 
 def analysis_request(body: Mapping[str, Any], observed: Observed, now: str) -> AnalysisRequest | None:
     """What the provider must measure this pass, if the rollout's analysis is due; None otherwise."""
+    status = body.get("status") or {}
+    if not status.get("canaryRevision"):  # no rollout: nothing to measure, and no second parse of the spec
+        return None
     try:
         spec = DeepSeekDeploymentSpec.model_validate(body.get("spec") or {})
     except ValidationError:
         return None
     a = spec.rollout.analysis
-    status = body.get("status") or {}
     state = rollout_state(status)
-    if a is None or not state.canary:
+    if a is None:
         return None
     rollout = rollout_settings(spec)
     ready, _ = ready_by_revision(observed.deployments)
