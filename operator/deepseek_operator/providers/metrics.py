@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -144,9 +144,7 @@ def _differenced(request: AnalysisRequest, current: dict[str, float]) -> Measure
         # The first sample of this canary: a baseline; the first judged window starts now.
         return Measurement(0, 0, window_seconds=request.window_seconds, baseline_only=True, counters=current)
     increase = window(request.previous_counters, current)
-    m = summarize_counters(increase, request.window_seconds)
-    return Measurement(m.requests, m.errors, m.p99_seconds, m.window_seconds, m.stable_requests, m.stable_errors,
-                       counters=current)
+    return replace(summarize_counters(increase, request.window_seconds), counters=current)
 
 
 @dataclass

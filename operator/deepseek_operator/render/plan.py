@@ -574,12 +574,11 @@ def analysis_request(body: Mapping[str, Any], observed: Observed, now: str) -> A
     if not machine.analysis_due(rollout, state, epoch(now), ready.get(state.canary, 0) >= 1):
         return None
     last = state.analysis
-    since = last.at if last and last.revision == state.canary else state.step_started_at
     previous = (status.get("analysis") or {}).get("counters", {}) if last and last.revision == state.canary else {}
     meta = body["metadata"]
     return AnalysisRequest(
         provider=a.provider, namespace=meta["namespace"], name=meta["name"], canary_revision=state.canary,
-        stable_revision=state.stable, window_seconds=max(1.0, epoch(now) - since),
+        stable_revision=state.stable, window_seconds=max(1.0, epoch(now) - machine.window_start(state)),
         previous_counters=dict(previous),
         canary_pod_ips=ready_pod_ips(observed.pods, state.canary),
         stable_pod_ips=ready_pod_ips(observed.pods, state.stable),

@@ -142,25 +142,27 @@ def effective_weight(rollout: Rollout, weight: int, canary: int, stable: int) ->
     return round(100 * canary / (canary + stable)) if canary + stable else 0
 
 
-def analysis_due(rollout: Rollout, state: State, now: float, canary_ready: bool) -> bool:
-    """Whether this pass should ask the provider for a measurement of the canary."""
-    if rollout.policy is None or not state.canary or state.kind in FAST or state.paused:
-        return False
-    if rollout.strategy == "recreate" or not canary_ready:
-        return False
-    if rollout.strategy == "canary" and state.weight <= 0:
-        return False
+def window_start(state: State) -> float:
+    """Where the canary's next measurement window starts: the last measurement of it, or the step's start."""
     last = state.analysis
-    since = last.at if last and last.revision == state.canary else state.step_started_at
-    return now >= since + rollout.interval_seconds
+    return last.at if last and last.revision == state.canary else state.step_started_at
 
 
 def next_analysis_at(rollout: Rollout, state: State) -> float | None:
+    """When the canary's next measurement is due; None while nothing is to be analysed."""
     if rollout.policy is None or not state.canary or state.kind in FAST or state.paused:
         return None
-    last = state.analysis
-    since = last.at if last and last.revision == state.canary else state.step_started_at
-    return since + rollout.interval_seconds
+    return window_start(state) + rollout.interval_seconds
+
+
+def analysis_due(rollout: Rollout, state: State, now: float, canary_ready: bool) -> bool:
+    """Whether this pass should ask the provider for a measurement of the canary."""
+    due = next_analysis_at(rollout, state)
+    if due is None or rollout.strategy == "recreate" or not canary_ready:
+        return False
+    if rollout.strategy == "canary" and state.weight <= 0:
+        return False
+    return now >= due
 
 
 # ---------------------------------------------------------------------------------------------------- decide
