@@ -20,6 +20,7 @@ import subprocess
 import sys
 import sysconfig
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ ERROR_RATE = "testbed.deepseek.ai/error-rate"
 LATENCY_MS = "testbed.deepseek.ai/latency-ms"
 BUILD_EXIT_CODE = "testbed.deepseek.ai/engine-build-exit-code"
 RESTART_BACKOFF_S = 2.0
+ADDRESS_WAIT_S = 30.0  # longest wait for a reused pod IP to be released by the namespace that held it
 
 
 def now() -> str:
@@ -87,6 +89,7 @@ class Running:
     name: str
     launcher: Launcher
     netns: str
+    ip: str
     argv: list[str]
     env: dict[str, str]
     log_path: Path
@@ -105,6 +108,7 @@ class PodRunner:
         self.lock = threading.Lock()
         self.settled: set[str] = set()  # uids of pods with no process whose status we already wrote
         self.draining: set[str] = set()  # uids of deleted pods waiting out their preStop sleep
+        self.addresses: dict[str, str] = {}  # pod uid -> the IP its namespace holds, until the namespace is gone
         self.python = sys.executable
         self.libdir = sysconfig.get_config_var("LIBDIR") or ""
 
@@ -212,11 +216,11 @@ class PodRunner:
             "build_exit_code": annotations.get(BUILD_EXIT_CODE, "0"),
         }
         argv = [part.format(**values) for part in launcher.command]
-        netns = network.create_pod_netns(meta.uid, ip)
+        netns = network.names_for(meta.uid)[0]  # created by supervise once the address is free
         proc_env = {**env, "POD_IP": ip, "POD_NAME": meta.name, "POD_NAMESPACE": meta.namespace,
                     "LD_LIBRARY_PATH": self.libdir, "PYTHONUNBUFFERED": "1"}
         self.logs.mkdir(parents=True, exist_ok=True)
-        run = Running(meta.uid, meta.namespace, meta.name, launcher, netns, argv, proc_env,
+        run = Running(meta.uid, meta.namespace, meta.name, launcher, netns, ip, argv, proc_env,
                       self.logs / f"{meta.namespace}_{meta.name}.log")
         with self.lock:
             self.running[meta.uid] = run
@@ -232,8 +236,38 @@ class PodRunner:
         )
         log.close()
 
+    def _claim_address(self, run: Running) -> bool:
+        """Creates the pod's namespace once no other namespace holds its IP; False if the pod went meanwhile.
+
+        kwok frees a pod's IP when it deletes the pod, which is when the runner starts stopping that pod's
+        process: a new pod can be given the address while the old namespace still holds it, and two hosts with
+        one address on the bridge garble each other's connections.
+        """
+        deadline = time.monotonic() + ADDRESS_WAIT_S
+        while True:
+            with self.lock:  # stop() takes the lock too: a namespace is never created for a pod being stopped
+                if run.stopping.is_set():
+                    return False
+                holder = next((uid for uid, ip in self.addresses.items() if ip == run.ip and uid != run.pod_uid),
+                              None)
+                if holder is None or time.monotonic() > deadline:
+                    if holder is not None:
+                        LOG.warning("%s/%s: %s still held by pod %s; starting anyway", run.namespace, run.name,
+                                    run.ip, holder)
+                    network.create_pod_netns(run.pod_uid, run.ip)
+                    self.addresses[run.pod_uid] = run.ip
+                    return True
+            time.sleep(0.2)
+
+    def _release_address(self, uid: str) -> None:
+        network.delete_pod_netns(uid)
+        with self.lock:
+            self.addresses.pop(uid, None)
+
     def supervise(self, run: Running, pod: Any) -> None:
         """Keeps one pod's process running and its readiness true to what the process answers."""
+        if not self._claim_address(run):
+            return
         self._start(run)
         while not run.stopping.is_set():
             assert run.proc is not None
@@ -244,7 +278,7 @@ class PodRunner:
                     with self.lock:
                         self.running.pop(run.pod_uid, None)
                         self.settled.add(run.pod_uid)
-                    network.delete_pod_netns(run.pod_uid)
+                    self._release_address(run.pod_uid)
                     return
                 LOG.warning("%s/%s exited with %s; restarting", run.namespace, run.name, code)
                 run.restarts += 1
@@ -280,7 +314,7 @@ class PodRunner:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(run.proc.pid, signal.SIGKILL)
                 run.proc.wait()
-        network.delete_pod_netns(uid)
+        self._release_address(uid)
 
     def stop_all(self) -> None:
         for uid in list(self.running):
