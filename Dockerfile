@@ -1,4 +1,6 @@
 # The deepseek-operator image: `docker build -t deepseek-operator:0.1.0 .`
+# The NCCL preflight image (PyTorch with its CUDA and NCCL wheels, several GB):
+# `docker build --target preflight -t deepseek-operator-preflight:0.1.0 .`
 # The Helm chart (charts/deepseek-operator) runs it as UID 10001 with a read-only root filesystem.
 
 FROM python:3.11-slim AS build
@@ -8,6 +10,15 @@ WORKDIR /src
 COPY pyproject.toml ./
 COPY operator/ ./operator/
 RUN pip install --prefix=/install .
+
+FROM python:3.11-slim AS preflight
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY pyproject.toml /src/
+COPY operator/ /src/operator/
+# torchrun launches one rank per GPU; the JSON summary goes to /dev/termination-log for the operator to read.
+RUN pip install '/src[preflight]' && rm -rf /src
+USER 10001:10001
+ENTRYPOINT ["torchrun"]
 
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1

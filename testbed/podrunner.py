@@ -15,6 +15,7 @@ import datetime as dt
 import fnmatch
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,6 +40,15 @@ LATENCY_MS = "testbed.deepseek.ai/latency-ms"
 BUILD_EXIT_CODE = "testbed.deepseek.ai/engine-build-exit-code"
 RESTART_BACKOFF_S = 2.0
 ADDRESS_WAIT_S = 30.0  # longest wait for a reused pod IP to be released by the namespace that held it
+DNS_WAIT_S = 120.0  # longest wait for the pod a cluster DNS name in a command names to get its IP
+REPO = Path(__file__).resolve().parent.parent
+# The NCCL preflight's PyTorch lives in its own environment (gigabytes; testbed/build makes it).
+PREFLIGHT_PYTHON = os.environ.get("DEEPSEEK_TESTBED_PREFLIGHT_PYTHON") or str(
+    Path(os.environ.get("DEEPSEEK_TESTBED_CACHE", Path.home() / ".cache" / "deepseek-operator"))
+    / "preflight-venv" / "bin" / "python")
+# `<hostname>.<subdomain>.<namespace>.svc[.cluster.local]`: a pod's own DNS name, as CoreDNS would answer it.
+POD_DNS_NAME = re.compile(r"\b([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\."
+                          r"([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.svc(\.cluster\.local)?\b")
 
 
 def now() -> str:
@@ -53,6 +63,11 @@ class Launcher:
     command: list[str]
     readiness: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # added to the container's env
+    # For `{args}`: options of the container's args replaced by the given value, or dropped (null).
+    replace_args: dict[str, str | None] = field(default_factory=dict)
+    # For `{args}`: numeric options multiplied by the given factor.
+    scale_args: dict[str, float] = field(default_factory=dict)
 
 
 def load_launchers() -> list[Launcher]:
@@ -75,9 +90,47 @@ def is_job_pod(pod: Any) -> bool:
     return any(ref.kind == "Job" for ref in pod.metadata.owner_references or [])
 
 
-def literal_env(pod: Any) -> dict[str, str]:
-    container = pod.spec.containers[0]
-    return {e.name: e.value for e in container.env or [] if e.value is not None}
+_FIELD_PATH = re.compile(r"^metadata\.(annotations|labels)\['([^']+)'\]$")
+
+
+def container_env(pod: Any) -> dict[str, str]:
+    """The container's env as a kubelet resolves it: literal values and fieldRef (the Job controller's
+    JOB_COMPLETION_INDEX is a fieldRef to an annotation)."""
+    env = {}
+    for e in pod.spec.containers[0].env or []:
+        if e.value is not None:
+            env[e.name] = e.value
+        elif e.value_from is not None and e.value_from.field_ref is not None:
+            path = e.value_from.field_ref.field_path
+            meta = pod.metadata
+            if m := _FIELD_PATH.match(path):
+                env[e.name] = (getattr(meta, m.group(1)) or {}).get(m.group(2), "")
+            else:
+                env[e.name] = {"metadata.name": meta.name, "metadata.namespace": meta.namespace,
+                               "status.podIP": pod.status.pod_ip or "", "spec.nodeName": pod.spec.node_name or ""
+                               }.get(path, "")
+    return env
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """`$(VAR)` in a command or argument, as the kubelet expands it (`$$` escapes; unknown names stay)."""
+    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
+                  lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), text)
+
+
+def rewrite_args(args: list[str], replace: dict[str, str | None], scale: dict[str, float]) -> list[str]:
+    """`--name=value` options replaced, dropped or scaled as a launcher asks (the testbed has no GPUs)."""
+    out = []
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        if eq and name in replace:
+            if replace[name] is not None:
+                out.append(f"{name}={replace[name]}")
+        elif eq and name in scale:
+            out.append(f"{name}={float(value) * scale[name]:g}")
+        else:
+            out.append(arg)
+    return out
 
 
 @dataclass
@@ -93,6 +146,7 @@ class Running:
     argv: list[str]
     env: dict[str, str]
     log_path: Path
+    termination_log: Path
     proc: subprocess.Popen[bytes] | None = None
     ready: bool | None = None
     restarts: int = 0
@@ -158,8 +212,9 @@ class PodRunner:
             "containerStatuses": self._container_statuses(pod, ready, restarts, state),
         })
 
-    def write_terminated(self, pod: Any, exit_code: int, reason: str) -> None:
-        state = {"terminated": {"exitCode": exit_code, "reason": reason, "startedAt": now(), "finishedAt": now()}}
+    def write_terminated(self, pod: Any, exit_code: int, reason: str, message: str = "") -> None:
+        state = {"terminated": {"exitCode": exit_code, "reason": reason, "startedAt": now(), "finishedAt": now(),
+                                **({"message": message[:4096]} if message else {})}}
         self._patch_status(pod.metadata.uid, pod.metadata.namespace, pod.metadata.name, {
             "phase": "Succeeded" if exit_code == 0 else "Failed",
             "conditions": self._conditions(pod, False),
@@ -208,20 +263,33 @@ class PodRunner:
     def launch(self, pod: Any, launcher: Launcher) -> None:
         meta, ip = pod.metadata, pod.status.pod_ip
         annotations = meta.annotations or {}
-        env = literal_env(pod)
+        env = container_env(pod)
         values = {
             "python": self.python, "pod_ip": ip, "namespace": meta.namespace, "pod": meta.name,
             "node": pod.spec.node_name, "error_rate": annotations.get(ERROR_RATE, "0"),
             "latency_ms": annotations.get(LATENCY_MS, "0"), "env": env,
             "build_exit_code": annotations.get(BUILD_EXIT_CODE, "0"),
+            "preflight_python": PREFLIGHT_PYTHON, "repo": str(REPO),
         }
-        argv = [part.format(**values) for part in launcher.command]
-        netns = network.names_for(meta.uid)[0]  # created by supervise once the address is free
-        proc_env = {**env, "POD_IP": ip, "POD_NAME": meta.name, "POD_NAMESPACE": meta.namespace,
-                    "LD_LIBRARY_PATH": self.libdir, "PYTHONUNBUFFERED": "1"}
         self.logs.mkdir(parents=True, exist_ok=True)
+        termination_log = self.logs / f"{meta.namespace}_{meta.name}.termination"
+        argv = []
+        for part in launcher.command:
+            if part == "{args}":  # the container's own args, as the kubelet would pass them
+                container = pod.spec.containers[0]
+                args = [expand(a, env) for a in container.args or []]
+                # The kubelet mounts a file at terminationMessagePath; here it is a file of the runner's.
+                path = container.termination_message_path or "/dev/termination-log"
+                args = [a.replace(path, str(termination_log)) for a in args]
+                argv += rewrite_args(args, launcher.replace_args, launcher.scale_args)
+            else:
+                argv.append(part.format(**values))
+        netns = network.names_for(meta.uid)[0]  # created by supervise once the address is free
+        extra = {k: v.format(**values) for k, v in launcher.env.items()}
+        proc_env = {**env, **extra, "POD_IP": ip, "POD_NAME": meta.name,
+                    "POD_NAMESPACE": meta.namespace, "LD_LIBRARY_PATH": self.libdir, "PYTHONUNBUFFERED": "1"}
         run = Running(meta.uid, meta.namespace, meta.name, launcher, netns, ip, argv, proc_env,
-                      self.logs / f"{meta.namespace}_{meta.name}.log")
+                      self.logs / f"{meta.namespace}_{meta.name}.log", termination_log)
         with self.lock:
             self.running[meta.uid] = run
         LOG.info("launching %s for %s/%s at %s", launcher.name, meta.namespace, meta.name, ip)
@@ -259,6 +327,23 @@ class PodRunner:
                     return True
             time.sleep(0.2)
 
+    def _resolve_pod_dns(self, text: str, run: Running) -> str:
+        """Cluster DNS for the pods of a headless Service (`<hostname>.<subdomain>.<ns>.svc`): the testbed has no
+        CoreDNS, and a process in a pod's namespace resolves names through the host. Waits for the pod's IP, as
+        a client retrying its lookup would."""
+        def address(m: re.Match[str]) -> str:
+            hostname, subdomain, namespace = m.group(1), m.group(3), m.group(5)
+            deadline = time.monotonic() + DNS_WAIT_S
+            while not run.stopping.is_set():
+                for p in self.api.list_namespaced_pod(namespace).items:
+                    if p.spec.hostname == hostname and p.spec.subdomain == subdomain and p.status.pod_ip:
+                        return str(p.status.pod_ip)
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(1.0)
+            raise TimeoutError(f"{m.group(0)} did not resolve to a pod IP within {DNS_WAIT_S:.0f}s")
+        return POD_DNS_NAME.sub(address, text)
+
     def _release_address(self, uid: str) -> None:
         network.delete_pod_netns(uid)
         with self.lock:
@@ -268,13 +353,21 @@ class PodRunner:
         """Keeps one pod's process running and its readiness true to what the process answers."""
         if not self._claim_address(run):
             return
+        try:
+            run.argv = [self._resolve_pod_dns(part, run) for part in run.argv]
+        except TimeoutError as e:
+            LOG.warning("%s/%s: %s", run.namespace, run.name, e)
+            if run.launcher.kind == "job":
+                self.write_terminated(pod, 1, "Error", str(e))
+            return
         self._start(run)
         while not run.stopping.is_set():
             assert run.proc is not None
             code = run.proc.poll()
             if code is not None:
                 if run.launcher.kind == "job":
-                    self.write_terminated(pod, code, "Completed" if code == 0 else "Error")
+                    message = run.termination_log.read_text() if run.termination_log.exists() else ""
+                    self.write_terminated(pod, code, "Completed" if code == 0 else "Error", message)
                     with self.lock:
                         self.running.pop(run.pod_uid, None)
                         self.settled.add(run.pod_uid)

@@ -105,6 +105,7 @@ def resources(**kw: Any) -> dict[Any, Any]:
 
 
 SERVING_PODS = {**OURS, naming.LABEL_COMPONENT: naming.COMPONENT_SERVER}
+PREFLIGHT = {**OURS, naming.LABEL_COMPONENT: naming.COMPONENT_PREFLIGHT}
 # Children each resource owns, indexed by (namespace, owner): kind -> (group, plural, label selector, index id).
 OWNED = {
     "Deployment": ("apps", "deployments", OURS, "owned_deployments"),
@@ -113,6 +114,8 @@ OWNED = {
     "PodDisruptionBudget": ("policy", "poddisruptionbudgets", OURS, "owned_pdbs"),
     "Pod": ("", "pods", SERVING_PODS, "owned_pods"),
     "HTTPRoute": ("gateway.networking.k8s.io", "httproutes", OURS, "owned_httproutes"),
+    "Job": ("batch", "jobs", PREFLIGHT, "owned_preflight_jobs"),
+    "PreflightPod": ("", "pods", PREFLIGHT, "owned_preflight_pods"),
 }
 
 

@@ -7,6 +7,7 @@ what it says, write its status; between passes the "controllers" finish the buil
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,10 @@ class Cluster:
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
     newest: str = ""  # the Deployment applied last
     hashes: dict[tuple[str, str], str] = field(default_factory=dict)
+    # What the NCCL preflight of a multi-GPU revision finds, at once: True passes, False fails, None runs on.
+    preflight_passes: bool | None = True
+    preflight_jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    preflight_pods: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def deployment(self) -> dict[str, Any] | None:
@@ -106,7 +111,8 @@ class Cluster:
     def observed(self) -> Observed:
         return Observed(deployments=copy.deepcopy(self.deployments),
                         model_repo_configmaps=tuple(sorted(self.configmaps)), pvc_uids=dict(self.pvc_uids),
-                        engine_jobs=copy.deepcopy(self.jobs), applied_hashes=dict(self.hashes))
+                        engine_jobs=copy.deepcopy(self.jobs), applied_hashes=dict(self.hashes),
+                        preflight_jobs=copy.deepcopy(self.preflight_jobs), preflight_pods=tuple(self.preflight_pods))
 
     def reconcile(self, body: dict[str, Any], now: str) -> Plan:
         """One operator pass: plan, apply, delete, write the status into body."""
@@ -116,6 +122,8 @@ class Cluster:
         for ref in p.delete:
             if ref.kind == "ConfigMap":
                 self.configmaps.discard(ref.name)
+            elif ref.kind in ("Job", "Service"):
+                self.preflight_jobs.pop(ref.name, None)
             else:
                 assert ref.kind == "Deployment"
                 self.deployments.pop(ref.name)
@@ -127,6 +135,12 @@ class Cluster:
         self.hashes[(kind, name)] = obj["metadata"]["annotations"][naming.ANNOTATION_APPLIED_HASH]
         if kind == "PersistentVolumeClaim":
             self.pvc_uids[name] = f"uid-{name}"
+        elif kind == "Job" and obj["metadata"]["labels"][naming.LABEL_COMPONENT] == naming.COMPONENT_PREFLIGHT:
+            if name not in self.preflight_jobs:
+                meta = {**obj["metadata"], "uid": f"uid-{name}"}
+                self.preflight_jobs[name] = {**copy.deepcopy(obj), "metadata": meta, "status": {}}
+                if self.preflight_passes is not None:
+                    self.finish_preflight(name, self.preflight_passes)
         elif kind == "Job":
             self.jobs[name] = {**copy.deepcopy(obj), "status": {}}
         elif kind == "ConfigMap":
@@ -137,6 +151,22 @@ class Cluster:
             self.deployments[name] = {**copy.deepcopy(obj), "metadata": {**obj["metadata"], "generation": generation},
                                       "status": copy.deepcopy(old["status"]) if old else {}}
             self.newest = name
+
+    def finish_preflight(self, name: str, passed: bool, bus_bandwidth: float = 460.0) -> None:
+        """The preflight Job ends; rank 0's pod holds its summary in the termination message."""
+        self.preflight_jobs[name]["status"] = job_done("Complete" if passed else "Failed")
+        bound = float(next(a for a in self.preflight_jobs[name]["spec"]["template"]["spec"]["containers"][0]["args"]
+                           if a.startswith("--min-bus-bandwidth-gbps=")).split("=")[1])
+        verdict = "PASSED" if passed else "FAILED"
+        summary = {"passed": passed, "backend": "nccl", "worldSize": 8, "nodes": 1,
+                   "message": f"{verdict}: peak bus bandwidth {bus_bandwidth} GB/s vs {bound} GB/s over p2p-nvlink",
+                   "peakBusBandwidthGbps": bus_bandwidth, "peakAtBytes": 1 << 30, "minBusBandwidthGbps": bound,
+                   "transport": "p2p-nvlink", "expectTransport": "nvlink"}
+        self.preflight_pods.append({
+            "metadata": {"name": f"{name}-0-x", "labels": {"batch.kubernetes.io/job-name": name,
+                                                         "batch.kubernetes.io/job-completion-index": "0"}},
+            "status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 0 if passed else 1,
+                                                                       "message": json.dumps(summary)}}}]}})
 
     def finish_job(self, condition: str = "Complete", **extra: str) -> None:
         for job in self.jobs.values():
@@ -160,6 +190,8 @@ def drive(body: dict[str, Any], *, job: str | None = "Complete", roll_out: bool 
     if job and cluster.jobs:
         cluster.finish_job(job)
         cluster.reconcile(body, now)
+    if cluster.preflight_jobs and cluster.deployment is None:  # the pass that sees the preflight passed
+        cluster.reconcile(body, now)
     if roll_out and cluster.deployment is not None:
         cluster.roll_out()
         cluster.reconcile(body, now)
@@ -182,7 +214,10 @@ def lifecycle(body: dict[str, Any]) -> list[Plan]:
     cluster = Cluster()
     plans = [cluster.reconcile(body, T0) for _ in range(3)]
     cluster.finish_job()
-    plans.append(cluster.reconcile(body, T0))
+    p = cluster.reconcile(body, T0)
+    if cluster.preflight_jobs and "Deployment" not in kinds(p):  # a multi-GPU revision's preflight first
+        p = cluster.reconcile(body, T0)
+    plans.append(p)
     cluster.roll_out()
     plans.append(cluster.reconcile(body, T0))
     return plans
@@ -294,10 +329,21 @@ def test_failed_engine_build_degrades_without_serving_and_warns() -> None:
     assert warnings == [("Warning", "EngineBuildFailed", "Degraded")]
 
 
-def test_671b_needs_no_engine_build_and_serves_straight_away() -> None:
-    p = plan(example(R1_671B), Observed(pvc_uids={"model-store": "uid-model-store"}), T0)
-    assert p.status["engine"] == {"key": p.status["engine"]["key"], "state": "NotRequired", "job": "",
-                                  "message": "served from the checkpoint by the PyTorch backend"}
+def test_671b_needs_no_engine_build_and_serves_once_its_preflight_passed() -> None:
+    cluster = Cluster(preflight_passes=None)
+    body = example(R1_671B)
+    first = cluster.reconcile(body, T0)
+    assert first.status["engine"] == {"key": first.status["engine"]["key"], "state": "NotRequired", "job": "",
+                                      "message": "served from the checkpoint by the PyTorch backend"}
+    # Eight GPUs: the NCCL preflight comes first, and no serving pod exists until it passed.
+    assert kinds(first) == ["Service", "Job"]
+    assert (cond(first, "Preflight")["status"], cond(first, "Preflight")["reason"]) == ("Unknown", "PreflightRunning")
+    assert cond(first, "Progressing")["message"] == f"revision {first.status['revision']} waits for its NCCL preflight"
+    [job_name] = cluster.preflight_jobs
+    cluster.finish_preflight(job_name, passed=True)
+    p = cluster.reconcile(body, T0)
+    assert (cond(p, "Preflight")["status"], cond(p, "Preflight")["reason"]) == ("True", "PreflightPassed")
+    assert p.status["preflight"]["busBandwidthGBps"] == 460.0
     assert kinds(p) == SERVING_KINDS
     assert p.status["phase"] == "Progressing"
     assert cond(p, "EngineReady")["status"] == "True"
@@ -560,7 +606,7 @@ def test_conditions_carry_the_generation_they_were_computed_for(name: str) -> No
     body["metadata"]["generation"] = 8  # a spec edit that changes nothing the plan renders (same values)
     p = cluster.reconcile(body, T1)
     assert p.status["observedGeneration"] == 8
-    assert [c["observedGeneration"] for c in p.status["conditions"]] == [8] * 5
+    assert [c["observedGeneration"] for c in p.status["conditions"]] == [8] * (6 if name == R1_671B else 5)
     assert {c["lastTransitionTime"] for c in p.status["conditions"]} == {T0}  # no status changed
 
 

@@ -115,6 +115,10 @@ def crd_manifest() -> dict[str, Any]:
                      "description": "Percent of traffic the revision being rolled out receives"},
                     {"name": "Stable", "type": "string", "jsonPath": ".status.stableRevision", "priority": 1},
                     {"name": "Rollout", "type": "string", "jsonPath": ".status.canaryRevision", "priority": 1},
+                    {"name": "Preflight", "type": "string", "jsonPath": ".status.preflight.state", "priority": 1,
+                     "description": "The NCCL check of the newest multi-GPU revision"},
+                    {"name": "Bus GB/s", "type": "number", "jsonPath": ".status.preflight.busBandwidthGBps",
+                     "priority": 1, "description": "Its all-reduce bus bandwidth"},
                     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                 ],
                 "schema": {"openAPIV3Schema": {

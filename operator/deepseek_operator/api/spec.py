@@ -23,6 +23,8 @@ SHORT_NAMES = ["dsd"]
 
 DEFAULT_ENGINE_CACHE_PVC = "deepseek-engine-cache"
 DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3"
+# The operator image built with the `preflight` extra (Dockerfile target `preflight`): PyTorch and NCCL.
+DEFAULT_PREFLIGHT_IMAGE = "ghcr.io/deepseek-operator/deepseek-operator-preflight:0.1.0"
 # The catalog keys of render/catalog.py; the CRD enumerates them so `kubectl apply` rejects a typo.
 MODEL_NAMES = (
     "deepseek-r1-distill-qwen-1.5b", "deepseek-r1-distill-qwen-7b", "deepseek-r1-distill-qwen-14b",
@@ -276,6 +278,27 @@ class NcclSettings(Schema):
         return self
 
 
+class PreflightSpec(Schema):
+    """The NCCL all-reduce check a multi-GPU revision must pass before it gets traffic."""
+
+    enabled: bool = Field(default=True, description="Run the preflight for revisions of more than one GPU.")
+    image: str = Field(default=DEFAULT_PREFLIGHT_IMAGE, min_length=1,
+                       description="Image with deepseek-operator and PyTorch (the operator image's preflight "
+                                   "variant).")
+    min_bus_bandwidth_gbps: float | None = Field(
+        default=None, ge=0, alias="minBusBandwidthGBps",
+        description="Peak all-reduce bus bandwidth to pass, GB/s. Default: the GPU type's NVLink bound for one "
+                    "node, the fabric's bound between nodes.")
+    expect_transport: Literal["auto", "nvlink", "p2p", "ib", "socket", "any"] = Field(
+        default="auto", description="The NCCL transport that must carry the traffic. auto: nvlink (p2p without "
+                                   "NVLink) inside one node; ib (infiniband, roce) or socket (ethernet) across "
+                                   "nodes.")
+    sizes: str = Field(default="1MiB-1GiB", pattern=r"^[0-9A-Za-z.,:x-]+$",
+                       description="Message sizes per rank, e.g. 1MiB-1GiB (doubling) or 1M,64M.")
+    timeout_seconds: int = Field(default=900, ge=60, le=86400,
+                                 description="Longest the check may take, scheduling included.")
+
+
 class NetworkSpec(Schema):
     """How the ranks of a replica talk to each other (tensor/pipeline parallelism over NCCL)."""
 
@@ -296,6 +319,8 @@ class NetworkSpec(Schema):
     networks: list[str] = Field(default_factory=list,
                                 description="Multus NetworkAttachmentDefinitions to attach (secondary NICs).")
     host_network: bool = Field(default=False, description="Run serving pods in the node's network namespace.")
+    preflight: PreflightSpec = Field(default_factory=PreflightSpec,
+                                     description="NCCL check run before a multi-GPU revision takes traffic.")
 
     @model_validator(mode="after")
     def _fabric_settings(self) -> NetworkSpec:

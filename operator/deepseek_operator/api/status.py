@@ -16,6 +16,7 @@ PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
 ENGINE_READY = "EngineReady"
 FITS_HARDWARE = "FitsHardware"
+PREFLIGHT = "Preflight"
 
 
 class Reason:
@@ -51,6 +52,11 @@ class Reason:
     PROMOTED = "Promoted"
     REVISION_HELD = "RevisionHeld"
     CANARY_UNSCHEDULABLE = "CanaryUnschedulable"
+    # The NCCL preflight of a multi-GPU revision.
+    PREFLIGHT_RUNNING = "PreflightRunning"
+    PREFLIGHT_PASSED = "PreflightPassed"
+    PREFLIGHT_FAILED = "PreflightFailed"
+    PREFLIGHT_NOT_REQUIRED = "PreflightNotRequired"
 
 
 class Condition(Schema):
@@ -111,6 +117,27 @@ class Analysis(Schema):
                                        description="Provider counters at `at`, to difference the next window.")
 
 
+class PreflightStatus(Schema):
+    """The NCCL all-reduce check of the revision being rolled out (rank 0's summary)."""
+
+    revision: str = Field(description="The revision checked.")
+    job: str = Field(description="The preflight Job.")
+    job_uid: str = Field(default="", description="Its uid: a Job deleted and created again runs anew.")
+    state: Literal["Running", "Passed", "Failed"] = Field(description="Running, Passed or Failed.")
+    message: str = Field(default="", description="The verdict with its figures, or progress.")
+    backend: str = Field(default="", description="nccl (GPUs) or gloo (CPU).")
+    world_size: int = Field(default=0, description="Ranks that took part.")
+    nodes: int = Field(default=0, description="Nodes the ranks ran on.")
+    bus_bandwidth_gbps: float | None = Field(default=None, alias="busBandwidthGBps",
+                                             description="Peak all-reduce bus bandwidth measured, GB/s.")
+    at_size_bytes: int | None = Field(default=None, description="Message size of the peak, bytes.")
+    min_bus_bandwidth_gbps: float | None = Field(default=None, alias="minBusBandwidthGBps",
+                                                 description="The bound it was held to, GB/s.")
+    transport: str = Field(default="", description="The transport NCCL used, from its INFO log.")
+    expected_transport: str = Field(default="", description="The transport it had to use.")
+    finished_at: str = Field(default="", description="When the Job finished (RFC 3339).")
+
+
 class HistoryEntry(Schema):
     revision: str = Field(description="Revision hash.")
     model: str = Field(description="Model and precision.")
@@ -138,6 +165,8 @@ class DeepSeekDeploymentStatus(Schema):
     parallelism: Parallelism | None = Field(default=None, description="The parallel layout chosen by sizing.")
     sizing: Sizing | None = Field(default=None, description="Memory estimate behind FitsHardware.")
     engine: EngineStatus | None = Field(default=None, description="The engine of the current revision.")
+    preflight: PreflightStatus | None = Field(default=None, description="The NCCL check of the newest "
+                                                                          "multi-GPU revision.")
     stable_revision: str = Field(default="", description="The revision that serves (promoted).")
     canary_revision: str = Field(default="", description="The revision being rolled out, if any.")
     canary_weight: int = Field(default=0, description="Percent of traffic the canary receives.")

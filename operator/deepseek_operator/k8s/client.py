@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import logging
 import uuid
 from typing import Any
@@ -28,6 +29,20 @@ PLURALS = {
 def _path(api_version: str, kind: str, namespace: str, name: str) -> str:
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     return f"{prefix}/namespaces/{namespace}/{PLURALS[kind]}/{name}"
+
+
+def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) that turns `old` into `new`: a key gone at any depth is sent as null, as
+    a merge patch keeps every key it does not name (lists are replaced whole)."""
+    patch: dict[str, Any] = {k: None for k in old if k not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            if nested := merge_patch(before, value):
+                patch[key] = nested
+        elif key not in old or value != before:
+            patch[key] = value
+    return patch
 
 
 class Kube:
@@ -67,12 +82,12 @@ class Kube:
         secret = client.CoreV1Api(self.api).read_namespaced_secret(name, namespace)
         return base64.b64decode((secret.data or {})[key]).decode()
 
-    def write_status(self, namespace: str, name: str, old: dict[str, Any], new: dict[str, Any]) -> None:
-        # A merge patch of the whole status; keys that disappeared are removed explicitly.
-        patch = {**{k: None for k in old if k not in new}, **new}
-        self._call("PATCH", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
-                   body={"status": patch}, content_type="application/merge-patch+json")
+    def write_status(self, namespace: str, name: str, old: dict[str, Any], new: dict[str, Any]) -> str:
+        """Turns status `old` into `new`; returns the resourceVersion the resource has after the write."""
+        response = self._call("PATCH", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status",
+                              body={"status": merge_patch(old, new)}, content_type="application/merge-patch+json")
         metrics.STATUS_WRITES.inc()
+        return str(json.loads(response.data)["metadata"]["resourceVersion"])
 
     def event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
         meta = body["metadata"]

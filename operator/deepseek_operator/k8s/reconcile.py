@@ -38,7 +38,7 @@ def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: l
             jobs: list[Summary]) -> Observed:
     """Turns what the indexes hold for one resource (and its namespace's shared objects) into the planner's input."""
     hashes: dict[tuple[str, str], str] = {}
-    for item in [*(i for kind, items in owned.items() if kind != "Pod" for i in items), *pvcs, *jobs]:
+    for item in [*(i for kind, items in owned.items() if not kind.endswith("Pod") for i in items), *pvcs, *jobs]:
         applied = item["metadata"]["annotations"].get(naming.ANNOTATION_APPLIED_HASH)
         if applied:
             hashes[(item["kind"], item["metadata"]["name"])] = applied
@@ -52,6 +52,8 @@ def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: l
                                            == naming.COMPONENT_MODEL_REPO)),
         pvc_uids={p["metadata"]["name"]: p["metadata"]["uid"] for p in pvcs},
         engine_jobs={j["metadata"]["name"]: j for j in jobs},
+        preflight_jobs={j["metadata"]["name"]: j for j in owned.get("Job", [])},
+        preflight_pods=tuple(owned.get("PreflightPod", [])),
         applied_hashes=hashes,
     )
 
@@ -91,10 +93,13 @@ def reconcile(kube: Kube, body: Mapping[str, Any], observed: Observed) -> PassRe
         for event in result.events:
             kube.event(dict(body), event.type, event.reason, event.message)
         old_status = dict(body.get("status") or {})
-        wrote = _comparable(old_status) != _comparable(result.status)
-        if wrote:
+        wrote = False
+        if _comparable(old_status) != _comparable(result.status):
             try:
-                kube.write_status(meta["namespace"], meta["name"], old_status, result.status)
+                version = kube.write_status(meta["namespace"], meta["name"], old_status, result.status)
+                # A write the server found to change nothing keeps the version and sends no watch event: the body
+                # of this pass is then not stale, and treating it so would wait for an event that never comes.
+                wrote = version != meta.get("resourceVersion")
             except ApiException as e:
                 if e.status != 404:  # deleted meanwhile: nothing to report to
                     raise

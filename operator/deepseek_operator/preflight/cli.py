@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
-from deepseek_operator.preflight.report import DEFAULT_SIZES, EXPECTATIONS, Expectation, parse_sizes
+from deepseek_operator.preflight.report import DEFAULT_SIZES, EXPECTATIONS, Expectation, parse_sizes, summary
 from deepseek_operator.render.catalog import GPUS
 
 Backend = Literal["auto", "nccl", "gloo"]
@@ -60,6 +60,7 @@ class Options:
     nccl_log_dir: str | None
     timeout_s: float
     output: str | None
+    summary_file: str | None
 
 
 def _int(env: Mapping[str, str], name: str, default: int | None = None) -> int:
@@ -139,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout-s", type=float, default=300.0,
                         help="torch.distributed timeout for rendezvous and collectives (default 300 s)")
     parser.add_argument("--output", default=None, help="also write the JSON document to this file (rank 0)")
+    parser.add_argument("--summary-file", default=None,
+                        help="write a summary of the verdict (under 4 KiB) to this file (rank 0); the operator "
+                             "renders /dev/termination-log, which the kubelet puts in the pod's status")
     return parser
 
 
@@ -161,7 +165,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
                    warmup=args.warmup, iters=args.iters, size_budget_s=args.size_budget_s,
                    expect_gpu=args.expect_gpu, expect_transport=cast(Expectation, args.expect_transport),
                    min_bus_bandwidth_gbps=args.min_bus_bandwidth_gbps, nccl_log_dir=args.nccl_log_dir,
-                   timeout_s=args.timeout_s, output=args.output)
+                   timeout_s=args.timeout_s, output=args.output, summary_file=args.summary_file)
 
 
 def _free_port() -> int:
@@ -216,5 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.output:
             with open(options.output, "w", encoding="utf-8") as out:
                 out.write(text + "\n")
+        if options.summary_file:
+            with open(options.summary_file, "w", encoding="utf-8") as out:
+                out.write(json.dumps(summary(document), separators=(",", ":")))
         print(f"preflight: {document['message']}", file=sys.stderr)
     return code

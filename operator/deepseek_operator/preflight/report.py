@@ -243,7 +243,8 @@ class Gate:
 
 
 def _num(value: float) -> str:
-    return f"{value:.1f}" if value < 1000 else f"{value:.0f}"
+    # One decimal, but never rounding a small bound (0.15) or figure to another value.
+    return f"{value:.0f}" if value >= 1000 else f"{value:.1f}" if value >= 1 else f"{value:.2g}"
 
 
 def gate(*, world_size: int, init_error: str | None, correct: bool | None, gpu: GpuCheck,
@@ -340,3 +341,24 @@ def document(*, world_size: int, backend: str, dtype: str, ranks: Sequence[RankG
         "startedAt": started_at,
         "durationSeconds": round(duration_seconds, 3),
     }
+
+
+# A container's termination message holds at most 4096 bytes: the summary the operator reads stays well within.
+SUMMARY_MESSAGE_CHARS = 1500
+
+
+def summary(doc: Mapping[str, object]) -> dict[str, object]:
+    """The part of the document the operator records in status.preflight, small enough for a termination
+    message."""
+    transport = doc.get("transport")
+    ranks = doc.get("ranks")
+    hosts = {r.get("host") for r in ranks if isinstance(r, dict)} if isinstance(ranks, list) else set()
+    message = str(doc.get("message", ""))
+    if len(message) > SUMMARY_MESSAGE_CHARS:
+        message = message[:SUMMARY_MESSAGE_CHARS - 3] + "..."
+    return {"passed": doc.get("passed"), "message": message, "backend": doc.get("backend"),
+            "worldSize": doc.get("worldSize"), "nodes": len(hosts),
+            "peakBusBandwidthGbps": doc.get("peakBusBandwidthGbps"), "peakAtBytes": doc.get("peakAtBytes"),
+            "minBusBandwidthGbps": doc.get("minBusBandwidthGbps"),
+            "transport": transport.get("label") if isinstance(transport, dict) else None,
+            "expectTransport": doc.get("expectTransport")}

@@ -89,6 +89,10 @@ def model_repo_configmap(owner: Owner, revision: str, data: dict[str, str]) -> d
             "data": data}
 
 
+def shm_size(gpus: int) -> str:
+    return f"{SHM_PER_GPU_GI * gpus}Gi"
+
+
 def _layout_script() -> str:
     # ConfigMap keys cannot hold "/": `ensemble__config.pbtxt` becomes ensemble/config.pbtxt, plus the version
     # directory "1" Triton expects next to each config.
@@ -173,8 +177,7 @@ def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpe
                         *([{"name": "engine-cache", "persistentVolumeClaim": {
                             "claimName": spec.engine.cache.pvc, "readOnly": True}}] if mount_engine_cache else []),
                         ckpt_volume,
-                        {"name": "dshm", "emptyDir": {"medium": "Memory",
-                                                      "sizeLimit": f"{SHM_PER_GPU_GI * world_size}Gi"}},
+                        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size(world_size)}},
                     ],
                 },
             },

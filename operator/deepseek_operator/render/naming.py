@@ -25,6 +25,7 @@ COMPONENT_SERVER = "server"
 COMPONENT_MODEL_REPO = "model-repository"
 COMPONENT_ENGINE_BUILD = "engine-build"
 COMPONENT_ENGINE_CACHE = "engine-cache"
+COMPONENT_PREFLIGHT = "preflight"
 
 
 def digest(value: Any, length: int) -> str:

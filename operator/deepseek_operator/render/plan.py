@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from deepseek_operator.api import status as st
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec, GatewayProvider, PrometheusProvider, duration_seconds
 from deepseek_operator.api.status import Reason
-from deepseek_operator.render import catalog, children, naming, routing, sizing, triton
+from deepseek_operator.render import catalog, children, naming, preflight, routing, sizing, triton
 from deepseek_operator.render import engine as engines
 from deepseek_operator.rollout import analysis, machine
 from deepseek_operator.rollout.machine import Event
@@ -34,6 +34,8 @@ class Observed:
     pods: tuple[dict[str, Any], ...] = ()  # the serving pods, as summaries (labels, status)
     pvc_uids: Mapping[str, str] = field(default_factory=dict)  # PVCs of the namespace, by name
     engine_jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # engine build Jobs, by name
+    preflight_jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # the resource's, by name
+    preflight_pods: tuple[dict[str, Any], ...] = ()  # their pods, as summaries (rank 0's termination message)
     # (kind, name) -> the applied-hash annotation of each child as it is now: unchanged children are not re-applied.
     applied_hashes: Mapping[tuple[str, str], str] = field(default_factory=dict)
     measurement: analysis.Measurement | None = None  # the canary measured this pass, when the analysis was due
@@ -185,7 +187,8 @@ def _finish(body: dict[str, Any], conds: _Conditions, status: dict[str, Any], pl
 
 
 # Status fields a pass that changes nothing (bad spec, no fit, failed engine) carries over as they are.
-KEPT_KEYS = ("revision", "replicas", "readyReplicas", "ready", "stableRevision", "canaryRevision", "canaryWeight",
+KEPT_KEYS = ("revision", "replicas", "readyReplicas", "ready", "preflight", "stableRevision", "canaryRevision",
+             "canaryWeight",
              "canaryReplicas", "currentStep", "stepStartedAt", "paused", "pauseReason", "rolloutKind",
              "heldRevision", "heldReason", "analysis", "history", "lastAction")
 
@@ -429,13 +432,71 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
             return _finish(body, conds, {**base, "phase": "Building"}, {"apply": apply, "events": events}, observed)
     else:
         conds.set(st.ENGINE_READY, True, Reason.ENGINE_CACHED, engine_msg)
-    return _roll(body, spec, target, observed, now, conds, base, apply, events,
-                 servable=engine_state in ("Cached", "NotRequired"))
+    servable = engine_state in ("Cached", "NotRequired")
+    waiting: dict[str, str] = {}
+    checked = _preflight(spec, target, fit, owner, observed, old_status, affinity, servable)
+    if checked is not None:
+        objects, verdict = checked
+        apply += objects
+        base["preflight"] = verdict
+        if verdict["state"] == "Failed":
+            message = (f"revision {target.name} failed its NCCL preflight: {verdict['message']}; fix the nodes or "
+                       f"spec.network.preflight, then delete Job {verdict['job']} to run it again")
+            conds.set(st.PREFLIGHT, False, Reason.PREFLIGHT_FAILED, verdict["message"])
+            conds.set(st.READY, serving, Reason.PREFLIGHT_FAILED,
+                      f"revision {target.name} gets no pods"
+                      + (f"; {old_status['stableRevision']} keeps serving" if serving else ""))
+            conds.set(st.DEGRADED, True, Reason.PREFLIGHT_FAILED, message)
+            return _finish(body, conds, {**base, "phase": "Degraded"},
+                           {"apply": apply, "events": events, "delete": _stale_preflights(observed, verdict["job"])},
+                           observed)
+        if verdict["state"] == "Running":
+            servable = False
+            waiting = {"waiting_for": "its NCCL preflight", "wait_reason": Reason.PREFLIGHT_RUNNING}
+    _preflight_condition(conds, base.get("preflight"))
+    return _roll(body, spec, target, observed, now, conds, base, apply, events, servable=servable, waiting=waiting)
+
+
+def _preflight(spec: DeepSeekDeploymentSpec, target: RevisionRender, fit: sizing.SizingResult,
+               owner: children.Owner, observed: Observed, old_status: Mapping[str, Any],
+               affinity: dict[str, Any], servable: bool) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+    """The preflight Job of a new multi-GPU revision and its verdict so far; None when none is due: one GPU,
+    turned off, the revision already serves or was rolled back, or its engine is not built yet (the build
+    holds the GPUs the check needs)."""
+    if not servable or not preflight.required(spec, target.world) \
+            or target.name in (old_status.get("stableRevision"), old_status.get("heldRevision")):
+        return None
+    check = preflight.check_for(spec, target.gpu, target.world, fit.nodes_per_replica)
+    name = preflight.job_name(owner.name, target.name)
+    verdict = preflight.status(name=name, revision=target.name, check=check,
+                               job_obj=observed.preflight_jobs.get(name), pods=observed.preflight_pods,
+                               previous=old_status.get("preflight"))
+    objects = [preflight.rendezvous_service(owner, target.name),
+               preflight.job(owner=owner, spec=spec, gpu=target.gpu, revision=target.name, check=check,
+                             node_affinity=affinity, tolerations=children.tolerations(spec),
+                             shm_size=children.shm_size(check.gpus_per_node))]
+    return objects, verdict
+
+
+_PREFLIGHT_REASONS = {"Passed": (True, Reason.PREFLIGHT_PASSED), "Failed": (False, Reason.PREFLIGHT_FAILED),
+                      "Running": (None, Reason.PREFLIGHT_RUNNING)}
+
+
+def _preflight_condition(conds: _Conditions, verdict: Mapping[str, Any] | None) -> None:
+    if verdict:
+        value, reason = _PREFLIGHT_REASONS[verdict["state"]]
+        conds.set(st.PREFLIGHT, value, reason, f"revision {verdict['revision']}: {verdict['message']}")
+
+
+def _stale_preflights(observed: Observed, keep: str) -> list[ChildRef]:
+    """Preflight Jobs (and their rendezvous Services, of the same name) of revisions no longer rolled out."""
+    return [ChildRef(api, kind, name) for name in sorted(observed.preflight_jobs) if name != keep
+            for api, kind in (("batch/v1", "Job"), ("v1", "Service"))]
 
 
 def _roll(body: dict[str, Any], spec: DeepSeekDeploymentSpec, target: RevisionRender, observed: Observed, now: str,
           conds: _Conditions, base: dict[str, Any], apply: list[dict[str, Any]], events: list[Event], *,
-          servable: bool) -> Plan:
+          servable: bool, waiting: Mapping[str, str]) -> Plan:
     """The rollout pass: what the machine decides, and the children of every live revision."""
     meta = body["metadata"]
     old_status = body.get("status") or {}
@@ -451,7 +512,7 @@ def _roll(body: dict[str, Any], spec: DeepSeekDeploymentSpec, target: RevisionRe
     replicas = spec.serving.replicas
     decision = machine.decide(rollout, state, machine.World(
         target=target.name, target_servable=servable, replicas=replicas, now=epoch(now), ready=ready,
-        stable_replicas=stable_now, measurement=observed.measurement, action=action))
+        stable_replicas=stable_now, measurement=observed.measurement, action=action, **waiting))
     new = decision.state
     events += decision.events
 
@@ -491,6 +552,7 @@ def _roll(body: dict[str, Any], spec: DeepSeekDeploymentSpec, target: RevisionRe
                if cm not in {naming.model_repo_configmap_name(owner.name, r) for r in live}]
     if spec.rollout.traffic_routing.gateway_api is None:
         delete += [ChildRef(routing.GATEWAY_API_VERSION, "HTTPRoute", r) for r in observed.http_routes]
+    delete += _stale_preflights(observed, (base.get("preflight") or {}).get("job", ""))
 
     history = []
     for revision in new.history:

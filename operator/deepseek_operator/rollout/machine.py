@@ -88,13 +88,16 @@ class World:
     """What this pass saw."""
 
     target: str
-    target_servable: bool  # the target's engine is ready: its pods may be created
+    target_servable: bool  # the target's engine is ready (and its preflight passed): its pods may be created
     replicas: int  # spec.serving.replicas
     now: float
     ready: Mapping[str, int] = field(default_factory=dict)  # Ready replicas by revision (Deployment caught up)
     stable_replicas: int | None = None  # replicas the stable Deployment has now
     measurement: Measurement | None = None
     action: Action | None = None
+    # What a target that is not servable waits for, in the words and reason its status gives.
+    waiting_for: str = "its engine"
+    wait_reason: str = Reason.ENGINE_BUILDING
 
 
 @dataclass(frozen=True)
@@ -293,7 +296,7 @@ def _first_deployment(p: _Pass) -> Decision:
     """Nothing serves yet: the target comes up at full size and becomes stable once all its replicas are Ready."""
     w = p.world
     if not w.target_servable:
-        return _decision(p, {}, "Progressing", Reason.ROLLING_OUT, "waiting for the engine")
+        return _decision(p, {}, "Progressing", w.wait_reason, f"revision {w.target} waits for {w.waiting_for}")
     ready = w.ready.get(w.target, 0)
     if ready >= w.replicas:
         p.set(canary=w.target)
@@ -331,8 +334,8 @@ def _steady(p: _Pass) -> Decision:
                   "send the `retry` action to roll it out again"
         return _decision(p, replicas, "RolledBack", s.held_reason, message, degraded=degraded)
     if w.target != s.stable and not w.target_servable:
-        return _decision(p, replicas, "Building", Reason.ENGINE_BUILDING,
-                         f"revision {w.target} waits for its engine; {s.stable} keeps serving")
+        return _decision(p, replicas, "Building", w.wait_reason,
+                         f"revision {w.target} waits for {w.waiting_for}; {s.stable} keeps serving")
     if ready >= n:
         return _decision(p, replicas, "Healthy", Reason.SCALED_TO_ZERO if n == 0 else Reason.REPLICAS_READY,
                          f"{ready}/{n} replicas of revision {s.stable} ready")
