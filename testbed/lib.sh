@@ -30,7 +30,23 @@ ensure_debian_packages() {
   fi
 }
 
+# The NCCL preflight runs PyTorch (several GB with its CUDA wheels, which PyPI's Linux torch requires): in an
+# environment of its own in the cache, never in the operator's. The pod runner runs the preflight Job with it.
+PREFLIGHT_VENV="$DEEPSEEK_TESTBED_CACHE/preflight-venv"
+PREFLIGHT_PACKAGES="torch==2.15.0 numpy pydantic==2.14.4 pyyaml"
+
+ensure_preflight_venv() {
+  if [[ ! -f "$PREFLIGHT_VENV/.installed" || "$(cat "$PREFLIGHT_VENV/.installed")" != "$PREFLIGHT_PACKAGES" ]]; then
+    echo "setup: installing PyTorch for the NCCL preflight into $PREFLIGHT_VENV (a few minutes)" >&2
+    [[ -x "$PREFLIGHT_VENV/bin/python" ]] || python3 -m venv "$PREFLIGHT_VENV"
+    # shellcheck disable=SC2086
+    "$PREFLIGHT_VENV/bin/python" -m pip install -q $PREFLIGHT_PACKAGES >&2
+    echo "$PREFLIGHT_PACKAGES" > "$PREFLIGHT_VENV/.installed"
+  fi
+}
+
 ensure_testbed_built() {
   ensure_debian_packages
   "$REPO/testbed/build" >&2
+  ensure_preflight_venv
 }
