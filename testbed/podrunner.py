@@ -147,6 +147,7 @@ class Running:
     env: dict[str, str]
     log_path: Path
     termination_log: Path
+    hostname: str
     proc: subprocess.Popen[bytes] | None = None
     ready: bool | None = None
     restarts: int = 0
@@ -289,7 +290,8 @@ class PodRunner:
         proc_env = {**env, **extra, "POD_IP": ip, "POD_NAME": meta.name,
                     "POD_NAMESPACE": meta.namespace, "LD_LIBRARY_PATH": self.libdir, "PYTHONUNBUFFERED": "1"}
         run = Running(meta.uid, meta.namespace, meta.name, launcher, netns, ip, argv, proc_env,
-                      self.logs / f"{meta.namespace}_{meta.name}.log", termination_log)
+                      self.logs / f"{meta.namespace}_{meta.name}.log", termination_log,
+                      (pod.spec.hostname or meta.name)[:63])
         with self.lock:
             self.running[meta.uid] = run
         LOG.info("launching %s for %s/%s at %s", launcher.name, meta.namespace, meta.name, ip)
@@ -298,7 +300,9 @@ class PodRunner:
     def _start(self, run: Running) -> None:
         log = open(run.log_path, "ab")  # noqa: SIM115 - owned by the child
         run.proc = subprocess.Popen(
-            ["ip", "netns", "exec", run.netns, *run.argv], stdout=log, stderr=subprocess.STDOUT,
+            # A pod has its own hostname (spec.hostname, else its name), as a process in its UTS namespace sees.
+            ["ip", "netns", "exec", run.netns, "unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"',
+             run.hostname, *run.argv], stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ, **run.env},
             cwd=Path(__file__).resolve().parent.parent,
         )

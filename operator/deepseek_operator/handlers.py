@@ -21,7 +21,7 @@ from deepseek_operator import __version__
 from deepseek_operator.api.spec import DEFAULT_ENGINE_CACHE_PVC, GROUP, PLURAL, VERSION
 from deepseek_operator.k8s.client import Kube
 from deepseek_operator.k8s.reconcile import Summary, observe, reconcile, summarize
-from deepseek_operator.render import naming
+from deepseek_operator.render import multinode, naming
 
 OURS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
 # Passes running at once: API round trips overlap, memory stays bounded (an unbounded fan-out over 500
@@ -63,7 +63,10 @@ def configure(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     _kube = Kube(client.ApiClient())
-    logger.info("deepseek-operator %s starting", __version__)
+    global _lws_installed
+    _lws_installed = _kube.serves(multinode.LWS_API_VERSION, "leaderworkersets")
+    logger.info("deepseek-operator %s starting; multi-node revisions become %s", __version__,
+                "LeaderWorkerSets" if _lws_installed else "StatefulSets (no LeaderWorkerSet API)")
 
 
 @kopf.on.startup()
@@ -106,6 +109,8 @@ def resources(**kw: Any) -> dict[Any, Any]:
 
 SERVING_PODS = {**OURS, naming.LABEL_COMPONENT: naming.COMPONENT_SERVER}
 PREFLIGHT = {**OURS, naming.LABEL_COMPONENT: naming.COMPONENT_PREFLIGHT}
+MPI_SSH = {**OURS, naming.LABEL_COMPONENT: naming.COMPONENT_MPI_SSH}
+LWS_GROUP, LWS_VERSION = multinode.LWS_API_VERSION.split("/")
 # Children each resource owns, indexed by (namespace, owner): kind -> (group, plural, label selector, index id).
 OWNED = {
     "Deployment": ("apps", "deployments", OURS, "owned_deployments"),
@@ -116,7 +121,13 @@ OWNED = {
     "HTTPRoute": ("gateway.networking.k8s.io", "httproutes", OURS, "owned_httproutes"),
     "Job": ("batch", "jobs", PREFLIGHT, "owned_preflight_jobs"),
     "PreflightPod": ("", "pods", PREFLIGHT, "owned_preflight_pods"),
+    "StatefulSet": ("apps", "statefulsets", OURS, "owned_statefulsets"),
+    "Secret": ("", "secrets", MPI_SSH, "owned_ssh_secrets"),
 }
+# Multi-node revisions become LeaderWorkerSets where the LWS API is served (checked at start-up: installing LWS
+# later takes an operator restart), StatefulSets elsewhere.
+LWS_OWNED = {"LeaderWorkerSet": (LWS_GROUP, "leaderworkersets", OURS, "owned_leaderworkersets")}
+_lws_installed = False
 
 
 def _owned(**kw: Any) -> dict[Any, Any] | None:
@@ -124,7 +135,7 @@ def _owned(**kw: Any) -> dict[Any, Any] | None:
     return {(kw["namespace"], owner): summarize(kw["body"])} if owner else None
 
 
-for _group, _plural, _labels, _index in OWNED.values():
+for _group, _plural, _labels, _index in [*OWNED.values(), *LWS_OWNED.values()]:
     kopf.index(_group, "v1", _plural, labels=_labels, id=_index)(_owned)
 
 
@@ -162,10 +173,10 @@ async def _reconcile(key: tuple[str, str], indexes: Mapping[str, kopf.Index[Any,
             _wakeups.setdefault(key, asyncio.get_running_loop().time() + STALE_RETRY_SECONDS)
             return
         owned: dict[str, list[Summary]] = {kind: list(indexes[index].get(key, []))
-                                           for kind, (_, _, _, index) in OWNED.items()}
+                                           for kind, (_, _, _, index) in {**OWNED, **LWS_OWNED}.items()}
         namespace = key[0]
         observed = observe(body, owned, list(indexes["pvcs"].get(namespace, [])),
-                           list(indexes["engine_jobs"].get(namespace, [])))
+                           list(indexes["engine_jobs"].get(namespace, [])), lws_installed=_lws_installed)
         assert _kube is not None
         try:
             result = await asyncio.get_running_loop().run_in_executor(_executor, reconcile, _kube, body, observed)
@@ -182,7 +193,8 @@ async def _reconcile(key: tuple[str, str], indexes: Mapping[str, kopf.Index[Any,
 
 
 def _indexes(kwargs: Mapping[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
-    names = ("resources", "engine_jobs", "pvcs", *(index for _, _, _, index in OWNED.values()))
+    names = ("resources", "engine_jobs", "pvcs",
+             *(index for _, _, _, index in [*OWNED.values(), *LWS_OWNED.values()]))
     return {n: kwargs[n] for n in names}
 
 
@@ -202,7 +214,7 @@ async def child_changed(**kwargs: Any) -> None:
         await _reconcile((kwargs["namespace"], owner), _indexes(kwargs))
 
 
-for _group, _plural, _labels, _index in OWNED.values():
+for _group, _plural, _labels, _index in [*OWNED.values(), *LWS_OWNED.values()]:
     kopf.on.event(_group, "v1", _plural, labels=_labels, id=f"{_index}_changed")(child_changed)
 
 

@@ -22,7 +22,8 @@ LOG = logging.getLogger(__name__)
 PLURALS = {
     "ConfigMap": "configmaps", "Service": "services", "PersistentVolumeClaim": "persistentvolumeclaims",
     "Deployment": "deployments", "Job": "jobs", "PodDisruptionBudget": "poddisruptionbudgets",
-    "HTTPRoute": "httproutes",
+    "HTTPRoute": "httproutes", "StatefulSet": "statefulsets", "LeaderWorkerSet": "leaderworkersets",
+    "Secret": "secrets",
 }
 
 
@@ -77,6 +78,34 @@ class Kube:
         except ApiException as e:
             if e.status != 404:
                 raise
+
+    def create_ssh_secret(self, secret: dict[str, Any]) -> None:
+        """Creates a multi-node revision's MPI key pair (ed25519, OpenSSH format); one that exists is kept."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        key = Ed25519PrivateKey.generate()
+        private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                    serialization.NoEncryption())
+        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        meta = secret["metadata"]
+        body = {**secret, "data": {"id_ed25519": base64.b64encode(private).decode(),
+                                   "id_ed25519.pub": base64.b64encode(public + b"\n").decode()}}
+        try:
+            self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/secrets", body=body)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+
+    def serves(self, group_version: str, plural: str) -> bool:
+        """Whether the API server serves this resource (an optional CRD such as LeaderWorkerSet is installed)."""
+        try:
+            response = self._call("GET", f"/apis/{group_version}")
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+        return any(r.get("name") == plural for r in json.loads(response.data).get("resources") or [])
 
     def read_secret(self, namespace: str, name: str, key: str) -> str:
         secret = client.CoreV1Api(self.api).read_namespaced_secret(name, namespace)

@@ -35,7 +35,7 @@ def summarize(body: Mapping[str, Any]) -> Summary:
 
 
 def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: list[Summary],
-            jobs: list[Summary]) -> Observed:
+            jobs: list[Summary], lws_installed: bool = False) -> Observed:
     """Turns what the indexes hold for one resource (and its namespace's shared objects) into the planner's input."""
     hashes: dict[tuple[str, str], str] = {}
     for item in [*(i for kind, items in owned.items() if not kind.endswith("Pod") for i in items), *pvcs, *jobs]:
@@ -52,6 +52,10 @@ def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: l
                                            == naming.COMPONENT_MODEL_REPO)),
         pvc_uids={p["metadata"]["name"]: p["metadata"]["uid"] for p in pvcs},
         engine_jobs={j["metadata"]["name"]: j for j in jobs},
+        statefulsets={s["metadata"]["name"]: s for s in owned.get("StatefulSet", [])},
+        leader_worker_sets={s["metadata"]["name"]: s for s in owned.get("LeaderWorkerSet", [])},
+        ssh_secrets=tuple(sorted(s["metadata"]["name"] for s in owned.get("Secret", []))),
+        lws_installed=lws_installed,
         preflight_jobs={j["metadata"]["name"]: j for j in owned.get("Job", [])},
         preflight_pods=tuple(owned.get("PreflightPod", [])),
         applied_hashes=hashes,
@@ -86,6 +90,8 @@ def reconcile(kube: Kube, body: Mapping[str, Any], observed: Observed) -> PassRe
         observed = measure(kube, body, observed, now)
         result = plan(dict(body), observed, now)
         meta = body["metadata"]
+        for secret in result.ssh_secrets:  # before the pods that mount it
+            kube.create_ssh_secret(secret)
         for obj in result.apply:
             kube.apply(obj)
         for ref in result.delete:

@@ -17,6 +17,7 @@ from deepseek_operator.render.catalog import GpuSpec
 MODEL_REPO_MOUNT = "/srv/model-repository"
 MODEL_REPO_SOURCE_MOUNT = "/srv/model-repository-src"
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
+SSH_PORT = 2222  # a multi-node replica's workers: the leader's mpirun starts their ranks over SSH
 PROBE_PERIOD_S = 10
 # On deletion a pod keeps serving this long before Triton is told to stop, so gateways and Services drop its
 # endpoint first: without it a scale-down or promotion turns in-flight routing into 502s and "model not found".
@@ -105,21 +106,95 @@ def _layout_script() -> str:
     ])
 
 
-def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, engine_key: str,
-                      world_size: int, replicas: int, mount_engine_cache: bool) -> dict[str, Any]:
+def triton_launch(world_size: int) -> list[str]:
+    """One node's ranks: the TensorRT-LLM backend's launcher starts one tritonserver per GPU under MPI."""
+    return ["python3", "/app/scripts/launch_triton_server.py", f"--world_size={world_size}",
+            f"--model_repo={MODEL_REPO_MOUNT}", "--log"]
+
+
+def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, engine_key: str,
+                        gpus: int, mount_engine_cache: bool, command: list[str], component: str = "",
+                        extra_labels: dict[str, str] | None = None, env: dict[str, str] | None = None,
+                        extra_volumes: tuple[tuple[dict[str, Any], dict[str, Any]], ...] = (),
+                        serves: bool = True) -> dict[str, Any]:
+    """The pod of one node of a replica: Triton (or, `serves` False, a multi-node replica's worker, which runs
+    ranks for its leader and answers no client), with the node's GPUs, the fabric and the model repository."""
     serving = spec.serving
     net = nccl.pod_network(spec.network)
-    labels = {**naming.common_labels(owner.name, naming.COMPONENT_SERVER), **serving.pod_labels,
-              naming.LABEL_REVISION: revision, naming.LABEL_ENGINE_KEY: engine_key}
+    labels = {**naming.common_labels(owner.name, component or naming.COMPONENT_SERVER), **serving.pod_labels,
+              naming.LABEL_REVISION: revision, naming.LABEL_ENGINE_KEY: engine_key, **(extra_labels or {})}
     annotations = {**serving.pod_annotations, **net.annotations, f"{GROUP}/revision": revision}
     ckpt_volume, ckpt_mount = checkpoint_volume(spec)
     resources = serving.resources.model_dump()
-    resources["limits"] = {**resources["limits"], **net.resources, "nvidia.com/gpu": str(world_size)}
+    resources["limits"] = {**resources["limits"], **net.resources, "nvidia.com/gpu": str(gpus)}
     if net.resources:
         resources["requests"] = {**resources["requests"], **net.resources}
     startup_failures = max(1, -(-serving.startup_timeout_seconds // PROBE_PERIOD_S))  # rounded up
-    launch = ["python3", "/app/scripts/launch_triton_server.py", f"--world_size={world_size}",
-              f"--model_repo={MODEL_REPO_MOUNT}", "--log"]
+    if serves:
+        ports = [{"name": "http", "containerPort": HTTP_PORT}, {"name": "grpc", "containerPort": GRPC_PORT},
+                 {"name": "metrics", "containerPort": METRICS_PORT}]
+        probes: dict[str, Any] = {
+            "startupProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
+                             "periodSeconds": PROBE_PERIOD_S, "failureThreshold": startup_failures},
+            "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
+                               "periodSeconds": 5, "failureThreshold": 3},
+            "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"},
+                              "periodSeconds": 15, "failureThreshold": 4},
+        }
+    else:  # a worker is ready once its sshd takes the leader's MPI launch
+        ports = [{"name": "ssh", "containerPort": SSH_PORT}]
+        probes = {"readinessProbe": {"tcpSocket": {"port": "ssh"}, "periodSeconds": 5, "failureThreshold": 3}}
+    return {
+        "metadata": {"labels": labels, "annotations": annotations},
+        "spec": {
+            "affinity": {"nodeAffinity": gpu_node_affinity(gpu, serving.node_selector)},
+            **({"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet"} if net.host_network else {}),
+            "tolerations": tolerations(spec),
+            "terminationGracePeriodSeconds": 60,
+            "initContainers": [{
+                "name": "model-repository",
+                "image": spec.engine.image,
+                "command": ["/bin/sh", "-c", _layout_script()],
+                "volumeMounts": [{"name": "model-repository-src", "mountPath": MODEL_REPO_SOURCE_MOUNT},
+                                 {"name": "model-repository", "mountPath": MODEL_REPO_MOUNT}],
+            }],
+            "containers": [{
+                "name": "triton",
+                "image": spec.engine.image,
+                "command": command,
+                "env": [{"name": k, "value": v} for k, v in sorted({**net.env, **(env or {})}.items())],
+                **({"securityContext": {"capabilities": {"add": list(net.capabilities)}}}
+                   if net.capabilities else {}),
+                "ports": ports,
+                "resources": resources,
+                **({"lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}}} if serves else {}),
+                **probes,
+                "volumeMounts": [
+                    {"name": "model-repository", "mountPath": MODEL_REPO_MOUNT},
+                    *([{"name": "engine-cache", "mountPath": engines.ENGINE_MOUNT, "readOnly": True}]
+                      if mount_engine_cache else []),
+                    ckpt_mount,
+                    {"name": "dshm", "mountPath": "/dev/shm"},
+                    *(mount for _, mount in extra_volumes),
+                ],
+            }],
+            "volumes": [
+                {"name": "model-repository-src", "configMap": {
+                    "name": naming.model_repo_configmap_name(owner.name, revision)}},
+                {"name": "model-repository", "emptyDir": {}},
+                *([{"name": "engine-cache", "persistentVolumeClaim": {
+                    "claimName": spec.engine.cache.pvc, "readOnly": True}}] if mount_engine_cache else []),
+                ckpt_volume,
+                {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size(gpus)}},
+                *(volume for volume, _ in extra_volumes),
+            ],
+        },
+    }
+
+
+def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, engine_key: str,
+                      world_size: int, replicas: int, mount_engine_cache: bool) -> dict[str, Any]:
+    """A revision whose replicas each fit one node."""
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": child_metadata(owner, naming.server_deployment_name(owner.name, revision),
@@ -129,58 +204,11 @@ def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpe
             "selector": {"matchLabels": naming.revision_selector_labels(owner.name, revision)},
             # GPUs are scarce: surge one replica at a time, never drop below the desired count.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "progressDeadlineSeconds": serving.startup_timeout_seconds + 600,
-            "template": {
-                "metadata": {"labels": labels, "annotations": annotations},
-                "spec": {
-                    "affinity": {"nodeAffinity": gpu_node_affinity(gpu, serving.node_selector)},
-                    **({"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet"} if net.host_network else {}),
-                    "tolerations": tolerations(spec),
-                    "terminationGracePeriodSeconds": 60,
-                    "initContainers": [{
-                        "name": "model-repository",
-                        "image": spec.engine.image,
-                        "command": ["/bin/sh", "-c", _layout_script()],
-                        "volumeMounts": [{"name": "model-repository-src", "mountPath": MODEL_REPO_SOURCE_MOUNT},
-                                         {"name": "model-repository", "mountPath": MODEL_REPO_MOUNT}],
-                    }],
-                    "containers": [{
-                        "name": "triton",
-                        "image": spec.engine.image,
-                        "command": launch,
-                        "env": [{"name": k, "value": v} for k, v in sorted(net.env.items())],
-                        **({"securityContext": {"capabilities": {"add": list(net.capabilities)}}}
-                           if net.capabilities else {}),
-                        "ports": [{"name": "http", "containerPort": HTTP_PORT},
-                                  {"name": "grpc", "containerPort": GRPC_PORT},
-                                  {"name": "metrics", "containerPort": METRICS_PORT}],
-                        "resources": resources,
-                        "lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}},
-                        "startupProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
-                                         "periodSeconds": PROBE_PERIOD_S, "failureThreshold": startup_failures},
-                        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
-                                           "periodSeconds": 5, "failureThreshold": 3},
-                        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"},
-                                          "periodSeconds": 15, "failureThreshold": 4},
-                        "volumeMounts": [
-                            {"name": "model-repository", "mountPath": MODEL_REPO_MOUNT},
-                            *([{"name": "engine-cache", "mountPath": engines.ENGINE_MOUNT, "readOnly": True}]
-                              if mount_engine_cache else []),
-                            ckpt_mount,
-                            {"name": "dshm", "mountPath": "/dev/shm"},
-                        ],
-                    }],
-                    "volumes": [
-                        {"name": "model-repository-src", "configMap": {
-                            "name": naming.model_repo_configmap_name(owner.name, revision)}},
-                        {"name": "model-repository", "emptyDir": {}},
-                        *([{"name": "engine-cache", "persistentVolumeClaim": {
-                            "claimName": spec.engine.cache.pvc, "readOnly": True}}] if mount_engine_cache else []),
-                        ckpt_volume,
-                        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size(world_size)}},
-                    ],
-                },
-            },
+            "progressDeadlineSeconds": spec.serving.startup_timeout_seconds + 600,
+            "template": server_pod_template(owner=owner, spec=spec, gpu=gpu, revision=revision,
+                                            engine_key=engine_key, gpus=world_size,
+                                            mount_engine_cache=mount_engine_cache,
+                                            command=triton_launch(world_size)),
         },
     }
 

@@ -22,10 +22,12 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "deepseek-operator"
 
 COMPONENT_SERVER = "server"
+COMPONENT_SERVER_WORKER = "server-worker"  # a multi-node replica's non-leader pods: never behind a Service
 COMPONENT_MODEL_REPO = "model-repository"
 COMPONENT_ENGINE_BUILD = "engine-build"
 COMPONENT_ENGINE_CACHE = "engine-cache"
 COMPONENT_PREFLIGHT = "preflight"
+COMPONENT_MPI_SSH = "mpi-ssh"
 
 
 def digest(value: Any, length: int) -> str:

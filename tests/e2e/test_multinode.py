@@ -1,0 +1,100 @@
+"""A model split across two nodes on the testbed: leader and worker pods on two H100 nodes, the NCCL preflight run
+for real over both (gloo between the pods' network namespaces, rendezvous by the rank-0 pod's DNS name), and a
+canary of the two-node model that is promoted, then one that fails its analysis and is rolled back."""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from tests.e2e.kube import TestbedClient
+from tests.e2e.operator_proc import OperatorProcess
+from tests.e2e.test_rollout import NAME, Load, canary_cr, serve_first_revision, watch
+from tests.e2e.test_serving import Resources, _docs, kubectl_apply
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def ns(testbed: TestbedClient, operator: OperatorProcess) -> Any:
+    name = testbed.namespace("mn")
+    assert kubectl_apply(_docs("model-store.yaml", name)).returncode == 0
+    yield name
+    testbed.delete_namespace(name)
+
+
+def two_node_cr(ns: str) -> dict[str, Any]:
+    """70B at BF16 as TP 2 x PP 2 on 2-GPU slices of the H100 nodes: two pods per replica, one per node; the
+    stable and a canary group fit the two 8-GPU nodes side by side."""
+    cr = canary_cr(ns, replicas=1, steps=[{"weight": 50}, {"pause": "30s"}],
+                   analysis={"interval": "4s", "maxErrorRate": 0.05, "minRequests": 20, "failureLimit": 2,
+                             "provider": "triton"})
+    spec = cr["spec"]
+    spec["model"] = {"name": "deepseek-r1-distill-llama-70b", "revision": "2025-01-20", "precision": "bf16",
+                     "source": {"pvc": {"claimName": "model-store", "path": "/models/DeepSeek-R1-Distill-Llama-70B"}}}
+    spec["engine"] = {"maxBatchSize": 8, "maxInputLen": 1024, "maxSeqLen": 2048, "tensorParallel": 2,
+                      "pipelineParallel": 2}
+    spec["serving"]["gpu"] = {"type": "H100-80GB", "perNode": 2}
+    spec["network"] = {"fabric": "infiniband", "rdmaResource": "rdma/ib"}
+    return cr
+
+
+def _pods(testbed: TestbedClient, ns: str, revision: str) -> list[Any]:
+    return list(testbed.core.list_namespaced_pod(ns, label_selector=f"serving.deepseek.ai/revision={revision}",
+                                                 field_selector="status.phase=Running").items)
+
+
+def test_two_node_replica_preflight_and_canary(testbed: TestbedClient, ns: str) -> None:
+    res = Resources(testbed, ns)
+    stable = serve_first_revision(res, two_node_cr(ns), testbed)
+    status = res.get(NAME)["status"]
+    assert status["parallelism"] == {"tensor": 2, "pipeline": 2, "nodesPerReplica": 2, "gpusPerReplica": 4}
+
+    # Leader and worker: two pods, two distinct H100 nodes, each with its node's share of GPUs.
+    pods = _pods(testbed, ns, stable)
+    roles = {p.metadata.labels["serving.deepseek.ai/role"]: p for p in pods}
+    assert sorted(roles) == ["leader", "worker"] and len(pods) == 2
+    nodes = {p.spec.node_name for p in pods}
+    assert len(nodes) == 2
+    assert {testbed.core.read_node(n).metadata.labels["nvidia.com/gpu.product"] for n in nodes} == {
+        "NVIDIA-H100-80GB-HBM3"}
+    assert all(p.spec.containers[0].resources.limits["nvidia.com/gpu"] == "2" for p in pods)
+    assert roles["worker"].metadata.name == f"{roles['leader'].metadata.name}-1"  # `<leader>-<index>`, as LWS names
+    # The client Service reaches the leader only.
+    endpoints = testbed.core.read_namespaced_endpoints(NAME, ns)
+    assert [a.ip for s in endpoints.subsets or [] for a in s.addresses or []] == [roles["leader"].status.pod_ip]
+
+    # The preflight ran over both nodes: 2 ranks per pod (the testbed's count), 4 in all, on 2 hosts.
+    pf = status["preflight"]
+    assert {k: pf[k] for k in ("state", "backend", "worldSize", "nodes", "expectedTransport")} == {
+        "state": "Passed", "backend": "gloo", "worldSize": 4, "nodes": 2, "expectedTransport": "ib"}
+    assert pf["minBusBandwidthGBps"] == 0.02  # the inter-node IB bound (20 GB/s), held to a thousandth here
+
+    # A clean canary of the two-node model: a new group next to the stable one, its own preflight, promoted.
+    with Load(testbed.gateway, f"{ns}.llm.test") as load:
+        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/latency-ms": "1"}}})
+        seen = watch(res, "Healthy", timeout=300)
+    promoted = seen[-1]["stableRevision"]
+    assert promoted != stable and seen[-1]["preflight"]["revision"] == promoted
+    assert 50 in {s.get("canaryWeight") for s in seen if s.get("canaryRevision") == promoted}
+    assert any((s.get("analysis") or {}).get("result") == "Successful" for s in seen)
+    codes = Counter(code for code, _ in load.outcomes)
+    assert codes[200] > 50 and set(codes) == {200}, codes
+    assert len(_pods(testbed, ns, promoted)) == 2
+
+    # A canary whose leader fails 30% of requests is rolled back: its group is scaled to zero.
+    with Load(testbed.gateway, f"{ns}.llm.test"):
+        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/error-rate": "0.3"}}})
+        seen = watch(res, "RolledBack", timeout=300)
+    final = copy.deepcopy(seen[-1])
+    bad = final["heldRevision"]
+    assert bad and final["stableRevision"] == promoted and final["canaryWeight"] == 0
+    degraded = next(c for c in final["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "AnalysisFailed")
+    leaders = res.apps.read_namespaced_stateful_set(f"{NAME}-{bad}", ns)
+    assert leaders.spec.replicas == 0
+    assert not [s for s in res.apps.list_namespaced_stateful_set(
+        ns, label_selector=f"serving.deepseek.ai/revision={bad},app.kubernetes.io/component=server-worker").items]

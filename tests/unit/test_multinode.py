@@ -1,0 +1,145 @@
+"""A replica across nodes: leader and worker pods, as StatefulSets or a LeaderWorkerSet, through the rollout.
+
+Rendered workloads and the leader's launch command are golden files (tests/golden/multinode/); after an intended
+change regenerate them with `DEEPSEEK_REGENERATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_multinode.py` and
+read the diff.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deepseek_operator.render import naming
+from deepseek_operator.render.plan import ready_by_revision
+from tests.unit.test_plan import T0, T1, Cluster, cond, drive, edited, example
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "multinode"
+REGENERATE = os.environ.get("DEEPSEEK_REGENERATE_GOLDEN") == "1"
+TWO_NODES = "r1-671b-h100-2x8-infiniband"
+NAME = "r1-671b-2x8"
+
+
+def _golden(case: str, rendered: Any) -> None:
+    text = rendered if isinstance(rendered, str) else yaml.safe_dump(rendered, sort_keys=False, width=120)
+    path = GOLDEN / case
+    if REGENERATE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text(), f"{path} differs; regenerate (see module docstring) and review"
+
+
+def _serving(lws: bool = False, replicas: int = 1) -> tuple[Cluster, dict[str, Any]]:
+    cluster = Cluster(lws_installed=lws)
+    body = edited(example(TWO_NODES), {"serving.replicas": replicas})
+    for _ in range(3):
+        cluster.reconcile(body, T0)
+    return cluster, body
+
+
+def test_a_two_node_replica_is_a_leader_and_a_worker_statefulset() -> None:
+    cluster, body = _serving()
+    revision = body["status"]["revision"]
+    assert body["status"]["parallelism"] == {"tensor": 8, "pipeline": 2, "nodesPerReplica": 2, "gpusPerReplica": 16}
+    assert sorted(cluster.statefulsets) == [f"{NAME}-{revision}", f"{NAME}-{revision}-0"]
+    assert cluster.deployments == {}
+    leader, workers = cluster.statefulsets[f"{NAME}-{revision}"], cluster.statefulsets[f"{NAME}-{revision}-0"]
+    assert (leader["spec"]["replicas"], workers["spec"]["replicas"]) == (1, 1)
+    assert workers["spec"]["ordinals"] == {"start": 1}
+    for sts in (leader, workers):
+        pod = sts["spec"]["template"]["spec"]
+        # One node per pod, of the GPU type, with that node's 8 GPUs and its RDMA device.
+        assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "8"
+        assert pod["containers"][0]["resources"]["limits"]["rdma/ib"] == "1"
+        [term] = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert term["topologyKey"] == "kubernetes.io/hostname"
+        assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+            "nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["NVIDIA-H100-80GB-HBM3"]
+        assert pod["subdomain"] == f"{NAME}-{revision}"
+        assert {"name": "ssh", "secret": {"secretName": f"{NAME}-{revision}-ssh", "defaultMode": 0o400}} \
+            in pod["volumes"]
+    # Only leaders are behind the client Services: workers carry another component label.
+    assert leader["spec"]["template"]["metadata"]["labels"][naming.LABEL_COMPONENT] == "server"
+    assert workers["spec"]["template"]["metadata"]["labels"][naming.LABEL_COMPONENT] == "server-worker"
+    assert cluster.ssh_secrets == {f"{NAME}-{revision}-ssh"}
+
+
+def test_rendered_statefulsets_and_launch_match_golden() -> None:
+    cluster, body = _serving()
+    revision = body["status"]["revision"]
+    leader = cluster.statefulsets[f"{NAME}-{revision}"]
+    _golden("leader-launch.sh", leader["spec"]["template"]["spec"]["containers"][0]["command"][2] + "\n")
+    _golden("statefulsets.yaml", [cluster.statefulsets[n] for n in sorted(cluster.statefulsets)])
+
+
+def test_with_the_lws_api_a_revision_is_one_leader_worker_set() -> None:
+    cluster, _ = _serving(lws=True)
+    assert cluster.statefulsets == {}
+    [lws] = cluster.leader_worker_sets.values()
+    spec = lws["spec"]
+    assert (spec["replicas"], spec["leaderWorkerTemplate"]["size"]) == (1, 2)
+    assert spec["leaderWorkerTemplate"]["restartPolicy"] == "RecreateGroupOnPodRestart"
+    # What LWS's defaulting webhook would fill is set explicitly.
+    assert spec["rolloutStrategy"]["type"] == "RollingUpdate" and spec["networkConfig"] == {"subdomainPolicy": "Shared"}
+    _golden("leaderworkerset.yaml", lws)
+
+
+def test_groups_are_ready_only_when_leader_and_workers_are() -> None:
+    cluster, body = _serving(replicas=2)
+    revision = body["status"]["revision"]
+    assert sorted(cluster.statefulsets) == [f"{NAME}-{revision}", f"{NAME}-{revision}-0", f"{NAME}-{revision}-1"]
+    cluster.roll_out()
+    cluster.statefulsets[f"{NAME}-{revision}-1"]["status"]["readyReplicas"] = 0  # group 1's worker is not ready
+    assert ready_by_revision({}, cluster.statefulsets)[0] == {revision: 1}
+    p = cluster.reconcile(body, T1)
+    assert p.status["ready"] == "1/2" and p.status["phase"] == "Progressing"
+    cluster.roll_out()
+    assert cluster.reconcile(body, T1).status["phase"] == "Healthy"
+
+
+def test_scaling_down_removes_the_last_groups_workers() -> None:
+    body = edited(example(TWO_NODES), {"serving.replicas": 2})
+    cluster = drive(body)
+    revision = body["status"]["revision"]
+    body = edited(body, {"serving.replicas": 1})
+    p = cluster.reconcile(body, T1)
+    assert [(r.kind, r.name) for r in p.delete] == [("StatefulSet", f"{NAME}-{revision}-1")]
+    assert cluster.statefulsets[f"{NAME}-{revision}"]["spec"]["replicas"] == 1
+
+
+def test_a_new_revision_rolls_out_as_new_groups_with_new_keys() -> None:
+    body = example(TWO_NODES)
+    cluster = drive(body)
+    old = body["status"]["revision"]
+    assert body["status"]["phase"] == "Healthy"
+    body = edited(body, {"serving.batching.maxQueueDelayMicroseconds": 500})
+    for _ in range(8):
+        p = cluster.reconcile(body, T1)
+        cluster.roll_out()
+    new = p.status["revision"]
+    assert p.status["stableRevision"] == new != old and p.status["phase"] == "Healthy"
+    # The old revision stays in history with no group (for rollback-to), with its keys; the new one has its own.
+    assert sorted(cluster.statefulsets) == sorted([f"{NAME}-{old}", f"{NAME}-{new}", f"{NAME}-{new}-0"])
+    assert cluster.statefulsets[f"{NAME}-{old}"]["spec"]["replicas"] == 0
+    assert cluster.ssh_secrets == {f"{NAME}-{new}-ssh", f"{NAME}-{old}-ssh"}
+    assert p.status["preflight"]["revision"] == new
+    # Past the history limit, the old revision goes with its Secret and headless Service.
+    p = cluster.reconcile(edited(body, {"rollout.revisionHistoryLimit": 1}), T1)
+    assert {(r.kind, r.name) for r in p.delete} == {("StatefulSet", f"{NAME}-{old}"), ("Service", f"{NAME}-{old}"),
+                                                   ("Secret", f"{NAME}-{old}-ssh"), ("ConfigMap", f"{NAME}-repo-{old}")}
+
+
+def test_the_engine_of_a_two_node_layout_builds_on_one_nodes_gpus() -> None:
+    body = edited(example(TWO_NODES), {"model.name": "deepseek-r1-distill-llama-70b", "model.precision": "bf16",
+                                       "engine.tensorParallel": 2, "engine.pipelineParallel": 2,
+                                       "serving.gpu.perNode": 2})
+    cluster = Cluster()
+    p = cluster.reconcile(body, T0)
+    p = cluster.reconcile(body, T0)
+    assert p.status["parallelism"]["nodesPerReplica"] == 2
+    [job] = cluster.jobs.values()
+    assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    assert cond(p, "EngineReady")["reason"] == "EngineBuilding"
