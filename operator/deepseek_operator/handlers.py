@@ -109,7 +109,6 @@ def resources(**kw: Any) -> dict[Any, Any]:
 
 SERVING_PODS = {**OURS, naming.LABEL_COMPONENT: naming.COMPONENT_SERVER}
 PREFLIGHT = {**OURS, naming.LABEL_COMPONENT: naming.COMPONENT_PREFLIGHT}
-MPI_SSH = {**OURS, naming.LABEL_COMPONENT: naming.COMPONENT_MPI_SSH}
 LWS_GROUP, LWS_VERSION = multinode.LWS_API_VERSION.split("/")
 # Children each resource owns, indexed by (namespace, owner): kind -> (group, plural, label selector, index id).
 OWNED = {
@@ -122,7 +121,6 @@ OWNED = {
     "Job": ("batch", "jobs", PREFLIGHT, "owned_preflight_jobs"),
     "PreflightPod": ("", "pods", PREFLIGHT, "owned_preflight_pods"),
     "StatefulSet": ("apps", "statefulsets", OURS, "owned_statefulsets"),
-    "Secret": ("", "secrets", MPI_SSH, "owned_ssh_secrets"),
 }
 # Multi-node revisions become LeaderWorkerSets where the LWS API is served (checked at start-up: installing LWS
 # later takes an operator restart), StatefulSets elsewhere.

@@ -79,8 +79,11 @@ def test_namespaced_rbac_reaches_the_watched_namespace_only(namespaces: list[str
     for verb, resource in [("patch", "deployments.apps"), ("create", "configmaps"), ("delete", "services"),
                            ("patch", "deepseekdeployments.serving.deepseek.ai/status"),
                            ("watch", "deepseekdeployments.serving.deepseek.ai"), ("create", "events"),
-                           ("patch", "httproutes.gateway.networking.k8s.io"), ("list", "pods")]:
+                           ("patch", "httproutes.gateway.networking.k8s.io"), ("list", "pods"),
+                           ("patch", "statefulsets.apps"),
+                           ("watch", "jobs.batch"), ("create", "secrets"), ("get", "secrets")]:
         assert can(verb, resource, watched), f"{verb} {resource} in {watched}"
         assert not can(verb, resource, other), f"{verb} {resource} in {other}"
     assert not can("patch", "deployments.apps", None)
     assert not can("update", "deepseekdeployments.serving.deepseek.ai", watched)  # never writes spec
+    assert not can("list", "secrets", watched)  # the SSH keys it makes are fetched by name, never listed

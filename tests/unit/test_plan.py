@@ -122,7 +122,7 @@ class Cluster:
                         preflight_jobs=copy.deepcopy(self.preflight_jobs), preflight_pods=tuple(self.preflight_pods),
                         statefulsets=copy.deepcopy(self.statefulsets),
                         leader_worker_sets=copy.deepcopy(self.leader_worker_sets),
-                        ssh_secrets=tuple(sorted(self.ssh_secrets)), lws_installed=self.lws_installed)
+                        lws_installed=self.lws_installed)
 
     def reconcile(self, body: dict[str, Any], now: str) -> Plan:
         """One operator pass: plan, apply, delete, write the status into body."""
@@ -140,7 +140,7 @@ class Cluster:
             elif ref.kind == "LeaderWorkerSet":
                 self.leader_worker_sets.pop(ref.name)
             elif ref.kind == "Secret":
-                self.ssh_secrets.remove(ref.name)
+                self.ssh_secrets.discard(ref.name)
             else:
                 assert ref.kind == "Deployment"
                 self.deployments.pop(ref.name)

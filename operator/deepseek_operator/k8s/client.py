@@ -49,10 +49,12 @@ def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 class Kube:
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
+        self._ssh_secrets: set[tuple[str, str]] = set()  # (namespace, name) of key Secrets known to exist
 
     def _call(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
-              query: list[tuple[str, str]] | None = None) -> Any:
-        metrics.API_WRITES.labels(method=method).inc()
+              query: list[tuple[str, str]] | None = None, count: bool = True) -> Any:
+        if count:  # reads are not writes
+            metrics.API_WRITES.labels(method=method).inc()
         request = self.api.param_serialize(
             method=method, resource_path=path, query_params=query or [],
             header_params={"Content-Type": content_type, "Accept": "application/json"}, body=body,
@@ -72,6 +74,7 @@ class Kube:
         metrics.CHILDREN_APPLIED.labels(kind=obj["kind"]).inc()
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        self._ssh_secrets.discard((namespace, name))
         try:
             self._call("DELETE", _path(api_version, kind, namespace, name),
                        body={"propagationPolicy": "Background"})
@@ -79,8 +82,24 @@ class Kube:
             if e.status != 404:
                 raise
 
-    def create_ssh_secret(self, secret: dict[str, Any]) -> None:
-        """Creates a multi-node revision's MPI key pair (ed25519, OpenSSH format); one that exists is kept."""
+    def ensure_ssh_secret(self, secret: dict[str, Any]) -> None:
+        """Creates a multi-node revision's MPI key pair (ed25519, OpenSSH format) unless it exists.
+
+        The operator may not list or watch Secrets (that would expose every Secret of the namespace): it asks for
+        the ones it names, once per process, and remembers them."""
+        meta = secret["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if key in self._ssh_secrets:
+            return
+        try:
+            self._call("GET", _path("v1", "Secret", meta["namespace"], meta["name"]), count=False)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            self._create_ssh_secret(secret)
+        self._ssh_secrets.add(key)
+
+    def _create_ssh_secret(self, secret: dict[str, Any]) -> None:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -100,7 +119,7 @@ class Kube:
     def serves(self, group_version: str, plural: str) -> bool:
         """Whether the API server serves this resource (an optional CRD such as LeaderWorkerSet is installed)."""
         try:
-            response = self._call("GET", f"/apis/{group_version}")
+            response = self._call("GET", f"/apis/{group_version}", count=False)
         except ApiException as e:
             if e.status == 404:
                 return False

@@ -54,7 +54,6 @@ def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: l
         engine_jobs={j["metadata"]["name"]: j for j in jobs},
         statefulsets={s["metadata"]["name"]: s for s in owned.get("StatefulSet", [])},
         leader_worker_sets={s["metadata"]["name"]: s for s in owned.get("LeaderWorkerSet", [])},
-        ssh_secrets=tuple(sorted(s["metadata"]["name"] for s in owned.get("Secret", []))),
         lws_installed=lws_installed,
         preflight_jobs={j["metadata"]["name"]: j for j in owned.get("Job", [])},
         preflight_pods=tuple(owned.get("PreflightPod", [])),
@@ -91,7 +90,7 @@ def reconcile(kube: Kube, body: Mapping[str, Any], observed: Observed) -> PassRe
         result = plan(dict(body), observed, now)
         meta = body["metadata"]
         for secret in result.ssh_secrets:  # before the pods that mount it
-            kube.create_ssh_secret(secret)
+            kube.ensure_ssh_secret(secret)
         for obj in result.apply:
             kube.apply(obj)
         for ref in result.delete:

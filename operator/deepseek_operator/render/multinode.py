@@ -53,7 +53,12 @@ class Layout:
 
 
 def ssh_secret_name(name: str, revision: str) -> str:
-    return f"{name}-{revision}-ssh"
+    return ssh_secret_name_of(naming.server_deployment_name(name, revision))
+
+
+def ssh_secret_name_of(workload: str) -> str:
+    """The key Secret of the revision whose leaders (StatefulSet or LeaderWorkerSet) have this name."""
+    return f"{workload}-ssh"
 
 
 def worker_statefulset_name(name: str, revision: str, group: int) -> str:
