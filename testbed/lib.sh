@@ -23,6 +23,8 @@ ensure_debian_packages() {
   local missing=()
   command -v openssl >/dev/null || missing+=(openssl)
   command -v ip >/dev/null || missing+=(iproute2)
+  command -v redis-server >/dev/null || missing+=(redis-server)  # Argo CD's cache (testbed/argocd/run)
+  command -v git >/dev/null || missing+=(git)  # the local repository Argo CD syncs from
   if (( ${#missing[@]} )); then
     echo "setup: installing Debian packages: ${missing[*]}" >&2
     apt-get update -qq >&2

@@ -5,12 +5,17 @@ canary of the two-node model that is promoted, then one that fails its analysis 
 from __future__ import annotations
 
 import copy
+import subprocess
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
-from tests.e2e.kube import TestbedClient
+from testbed import cluster
+from tests.e2e.kube import TestbedClient, eventually
 from tests.e2e.operator_proc import OperatorProcess
 from tests.e2e.test_rollout import NAME, Load, canary_cr, serve_first_revision, watch
 from tests.e2e.test_serving import Resources, _docs, kubectl_apply
@@ -98,3 +103,48 @@ def test_two_node_replica_preflight_and_canary(testbed: TestbedClient, ns: str) 
     assert leaders.spec.replicas == 0
     assert not [s for s in res.apps.list_namespaced_stateful_set(
         ns, label_selector=f"serving.deepseek.ai/revision={bad},app.kubernetes.io/component=server-worker").items]
+
+
+LWS_CRDS = ["crd/leaderworkersets.leaderworkerset.x-k8s.io", "crd/disaggregatedsets.disaggregatedset.x-k8s.io"]
+
+
+@pytest.fixture
+def lws(testbed: TestbedClient, operator: OperatorProcess, tmp_path: Path) -> Iterator[None]:
+    """The real LeaderWorkerSet controller (with its webhooks) on the testbed, and the operator restarted to see
+    the LWS API; afterwards both gone again and the operator back on StatefulSets."""
+    repo = Path(__file__).resolve().parents[2]
+    started = subprocess.run([str(repo / "testbed" / "lws" / "run"), str(tmp_path)], capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    operator.stop()
+    operator.start()
+    try:
+        yield
+    finally:
+        subprocess.run([str(repo / "testbed" / "lws" / "stop"), str(tmp_path)], capture_output=True)
+        cluster.kubectl("delete", "--ignore-not-found", *LWS_CRDS)
+        operator.stop()
+        operator.start()
+
+
+def test_with_the_lws_controller_a_replica_is_a_leader_worker_set_group(testbed: TestbedClient, ns: str,
+                                                                        lws: None) -> None:
+    res = Resources(testbed, ns)
+    cr = two_node_cr(ns)
+    cr["spec"]["rollout"] = {"trafficRouting": {"service": {}}}
+    assert kubectl_apply([cr]).returncode == 0
+    status = res.wait_phase(NAME, "Healthy", timeout=240)["status"]
+    revision = status["stableRevision"]
+    custom = client.CustomObjectsApi(testbed.api)
+    lws_obj = custom.get_namespaced_custom_object("leaderworkerset.x-k8s.io", "v1", ns, "leaderworkersets",
+                                                  f"{NAME}-{revision}")
+    assert lws_obj["spec"]["leaderWorkerTemplate"]["size"] == 2 and lws_obj["status"]["readyReplicas"] == 1
+    assert res.apps.list_namespaced_stateful_set(ns).items  # LWS's own, owned by the set, not by the operator
+    pods = eventually("the group's pods", lambda: (p if len(p := _pods(testbed, ns, revision)) == 2 else None))
+    by_index = {p.metadata.labels["leaderworkerset.sigs.k8s.io/worker-index"]: p for p in pods}
+    leader, worker = by_index["0"], by_index["1"]
+    assert worker.metadata.name == f"{leader.metadata.name}-1" and leader.spec.node_name != worker.spec.node_name
+    env = {e.name: e.value for e in worker.spec.containers[0].env if e.value is not None}
+    assert env["LWS_LEADER_ADDRESS"] == f"{leader.metadata.name}.{NAME}-{revision}.{ns}"
+    assert leader.metadata.labels["app.kubernetes.io/component"] == "server"
+    assert worker.metadata.labels["app.kubernetes.io/component"] == "server-worker"
+    assert status["preflight"]["state"] == "Passed" and status["preflight"]["nodes"] == 2
