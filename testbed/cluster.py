@@ -364,6 +364,23 @@ def start_prometheus(state: State) -> None:
                     {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
                 ],
             },
+            {
+                # The operator running in a pod (its chart): what the chart's ServiceMonitor selects on a cluster
+                # with the Prometheus Operator, the container port named `metrics` of the operator's pods.
+                "job_name": "deepseek-operator",
+                "kubernetes_sd_configs": [{
+                    "role": "pod",
+                    "api_server": f"https://{network.HOST_IP}:{state.ports['apiserver']}",
+                    "tls_config": tls,
+                }],
+                "relabel_configs": [
+                    {"source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name",
+                                       "__meta_kubernetes_pod_container_port_name"],
+                     "regex": "deepseek-operator;metrics", "action": "keep"},
+                    {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "operator_namespace"},
+                    {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                ],
+            },
             {"job_name": "traefik",
              "static_configs": [{"targets": [f"127.0.0.1:{state.ports['traefik-metrics']}"]}]},
         ],

@@ -42,6 +42,8 @@ RESTART_BACKOFF_S = 2.0
 ADDRESS_WAIT_S = 30.0  # longest wait for a reused pod IP to be released by the namespace that held it
 DNS_WAIT_S = 120.0  # longest wait for the pod a cluster DNS name in a command names to get its IP
 REPO = Path(__file__).resolve().parent.parent
+SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+SA_TOKEN_SECONDS = 3600
 # The NCCL preflight's PyTorch lives in its own environment (gigabytes; testbed/build makes it).
 PREFLIGHT_PYTHON = os.environ.get("DEEPSEEK_TESTBED_PREFLIGHT_PYTHON") or str(
     Path(os.environ.get("DEEPSEEK_TESTBED_CACHE", Path.home() / ".cache" / "deepseek-operator"))
@@ -68,6 +70,9 @@ class Launcher:
     replace_args: dict[str, str | None] = field(default_factory=dict)
     # For `{args}`: numeric options multiplied by the given factor.
     scale_args: dict[str, float] = field(default_factory=dict)
+    # Give the process the pod's service account, as a kubelet does: a token bound to the pod at the standard
+    # path, the cluster CA and KUBERNETES_SERVICE_HOST/PORT (for a program that runs as the pod, e.g. an operator).
+    service_account: bool = False
 
 
 def load_launchers() -> list[Launcher]:
@@ -148,6 +153,7 @@ class Running:
     log_path: Path
     termination_log: Path
     hostname: str
+    service_account_dir: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     ready: bool | None = None
     restarts: int = 0
@@ -297,12 +303,32 @@ class PodRunner:
         LOG.info("launching %s for %s/%s at %s", launcher.name, meta.namespace, meta.name, ip)
         threading.Thread(target=self.supervise, args=(run, pod), daemon=True, name=meta.name).start()
 
+    def _service_account(self, pod: Any, run: Running) -> None:
+        """The pod's projected service-account volume: a token the API server binds to this pod."""
+        account = pod.spec.service_account_name or "default"
+        request = {"spec": {"expirationSeconds": SA_TOKEN_SECONDS, "boundObjectRef": {
+            "kind": "Pod", "apiVersion": "v1", "name": pod.metadata.name, "uid": pod.metadata.uid}}}
+        token = self.api.create_namespaced_service_account_token(account, pod.metadata.namespace, request)
+        folder = self.logs / f"{pod.metadata.namespace}_{pod.metadata.name}.serviceaccount"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "token").write_text(token.status.token)
+        (folder / "namespace").write_text(pod.metadata.namespace)
+        (folder / "ca.crt").write_text(Path(self.api.api_client.configuration.ssl_ca_cert).read_text())
+        Path(SA_MOUNT).mkdir(parents=True, exist_ok=True)  # the mount point, empty on the host
+        host = self.api.api_client.configuration.host.removeprefix("https://")
+        run.env = {**run.env, "KUBERNETES_SERVICE_HOST": host.rsplit(":", 1)[0],
+                   "KUBERNETES_SERVICE_PORT": host.rsplit(":", 1)[1]}
+        run.service_account_dir = folder
+
     def _start(self, run: Running) -> None:
         log = open(run.log_path, "ab")  # noqa: SIM115 - owned by the child
+        # A pod has its own hostname (spec.hostname, else its name), as a process in its UTS namespace sees, and
+        # its own mounts: the service-account volume where a kubelet would put it.
+        mounts = f'mount --bind "$1" {SA_MOUNT} && ' if run.service_account_dir else ""
         run.proc = subprocess.Popen(
-            # A pod has its own hostname (spec.hostname, else its name), as a process in its UTS namespace sees.
-            ["ip", "netns", "exec", run.netns, "unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"',
-             run.hostname, *run.argv], stdout=log, stderr=subprocess.STDOUT,
+            ["ip", "netns", "exec", run.netns, "unshare", "--uts", "--mount", "--", "sh", "-c",
+             f'hostname "$0" && {mounts}shift && exec "$@"', run.hostname, str(run.service_account_dir or ""),
+             *run.argv], stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ, **run.env},
             cwd=Path(__file__).resolve().parent.parent,
         )
@@ -359,6 +385,8 @@ class PodRunner:
             return
         try:
             run.argv = [self._resolve_pod_dns(part, run) for part in run.argv]
+            if run.launcher.service_account:
+                self._service_account(pod, run)
         except TimeoutError as e:
             LOG.warning("%s/%s: %s", run.namespace, run.name, e)
             if run.launcher.kind == "job":

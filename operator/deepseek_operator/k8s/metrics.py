@@ -27,7 +27,18 @@ GPUS = Gauge("deepseek_operator_gpus", "GPUs the resource's serving pods request
              ["namespace", "name"])
 
 
+OUTCOMES = ("promoted", "rolled_back", "aborted")
+VERDICTS = ("Successful", "Failed", "Inconclusive")
+
+
 def record_rollout(namespace: str, name: str, status: dict[str, Any], outcome: str, verdict: str) -> None:
+    # Every counter of a resource exists at 0 from its first pass: Prometheus' increase() cannot see a series
+    # that is born at 1, so a first rollback would never show on a dashboard.
+    ROLLBACKS.labels(namespace, name)
+    for each in OUTCOMES:
+        ROLLOUTS.labels(namespace, name, each)
+    for each in VERDICTS:
+        ANALYSIS.labels(namespace, name, each)
     CANARY_WEIGHT.labels(namespace, name).set(status.get("canaryWeight", 0))
     gpus = (status.get("parallelism") or {}).get("gpusPerReplica", 0)
     GPUS.labels(namespace, name).set(gpus * (status.get("replicas", 0) + status.get("canaryReplicas", 0)))
