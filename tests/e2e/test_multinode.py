@@ -126,7 +126,7 @@ def lws(testbed: TestbedClient, operator: OperatorProcess, tmp_path: Path) -> It
         operator.start()
 
 
-def test_with_the_lws_controller_a_replica_is_a_leader_worker_set_group(testbed: TestbedClient, ns: str,
+def test_with_the_lws_controller_a_replica_is_a_leader_worker_set_group_and_rolls_out(testbed: TestbedClient, ns: str,
                                                                         lws: None) -> None:
     res = Resources(testbed, ns)
     cr = two_node_cr(ns)
@@ -148,3 +148,15 @@ def test_with_the_lws_controller_a_replica_is_a_leader_worker_set_group(testbed:
     assert leader.metadata.labels["app.kubernetes.io/component"] == "server"
     assert worker.metadata.labels["app.kubernetes.io/component"] == "server-worker"
     assert status["preflight"]["state"] == "Passed" and status["preflight"]["nodes"] == 2
+
+    # A new revision rolls out as a new set (its own preflight first); the old one stays in history at 0.
+    res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/latency-ms": "1"}}})
+    promoted = eventually("the new revision promoted", lambda: (
+        s if (s := res.get(NAME)["status"]).get("stableRevision") not in ("", revision)
+        and s.get("phase") == "Healthy" else None), timeout=240)
+    new = custom.get_namespaced_custom_object("leaderworkerset.x-k8s.io", "v1", ns, "leaderworkersets",
+                                              f"{NAME}-{promoted['stableRevision']}")
+    old = custom.get_namespaced_custom_object("leaderworkerset.x-k8s.io", "v1", ns, "leaderworkersets",
+                                              f"{NAME}-{revision}")
+    assert new["status"]["readyReplicas"] == 1 and old["spec"]["replicas"] == 0
+    assert promoted["preflight"]["revision"] == promoted["stableRevision"]

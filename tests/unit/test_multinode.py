@@ -143,3 +143,46 @@ def test_the_engine_of_a_two_node_layout_builds_on_one_nodes_gpus() -> None:
     [job] = cluster.jobs.values()
     assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert cond(p, "EngineReady")["reason"] == "EngineBuilding"
+
+
+def test_a_node_group_key_gives_each_group_its_own_domain() -> None:
+    key = "topology.kubernetes.io/rack"
+    cluster = Cluster(lws_installed=True)
+    body = edited(example(TWO_NODES), {"serving.groupTopologyKey": key})
+    for _ in range(3):
+        cluster.reconcile(body, T0)
+    [lws] = cluster.leader_worker_sets.values()
+    assert lws["metadata"]["annotations"]["leaderworkerset.sigs.k8s.io/exclusive-topology"] == key
+
+    cluster = Cluster()
+    body = edited(example(TWO_NODES), {"serving.groupTopologyKey": key, "serving.replicas": 2})
+    for _ in range(3):
+        cluster.reconcile(body, T0)
+    revision = body["status"]["revision"]
+    leader = cluster.statefulsets[f"{NAME}-{revision}"]["spec"]["template"]["spec"]["affinity"]
+    assert {"labelSelector": {"matchLabels": {"serving.deepseek.ai/deployment": NAME,
+                                              "serving.deepseek.ai/revision": revision,
+                                              "serving.deepseek.ai/role": "leader"}}, "topologyKey": key} \
+        in leader["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    for group in (0, 1):
+        worker = cluster.statefulsets[f"{NAME}-{revision}-{group}"]["spec"]["template"]["spec"]["affinity"]
+        assert worker["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] == [{
+            "labelSelector": {"matchLabels": {"statefulset.kubernetes.io/pod-name": f"{NAME}-{revision}-{group}"}},
+            "topologyKey": key}]
+
+
+def test_without_a_node_group_key_groups_only_spread_over_hosts() -> None:
+    cluster, body = _serving()
+    revision = body["status"]["revision"]
+    worker = cluster.statefulsets[f"{NAME}-{revision}-0"]["spec"]["template"]["spec"]["affinity"]
+    assert "podAffinity" not in worker
+
+
+def test_fields_left_at_their_defaults_are_not_part_of_a_revision() -> None:
+    """An operator upgrade that adds a field with a default must not roll out every resource again."""
+    from deepseek_operator.api.spec import DeepSeekDeploymentSpec
+    from deepseek_operator.render.plan import snapshot
+
+    snap = snapshot(DeepSeekDeploymentSpec.model_validate(example(TWO_NODES)["spec"]))
+    assert "groupTopologyKey" not in snap["serving"] and "preflight" not in snap["network"]
+    assert snap["engine"]["pipelineParallel"] == 2  # what the user set stays

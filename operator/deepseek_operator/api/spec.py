@@ -239,6 +239,10 @@ class ServingSpec(Schema):
     pod_labels: dict[str, str] = Field(default_factory=dict, description="Labels on every pod.")
     startup_timeout_seconds: int = Field(default=1800, ge=60, le=86400,
                                          description="How long an engine may take to load before the pod restarts.")
+    group_topology_key: str | None = Field(
+        default=None, pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        description="Node label naming a node group (an InfiniBand or NVLink domain, a rack): each replica that "
+                    "spans nodes gets one group to itself (LeaderWorkerSet exclusive topology).")
 
     @model_validator(mode="after")
     def _reserved_labels(self) -> ServingSpec:

@@ -36,6 +36,8 @@ from deepseek_operator.render.children import (
 )
 
 LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
+LWS_EXCLUSIVE_TOPOLOGY = "leaderworkerset.sigs.k8s.io/exclusive-topology"
+STS_POD_NAME = "statefulset.kubernetes.io/pod-name"
 SSH_MOUNT = "/etc/deepseek/ssh"
 SSH_PRIVATE_KEY, SSH_PUBLIC_KEY = "id_ed25519", "id_ed25519.pub"
 LABEL_ROLE = f"{naming.LABEL_DEPLOYMENT.split('/')[0]}/role"
@@ -171,6 +173,11 @@ def statefulsets(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, re
     name = naming.server_deployment_name(owner.name, revision)
     leader, worker = _templates(owner=owner, spec=spec, gpu=gpu, revision=revision, engine_key=engine_key,
                                 layout=layout, mount_engine_cache=mount_engine_cache, service=name)
+    key = spec.serving.group_topology_key
+    if key:  # a node group per replica: leaders of the revision apart, each group's workers with their leader
+        leader["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"].append(
+            {"labelSelector": {"matchLabels": {naming.LABEL_DEPLOYMENT: owner.name, naming.LABEL_REVISION: revision,
+                                               LABEL_ROLE: "leader"}}, "topologyKey": key})
     out = [{
         "apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": child_metadata(owner, name, naming.COMPONENT_SERVER, {naming.LABEL_REVISION: revision}),
@@ -183,6 +190,11 @@ def statefulsets(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, re
         labels = {naming.LABEL_REVISION: revision, LABEL_GROUP: str(group)}
         template = {**worker, "metadata": {**worker["metadata"],
                                            "labels": {**worker["metadata"]["labels"], LABEL_GROUP: str(group)}}}
+        if key:
+            pod = template["spec"]
+            template["spec"] = {**pod, "affinity": {**pod["affinity"], "podAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [{
+                    "labelSelector": {"matchLabels": {STS_POD_NAME: f"{name}-{group}"}}, "topologyKey": key}]}}}
         out.append({
             "apiVersion": "apps/v1", "kind": "StatefulSet",
             "metadata": child_metadata(owner, worker_statefulset_name(owner.name, revision, group),
@@ -203,9 +215,12 @@ def leader_worker_set(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpe
                                 layout=layout, mount_engine_cache=mount_engine_cache, service=name)
     for template in (leader, worker):  # LWS names the headless Service after the set and sets subdomains itself
         del template["spec"]["subdomain"]
+    meta = child_metadata(owner, name, naming.COMPONENT_SERVER, {naming.LABEL_REVISION: revision})
+    if spec.serving.group_topology_key:  # LWS places each group in a domain of that label, one group per domain
+        meta["annotations"] = {LWS_EXCLUSIVE_TOPOLOGY: spec.serving.group_topology_key}
     return {
         "apiVersion": LWS_API_VERSION, "kind": "LeaderWorkerSet",
-        "metadata": child_metadata(owner, name, naming.COMPONENT_SERVER, {naming.LABEL_REVISION: revision}),
+        "metadata": meta,
         "spec": {
             "replicas": replicas,
             "startupPolicy": "LeaderCreated",

@@ -231,10 +231,13 @@ class RevisionRender:
 
 
 def snapshot(spec: DeepSeekDeploymentSpec) -> dict[str, Any]:
-    """The part of a spec that shapes pods: what a revision is, and what rollback-to renders again."""
-    dumped = spec.model_dump(mode="json", by_alias=True)
-    dumped.pop("rollout")
-    dumped["serving"].pop("replicas")
+    """The part of a spec that shapes pods: what a revision is, and what rollback-to renders again.
+
+    Fields at their defaults are left out, so an operator upgrade that adds a field (with a default) leaves
+    every revision as it was instead of rolling out all resources again."""
+    dumped = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    dumped.pop("rollout", None)
+    dumped["serving"].pop("replicas", None)
     return dumped
 
 

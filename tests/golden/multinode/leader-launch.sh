@@ -1,8 +1,8 @@
 set -eu
 : > /tmp/hostfile
-echo '$(POD_NAME).r1-671b-2x8-bcd7636ec9.default.svc.cluster.local slots=8' >> /tmp/hostfile
-echo '$(POD_NAME)-1.r1-671b-2x8-bcd7636ec9.default.svc.cluster.local slots=8' >> /tmp/hostfile
-for host in '$(POD_NAME)-1.r1-671b-2x8-bcd7636ec9.default.svc.cluster.local'; do
+echo '$(POD_NAME).r1-671b-2x8-83e9615b37.default.svc.cluster.local slots=8' >> /tmp/hostfile
+echo '$(POD_NAME)-1.r1-671b-2x8-83e9615b37.default.svc.cluster.local slots=8' >> /tmp/hostfile
+for host in '$(POD_NAME)-1.r1-671b-2x8-83e9615b37.default.svc.cluster.local'; do
   python3 -c 'import socket, sys, time
 deadline = time.time() + 600
 while True:
