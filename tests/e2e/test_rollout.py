@@ -63,7 +63,7 @@ class Load:
     host: str
     headers: dict[str, str] = field(default_factory=dict)
     threads: int = 4
-    outcomes: list[tuple[int, str]] = field(default_factory=list)  # (status, pod or "")
+    outcomes: list[tuple[int, str]] = field(default_factory=list)  # (status, pod, or the error of status 0)
     _stop: threading.Event = field(default_factory=threading.Event)
     _workers: list[threading.Thread] = field(default_factory=list)
 
@@ -76,9 +76,11 @@ class Load:
                                json={"text_input": "which revision answers", "max_tokens": 4},
                                headers={"Host": self.host, **self.headers})
                     pod = re.match(r"\[([^\]]+)\]", r.json().get("text_output", "")) if r.ok else None
-                    self.outcomes.append((r.status_code, pod.group(1).split("/")[-1] if pod else ""))
-                except (requests.RequestException, ValueError):
-                    self.outcomes.append((0, ""))
+                    # The pod that answered; for a failure, when and what, so a failed assertion can be placed.
+                    self.outcomes.append((r.status_code, pod.group(1).split("/")[-1] if pod else
+                                          f"{time.strftime('%H:%M:%S')} {r.text[:80]}"))
+                except (requests.RequestException, ValueError) as e:  # status 0, with what went wrong
+                    self.outcomes.append((0, f"{time.strftime('%H:%M:%S')} {type(e).__name__}: {e}"[:200]))
                 time.sleep(0.02)
 
     def __enter__(self) -> Load:
@@ -153,7 +155,7 @@ def test_clean_canary_walks_its_steps_and_is_promoted(testbed: TestbedClient, ns
     assert any((s.get("analysis") or {}).get("result") == "Successful" for s in seen)
     # Every request answered; the old revision's pods and objects are gone past the history limit.
     codes = Counter(code for code, _ in load.outcomes)
-    assert codes[200] > 100 and set(codes) == {200}, codes
+    assert codes[200] > 100 and set(codes) == {200}, Counter(o for o in load.outcomes if o[0] != 200)
     eventually("the old revision's Deployment to be pruned", lambda: not res.apps.list_namespaced_deployment(
         ns, label_selector=f"serving.deepseek.ai/revision={old}").items, timeout=60)
     events = {e.reason for e in testbed.core.list_namespaced_event(ns, field_selector=f"involvedObject.name={NAME}")
@@ -341,7 +343,7 @@ def test_operator_killed_at_every_point_of_a_rollout_resumes_to_the_same_outcome
     assert len(killed_at) >= 8, killed_at
     assert (done["stableRevision"], done["canaryRevision"], done["heldRevision"]) == (new, "", "")
     assert [h["revision"] for h in done["history"]] == [new]
-    assert set(code for code, _ in load.outcomes) == {200}
+    assert set(code for code, _ in load.outcomes) == {200}, Counter(o for o in load.outcomes if o[0] != 200)
     # No extra children: one revision's Deployment and ConfigMap, the three Services, one route, one budget.
     selector = f"serving.deepseek.ai/deployment={NAME}"
     eventually("the old revision to be pruned", lambda: len(res.apps.list_namespaced_deployment(
