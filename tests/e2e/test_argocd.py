@@ -19,7 +19,7 @@ from testbed import cluster
 from tests.e2e.kube import TestbedClient, eventually
 from tests.e2e.operator_proc import OperatorProcess
 from tests.e2e.test_rollout import NAME, Load, canary_cr
-from tests.e2e.test_serving import Resources, _docs, kubectl_apply
+from tests.e2e.test_serving import Resources, kubectl_apply, model_store_namespace
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -47,10 +47,7 @@ def argocd(testbed: TestbedClient, operator: OperatorProcess, tmp_path: Path) ->
 
 @pytest.fixture
 def ns(testbed: TestbedClient, operator: OperatorProcess) -> Iterator[str]:
-    name = testbed.namespace("argo")
-    assert kubectl_apply(_docs("model-store.yaml", name)).returncode == 0
-    yield name
-    testbed.delete_namespace(name)
+    yield from model_store_namespace(testbed, "argo")
 
 
 class Application:
@@ -65,6 +62,13 @@ class Application:
         """The Application's sync and health (Argo CD 3 keeps per-resource health messages out of the CR)."""
         status = self.get().get("status") or {}
         return (status.get("sync") or {}).get("status", ""), (status.get("health") or {}).get("status", "")
+
+
+def no_drift(seen: list[tuple[str, str]]) -> bool:
+    """Synced from Argo CD's sync of the commit on: an OutOfSync before it is Git being ahead (the Application's
+    status can trail the sync by a refresh), after it would be the operator's writes showing as drift."""
+    synced = [i for i, (sync, _) in enumerate(seen) if sync == "Synced"]
+    return bool(synced) and all(sync == "Synced" for sync, _ in seen[synced[0]:])
 
 
 def commit(repo: Path, cr: dict[str, Any], message: str) -> None:
@@ -117,7 +121,7 @@ def test_argocd_syncs_a_model_and_tracks_its_rollouts(testbed: TestbedClient, ns
         seen = follow("Healthy", generation, timeout=240)
     assert ("Synced", "Progressing") in seen, seen
     assert seen[-1] == ("Synced", "Healthy")
-    assert {s[0] for s in seen} == {"Synced"}, f"Argo CD saw drift it would fight: {seen}"
+    assert no_drift(seen), f"Argo CD saw drift it would fight: {seen}"
 
     # A bad revision from Git: the operator rolls it back; Argo CD says Degraded, with the operator's reason,
     # and stays Synced (Git still names the bad revision; the operator holds it, and nobody undoes anybody).
@@ -129,7 +133,7 @@ def test_argocd_syncs_a_model_and_tracks_its_rollouts(testbed: TestbedClient, ns
     eventually("Degraded", lambda: app.states() == ("Synced", "Degraded"), timeout=60)
     degraded = next(c for c in res.get(NAME)["status"]["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "AnalysisFailed"
-    assert {s[0] for s in seen} == {"Synced"}, f"Argo CD saw drift it would fight: {seen}"
+    assert no_drift(seen), f"Argo CD saw drift it would fight: {seen}"
     time.sleep(15)  # another resync or two: still no sync operation against the operator
     assert app.states()[0] == "Synced"
     history = app.get()["status"].get("history") or []

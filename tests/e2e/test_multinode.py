@@ -18,17 +18,14 @@ from testbed import cluster
 from tests.e2e.kube import TestbedClient, eventually
 from tests.e2e.operator_proc import OperatorProcess
 from tests.e2e.test_rollout import NAME, Load, canary_cr, serve_first_revision, watch
-from tests.e2e.test_serving import Resources, _docs, kubectl_apply
+from tests.e2e.test_serving import Resources, kubectl_apply, model_store_namespace
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def ns(testbed: TestbedClient, operator: OperatorProcess) -> Any:
-    name = testbed.namespace("mn")
-    assert kubectl_apply(_docs("model-store.yaml", name)).returncode == 0
-    yield name
-    testbed.delete_namespace(name)
+def ns(testbed: TestbedClient, operator: OperatorProcess) -> Iterator[str]:
+    yield from model_store_namespace(testbed, "mn")
 
 
 def two_node_cr(ns: str) -> dict[str, Any]:

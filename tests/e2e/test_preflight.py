@@ -4,6 +4,7 @@ in the rendered args: it has no GPUs)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,17 +12,14 @@ from kubernetes import client
 
 from tests.e2e.kube import TestbedClient, eventually
 from tests.e2e.operator_proc import OperatorProcess
-from tests.e2e.test_serving import Resources, _docs, kubectl_apply
+from tests.e2e.test_serving import Resources, _docs, kubectl_apply, model_store_namespace
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def ns(testbed: TestbedClient, operator: OperatorProcess) -> Any:
-    name = testbed.namespace("pf")
-    assert kubectl_apply(_docs("model-store.yaml", name)).returncode == 0
-    yield name
-    testbed.delete_namespace(name)
+def ns(testbed: TestbedClient, operator: OperatorProcess) -> Iterator[str]:
+    yield from model_store_namespace(testbed, "pf")
 
 
 def _with_preflight(example: str, ns: str, **preflight: Any) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ import requests
 from testbed import cluster
 from tests.e2e.kube import TestbedClient, eventually
 from tests.e2e.operator_proc import OperatorProcess
-from tests.e2e.test_serving import GROUP, PLURAL, VERSION, Resources, _docs, kubectl_apply
+from tests.e2e.test_serving import GROUP, PLURAL, VERSION, Resources, kubectl_apply, model_store_namespace
 
 pytestmark = pytest.mark.e2e
 NAME = "r1-canary"
@@ -98,10 +98,7 @@ class Load:
 
 @pytest.fixture
 def ns(testbed: TestbedClient, operator: OperatorProcess) -> Iterator[str]:
-    name = testbed.namespace("ro")
-    assert kubectl_apply(_docs("model-store.yaml", name)).returncode == 0
-    yield name
-    testbed.delete_namespace(name)
+    yield from model_store_namespace(testbed, "ro")
 
 
 def status(res: Resources) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +63,17 @@ class Resources:
         return eventually(f"{name} to be {phase}", reached, timeout=timeout)
 
 
-@pytest.fixture
-def ns(testbed: TestbedClient, operator: OperatorProcess) -> Any:
-    name = testbed.namespace("dsd")
+def model_store_namespace(testbed: TestbedClient, prefix: str) -> Iterator[str]:
+    """A fresh namespace holding the examples' model-store PVC, deleted afterwards (for `ns` fixtures)."""
+    name = testbed.namespace(prefix)
     assert kubectl_apply(_docs("model-store.yaml", name)).returncode == 0
     yield name
     testbed.delete_namespace(name)
+
+
+@pytest.fixture
+def ns(testbed: TestbedClient, operator: OperatorProcess) -> Iterator[str]:
+    yield from model_store_namespace(testbed, "dsd")
 
 
 def test_example_becomes_ready_and_serves_through_its_service(testbed: TestbedClient, ns: str) -> None:
