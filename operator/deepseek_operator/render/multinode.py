@@ -67,17 +67,13 @@ def worker_statefulset_name(name: str, revision: str, group: int) -> str:
     return f"{name}-{revision}-{group}"
 
 
-def _fqdn(pod: str, service: str, namespace: str) -> str:
-    return f"{pod}.{service}.{namespace}.svc.cluster.local"
-
-
 def leader_command(*, layout: Layout, env_names: list[str], service: str, namespace: str) -> list[str]:
     """Writes the MPI hostfile (this leader, then its workers by their stable DNS names), waits for their sshd,
     and runs one tritonserver per GPU of every node: rank 0 (here) serves HTTP/gRPC/metrics, the others load the
     TensorRT-LLM model only, as the backend's launcher does on one node."""
     slots = layout.gpus_per_node
-    hosts = [f"$(POD_NAME).{service}.{namespace}.svc.cluster.local"]
-    hosts += [f"$(POD_NAME)-{i}.{service}.{namespace}.svc.cluster.local" for i in range(1, layout.nodes)]
+    hosts = [naming.pod_dns_name("$(POD_NAME)", service, namespace)]
+    hosts += [naming.pod_dns_name(f"$(POD_NAME)-{i}", service, namespace) for i in range(1, layout.nodes)]
     rank0 = ["tritonserver", f"--model-repository={MODEL_REPO_MOUNT}", f"--http-port={HTTP_PORT}",
              f"--grpc-port={GRPC_PORT}", f"--metrics-port={METRICS_PORT}", "--disable-auto-complete-config",
              "--backend-config=python,shm-region-prefix-name=prefix0_"]

@@ -72,5 +72,10 @@ def model_repo_configmap_name(name: str, revision: str) -> str:
     return f"{name}-repo-{revision}"
 
 
+def pod_dns_name(pod: str, service: str, namespace: str) -> str:
+    """A pod's own DNS name behind a headless Service that is its subdomain."""
+    return f"{pod}.{service}.{namespace}.svc.cluster.local"
+
+
 def engine_job_name(engine_key: str) -> str:
     return f"engine-{engine_key}"

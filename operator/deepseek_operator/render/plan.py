@@ -110,13 +110,10 @@ def validation_message(err: ValidationError) -> str:
 
 
 def _job_state(job: dict[str, Any]) -> tuple[str, str]:
-    for cond in job.get("status", {}).get("conditions") or []:
-        if cond.get("status") != "True":
-            continue
-        if cond.get("type") == "Complete":
+    if (ended := children.finished_condition(job)) is not None:
+        if ended["type"] == "Complete":
             return "Cached", "engine built"
-        if cond.get("type") == "Failed":
-            return "Failed", f"build Job failed: {cond.get('reason', '')} {cond.get('message', '')}".strip()
+        return "Failed", f"build Job failed: {ended.get('reason', '')} {ended.get('message', '')}".strip()
     active = job.get("status", {}).get("active", 0)
     return "Building", f"build Job running ({active} pod{'s' if active != 1 else ''} active)"
 

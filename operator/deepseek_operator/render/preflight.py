@@ -17,7 +17,7 @@ from deepseek_operator.api.common import Fabric
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec
 from deepseek_operator.render import naming, nccl
 from deepseek_operator.render.catalog import GpuSpec
-from deepseek_operator.render.children import Owner
+from deepseek_operator.render.children import Owner, child_metadata, finished_condition
 
 RENDEZVOUS_PORT = 29500
 TERMINATION_LOG = "/dev/termination-log"
@@ -63,22 +63,21 @@ def job_name(name: str, revision: str) -> str:
     return f"{name}-{revision}-pf"
 
 
-def _labels(owner_name: str, revision: str) -> dict[str, str]:
-    return {**naming.common_labels(owner_name, naming.COMPONENT_PREFLIGHT), naming.LABEL_REVISION: revision}
+def _meta(owner: Owner, revision: str) -> dict[str, Any]:
+    return child_metadata(owner, job_name(owner.name, revision), naming.COMPONENT_PREFLIGHT,
+                          {naming.LABEL_REVISION: revision})
 
 
-def _meta(owner: Owner, name: str, revision: str) -> dict[str, Any]:
-    return {"name": name, "namespace": owner.namespace, "labels": _labels(owner.name, revision),
-            "ownerReferences": [owner.reference()]}
+def _selector(owner: Owner, revision: str) -> dict[str, str]:
+    """The pods of one revision's preflight Job."""
+    return {naming.LABEL_DEPLOYMENT: owner.name, naming.LABEL_REVISION: revision,
+            naming.LABEL_COMPONENT: naming.COMPONENT_PREFLIGHT}
 
 
 def rendezvous_service(owner: Owner, revision: str) -> dict[str, Any]:
     """Headless: rank 0's pod gets the DNS name `<job>-0.<job>.<namespace>.svc` the other nodes rendezvous at."""
-    name = job_name(owner.name, revision)
-    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(owner, name, revision),
-            "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
-                     "selector": {naming.LABEL_DEPLOYMENT: owner.name, naming.LABEL_REVISION: revision,
-                                  naming.LABEL_COMPONENT: naming.COMPONENT_PREFLIGHT},
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(owner, revision),
+            "spec": {"clusterIP": "None", "publishNotReadyAddresses": True, "selector": _selector(owner, revision),
                      "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT}]}}
 
 
@@ -87,7 +86,7 @@ def job(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: s
     settings = spec.network.preflight
     net = nccl.pod_network(spec.network)
     name = job_name(owner.name, revision)
-    master = f"{name}-0.{name}.{owner.namespace}.svc.cluster.local" if check.nodes > 1 else "127.0.0.1"
+    master = naming.pod_dns_name(f"{name}-0", name, owner.namespace) if check.nodes > 1 else "127.0.0.1"
     args = [f"--nnodes={check.nodes}", f"--nproc-per-node={check.gpus_per_node}",
             "--node-rank=$(JOB_COMPLETION_INDEX)", f"--master-addr={master}", f"--master-port={RENDEZVOUS_PORT}",
             "-m", "deepseek_operator.preflight", "--backend=nccl", f"--sizes={settings.sizes}",
@@ -95,22 +94,20 @@ def job(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: s
             f"--min-bus-bandwidth-gbps={check.min_bus_bandwidth_gbps:g}",
             f"--timeout-s={settings.timeout_seconds}", f"--summary-file={TERMINATION_LOG}"]
     resources = {**net.resources, "nvidia.com/gpu": str(check.gpus_per_node)}
-    pod_labels = _labels(owner.name, revision)
+    meta = _meta(owner, revision)
     affinity: dict[str, Any] = {"nodeAffinity": node_affinity}
     if check.nodes > 1:  # one pod per node, as the replica's ranks will be
         affinity["podAntiAffinity"] = {"requiredDuringSchedulingIgnoredDuringExecution": [{
-            "labelSelector": {"matchLabels": {naming.LABEL_DEPLOYMENT: owner.name, naming.LABEL_REVISION: revision,
-                                              naming.LABEL_COMPONENT: naming.COMPONENT_PREFLIGHT}},
-            "topologyKey": "kubernetes.io/hostname"}]}
+            "labelSelector": {"matchLabels": _selector(owner, revision)}, "topologyKey": "kubernetes.io/hostname"}]}
     return {
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(owner, name, revision),
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
         "spec": {
             "completionMode": "Indexed", "completions": check.nodes, "parallelism": check.nodes,
             # A failed check is a verdict, not a flake to retry: the figures go to status at once.
             "backoffLimit": 0,
             "activeDeadlineSeconds": settings.timeout_seconds,
             "template": {
-                "metadata": {"labels": pod_labels, "annotations": dict(net.annotations)},
+                "metadata": {"labels": dict(meta["labels"]), "annotations": dict(net.annotations)},
                 "spec": {
                     "restartPolicy": "Never",
                     "subdomain": name,
@@ -155,13 +152,6 @@ def _rank0_summary(pods: Sequence[Mapping[str, Any]], name: str) -> dict[str, An
     return None
 
 
-def _finished(job_obj: Mapping[str, Any]) -> str | None:
-    for cond in (job_obj.get("status") or {}).get("conditions") or []:
-        if cond.get("status") == "True" and cond.get("type") in ("Complete", "Failed"):
-            return str(cond["type"])
-    return None
-
-
 def status(*, name: str, revision: str, check: Check, job_obj: Mapping[str, Any] | None,
            pods: Sequence[Mapping[str, Any]], previous: Mapping[str, Any] | None) -> dict[str, Any]:
     """status.preflight for the revision: Running until the Job ends, then Passed or Failed with the figures.
@@ -176,7 +166,7 @@ def status(*, name: str, revision: str, check: Check, job_obj: Mapping[str, Any]
     base["jobUid"] = uid
     if job_obj is None:
         return {**base, "state": "Running", "message": "preflight Job created"}
-    ended = _finished(job_obj)
+    ended = finished_condition(job_obj)
     if ended is None:
         active = (job_obj.get("status") or {}).get("active", 0)
         return {**base, "state": "Running",
@@ -189,17 +179,13 @@ def status(*, name: str, revision: str, check: Check, job_obj: Mapping[str, Any]
                    "atSizeBytes": found.get("peakAtBytes"), "transport": found.get("transport") or "",
                    "minBusBandwidthGBps": found.get("minBusBandwidthGbps", check.min_bus_bandwidth_gbps)}
         figures = {k: v for k, v in figures.items() if v is not None}
-    passed = ended == "Complete" and bool(found and found.get("passed"))
+    passed = ended["type"] == "Complete" and bool(found and found.get("passed"))
     if found and found.get("message"):
         message = str(found["message"])
-    elif ended == "Failed":
-        why = next((f"{c.get('reason', '')}: {c.get('message', '')}" for c in
-                    (job_obj.get("status") or {}).get("conditions") or []
-                    if c.get("type") == "Failed" and c.get("status") == "True"), "")
-        message = f"preflight Job failed without a verdict ({why.strip(': ')}); see its pods' logs"
+    elif ended["type"] == "Failed":
+        why = f"{ended.get('reason', '')}: {ended.get('message', '')}".strip(": ")
+        message = f"preflight Job failed without a verdict ({why}); see its pods' logs"
     else:
         message = "preflight Job completed without a verdict from rank 0"
-    finished_at = next((c.get("lastTransitionTime", "") for c in (job_obj.get("status") or {}).get("conditions")
-                        or [] if c.get("type") == ended), "")
     return {**base, **figures, "state": "Passed" if passed else "Failed", "message": message,
-            "finishedAt": finished_at}
+            "finishedAt": ended.get("lastTransitionTime", "")}
