@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -340,8 +341,11 @@ def ready_by_revision(deployments: Mapping[str, dict[str, Any]],
 
     A replica is one pod of a Deployment; of a multi-node revision, a group: a LeaderWorkerSet counts its groups
     itself; with StatefulSets it is a Ready leader whose group's workers are all Ready."""
+    sets = (statefulsets or {}).values()
+    component = naming.LABEL_COMPONENT
+    leaders = [s for s in sets if s["metadata"]["labels"].get(component) == naming.COMPONENT_SERVER]
     ready, desired = {}, {}
-    for d in [*deployments.values(), *(leader_worker_sets or {}).values()]:
+    for d in [*deployments.values(), *(leader_worker_sets or {}).values(), *leaders]:
         revision = (d["metadata"].get("labels") or {}).get(naming.LABEL_REVISION)
         if not revision:
             continue
@@ -349,24 +353,16 @@ def ready_by_revision(deployments: Mapping[str, dict[str, Any]],
         status = d.get("status") or {}
         # Not yet caught up with a scale we just applied: the pods it counted are still there and Ready.
         ready[revision] = min(status.get("updatedReplicas", 0), status.get("readyReplicas", 0), desired[revision])
-    sets = statefulsets or {}
-    full_groups: dict[str, int] = {}
-    for s in sets.values():
-        labels = s["metadata"].get("labels") or {}
-        if labels.get(naming.LABEL_COMPONENT) != naming.COMPONENT_SERVER_WORKER:
-            continue
-        status, want = s.get("status") or {}, int((s.get("spec") or {}).get("replicas", 0))
-        if min(status.get("readyReplicas", 0), status.get("updatedReplicas", 0)) >= want:
-            full_groups[labels[naming.LABEL_REVISION]] = full_groups.get(labels[naming.LABEL_REVISION], 0) + 1
-    for s in sets.values():
-        labels = s["metadata"].get("labels") or {}
-        revision = labels.get(naming.LABEL_REVISION)
-        if labels.get(naming.LABEL_COMPONENT) != naming.COMPONENT_SERVER or not revision:
-            continue
-        desired[revision] = int((s.get("spec") or {}).get("replicas", 0))
-        status = s.get("status") or {}
-        leaders = min(status.get("updatedReplicas", 0), status.get("readyReplicas", 0), desired[revision])
-        ready[revision] = min(leaders, full_groups.get(revision, 0))
+    # With StatefulSets a Ready leader counts only once its group's workers are all Ready too.
+    full_groups = Counter(
+        s["metadata"]["labels"][naming.LABEL_REVISION] for s in sets
+        if s["metadata"]["labels"].get(component) == naming.COMPONENT_SERVER_WORKER
+        and min((s.get("status") or {}).get("readyReplicas", 0), (s.get("status") or {}).get("updatedReplicas", 0))
+        >= int((s.get("spec") or {}).get("replicas", 0)))
+    for s in leaders:
+        revision = s["metadata"]["labels"].get(naming.LABEL_REVISION)
+        if revision in ready:
+            ready[revision] = min(ready[revision], full_groups[revision])
     return ready, desired
 
 
@@ -477,25 +473,26 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
     servable = engine_state in ("Cached", "NotRequired")
     waiting: dict[str, str] = {}
     checked = _preflight(spec, target, fit, owner, observed, old_status, affinity, servable)
+    verdict: dict[str, Any] | None = None
     if checked is not None:
         objects, verdict = checked
         apply += objects
         base["preflight"] = verdict
-        if verdict["state"] == "Failed":
-            message = (f"revision {target.name} failed its NCCL preflight: {verdict['message']}; fix the nodes or "
-                       f"spec.network.preflight, then delete Job {verdict['job']} to run it again")
-            conds.set(st.PREFLIGHT, False, Reason.PREFLIGHT_FAILED, verdict["message"])
-            conds.set(st.READY, serving, Reason.PREFLIGHT_FAILED,
-                      f"revision {target.name} gets no pods"
-                      + (f"; {old_status['stableRevision']} keeps serving" if serving else ""))
-            conds.set(st.DEGRADED, True, Reason.PREFLIGHT_FAILED, message)
-            return _finish(body, conds, {**base, "phase": "Degraded"},
-                           {"apply": apply, "events": events, "delete": _stale_preflights(observed, verdict["job"])},
-                           observed)
-        if verdict["state"] == "Running":
-            servable = False
-            waiting = {"waiting_for": "its NCCL preflight", "wait_reason": Reason.PREFLIGHT_RUNNING}
+    # The check of the revision rolled out now, or the last one recorded (that revision serves).
     _preflight_condition(conds, base.get("preflight"))
+    if verdict is not None and verdict["state"] == "Failed":
+        message = (f"revision {target.name} failed its NCCL preflight: {verdict['message']}; fix the nodes or "
+                   f"spec.network.preflight, then delete Job {verdict['job']} to run it again")
+        conds.set(st.READY, serving, Reason.PREFLIGHT_FAILED,
+                  f"revision {target.name} gets no pods"
+                  + (f"; {old_status['stableRevision']} keeps serving" if serving else ""))
+        conds.set(st.DEGRADED, True, Reason.PREFLIGHT_FAILED, message)
+        return _finish(body, conds, {**base, "phase": "Degraded"},
+                       {"apply": apply, "events": events, "delete": _stale_preflights(observed, verdict["job"])},
+                       observed)
+    if verdict is not None and verdict["state"] == "Running":
+        servable = False
+        waiting = {"waiting_for": "its NCCL preflight", "wait_reason": Reason.PREFLIGHT_RUNNING}
     return _roll(body, spec, target, observed, now, conds, base, apply, events, servable=servable, waiting=waiting)
 
 
