@@ -31,7 +31,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from testbed import network
-from testbed.cluster import http_ok
+from testbed.cluster import CACHE, http_ok
 
 LOG = logging.getLogger("pod-runner")
 LAUNCHERS = Path(__file__).with_name("launchers.yaml")
@@ -44,10 +44,9 @@ DNS_WAIT_S = 120.0  # longest wait for the pod a cluster DNS name in a command n
 REPO = Path(__file__).resolve().parent.parent
 SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 SA_TOKEN_SECONDS = 3600
-# The NCCL preflight's PyTorch lives in its own environment (gigabytes; testbed/build makes it).
+# The NCCL preflight's PyTorch lives in its own environment (gigabytes; testbed/lib.sh ensure_preflight_venv).
 PREFLIGHT_PYTHON = os.environ.get("DEEPSEEK_TESTBED_PREFLIGHT_PYTHON") or str(
-    Path(os.environ.get("DEEPSEEK_TESTBED_CACHE", Path.home() / ".cache" / "deepseek-operator"))
-    / "preflight-venv" / "bin" / "python")
+    CACHE / "preflight-venv" / "bin" / "python")
 # `<hostname>.<subdomain>.<namespace>.svc[.cluster.local]`: a pod's own DNS name, as CoreDNS would answer it.
 POD_DNS_NAME = re.compile(r"\b([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\."
                           r"([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.svc(\.cluster\.local)?\b")
@@ -330,7 +329,7 @@ class PodRunner:
              f'hostname "$0" && {mounts}shift && exec "$@"', run.hostname, str(run.service_account_dir or ""),
              *run.argv], stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ, **run.env},
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=REPO,
         )
         log.close()
 

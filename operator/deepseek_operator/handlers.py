@@ -109,7 +109,6 @@ def resources(**kw: Any) -> dict[Any, Any]:
 
 SERVING_PODS = {**OURS, naming.LABEL_COMPONENT: naming.COMPONENT_SERVER}
 PREFLIGHT = {**OURS, naming.LABEL_COMPONENT: naming.COMPONENT_PREFLIGHT}
-LWS_GROUP, LWS_VERSION = multinode.LWS_API_VERSION.split("/")
 # Children each resource owns, indexed by (namespace, owner): kind -> (group, plural, label selector, index id).
 OWNED = {
     "Deployment": ("apps", "deployments", OURS, "owned_deployments"),
@@ -121,10 +120,10 @@ OWNED = {
     "Job": ("batch", "jobs", PREFLIGHT, "owned_preflight_jobs"),
     "PreflightPod": ("", "pods", PREFLIGHT, "owned_preflight_pods"),
     "StatefulSet": ("apps", "statefulsets", OURS, "owned_statefulsets"),
+    "LeaderWorkerSet": (multinode.LWS_API_VERSION.split("/")[0], "leaderworkersets", OURS, "owned_leaderworkersets"),
 }
 # Multi-node revisions become LeaderWorkerSets where the LWS API is served (checked at start-up: installing LWS
 # later takes an operator restart), StatefulSets elsewhere.
-LWS_OWNED = {"LeaderWorkerSet": (LWS_GROUP, "leaderworkersets", OURS, "owned_leaderworkersets")}
 _lws_installed = False
 
 
@@ -133,7 +132,7 @@ def _owned(**kw: Any) -> dict[Any, Any] | None:
     return {(kw["namespace"], owner): summarize(kw["body"])} if owner else None
 
 
-for _group, _plural, _labels, _index in [*OWNED.values(), *LWS_OWNED.values()]:
+for _group, _plural, _labels, _index in OWNED.values():
     kopf.index(_group, "v1", _plural, labels=_labels, id=_index)(_owned)
 
 
@@ -171,7 +170,7 @@ async def _reconcile(key: tuple[str, str], indexes: Mapping[str, kopf.Index[Any,
             _wakeups.setdefault(key, asyncio.get_running_loop().time() + STALE_RETRY_SECONDS)
             return
         owned: dict[str, list[Summary]] = {kind: list(indexes[index].get(key, []))
-                                           for kind, (_, _, _, index) in {**OWNED, **LWS_OWNED}.items()}
+                                           for kind, (_, _, _, index) in OWNED.items()}
         namespace = key[0]
         observed = observe(body, owned, list(indexes["pvcs"].get(namespace, [])),
                            list(indexes["engine_jobs"].get(namespace, [])), lws_installed=_lws_installed)
@@ -191,8 +190,7 @@ async def _reconcile(key: tuple[str, str], indexes: Mapping[str, kopf.Index[Any,
 
 
 def _indexes(kwargs: Mapping[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
-    names = ("resources", "engine_jobs", "pvcs",
-             *(index for _, _, _, index in [*OWNED.values(), *LWS_OWNED.values()]))
+    names = ("resources", "engine_jobs", "pvcs", *(index for _, _, _, index in OWNED.values()))
     return {n: kwargs[n] for n in names}
 
 
@@ -212,7 +210,7 @@ async def child_changed(**kwargs: Any) -> None:
         await _reconcile((kwargs["namespace"], owner), _indexes(kwargs))
 
 
-for _group, _plural, _labels, _index in [*OWNED.values(), *LWS_OWNED.values()]:
+for _group, _plural, _labels, _index in OWNED.values():
     kopf.on.event(_group, "v1", _plural, labels=_labels, id=f"{_index}_changed")(child_changed)
 
 
