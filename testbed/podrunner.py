@@ -2,7 +2,8 @@
 
 kwok moves pods on fake nodes to Running with a pod IP (not Ready). This process watches those pods and,
 for each, looks its image up in launchers.yaml: a `service` launcher runs a real process inside a network
-namespace holding the pod IP and marks the pod Ready only while its readiness URLs answer; a `job` launcher
+namespace holding the pod IP and marks the pod Ready while its readiness URLs answer (unready, as under a
+kubelet, only after the pod's readinessProbe failureThreshold); a `job` launcher
 runs to completion and sets the pod's phase from the exit code. A pod that goes away loses its process and
 its namespace. Status writes are the pod's own `status` subresource, as a kubelet's are.
 """
@@ -90,6 +91,30 @@ def prestop_sleep_seconds(pod: Any) -> int:
     return int(sleep.seconds) if sleep else 0
 
 
+@dataclass(frozen=True)
+class ReadinessProbe:
+    """What of the first container's readinessProbe the runner honours, with the kubelet's defaults."""
+
+    period_s: float = 10.0
+    failure_threshold: int = 3
+    timeout_s: float = 1.0
+
+    @classmethod
+    def of(cls, pod: Any) -> ReadinessProbe:
+        probe = pod.spec.containers[0].readiness_probe
+        if probe is None:
+            return cls()
+        return cls(float(probe.period_seconds or 10), int(probe.failure_threshold or 3),
+                   float(probe.timeout_seconds or 1))
+
+    def unready_after(self, failing_since: float, failures: int, now: float) -> bool:
+        """A Ready pod turns unready only after failure_threshold failed probes a period apart, as under a
+        kubelet; the runner probes every second so that a new pod becomes Ready quickly, but one slow answer
+        on a busy machine must not take a serving pod out of its Service."""
+        return failures >= self.failure_threshold and \
+            now - failing_since >= (self.failure_threshold - 1) * self.period_s
+
+
 def is_job_pod(pod: Any) -> bool:
     return any(ref.kind == "Job" for ref in pod.metadata.owner_references or [])
 
@@ -155,6 +180,8 @@ class Running:
     service_account_dir: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     ready: bool | None = None
+    failing_since: float | None = None  # monotonic time of the first of the current run of failed probes
+    failures: int = 0
     restarts: int = 0
     stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -392,6 +419,7 @@ class PodRunner:
                 self.write_terminated(pod, 1, "Error", str(e))
             return
         self._start(run)
+        probe = ReadinessProbe.of(pod)
         while not run.stopping.is_set():
             assert run.proc is not None
             code = run.proc.poll()
@@ -412,9 +440,19 @@ class PodRunner:
                 self._start(run)
                 continue
             if run.launcher.kind == "service":
-                self._set_ready(run, pod, all(http_ok(u.format(pod_ip=pod.status.pod_ip), timeout=1)
-                                              for u in run.launcher.readiness))
+                self._probe(run, pod, probe)
             run.stopping.wait(1.0)
+
+    def _probe(self, run: Running, pod: Any, probe: ReadinessProbe) -> None:
+        if all(http_ok(u.format(pod_ip=pod.status.pod_ip), timeout=probe.timeout_s) for u in run.launcher.readiness):
+            run.failing_since, run.failures = None, 0
+            self._set_ready(run, pod, True)
+            return
+        now = time.monotonic()
+        run.failing_since = run.failing_since if run.failing_since is not None else now
+        run.failures += 1
+        if not run.ready or probe.unready_after(run.failing_since, run.failures, now):
+            self._set_ready(run, pod, False)
 
     def _set_ready(self, run: Running, pod: Any, ready: bool) -> None:
         if run.ready is ready:

@@ -46,3 +46,11 @@ def test_kwok_stages_never_touch_a_pod_that_already_has_an_ip() -> None:
         exprs = stage["spec"]["selector"]["matchExpressions"]
         keys = {(e["key"], e["operator"]) for e in exprs}
         assert (".status.podIP", "DoesNotExist") in keys or (".metadata.deletionTimestamp", "Exists") in keys
+
+
+def test_pod_runner_takes_a_serving_pod_out_only_after_the_probes_failure_threshold() -> None:
+    # The operator's serving pods: a readiness probe every 5 s, unready after 3 failures.
+    probe = podrunner.ReadinessProbe(period_s=5, failure_threshold=3)
+    assert not probe.unready_after(failing_since=100.0, failures=2, now=101.0)  # one slow second on a busy machine
+    assert not probe.unready_after(failing_since=100.0, failures=9, now=109.0)  # many probes, but within 2 periods
+    assert probe.unready_after(failing_since=100.0, failures=3, now=110.0)
