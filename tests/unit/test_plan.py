@@ -764,6 +764,7 @@ def test_the_serving_deployment() -> None:
     # The example runs over InfiniBand: one RDMA device per pod next to the GPUs.
     assert container["resources"]["limits"] == {"memory": "256Gi", "nvidia.com/gpu": "4", "rdma/ib": "1"}
     assert f"--world_size={gpus}" in container["command"]
+    assert "--log" not in container["command"]  # the launcher's --log moves Triton's log out of `kubectl logs`
     assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] == [
         {"matchExpressions": [
             {"key": "nvidia.com/gpu.product", "operator": "In",

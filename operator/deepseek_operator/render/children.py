@@ -114,9 +114,10 @@ def _layout_script() -> str:
 
 
 def triton_launch(world_size: int) -> list[str]:
-    """One node's ranks: the TensorRT-LLM backend's launcher starts one tritonserver per GPU under MPI."""
+    """One node's ranks: the TensorRT-LLM backend's launcher starts one tritonserver per GPU under MPI. Without
+    its `--log`, which would send rank 0's log at verbosity 3 to a file instead of to `kubectl logs`."""
     return ["python3", "/app/scripts/launch_triton_server.py", f"--world_size={world_size}",
-            f"--model_repo={MODEL_REPO_MOUNT}", "--log"]
+            f"--model_repo={MODEL_REPO_MOUNT}"]
 
 
 def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, engine_key: str,
