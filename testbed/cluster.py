@@ -337,7 +337,7 @@ def start_kwok(state: State) -> None:
 
 def start_pod_runner(state: State) -> None:
     start_process(state, "pod-runner", [sys.executable, "-m", "testbed.podrunner",
-                                        f"--kubeconfig={KUBECONFIG}", f"--logs={LOGS / 'pods'}"],
+                                        f"--kubeconfig={KUBECONFIG}"],
                   env={"PYTHONUNBUFFERED": "1"})
 
 
@@ -382,7 +382,7 @@ def start_prometheus(state: State) -> None:
                 ],
             },
             {"job_name": "traefik",
-             "static_configs": [{"targets": [f"127.0.0.1:{state.ports['traefik-metrics']}"]}]},
+             "static_configs": [{"targets": [f"{network.HOST_IP}:{state.ports['traefik-metrics']}"]}]},
         ],
     }
     cfg = STATE_DIR / "prometheus.yml"
@@ -407,7 +407,8 @@ def start_traefik(state: State) -> None:
     start_process(state, "traefik", [
         str(BIN / "traefik"),
         f"--entryPoints.web.address=127.0.0.1:{web}",
-        f"--entryPoints.traefik.address=127.0.0.1:{api}",
+        # Metrics on the bridge address: an operator running as a pod reads them for the gateway provider.
+        f"--entryPoints.traefik.address={network.HOST_IP}:{api}",
         "--providers.kubernetesgateway=true",
         "--providers.kubernetesgateway.throttleDuration=0s",
         "--metrics.prometheus=true", "--metrics.prometheus.addServicesLabels=true",
@@ -485,7 +486,7 @@ def up(mode: str, nodes_file: str | Path = TESTBED / "nodes.yaml") -> State:
     network.ensure_bridge()
     state = State(mode=mode, nodes_file=nodes_file, started_at=time.time())
     state.ports["gateway"] = free_port()
-    state.ports["traefik-metrics"] = free_port()
+    state.ports["traefik-metrics"] = free_port(network.HOST_IP)
     state.save()
     try:
         start_etcd(state)
@@ -506,7 +507,7 @@ def up(mode: str, nodes_file: str | Path = TESTBED / "nodes.yaml") -> State:
         if "prometheus" in state.pids:
             wait_for("Prometheus", lambda: http_ok(f"http://127.0.0.1:{state.ports['prometheus']}/-/ready"), 60,
                      "prometheus", state.pids["prometheus"])
-        wait_for("Traefik", lambda: http_ok(f"http://127.0.0.1:{state.ports['traefik-metrics']}/ping"), 60,
+        wait_for("Traefik", lambda: http_ok(f"http://{network.HOST_IP}:{state.ports['traefik-metrics']}/ping"), 60,
                  "traefik", state.pids["traefik"])
     except BaseException:
         down(quiet=True)
@@ -577,7 +578,7 @@ def env_lines(state: State) -> list[str]:
     return [
         f"export DEEPSEEK_TESTBED_GATEWAY=http://127.0.0.1:{state.ports['gateway']}",
         f"export DEEPSEEK_TESTBED_PROMETHEUS=http://127.0.0.1:{state.ports.get('prometheus', 0)}",
-        f"export DEEPSEEK_TESTBED_TRAEFIK_METRICS=http://127.0.0.1:{state.ports['traefik-metrics']}",
+        f"export DEEPSEEK_TESTBED_TRAEFIK_METRICS=http://{network.HOST_IP}:{state.ports['traefik-metrics']}",
         f"export PATH={BIN}:$PATH",
         f"export KUBECONFIG={KUBECONFIG}",
     ]

@@ -25,6 +25,11 @@ ensure_debian_packages() {
   command -v ip >/dev/null || missing+=(iproute2)
   command -v redis-server >/dev/null || missing+=(redis-server)  # Argo CD's cache (testbed/argocd/run)
   command -v git >/dev/null || missing+=(git)  # the local repository Argo CD syncs from
+  # What the serving image's base layer has on the testbed: a multi-node replica's leader runs mpirun over ssh,
+  # its workers run sshd (testbed/images.yaml).
+  command -v mpirun >/dev/null || missing+=(openmpi-bin)
+  command -v ssh >/dev/null || missing+=(openssh-client)
+  [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
   if (( ${#missing[@]} )); then
     echo "setup: installing Debian packages: ${missing[*]}" >&2
     apt-get update -qq >&2

@@ -1,11 +1,27 @@
-"""The testbed's stand-in for a kubelet's container runtime.
+"""The testbed's kubelet: runs every pod on a kwok node as its spec is written.
 
-kwok moves pods on fake nodes to Running with a pod IP (not Ready). This process watches those pods and,
-for each, looks its image up in launchers.yaml: a `service` launcher runs a real process inside a network
-namespace holding the pod IP and marks the pod Ready while its readiness URLs answer (unready, as under a
-kubelet, only after the pod's readinessProbe failureThreshold); a `job` launcher
-runs to completion and sets the pod's phase from the exit code. A pod that goes away loses its process and
-its namespace. Status writes are the pod's own `status` subresource, as a kubelet's are.
+kwok binds pods to fake GPU nodes and gives them an IP (phase Pending). For each such pod this process:
+- makes the pod's network namespace holding its IP (testbed/network.py) and the pod's volumes
+  (testbed/volumes.py), and writes the pod's /etc/hosts, which also stands in for cluster DNS: it names every
+  pod that has a hostname and subdomain (`<host>.<subdomain>.<ns>.svc.cluster.local`), kept current;
+- runs the init containers in order, each to completion, retried with the kubelet's back-off;
+- starts each container's own command and args (else the image's entrypoint and cmd from testbed/images.yaml)
+  with its env resolved as a kubelet does, in the pod's network namespace and a private mount and PID
+  namespace with the image's files and the volumes at their mount paths (testbed/container.py);
+- runs the startup, readiness and liveness probes from the spec (httpGet, tcpSocket, exec) at their periods,
+  thresholds and timeouts; readiness sets the pod's Ready condition (and so its EndpointSlices), a failed
+  liveness or startup probe restarts the container;
+- restarts containers by `restartPolicy` with exponential back-off (CrashLoopBackOff), and reports
+  `state`/`lastState`, exit codes, termination messages and `restartCount` as a kubelet does;
+- on deletion runs `preStop`, sends SIGTERM, and SIGKILL after the grace period, then removes the pod.
+
+Logs: each container's output goes to `$CACHE/logs/pods/<ns>_<pod>_<uid>/<container>/<restart>.log`, the
+kubelet's own layout (`/var/log/pods`); `python -m testbed.podrunner logs NS POD [-c C] [--previous]` prints it.
+There is no kubelet API, so `kubectl logs` does not reach it.
+
+What stands in for a node: the host's filesystem is every image's base layer; no cgroups (resources are not
+enforced); no user namespaces (containers run as root; runAsUser is not honoured); Service ClusterIPs are not
+routed (there is no kube-proxy: KUBERNETES_SERVICE_HOST points at the API server's own address).
 """
 
 from __future__ import annotations
@@ -13,486 +29,689 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import fnmatch
+import json
 import logging
 import os
-import re
+import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
-import sysconfig
 import threading
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
-from testbed import network
-from testbed.cluster import CACHE, http_ok
+from testbed import images, network, podspec, volumes
+from testbed.cluster import CACHE
 
 LOG = logging.getLogger("pod-runner")
-LAUNCHERS = Path(__file__).with_name("launchers.yaml")
-ERROR_RATE = "testbed.deepseek.ai/error-rate"
-LATENCY_MS = "testbed.deepseek.ai/latency-ms"
-BUILD_EXIT_CODE = "testbed.deepseek.ai/engine-build-exit-code"
-RESTART_BACKOFF_S = 2.0
-ADDRESS_WAIT_S = 30.0  # longest wait for a reused pod IP to be released by the namespace that held it
-DNS_WAIT_S = 120.0  # longest wait for the pod a cluster DNS name in a command names to get its IP
 REPO = Path(__file__).resolve().parent.parent
-SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
-SA_TOKEN_SECONDS = 3600
-# The NCCL preflight's PyTorch lives in its own environment (gigabytes; testbed/lib.sh ensure_preflight_venv).
+PODS = CACHE / "pods"
+POD_LOGS = CACHE / "logs" / "pods"
+ADDRESS_WAIT_S = 30.0  # longest wait for a reused pod IP to be released by the namespace that held it
+TICK_S = 0.25
+RETRY_S = 2.0  # a volume or object not there yet: tried again this often (the kubelet's pod sync)
+# Where the testbed tells its stand-ins which pod they are in and what faults to inject (the pod's own
+# annotations: testbed.deepseek.ai/error-rate, testbed.deepseek.ai/latency-ms). A testbed-only file.
+TESTBED_POD_FILE = "/run/testbed/pod.json"
 PREFLIGHT_PYTHON = os.environ.get("DEEPSEEK_TESTBED_PREFLIGHT_PYTHON") or str(
     CACHE / "preflight-venv" / "bin" / "python")
-# `<hostname>.<subdomain>.<namespace>.svc[.cluster.local]`: a pod's own DNS name, as CoreDNS would answer it.
-POD_DNS_NAME = re.compile(r"\b([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\."
-                          r"([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.svc(\.cluster\.local)?\b")
+CLUSTER_DOMAIN = "cluster.local"
 
 
 def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass
-class Launcher:
-    name: str
-    image: str
-    kind: str
-    command: list[str]
-    readiness: list[str] = field(default_factory=list)
-    labels: dict[str, str] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)  # added to the container's env
-    # For `{args}`: options of the container's args replaced by the given value, or dropped (null).
-    replace_args: dict[str, str | None] = field(default_factory=dict)
-    # For `{args}`: numeric options multiplied by the given factor.
-    scale_args: dict[str, float] = field(default_factory=dict)
-    # Give the process the pod's service account, as a kubelet does: a token bound to the pod at the standard
-    # path, the cluster CA and KUBERNETES_SERVICE_HOST/PORT (for a program that runs as the pod, e.g. an operator).
-    service_account: bool = False
+def log_dir(namespace: str, name: str, uid: str, container: str) -> Path:
+    return POD_LOGS / f"{namespace}_{name}_{uid}" / container
 
 
-def load_launchers() -> list[Launcher]:
-    return [Launcher(**entry) for entry in yaml.safe_load(LAUNCHERS.read_text())["launchers"]]
-
-
-def pick_launcher(launchers: list[Launcher], image: str, labels: dict[str, str] | None = None) -> Launcher | None:
-    return next((launcher for launcher in launchers if fnmatch.fnmatch(image, launcher.image)
-                 and all((labels or {}).get(k) == v for k, v in launcher.labels.items())), None)
-
-
-def prestop_sleep_seconds(pod: Any) -> int:
-    """The first container's `lifecycle.preStop.sleep` (the kubelet's native sleep action), or 0."""
-    lifecycle = pod.spec.containers[0].lifecycle
-    sleep = lifecycle.pre_stop.sleep if lifecycle and lifecycle.pre_stop else None
-    return int(sleep.seconds) if sleep else 0
-
-
-@dataclass(frozen=True)
-class ReadinessProbe:
-    """What of the first container's readinessProbe the runner honours, with the kubelet's defaults."""
-
-    period_s: float = 10.0
-    failure_threshold: int = 3
-    timeout_s: float = 1.0
-
-    @classmethod
-    def of(cls, pod: Any) -> ReadinessProbe:
-        probe = pod.spec.containers[0].readiness_probe
-        if probe is None:
-            return cls()
-        return cls(float(probe.period_seconds or 10), int(probe.failure_threshold or 3),
-                   float(probe.timeout_seconds or 1))
-
-    def unready_after(self, failing_since: float, failures: int, now: float) -> bool:
-        """A Ready pod turns unready only after failure_threshold failed probes a period apart, as under a
-        kubelet; the runner probes every second so that a new pod becomes Ready quickly, but one slow answer
-        on a busy machine must not take a serving pod out of its Service."""
-        return failures >= self.failure_threshold and \
-            now - failing_since >= (self.failure_threshold - 1) * self.period_s
-
-
-def is_job_pod(pod: Any) -> bool:
-    return any(ref.kind == "Job" for ref in pod.metadata.owner_references or [])
-
-
-_FIELD_PATH = re.compile(r"^metadata\.(annotations|labels)\['([^']+)'\]$")
-
-
-def container_env(pod: Any) -> dict[str, str]:
-    """The container's env as a kubelet resolves it: literal values and fieldRef (the Job controller's
-    JOB_COMPLETION_INDEX is a fieldRef to an annotation)."""
-    env = {}
-    for e in pod.spec.containers[0].env or []:
-        if e.value is not None:
-            env[e.name] = e.value
-        elif e.value_from is not None and e.value_from.field_ref is not None:
-            path = e.value_from.field_ref.field_path
-            meta = pod.metadata
-            if m := _FIELD_PATH.match(path):
-                env[e.name] = (getattr(meta, m.group(1)) or {}).get(m.group(2), "")
-            else:
-                env[e.name] = {"metadata.name": meta.name, "metadata.namespace": meta.namespace,
-                               "status.podIP": pod.status.pod_ip or "", "spec.nodeName": pod.spec.node_name or ""
-                               }.get(path, "")
-    return env
-
-
-def expand(text: str, env: dict[str, str]) -> str:
-    """`$(VAR)` in a command or argument, as the kubelet expands it (`$$` escapes; unknown names stay)."""
-    return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)",
-                  lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), text)
-
-
-def rewrite_args(args: list[str], replace: dict[str, str | None], scale: dict[str, float]) -> list[str]:
-    """`--name=value` options replaced, dropped or scaled as a launcher asks (the testbed has no GPUs)."""
-    out = []
-    for arg in args:
-        name, eq, value = arg.partition("=")
-        if eq and name in replace:
-            if replace[name] is not None:
-                out.append(f"{name}={replace[name]}")
-        elif eq and name in scale:
-            out.append(f"{name}={float(value) * scale[name]:g}")
-        else:
-            out.append(arg)
-    return out
+# ------------------------------------------------------------------------------------------------ one container
 
 
 @dataclass
-class Running:
-    """One launched pod: its process, namespace and readiness as last written."""
+class Container:
+    """One container of a pod: its process, probes and the status a kubelet reports for it."""
 
-    pod_uid: str
-    namespace: str
-    name: str
-    launcher: Launcher
-    netns: str
-    ip: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    termination_log: Path
-    hostname: str
-    service_account_dir: Path | None = None
-    proc: subprocess.Popen[bytes] | None = None
-    ready: bool | None = None
-    failing_since: float | None = None  # monotonic time of the first of the current run of failed probes
-    failures: int = 0
+    spec: dict[str, Any]
+    init: bool
+    image: images.Image | None
     restarts: int = 0
-    stopping: threading.Event = field(default_factory=threading.Event)
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: str = ""
+    started_mono: float = 0.0
+    state: dict[str, Any] = field(default_factory=lambda: {"waiting": {"reason": "ContainerCreating"}})
+    last_state: dict[str, Any] = field(default_factory=dict)
+    started: bool = False  # the startup probe passed (or there is none)
+    ready: bool = False
+    final_exit: int | None = None  # set once the container ended and will not be restarted
+    probes: dict[str, podspec.ProbeState] = field(default_factory=dict)
+    next_probe: dict[str, float] = field(default_factory=dict)
+    restart_at: float | None = None
+    kill_reason: str = ""
+    crashes: int = 0  # crashes since the back-off was last reset
+    runs: int = 0  # times started
+    env: dict[str, str] = field(default_factory=dict)
+    run_dir: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.spec["name"])
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name, "image": self.spec.get("image", ""),
+            "imageID": f"testbed://{self.image.name}" if self.image else "", "ready": self.ready,
+            "restartCount": self.restarts, "state": self.state,
+        }
+        if self.proc is not None or "terminated" in self.state:
+            out["containerID"] = f"testbed://{self.name}-{self.restarts}"
+        if not self.init:
+            out["started"] = self.started
+        if self.last_state:
+            out["lastState"] = self.last_state
+        return out
+
+
+# ------------------------------------------------------------------------------------------------ one pod
+
+
+class Pod:
+    """One pod's lifecycle, on its own thread."""
+
+    def __init__(self, runner: PodRunner, pod: dict[str, Any]) -> None:
+        self.runner = runner
+        self.pod = pod
+        meta = pod["metadata"]
+        self.uid, self.ns, self.name = meta["uid"], meta["namespace"], meta["name"]
+        self.ip = pod["status"]["podIP"]
+        self.dir = PODS / self.uid
+        self.netns = network.names_for(self.uid)[0]
+        self.stopping = threading.Event()
+        self.terminated = threading.Event()
+        self.lock = threading.Lock()
+        self.volumes: dict[str, volumes.Volume] = {}
+        self.setup = volumes.VolumeSetup(runner.api, pod, self.dir / "volumes")
+        self.init = [Container(c, True, runner.image_of(c)) for c in pod["spec"].get("initContainers") or []]
+        self.containers = [Container(c, False, runner.image_of(c)) for c in pod["spec"]["containers"]]
+        self.initializing = bool(self.init)
+        self.last_written: dict[str, Any] | None = None
+        self.conditions: dict[str, dict[str, Any]] = {}
+        self.pending_message = ""
+        self.hostname = (pod["spec"].get("hostname") or self.name)[:63]
+        self.policy = pod["spec"].get("restartPolicy", "Always")
+
+    # ---------------------------------------------------------------- status
+
+    def _condition(self, ctype: str, value: bool, reason: str = "") -> dict[str, Any]:
+        status = "True" if value else "False"
+        prev = self.conditions.get(ctype)
+        stamp = prev["lastTransitionTime"] if prev and prev["status"] == status else now()
+        cond = {"type": ctype, "status": status, "lastTransitionTime": stamp, **({"reason": reason} if reason
+                                                                                 and not value else {})}
+        self.conditions[ctype] = cond
+        return cond
+
+    def publish(self) -> None:
+        """Writes the pod's status when it changed (the kubelet's status manager)."""
+        with self.lock:
+            ready = (not self.initializing and all(c.ready for c in self.containers))
+            phase = podspec.pod_phase(self.initializing, [c.final_exit for c in self.containers])
+            if any(c.final_exit is not None and c.final_exit != 0 for c in self.init):
+                phase = "Failed"
+            status = {
+                "phase": phase,
+                "conditions": [
+                    self._condition("PodReadyToStartContainers", True),
+                    self._condition("Initialized", not self.initializing, "ContainersNotInitialized"),
+                    self._condition("ContainersReady", ready, "ContainersNotReady"),
+                    self._condition("Ready", ready, "ContainersNotReady"),
+                    self._condition("PodScheduled", True),
+                ],
+                "containerStatuses": [c.status() for c in self.containers],
+                **({"initContainerStatuses": [c.status() for c in self.init]} if self.init else {}),
+            }
+            if self.pending_message:
+                status["message"] = self.pending_message
+            if status == self.last_written:
+                return
+        if self.runner.write_status(self.uid, self.ns, self.name, status):
+            self.last_written = status
+
+    # ---------------------------------------------------------------- set-up
+
+    def prepare(self) -> bool:
+        """Network, volumes and the pod's own files; False if the pod went meanwhile."""
+        if not self.runner.claim_address(self):
+            return False
+        self.dir.mkdir(parents=True, exist_ok=True)
+        while not self.stopping.is_set():
+            try:
+                self.volumes = self.setup.set_up()
+                break
+            except volumes.VolumeNotReady as e:
+                self._set_waiting_all("ContainerCreating", f"MountVolume.SetUp failed: {e}")
+            except (podspec.SpecError, ApiException, subprocess.CalledProcessError) as e:
+                self._set_waiting_all("CreateContainerConfigError", str(e))
+            self.publish()
+            self.stopping.wait(RETRY_S)
+        if self.stopping.is_set():
+            return False
+        (self.dir / "hostname").write_text(self.hostname + "\n")
+        self.write_hosts(self.runner.dns_snapshot())
+        testbed_file = self.dir / "testbed-pod.json"
+        testbed_file.write_text(json.dumps({"namespace": self.ns, "name": self.name,
+                                            "annotations": self.pod["metadata"].get("annotations") or {}}))
+        return True
+
+    def _set_waiting_all(self, reason: str, message: str) -> None:
+        with self.lock:
+            for c in [*self.init, *self.containers]:
+                if c.proc is None:
+                    c.state = {"waiting": {"reason": reason, "message": message}}
+
+    def write_hosts(self, entries: Mapping[str, str]) -> None:
+        """/etc/hosts as the kubelet writes it, plus every pod DNS name of the cluster (no CoreDNS here);
+        rewritten in place so that running containers see new names."""
+        subdomain = self.pod["spec"].get("subdomain")
+        own = f"{self.hostname}.{subdomain}.{self.ns}.svc.{CLUSTER_DOMAIN} " if subdomain else ""
+        lines = ["# Kubernetes-managed hosts file (testbed: with the cluster's pod DNS names).",
+                 "127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+                 f"{self.ip}\t{own}{self.hostname}"]
+        lines += [f"{ip}\t{name} {name.removesuffix('.' + CLUSTER_DOMAIN)}" for name, ip in sorted(entries.items())
+                  if ip != self.ip]
+        path = self.dir / "hosts"
+        text = "\n".join(lines) + "\n"
+        if path.exists():
+            with path.open("r+") as f:  # same inode: the bind mounts in running containers see the change
+                if f.read() == text:
+                    return
+                f.seek(0)
+                f.write(text)
+                f.truncate()
+        else:
+            path.write_text(text)
+
+    def service_env(self) -> dict[str, str]:
+        host, _, port = self.runner.api_host.rpartition(":")
+        return {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port,
+                "KUBERNETES_SERVICE_PORT_HTTPS": port, "KUBERNETES_PORT": f"tcp://{host}:{port}",
+                "HOSTNAME": self.hostname}
+
+    # ---------------------------------------------------------------- containers
+
+    def start(self, c: Container) -> bool:
+        """Starts one container; False (and a waiting state) when it cannot be started as written."""
+        if c.image is None:
+            with self.lock:
+                c.state = {"waiting": {"reason": "ErrImagePull", "message":
+                                       f'image "{c.spec.get("image")}" is not in the testbed\'s image table '
+                                       f"(testbed/images.yaml)"}}
+            return False
+        try:
+            env = podspec.container_env(self.pod, c.spec, base={**c.image.env, **self.service_env()},
+                                        lookup=self.setup.lookup, lookup_all=self.setup.lookup_all)
+            argv = podspec.argv(c.spec, c.image.entrypoint, c.image.cmd, env)
+            mounts = volumes.container_mounts(c.spec, self.volumes)
+        except (podspec.SpecError, volumes.VolumeNotReady, ApiException) as e:
+            with self.lock:
+                c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(e)}}
+            return False
+        if c.runs:  # the kubelet counts a restart when it starts the container again
+            c.restarts += 1
+        c.runs += 1
+        run_dir = self.dir / "containers" / f"{c.name}-{c.restarts}"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        upper, work = run_dir / "upper", run_dir / "work"
+        work.mkdir(parents=True)
+        images.copy_tree(self.runner.tree(c.image), upper)
+        termination = run_dir / "termination-log"
+        termination.touch()
+        files = [("hosts", "/etc/hosts"), ("hostname", "/etc/hostname"), ("testbed-pod.json", TESTBED_POD_FILE)]
+        mounts = [*({"type": "bind", "source": str(self.dir / src), "target": dst, "readOnly": False}
+                    for src, dst in files),
+                  {"type": "bind", "source": str(termination),
+                   "target": c.spec.get("terminationMessagePath") or podspec.DEFAULT_TERMINATION_PATH,
+                   "readOnly": False}, *mounts]
+        security = c.spec.get("securityContext") or {}
+        spec = {"rootfs": {"upper": str(upper), "work": str(work), "merged": str(run_dir / "root"),
+                           "readOnly": bool(security.get("readOnlyRootFilesystem"))},
+                "hostname": self.hostname, "mounts": mounts,
+                "workingDir": c.spec.get("workingDir") or c.image.working_dir, "argv": argv, "env": env}
+        (run_dir / "spec.json").write_text(json.dumps(spec))
+        logs = log_dir(self.ns, self.name, self.uid, c.name)
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / f"{c.restarts}.log", "ab") as log:
+            c.proc = subprocess.Popen(
+                ["ip", "netns", "exec", self.netns, "unshare", "--mount", "--uts", "--pid",
+                 "--propagation", "private", "--", sys.executable, "-m", "testbed.container",
+                 str(run_dir / "spec.json")],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                cwd=REPO, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        with self.lock:
+            c.started_at, c.started_mono = now(), time.monotonic()
+            c.state = {"running": {"startedAt": c.started_at}}
+            c.env, c.run_dir = env, run_dir
+            c.probes = {k: podspec.ProbeState(p) for k in ("startup", "readiness", "liveness")
+                        if (p := podspec.Probe.of(c.spec, k)) is not None}
+            c.next_probe = {k: c.started_mono + s.probe.initial_delay_s for k, s in c.probes.items()}
+            c.started = "startup" not in c.probes
+            c.ready = c.started and "readiness" not in c.probes and not c.init
+            c.kill_reason = ""
+        LOG.info("%s/%s: started container %s (restart %d): %s", self.ns, self.name, c.name, c.restarts,
+                 " ".join(argv)[:300])
+        return True
+
+    def exited(self, c: Container, code: int) -> None:
+        """Records a container's exit and decides whether (and when) it restarts."""
+        assert c.proc is not None and c.run_dir is not None
+        run_dir = c.run_dir
+        message = (run_dir / "termination-log").read_text(errors="replace") \
+            if (run_dir / "termination-log").exists() else ""
+        log_file = log_dir(self.ns, self.name, self.uid, c.name) / f"{c.restarts}.log"
+        tail = log_file.read_bytes()[-8192:].decode(errors="replace") if log_file.exists() else ""
+        policy = c.spec.get("terminationMessagePolicy", "File")
+        message = podspec.termination_message(policy, code, message, tail)
+        if c.kill_reason and not message:
+            message = c.kill_reason
+        terminated = {"exitCode": code, "reason": podspec.exit_reason(code), "startedAt": c.started_at,
+                      "finishedAt": now(), "containerID": f"testbed://{c.name}-{c.restarts}",
+                      **({"message": message} if message else {})}
+        shutil.rmtree(run_dir / "work", ignore_errors=True)
+        restart_policy = "OnFailure" if c.init and self.policy == "Always" else self.policy
+        with self.lock:
+            c.proc = None
+            c.ready = False
+            c.started = False
+            if self.stopping.is_set() or not podspec.should_restart(restart_policy, code):
+                c.state = {"terminated": terminated}
+                c.final_exit = code
+                return
+            ran = time.monotonic() - c.started_mono
+            c.crashes = 1 if ran > podspec.BACKOFF_RESET_S else c.crashes + 1
+            # The first restart is immediate; then 10 s, 20 s, ... as the kubelet's back-off.
+            delay = podspec.backoff_s(c.crashes - 1) if c.crashes > 1 else 0.0
+            c.last_state = {"terminated": terminated}
+            c.restart_at = time.monotonic() + delay
+            c.state = ({"waiting": {"reason": "CrashLoopBackOff", "message":
+                                    f"back-off {delay:.0f}s restarting failed container={c.name} "
+                                    f"pod={self.name}_{self.ns}({self.uid})"}}
+                       if delay else {"waiting": {"reason": "ContainerCreating"}})
+        LOG.warning("%s/%s: container %s exited with %d; restart in %.0fs", self.ns, self.name, c.name, code, delay)
+
+    def pid1(self, c: Container) -> int | None:
+        """The container's first process (forked by testbed/container.py)."""
+        if c.proc is None:
+            return None
+        with contextlib.suppress(OSError, ValueError):
+            children = Path(f"/proc/{c.proc.pid}/task/{c.proc.pid}/children").read_text().split()
+            return int(children[0]) if children else None
+        return None
+
+    def signal(self, c: Container, sig: int) -> None:
+        pid = self.pid1(c)
+        with contextlib.suppress(ProcessLookupError, TypeError):
+            if pid is not None:
+                os.kill(pid, sig)
+            elif c.proc is not None and sig == signal.SIGKILL:
+                os.killpg(c.proc.pid, sig)
+
+    def kill(self, c: Container, grace_s: float, reason: str) -> None:
+        """Stops a container as the kubelet does: SIGTERM, then SIGKILL after the grace period."""
+        c.kill_reason = reason
+        self.signal(c, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while c.proc is not None and c.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if c.proc is not None and c.proc.poll() is None:
+            self.signal(c, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                c.proc.wait(timeout=5)
+
+    # ---------------------------------------------------------------- probes and hooks
+
+    def run_action(self, c: Container, action: Mapping[str, Any], timeout_s: float) -> bool:
+        """A probe's or hook's handler: httpGet, tcpSocket or exec; True on success."""
+        try:
+            if "httpGet" in action:
+                get = action["httpGet"]
+                port = podspec.named_port(c.spec, get["port"])
+                scheme = get.get("scheme", "HTTP").lower()
+                url = f"{scheme}://{get.get('host') or self.ip}:{port}{get.get('path', '/')}"
+                headers = {h["name"]: h["value"] for h in get.get("httpHeaders") or []}
+                request = urllib.request.Request(url, headers=headers)
+                context = ssl._create_unverified_context() if scheme == "https" else None  # as the kubelet
+                with urllib.request.urlopen(request, timeout=timeout_s, context=context) as r:
+                    return 200 <= r.status < 400
+            if "tcpSocket" in action:
+                port = podspec.named_port(c.spec, action["tcpSocket"]["port"])
+                socket.create_connection((action["tcpSocket"].get("host") or self.ip, port), timeout_s).close()
+                return True
+            if "exec" in action:
+                pid = self.pid1(c)
+                if pid is None:
+                    return False
+                res = subprocess.run(["nsenter", "-t", str(pid), "-m", "-u", "-n", "-p", "-r", "-w", "--",
+                                      *action["exec"]["command"]], capture_output=True,
+                                     timeout=timeout_s, env=c.env)
+                return res.returncode == 0
+        except (urllib.error.URLError, OSError, subprocess.TimeoutExpired, podspec.SpecError):
+            return False
+        return False
+
+    def probe(self, c: Container) -> None:
+        t = time.monotonic()
+        for kind in ("startup", "liveness", "readiness"):
+            state = c.probes.get(kind)
+            if state is None or t < c.next_probe[kind] or c.proc is None:
+                continue
+            if kind != "startup" and not c.started:
+                continue
+            if kind == "startup" and c.started:
+                continue
+            c.next_probe[kind] = t + state.probe.period_s
+            flipped = state.record(self.run_action(c, state.probe.action, state.probe.timeout_s))
+            if kind == "startup" and flipped is True:
+                with self.lock:
+                    c.started = True
+                    c.ready = "readiness" not in c.probes
+                # Liveness and readiness start once the startup probe passed.
+                c.next_probe = {k: t for k in c.next_probe}
+            elif kind == "readiness" and flipped is not None:
+                with self.lock:
+                    c.ready = flipped
+            elif kind in ("startup", "liveness") and flipped is False:
+                LOG.warning("%s/%s: %s probe of %s failed; restarting it", self.ns, self.name, kind, c.name)
+                grace = float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
+                threading.Thread(target=self.kill, args=(c, grace, f"{kind.capitalize()} probe failed"),
+                                 daemon=True).start()
+                return
+
+    def pre_stop(self, c: Container, budget_s: float) -> None:
+        hook = ((c.spec.get("lifecycle") or {}).get("preStop")) or {}
+        if "sleep" in hook:
+            time.sleep(max(min(float(hook["sleep"]["seconds"]), budget_s), 0.0))
+        elif hook:
+            self.run_action(c, hook, budget_s)
+
+    # ---------------------------------------------------------------- the pod's life
+
+    def run(self) -> None:
+        try:
+            if not self.prepare():
+                return
+            if not self.run_init():
+                return
+            with self.lock:
+                self.initializing = False
+            for c in self.containers:
+                self.start(c)
+            self.publish()
+            self.supervise()
+        except Exception:
+            LOG.exception("%s/%s: pod worker failed", self.ns, self.name)
+        finally:
+            self.terminated.set()
+
+    def run_init(self) -> bool:
+        for c in self.init:
+            while not self.stopping.is_set():
+                if c.proc is None and (c.restart_at is None or time.monotonic() >= c.restart_at):
+                    c.restart_at = None
+                    if not self.start(c):
+                        self.publish()
+                        self.stopping.wait(RETRY_S)
+                        continue
+                    self.publish()
+                if c.proc is not None and (code := c.proc.poll()) is not None:
+                    self.exited(c, _exit_code(code))
+                    self.publish()
+                    if c.final_exit == 0:
+                        break
+                    if c.final_exit is not None:  # restartPolicy Never: the pod has failed
+                        return False
+                self.stopping.wait(TICK_S)
+            if self.stopping.is_set():
+                return False
+        return True
+
+    def supervise(self) -> None:
+        while not self.stopping.is_set():
+            for c in self.containers:
+                if c.proc is not None:
+                    code = c.proc.poll()
+                    if code is not None:
+                        self.exited(c, _exit_code(code))
+                    else:
+                        self.probe(c)
+                elif (c.final_exit is None and (c.restart_at is None or time.monotonic() >= c.restart_at)
+                      and not self.start(c)):
+                    c.restart_at = time.monotonic() + RETRY_S
+            self.publish()
+            if all(c.final_exit is not None for c in self.containers):
+                self.runner.release(self)
+                return
+            self.stopping.wait(TICK_S)
+
+    def terminate(self, grace_s: float) -> None:
+        """Deletion: preStop hooks, SIGTERM, SIGKILL at the end of the grace period, for all containers at once."""
+        deadline = time.monotonic() + grace_s
+
+        def one(c: Container) -> None:
+            if c.proc is None:
+                return
+            self.pre_stop(c, deadline - time.monotonic())
+            self.kill(c, max(deadline - time.monotonic(), 0.0), "")
+
+        self.stopping.set()
+        threads = [threading.Thread(target=one, args=(c,), daemon=True) for c in [*self.init, *self.containers]]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.terminated.wait(10)
+
+    def clean_up(self) -> None:
+        self.setup.tear_down()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _exit_code(returncode: int) -> int:
+    """testbed/container.py exits with its PID 1's code (128 + signal when a signal ended it); a signal that
+    ended testbed/container.py itself reads the same way."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+# ------------------------------------------------------------------------------------------------ the runner
 
 
 class PodRunner:
-    def __init__(self, api: client.CoreV1Api, logs: Path) -> None:
+    def __init__(self, api: client.CoreV1Api) -> None:
         self.api = api
-        self.logs = logs
-        self.launchers = load_launchers()
-        self.running: dict[str, Running] = {}
+        self.images = images.load(images.placeholders(PREFLIGHT_PYTHON))
+        self.values = images.placeholders(PREFLIGHT_PYTHON)
+        self.pods: dict[str, Pod] = {}
         self.lock = threading.Lock()
-        self.settled: set[str] = set()  # uids of pods with no process whose status we already wrote
-        self.draining: set[str] = set()  # uids of deleted pods waiting out their preStop sleep
         self.addresses: dict[str, str] = {}  # pod uid -> the IP its namespace holds, until the namespace is gone
-        self.python = sys.executable
-        self.libdir = sysconfig.get_config_var("LIBDIR") or ""
+        self.dns: dict[str, str] = {}  # pod DNS name -> IP (pods with a hostname and subdomain)
+        self.api_host = api.api_client.configuration.host.removeprefix("https://")
+        self.trees: dict[str, Path] = {}
 
-    # ------------------------------------------------------------ status writes
+    def image_of(self, container: Mapping[str, Any]) -> images.Image | None:
+        return images.find(self.images, str(container.get("image") or ""))
 
-    def _patch_status(self, pod_uid: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def tree(self, image: images.Image) -> Path:
+        with self.lock:
+            if image.name not in self.trees:
+                self.trees[image.name] = images.lay_out(image, CACHE / "images", self.values)
+            return self.trees[image.name]
+
+    def dns_snapshot(self) -> dict[str, str]:
+        with self.lock:
+            return dict(self.dns)
+
+    # ---------------------------------------------------------------- status writes
+
+    def write_status(self, uid: str, namespace: str, name: str, status: dict[str, Any]) -> bool:
         try:
             current = self.api.read_namespaced_pod_status(name, namespace)
         except ApiException as e:
             if e.status != 404:
                 LOG.warning("read %s/%s: %s", namespace, name, e.reason)
-            return
-        if current.metadata.uid != pod_uid:
-            return
+            return False
+        if current.metadata.uid != uid:
+            return False
         body = {"metadata": {"resourceVersion": current.metadata.resource_version}, "status": status}
         try:
             self.api.patch_namespaced_pod_status(name, namespace, body)
+            return True
         except ApiException as e:
-            if e.status == 409:  # raced with kwok or a newer event: the next event retries
-                LOG.info("conflict writing %s/%s status; will retry", namespace, name)
-                return
-            if e.status != 404:
-                LOG.warning("patch %s/%s: %s", namespace, name, e.reason)
+            if e.status not in (404, 409):
+                LOG.warning("patch %s/%s: %s %s", namespace, name, e.reason, (e.body or "")[:300])
+            return False
 
-    def _container_statuses(self, pod: Any, ready: bool, restarts: int, state: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{"name": c.name, "image": c.image, "imageID": "", "containerID": f"testbed://{pod.metadata.uid}",
-                 "ready": ready, "started": "running" in state, "restartCount": restarts, "state": state}
-                for c in pod.spec.containers]
+    # ---------------------------------------------------------------- addresses
 
-    def _conditions(self, pod: Any, ready: bool) -> list[dict[str, Any]]:
-        stamp = now()
-        old = {c.type: c for c in pod.status.conditions or []}
-        wanted = {"PodScheduled": True, "Initialized": True, "ContainersReady": ready, "Ready": ready}
-        out = []
-        for ctype, value in wanted.items():
-            status = "True" if value else "False"
-            prev = old.get(ctype)
-            ltt = prev.last_transition_time.strftime("%Y-%m-%dT%H:%M:%SZ") if prev and prev.status == status \
-                and prev.last_transition_time else stamp
-            out.append({"type": ctype, "status": status, "lastTransitionTime": ltt})
-        return out
-
-    def write_readiness(self, pod: Any, ready: bool, restarts: int) -> None:
-        state = {"running": {"startedAt": now()}}
-        self._patch_status(pod.metadata.uid, pod.metadata.namespace, pod.metadata.name, {
-            "conditions": self._conditions(pod, ready),
-            "containerStatuses": self._container_statuses(pod, ready, restarts, state),
-        })
-
-    def write_terminated(self, pod: Any, exit_code: int, reason: str, message: str = "") -> None:
-        state = {"terminated": {"exitCode": exit_code, "reason": reason, "startedAt": now(), "finishedAt": now(),
-                                **({"message": message[:4096]} if message else {})}}
-        self._patch_status(pod.metadata.uid, pod.metadata.namespace, pod.metadata.name, {
-            "phase": "Succeeded" if exit_code == 0 else "Failed",
-            "conditions": self._conditions(pod, False),
-            "containerStatuses": self._container_statuses(pod, False, 0, state),
-        })
-
-    # ------------------------------------------------------------ pod events
-
-    def handle(self, pod: Any, deleted: bool) -> None:
-        uid = pod.metadata.uid
-        if deleted:
-            self.stop(uid)
-            self.settled.discard(uid)
-            return
-        if pod.metadata.deletion_timestamp:
-            # As a kubelet does: the preStop sleep first (the process keeps serving while load balancers drop
-            # the terminating endpoint), then SIGTERM; never longer than the grace period.
-            with self.lock:
-                if uid in self.draining:
-                    return
-                self.draining.add(uid)
-            drain = min(prestop_sleep_seconds(pod), pod.spec.termination_grace_period_seconds or 30)
-            threading.Timer(drain, self._drained, args=(uid,)).start()
-            return
-        if pod.status.phase != "Running" or not pod.status.pod_ip or not pod.spec.node_name:
-            return
-        with self.lock:
-            if uid in self.running or uid in self.settled:
-                return
-        launcher = pick_launcher(self.launchers, pod.spec.containers[0].image, pod.metadata.labels or {})
-        if launcher is None:
-            if is_job_pod(pod):
-                self.write_terminated(pod, 0, "Completed")
-            else:
-                self.write_readiness(pod, True, 0)
-            self.settled.add(uid)
-            return
-        self.launch(pod, launcher)
-
-    def _drained(self, uid: str) -> None:
-        self.stop(uid)
-        with self.lock:
-            self.draining.discard(uid)
-            self.settled.discard(uid)
-
-    def launch(self, pod: Any, launcher: Launcher) -> None:
-        meta, ip = pod.metadata, pod.status.pod_ip
-        annotations = meta.annotations or {}
-        env = container_env(pod)
-        values = {
-            "python": self.python, "pod_ip": ip, "namespace": meta.namespace, "pod": meta.name,
-            "node": pod.spec.node_name, "error_rate": annotations.get(ERROR_RATE, "0"),
-            "latency_ms": annotations.get(LATENCY_MS, "0"), "env": env,
-            "build_exit_code": annotations.get(BUILD_EXIT_CODE, "0"),
-            "preflight_python": PREFLIGHT_PYTHON, "repo": str(REPO),
-        }
-        self.logs.mkdir(parents=True, exist_ok=True)
-        termination_log = self.logs / f"{meta.namespace}_{meta.name}.termination"
-        argv = []
-        for part in launcher.command:
-            if part == "{args}":  # the container's own args, as the kubelet would pass them
-                container = pod.spec.containers[0]
-                args = [expand(a, env) for a in container.args or []]
-                # The kubelet mounts a file at terminationMessagePath; here it is a file of the runner's.
-                path = container.termination_message_path or "/dev/termination-log"
-                args = [a.replace(path, str(termination_log)) for a in args]
-                argv += rewrite_args(args, launcher.replace_args, launcher.scale_args)
-            else:
-                argv.append(part.format(**values))
-        netns = network.names_for(meta.uid)[0]  # created by supervise once the address is free
-        extra = {k: v.format(**values) for k, v in launcher.env.items()}
-        proc_env = {**env, **extra, "POD_IP": ip, "POD_NAME": meta.name,
-                    "POD_NAMESPACE": meta.namespace, "LD_LIBRARY_PATH": self.libdir, "PYTHONUNBUFFERED": "1"}
-        run = Running(meta.uid, meta.namespace, meta.name, launcher, netns, ip, argv, proc_env,
-                      self.logs / f"{meta.namespace}_{meta.name}.log", termination_log,
-                      (pod.spec.hostname or meta.name)[:63])
-        with self.lock:
-            self.running[meta.uid] = run
-        LOG.info("launching %s for %s/%s at %s", launcher.name, meta.namespace, meta.name, ip)
-        threading.Thread(target=self.supervise, args=(run, pod), daemon=True, name=meta.name).start()
-
-    def _service_account(self, pod: Any, run: Running) -> None:
-        """The pod's projected service-account volume: a token the API server binds to this pod."""
-        account = pod.spec.service_account_name or "default"
-        request = {"spec": {"expirationSeconds": SA_TOKEN_SECONDS, "boundObjectRef": {
-            "kind": "Pod", "apiVersion": "v1", "name": pod.metadata.name, "uid": pod.metadata.uid}}}
-        token = self.api.create_namespaced_service_account_token(account, pod.metadata.namespace, request)
-        folder = self.logs / f"{pod.metadata.namespace}_{pod.metadata.name}.serviceaccount"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "token").write_text(token.status.token)
-        (folder / "namespace").write_text(pod.metadata.namespace)
-        (folder / "ca.crt").write_text(Path(self.api.api_client.configuration.ssl_ca_cert).read_text())
-        Path(SA_MOUNT).mkdir(parents=True, exist_ok=True)  # the mount point, empty on the host
-        host = self.api.api_client.configuration.host.removeprefix("https://")
-        run.env = {**run.env, "KUBERNETES_SERVICE_HOST": host.rsplit(":", 1)[0],
-                   "KUBERNETES_SERVICE_PORT": host.rsplit(":", 1)[1]}
-        run.service_account_dir = folder
-
-    def _start(self, run: Running) -> None:
-        log = open(run.log_path, "ab")  # noqa: SIM115 - owned by the child
-        # A pod has its own hostname (spec.hostname, else its name), as a process in its UTS namespace sees, and
-        # its own mounts: the service-account volume where a kubelet would put it.
-        mounts = f'mount --bind "$1" {SA_MOUNT} && ' if run.service_account_dir else ""
-        run.proc = subprocess.Popen(
-            ["ip", "netns", "exec", run.netns, "unshare", "--uts", "--mount", "--", "sh", "-c",
-             f'hostname "$0" && {mounts}shift && exec "$@"', run.hostname, str(run.service_account_dir or ""),
-             *run.argv], stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ, **run.env},
-            cwd=REPO,
-        )
-        log.close()
-
-    def _claim_address(self, run: Running) -> bool:
+    def claim_address(self, pod: Pod) -> bool:
         """Creates the pod's namespace once no other namespace holds its IP; False if the pod went meanwhile.
 
-        kwok frees a pod's IP when it deletes the pod, which is when the runner starts stopping that pod's
-        process: a new pod can be given the address while the old namespace still holds it, and two hosts with
-        one address on the bridge garble each other's connections.
+        kwok frees a pod's IP when it deletes the pod, which can be before the runner stopped that pod's
+        processes: two hosts with one address on the bridge garble each other's connections.
         """
         deadline = time.monotonic() + ADDRESS_WAIT_S
         while True:
-            with self.lock:  # stop() takes the lock too: a namespace is never created for a pod being stopped
-                if run.stopping.is_set():
+            with self.lock:
+                if pod.stopping.is_set():
                     return False
-                holder = next((uid for uid, ip in self.addresses.items() if ip == run.ip and uid != run.pod_uid),
-                              None)
+                holder = next((u for u, ip in self.addresses.items() if ip == pod.ip and u != pod.uid), None)
                 if holder is None or time.monotonic() > deadline:
                     if holder is not None:
-                        LOG.warning("%s/%s: %s still held by pod %s; starting anyway", run.namespace, run.name,
-                                    run.ip, holder)
-                    network.create_pod_netns(run.pod_uid, run.ip)
-                    self.addresses[run.pod_uid] = run.ip
+                        LOG.warning("%s/%s: %s still held by pod %s; starting anyway", pod.ns, pod.name, pod.ip,
+                                    holder)
+                    network.create_pod_netns(pod.uid, pod.ip)
+                    self.addresses[pod.uid] = pod.ip
                     return True
             time.sleep(0.2)
 
-    def _resolve_pod_dns(self, text: str, run: Running) -> str:
-        """Cluster DNS for the pods of a headless Service (`<hostname>.<subdomain>.<ns>.svc`): the testbed has no
-        CoreDNS, and a process in a pod's namespace resolves names through the host. Waits for the pod's IP, as
-        a client retrying its lookup would."""
-        def address(m: re.Match[str]) -> str:
-            hostname, subdomain, namespace = m.group(1), m.group(3), m.group(5)
-            deadline = time.monotonic() + DNS_WAIT_S
-            while not run.stopping.is_set():
-                for p in self.api.list_namespaced_pod(namespace).items:
-                    if p.spec.hostname == hostname and p.spec.subdomain == subdomain and p.status.pod_ip:
-                        return str(p.status.pod_ip)
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(1.0)
-            raise TimeoutError(f"{m.group(0)} did not resolve to a pod IP within {DNS_WAIT_S:.0f}s")
-        return POD_DNS_NAME.sub(address, text)
+    def release(self, pod: Pod) -> None:
+        """A pod whose containers all ended (a Job's pod): its namespace and volumes go, its status stays."""
+        pod.clean_up()
+        network.delete_pod_netns(pod.uid)
+        with self.lock:
+            self.addresses.pop(pod.uid, None)
 
-    def _release_address(self, uid: str) -> None:
+    # ---------------------------------------------------------------- pod events
+
+    def handle(self, obj: Any, deleted: bool) -> None:
+        pod = self.api.api_client.sanitize_for_serialization(obj)
+        meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
+        uid = meta["uid"]
+        self._update_dns(pod, deleted)
+        if deleted:
+            self.stop(uid, grace_s=0)
+            return
+        if meta.get("deletionTimestamp"):
+            grace = meta.get("deletionGracePeriodSeconds")
+            grace = float(grace if grace is not None else spec.get("terminationGracePeriodSeconds", 30))
+            with self.lock:
+                worker = self.pods.get(uid)
+                if worker is None or worker.stopping.is_set():
+                    if worker is None:
+                        self._finish_deletion(uid, meta["namespace"], meta["name"])
+                    return
+                worker.stopping.set()
+            threading.Thread(target=self.stop, args=(uid, grace), daemon=True, name=f"stop-{meta['name']}").start()
+            return
+        if not status.get("podIP") or not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
+            return
+        with self.lock:
+            if uid in self.pods:
+                return
+            worker = Pod(self, pod)
+            self.pods[uid] = worker
+        LOG.info("pod %s/%s at %s", worker.ns, worker.name, worker.ip)
+        threading.Thread(target=worker.run, daemon=True, name=meta["name"]).start()
+
+    def _update_dns(self, pod: dict[str, Any], deleted: bool) -> None:
+        spec, meta = pod.get("spec") or {}, pod["metadata"]
+        host, sub, ip = spec.get("hostname"), spec.get("subdomain"), (pod.get("status") or {}).get("podIP")
+        if not (host and sub):
+            return
+        name = f"{host}.{sub}.{meta['namespace']}.svc.{CLUSTER_DOMAIN}"
+        with self.lock:
+            changed = False
+            if deleted or not ip or meta.get("deletionTimestamp"):
+                changed = self.dns.pop(name, None) is not None
+            elif self.dns.get(name) != ip:
+                self.dns[name], changed = ip, True
+            if not changed:
+                return
+            snapshot, workers = dict(self.dns), list(self.pods.values())
+        for worker in workers:
+            if (worker.dir / "hosts").exists():
+                with contextlib.suppress(OSError):
+                    worker.write_hosts(snapshot)
+
+    def stop(self, uid: str, grace_s: float) -> None:
+        with self.lock:
+            worker = self.pods.get(uid)
+        if worker is None:
+            return
+        LOG.info("stopping %s/%s (grace %.0fs)", worker.ns, worker.name, grace_s)
+        worker.terminate(grace_s)
+        worker.clean_up()
         network.delete_pod_netns(uid)
         with self.lock:
+            self.pods.pop(uid, None)
             self.addresses.pop(uid, None)
+        self._finish_deletion(uid, worker.ns, worker.name)
 
-    def supervise(self, run: Running, pod: Any) -> None:
-        """Keeps one pod's process running and its readiness true to what the process answers."""
-        if not self._claim_address(run):
-            return
-        try:
-            run.argv = [self._resolve_pod_dns(part, run) for part in run.argv]
-            if run.launcher.service_account:
-                self._service_account(pod, run)
-        except TimeoutError as e:
-            LOG.warning("%s/%s: %s", run.namespace, run.name, e)
-            if run.launcher.kind == "job":
-                self.write_terminated(pod, 1, "Error", str(e))
-            return
-        self._start(run)
-        probe = ReadinessProbe.of(pod)
-        while not run.stopping.is_set():
-            assert run.proc is not None
-            code = run.proc.poll()
-            if code is not None:
-                if run.launcher.kind == "job":
-                    message = run.termination_log.read_text() if run.termination_log.exists() else ""
-                    self.write_terminated(pod, code, "Completed" if code == 0 else "Error", message)
-                    with self.lock:
-                        self.running.pop(run.pod_uid, None)
-                        self.settled.add(run.pod_uid)
-                    self._release_address(run.pod_uid)
-                    return
-                LOG.warning("%s/%s exited with %s; restarting", run.namespace, run.name, code)
-                run.restarts += 1
-                self._set_ready(run, pod, False)
-                if run.stopping.wait(RESTART_BACKOFF_S):
-                    return
-                self._start(run)
-                continue
-            if run.launcher.kind == "service":
-                self._probe(run, pod, probe)
-            run.stopping.wait(1.0)
-
-    def _probe(self, run: Running, pod: Any, probe: ReadinessProbe) -> None:
-        if all(http_ok(u.format(pod_ip=pod.status.pod_ip), timeout=probe.timeout_s) for u in run.launcher.readiness):
-            run.failing_since, run.failures = None, 0
-            self._set_ready(run, pod, True)
-            return
-        now = time.monotonic()
-        run.failing_since = run.failing_since if run.failing_since is not None else now
-        run.failures += 1
-        if not run.ready or probe.unready_after(run.failing_since, run.failures, now):
-            self._set_ready(run, pod, False)
-
-    def _set_ready(self, run: Running, pod: Any, ready: bool) -> None:
-        if run.ready is ready:
-            return
-        run.ready = ready
-        self.write_readiness(pod, ready, run.restarts)
-
-    def stop(self, uid: str) -> None:
-        with self.lock:
-            run = self.running.pop(uid, None)
-        if run is None:
-            return
-        LOG.info("stopping %s/%s", run.namespace, run.name)
-        run.stopping.set()
-        if run.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(run.proc.pid, signal.SIGTERM)
-            try:
-                run.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(run.proc.pid, signal.SIGKILL)
-                run.proc.wait()
-        self._release_address(uid)
+    def _finish_deletion(self, uid: str, namespace: str, name: str) -> None:
+        """The kubelet's last word: the pod object goes once its containers stopped."""
+        with contextlib.suppress(ApiException):
+            self.api.delete_namespaced_pod(name, namespace, grace_period_seconds=0,
+                                           body=client.V1DeleteOptions(grace_period_seconds=0,
+                                                                       preconditions={"uid": uid}))
 
     def stop_all(self) -> None:
-        for uid in list(self.running):
-            self.stop(uid)
+        with self.lock:
+            uids = list(self.pods)
+        threads = [threading.Thread(target=self._stop_local, args=(u,)) for u in uids]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
 
-    # ------------------------------------------------------------ watch loop
+    def _stop_local(self, uid: str) -> None:
+        """The runner itself stopping: processes and namespaces go, pod objects stay (a node going down)."""
+        with self.lock:
+            worker = self.pods.pop(uid, None)
+        if worker is not None:
+            worker.terminate(2.0)
+            worker.clean_up()
+            network.delete_pod_netns(uid)
+
+    # ---------------------------------------------------------------- watch loop
 
     def run_forever(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
                 pods = self.api.list_pod_for_all_namespaces(field_selector="spec.nodeName!=")
                 live = {p.metadata.uid for p in pods.items}
-                for uid in list(self.running):
-                    if uid not in live:
-                        self.stop(uid)
-                self.settled &= live
+                with self.lock:
+                    gone = [u for u in self.pods if u not in live]
+                for uid in gone:
+                    self.stop(uid, grace_s=0)
                 for p in pods.items:
                     self.handle(p, deleted=False)
                 w = watch.Watch()
@@ -509,14 +728,42 @@ class PodRunner:
                 stop.wait(1.0)
 
 
+def print_logs(namespace: str, name: str, container: str | None, previous: bool) -> int:
+    folders = sorted(POD_LOGS.glob(f"{namespace}_{name}_*"), key=lambda p: p.stat().st_mtime)
+    if not folders:
+        print(f"no logs for pod {namespace}/{name}", file=sys.stderr)
+        return 1
+    pod_dir = folders[-1]
+    names = sorted(p.name for p in pod_dir.iterdir())
+    chosen = container or (names[-1] if len(names) == 1 else None)
+    if chosen is None:
+        print(f"pod {name} has several containers; choose one of {names} with -c", file=sys.stderr)
+        return 1
+    runs = sorted((pod_dir / chosen).glob("*.log"), key=lambda p: int(p.stem))
+    if len(runs) < (2 if previous else 1):
+        print(f"no {'previous ' if previous else ''}log for container {chosen}", file=sys.stderr)
+        return 1
+    sys.stdout.write(runs[-2 if previous else -1].read_text(errors="replace"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="testbed pod runner")
-    parser.add_argument("--kubeconfig", required=True)
-    parser.add_argument("--logs", required=True, type=Path)
+    parser = argparse.ArgumentParser(description="testbed pod runner (the kubelet of the kwok nodes)")
+    sub = parser.add_subparsers(dest="command")
+    logs = sub.add_parser("logs", help="print a container's log, as `kubectl logs` would")
+    logs.add_argument("namespace")
+    logs.add_argument("pod")
+    logs.add_argument("-c", "--container")
+    logs.add_argument("-p", "--previous", action="store_true")
+    parser.add_argument("--kubeconfig")
     args = parser.parse_args(argv)
+    if args.command == "logs":
+        return print_logs(args.namespace, args.pod, args.container, args.previous)
+    if not args.kubeconfig:
+        parser.error("--kubeconfig is required")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config.load_kube_config(args.kubeconfig)
-    runner = PodRunner(client.CoreV1Api(), args.logs)
+    runner = PodRunner(client.CoreV1Api())
     stop = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:

@@ -14,7 +14,8 @@ import requests
 import yaml
 from kubernetes import client, config, utils
 
-from testbed import cluster
+from deepseek_operator.render import triton
+from testbed import cluster, network
 
 T = TypeVar("T")
 
@@ -34,7 +35,7 @@ class TestbedClient:
             kubeconfig=str(cluster.KUBECONFIG),
             gateway=f"http://127.0.0.1:{state.ports['gateway']}",
             prometheus=f"http://127.0.0.1:{state.ports['prometheus']}",
-            traefik_metrics=f"http://127.0.0.1:{state.ports['traefik-metrics']}",
+            traefik_metrics=f"http://{network.HOST_IP}:{state.ports['traefik-metrics']}",
             api=config.new_client_from_config(str(cluster.KUBECONFIG)),
         )
 
@@ -78,22 +79,47 @@ def eventually(what: str, fn: Callable[[], T | None], timeout: float = 90, inter
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
+TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3"
+# A hand-written llmapi deployment of the Triton image, as a user without the operator would write it: the
+# rendered model files in a ConfigMap, an init container that lays out the repository with the image's own
+# model.py and a (tiny, made-up) checkpoint, and tritonserver in the foreground.
+_LAYOUT = ("set -eu; mkdir -p /srv/repo/tensorrt_llm/1 /srv/ckpt; cp /src/config.pbtxt /srv/repo/tensorrt_llm/; "
+           "cp /src/model.yaml /srv/repo/tensorrt_llm/1/; "
+           f"cp {triton.IMAGE_MODEL_PY} /srv/repo/tensorrt_llm/1/; echo '{{}}' > /srv/ckpt/config.json")
+
+
 def triton_deployment(name: str, replicas: int = 1, annotations: dict[str, str] | None = None,
                       gpus: int = 1, labels: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """A Deployment of the Triton image on a GPU node, and a Service in front of it."""
     pod_labels = {"app": name, **(labels or {})}
+    params = triton.LlmApiParams(checkpoint_dir="/srv/ckpt", tensor_parallel=gpus, pipeline_parallel=1,
+                                 max_batch_size=8, max_num_tokens=512, max_seq_len=1024, free_gpu_memory_fraction=0.9,
+                                 batch_scheduler_policy="guaranteed_no_evict", decoupled=False)
+    files = triton.render_model_repository(params)
+    volumes = [{"name": "src", "configMap": {"name": f"{name}-model"}}, {"name": "repo", "emptyDir": {}}]
+    mounts = [{"name": "src", "mountPath": "/src"}, {"name": "repo", "mountPath": "/srv"}]
     return [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{name}-model"},
+         "data": {"config.pbtxt": files[f"{triton.MODEL_NAME}/{triton.CONFIG_FILE}"],
+                  "model.yaml": files[triton.MODEL_YAML]}},
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
          "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
                   "template": {"metadata": {"labels": pod_labels, "annotations": annotations or {}},
                                "spec": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
                                                          "effect": "NoSchedule"}],
-                                        "containers": [{"name": "triton",
-                                                        "image": "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3",
+                                        "initContainers": [{"name": "layout", "image": TRITON_IMAGE,
+                                                            "command": ["sh", "-c", _LAYOUT], "volumeMounts": mounts}],
+                                        "containers": [{"name": "triton", "image": TRITON_IMAGE,
+                                                        "command": ["tritonserver", "--model-repository=/srv/repo"],
                                                         "ports": [{"name": "http", "containerPort": 8000},
                                                                   {"name": "grpc", "containerPort": 8001},
                                                                   {"name": "metrics", "containerPort": 8002}],
-                                                        "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}]}}}},
+                                                        "readinessProbe": {"httpGet": {"path": "/v2/health/ready",
+                                                                                       "port": "http"},
+                                                                           "periodSeconds": 2},
+                                                        "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
+                                                        "volumeMounts": mounts}],
+                                        "volumes": volumes}}}},
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
          "spec": {"selector": {"app": name}, "ports": [{"name": "http", "port": 8000, "targetPort": 8000}]}},
     ]
@@ -102,8 +128,8 @@ def triton_deployment(name: str, replicas: int = 1, annotations: dict[str, str] 
 def generate(base_url: str, prompt: str, headers: dict[str, str] | None = None,
              session: requests.Session | None = None) -> requests.Response:
     s = session or requests
-    return s.post(f"{base_url}/v2/models/ensemble/generate", json={"text_input": prompt, "max_tokens": 8},
-                  headers=headers or {}, timeout=10)
+    return s.post(f"{base_url}/v2/models/tensorrt_llm/generate",
+                  json={"text_input": prompt, "sampling_param_max_tokens": 8}, headers=headers or {}, timeout=10)
 
 
 def fire(n: int, call: Callable[[requests.Session], T], workers: int = 8) -> list[T]:

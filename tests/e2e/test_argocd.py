@@ -18,7 +18,7 @@ from kubernetes import client
 from testbed import cluster
 from tests.e2e.kube import TestbedClient, eventually
 from tests.e2e.operator_proc import OperatorProcess
-from tests.e2e.test_rollout import NAME, Load, canary_cr
+from tests.e2e.test_rollout import NAME, Load, canary_cr, gateway_analysis
 from tests.e2e.test_serving import Resources, kubectl_apply, model_store_namespace
 
 pytestmark = pytest.mark.e2e
@@ -82,7 +82,7 @@ def test_argocd_syncs_a_model_and_tracks_its_rollouts(testbed: TestbedClient, ns
     repo = tmp_path / "models-repo"
     (repo / "models").mkdir(parents=True)
     git(repo, "init", "-q", "-b", "main")
-    analysis = {"interval": "4s", "maxErrorRate": 0.05, "minRequests": 20, "failureLimit": 2, "provider": "triton"}
+    analysis = gateway_analysis(testbed)
     cr = canary_cr(ns, analysis=analysis, replicas=1, steps=[{"weight": 50}, {"pause": "20s"}])
     commit(repo, cr, "r1-canary")
 

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import requests
 
-from testbed import cluster
+from testbed import checkpoints, cluster
 from tests.e2e.kube import TestbedClient, eventually
 from tests.e2e.operator_proc import OperatorProcess, install_crd
-from tests.e2e.test_rollout import NAME, Load, canary_cr, serve_first_revision, watch
+from tests.e2e.test_rollout import NAME, Load, canary_cr, gateway_analysis, serve_first_revision, watch
 from tests.e2e.test_serving import Resources, _docs, kubectl_apply
 
 pytestmark = pytest.mark.e2e
@@ -79,7 +79,7 @@ def _dashboard_queries(namespace: str, name: str) -> list[tuple[str, str]]:
     for panel in json.loads(DASHBOARD.read_text())["panels"]:
         for target in panel.get("targets", []):
             expr = (target["expr"].replace("$namespace", namespace).replace("$deployment", name)
-                    .replace("$model", "ensemble").replace("$__rate_interval", "1m").replace("$__range", "10m"))
+                    .replace("$model", "tensorrt_llm").replace("$__rate_interval", "1m").replace("$__range", "10m"))
             out.append((panel["title"], expr))
     return out
 
@@ -89,6 +89,7 @@ def test_helm_install_upgrade_uninstall_with_the_operator_in_a_pod(testbed: Test
     home, watched, other = release
     for ns in (watched, other):
         assert kubectl_apply(_docs("model-store.yaml", ns)).returncode == 0
+        checkpoints.seed(ns, api=testbed.api)
 
     # A value the schema rejects never reaches the cluster, and says which value and why.
     bad = helm("install", RELEASE, str(CHART), "-n", home, "--set", "replicas=-1")
@@ -124,7 +125,7 @@ def test_helm_install_upgrade_uninstall_with_the_operator_in_a_pod(testbed: Test
 
     # A canary that fails its analysis, rolled back by the operator in the pod; then every query of the
     # dashboard has an answer from what the testbed's Prometheus scraped (Triton's pods and the operator's).
-    analysis = {"interval": "4s", "maxErrorRate": 0.05, "minRequests": 20, "failureLimit": 2, "provider": "triton"}
+    analysis = gateway_analysis(testbed)
     res = Resources(testbed, watched)
     serve_first_revision(res, canary_cr(watched, analysis=analysis, steps=[{"weight": 50}, {"pause": "60s"}]),
                          testbed)

@@ -17,7 +17,7 @@ from kubernetes import client
 from testbed import cluster
 from tests.e2e.kube import TestbedClient, eventually
 from tests.e2e.operator_proc import OperatorProcess
-from tests.e2e.test_rollout import NAME, Load, canary_cr, serve_first_revision, watch
+from tests.e2e.test_rollout import NAME, Load, canary_cr, gateway_analysis, serve_first_revision, watch
 from tests.e2e.test_serving import Resources, kubectl_apply, model_store_namespace
 
 pytestmark = pytest.mark.e2e
@@ -28,12 +28,11 @@ def ns(testbed: TestbedClient, operator: OperatorProcess) -> Iterator[str]:
     yield from model_store_namespace(testbed, "mn")
 
 
-def two_node_cr(ns: str) -> dict[str, Any]:
+def two_node_cr(ns: str, testbed: TestbedClient) -> dict[str, Any]:
     """70B at BF16 as TP 2 x PP 2 on 2-GPU slices of the H100 nodes: two pods per replica, one per node; the
     stable and a canary group fit the two 8-GPU nodes side by side."""
     cr = canary_cr(ns, replicas=1, steps=[{"weight": 50}, {"pause": "30s"}],
-                   analysis={"interval": "4s", "maxErrorRate": 0.05, "minRequests": 20, "failureLimit": 2,
-                             "provider": "triton"})
+                   analysis=gateway_analysis(testbed))
     spec = cr["spec"]
     spec["model"] = {"name": "deepseek-r1-distill-llama-70b", "revision": "2025-01-20", "precision": "bf16",
                      "source": {"pvc": {"claimName": "model-store", "path": "/models/DeepSeek-R1-Distill-Llama-70B"}}}
@@ -51,7 +50,7 @@ def _pods(testbed: TestbedClient, ns: str, revision: str) -> list[Any]:
 
 def test_two_node_replica_preflight_and_canary(testbed: TestbedClient, ns: str) -> None:
     res = Resources(testbed, ns)
-    stable = serve_first_revision(res, two_node_cr(ns), testbed)
+    stable = serve_first_revision(res, two_node_cr(ns, testbed), testbed)
     status = res.get(NAME)["status"]
     assert status["parallelism"] == {"tensor": 2, "pipeline": 2, "nodesPerReplica": 2, "gpusPerReplica": 4}
 
@@ -65,6 +64,9 @@ def test_two_node_replica_preflight_and_canary(testbed: TestbedClient, ns: str) 
         "NVIDIA-H100-80GB-HBM3"}
     assert all(p.spec.containers[0].resources.limits["nvidia.com/gpu"] == "2" for p in pods)
     assert roles["worker"].metadata.name == f"{roles['leader'].metadata.name}-1"  # `<leader>-<index>`, as LWS names
+    # The leader's mpirun reached the worker's sshd and started its ranks there: had it failed, mpirun (the
+    # leader's main process) would have exited and the leader would be restarting, not Ready.
+    assert [c.restart_count for c in roles["leader"].status.container_statuses] == [0]
     # The client Service reaches the leader only.
     endpoints = testbed.core.read_namespaced_endpoints(NAME, ns)
     assert [a.ip for s in endpoints.subsets or [] for a in s.addresses or []] == [roles["leader"].status.pod_ip]
@@ -126,7 +128,7 @@ def lws(testbed: TestbedClient, operator: OperatorProcess, tmp_path: Path) -> It
 def test_with_the_lws_controller_a_replica_is_a_leader_worker_set_group_and_rolls_out(testbed: TestbedClient, ns: str,
                                                                         lws: None) -> None:
     res = Resources(testbed, ns)
-    cr = two_node_cr(ns)
+    cr = two_node_cr(ns, testbed)
     cr["spec"]["rollout"] = {"trafficRouting": {"service": {}}}
     assert kubectl_apply([cr]).returncode == 0
     status = res.wait_phase(NAME, "Healthy", timeout=240)["status"]

@@ -1,6 +1,6 @@
 """The NCCL preflight run for real on the testbed: the operator's Job, PyTorch's torchrun and an all-reduce over
-gloo between processes in the pods' network namespaces (see testbed/launchers.yaml for what the testbed changes
-in the rendered args: it has no GPUs)."""
+gloo between processes in the pods' network namespaces (the preflight image in testbed/images.yaml says what the
+testbed changes in the rendered args: it has no GPUs)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import requests
 import yaml
 from kubernetes import client
 
-from testbed import cluster
+from testbed import checkpoints, cluster
 from tests.e2e.kube import TestbedClient, eventually, generate
 from tests.e2e.operator_proc import OperatorProcess
 
@@ -64,9 +64,11 @@ class Resources:
 
 
 def model_store_namespace(testbed: TestbedClient, prefix: str) -> Iterator[str]:
-    """A fresh namespace holding the examples' model-store PVC, deleted afterwards (for `ns` fixtures)."""
+    """A fresh namespace holding the examples' model-store PVC with their (tiny) checkpoints, deleted afterwards
+    (for `ns` fixtures)."""
     name = testbed.namespace(prefix)
     assert kubectl_apply(_docs("model-store.yaml", name)).returncode == 0
+    checkpoints.seed(name, api=testbed.api)
     yield name
     testbed.delete_namespace(name)
 
@@ -114,14 +116,17 @@ def test_example_becomes_ready_and_serves_through_its_service(testbed: TestbedCl
         == 200 else None), timeout=60)
     assert via_gateway.json()["text_output"] == f"[{ns}/{pod.metadata.name}] gateway the through"
 
-    # The rendered Triton repository is in the revision's ConfigMap.
+    # The rendered llmapi repository is in the revision's ConfigMap; the LLM loads the FP8 checkpoint the
+    # quantize Job wrote into the cache (the BF16 distill's checkpoint has no FP8 weights).
     cm = testbed.core.read_namespaced_config_map(f"r1-llama-70b-repo-{status['revision']}", ns)
-    assert "gpt_model_type" in cm.data["tensorrt_llm__config.pbtxt"]
+    model_yaml = yaml.safe_load(cm.data["tensorrt_llm__1__model.yaml"])
+    assert model_yaml["model"] == f"/engines/{status['engine']['key']}" and model_yaml["tensor_parallel_size"] == 4
+    assert 'backend: "python"' in cm.data["tensorrt_llm__config.pbtxt"]
 
 
 @pytest.mark.parametrize(("example", "name", "gpus", "engine_state"), [
     ("r1-distill-qwen-1.5b-l4.yaml", "r1-qwen-1-5b", 1, "Cached"),
-    ("r1-distill-qwen-7b-a100.yaml", "r1-qwen-7b", 1, "Cached"),
+    ("r1-distill-qwen-7b-a100.yaml", "r1-qwen-7b", 1, "NotRequired"),  # BF16, as published
     ("r1-671b-h200-fp8.yaml", "r1-671b", 8, "NotRequired"),
 ])
 def test_each_fitting_example_reaches_ready(testbed: TestbedClient, ns: str, example: str, name: str, gpus: int,
@@ -140,16 +145,17 @@ def test_each_fitting_example_reaches_ready(testbed: TestbedClient, ns: str, exa
     assert reply.status_code == 200 and reply.json()["text_output"].endswith("two one")
 
 
-def test_engine_is_built_once_per_key_and_shared(testbed: TestbedClient, ns: str) -> None:
+def test_a_quantized_checkpoint_is_made_once_per_key_and_shared(testbed: TestbedClient, ns: str) -> None:
     res = Resources(testbed, ns)
-    first = _docs("r1-distill-qwen-7b-a100.yaml", ns)
+    first = _docs("r1-distill-qwen-1.5b-l4.yaml", ns)  # FP8 of a BF16 checkpoint
     assert kubectl_apply(first).returncode == 0
-    key = res.wait_phase("r1-qwen-7b", "Healthy", timeout=180)["status"]["engine"]["key"]
-    second = _docs("r1-distill-qwen-7b-a100.yaml", ns)
-    second[0]["metadata"]["name"] = "r1-qwen-7b-again"
-    second[0]["spec"]["serving"]["replicas"] = 1
+    key = res.wait_phase("r1-qwen-1-5b", "Healthy", timeout=180)["status"]["engine"]["key"]
+    second = _docs("r1-distill-qwen-1.5b-l4.yaml", ns)
+    second[0]["metadata"]["name"] = "r1-qwen-1-5b-again"
+    # On another GPU type: a quantized checkpoint depends on the weights and the precision, not on the GPU.
+    second[0]["spec"]["serving"]["gpu"] = {"type": "H100-80GB", "perNode": 8}
     assert kubectl_apply(second).returncode == 0
-    again = res.wait_phase("r1-qwen-7b-again", "Healthy", timeout=120)["status"]
+    again = res.wait_phase("r1-qwen-1-5b-again", "Healthy", timeout=120)["status"]
     assert again["engine"]["key"] == key and again["engine"]["state"] == "Cached"
     jobs = res.batch.list_namespaced_job(ns, label_selector="app.kubernetes.io/component=engine-build").items
     assert [j.metadata.name for j in jobs] == [f"engine-{key}"]
@@ -251,7 +257,7 @@ def test_operator_metrics_and_kubectl_views(testbed: TestbedClient, ns: str, ope
     table = subprocess.run([*kubectl, "get", "dsd"], capture_output=True, text=True, check=True).stdout
     header, row = table.splitlines()[:2]
     assert header.split()[:6] == ["NAME", "MODEL", "PRECISION", "GPUS", "READY", "PHASE"]
-    assert row.split()[:6] == ["r1-qwen-1-5b", "deepseek-r1-distill-qwen-1.5b", "bf16", "1", "1/1", "Healthy"]
+    assert row.split()[:6] == ["r1-qwen-1-5b", "deepseek-r1-distill-qwen-1.5b", "fp8", "1", "1/1", "Healthy"]
     described = subprocess.run([*kubectl, "describe", "dsd", "r1-qwen-1-5b"], capture_output=True, text=True,
                                check=True).stdout
     assert "EngineBuildStarted" in described and "FitsHardware" in described

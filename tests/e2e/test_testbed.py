@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import collections
 import re
-from pathlib import Path
+import subprocess
 
 import numpy as np
 import pytest
@@ -14,6 +14,7 @@ import requests
 import tritonclient.http as triton_http
 from kubernetes import client
 
+from testbed import network
 from tests.e2e.kube import TestbedClient, eventually, fire, generate, triton_deployment
 
 pytestmark = pytest.mark.e2e
@@ -25,18 +26,10 @@ def _identity(resp: requests.Response) -> str:
     return match.group(1)
 
 
-def _standin_pids(identity: str) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"testbed.standin_triton" in cmdline and identity.encode() in cmdline:
-            pids.append(int(proc.name))
-    return pids
+def _pod_pids(uid: str) -> list[int]:
+    """The processes in a pod's network namespace (the pod runner makes one per pod)."""
+    res = subprocess.run(["ip", "netns", "pids", network.names_for(uid)[0]], capture_output=True, text=True)
+    return [int(p) for p in res.stdout.split()]
 
 
 def test_gpu_pod_is_scheduled_ready_and_serves_real_triton(testbed: TestbedClient) -> None:
@@ -50,15 +43,15 @@ def test_gpu_pod_is_scheduled_ready_and_serves_real_triton(testbed: TestbedClien
 
         # A real Triton infer request on the pod IP, through Triton's own client.
         tc = triton_http.InferenceServerClient(f"{pod.status.pod_ip}:8000")
-        assert tc.is_server_ready() and tc.is_model_ready("ensemble")
-        text = triton_http.InferInput("text_input", [1, 1], "BYTES")
-        text.set_data_from_numpy(np.array([[b"one two three"]], dtype=np.object_))
-        result = tc.infer("ensemble", [text])
-        assert result.as_numpy("text_output")[0][0].decode() == f"[{ns}/{pod.metadata.name}] three two one"
+        assert tc.is_server_ready() and tc.is_model_ready("tensorrt_llm")
+        text = triton_http.InferInput("text_input", [1], "BYTES")
+        text.set_data_from_numpy(np.array([b"one two three"], dtype=np.object_))
+        result = tc.infer("tensorrt_llm", [text])
+        assert result.as_numpy("text_output")[0].decode() == f"[{ns}/{pod.metadata.name}] three two one"
 
         # Prometheus discovered the pod through our apiserver and scraped its Triton metrics.
         series = eventually("nv_inference_request_success in Prometheus", lambda: testbed.prom_query(
-            f'nv_inference_request_success{{namespace="{ns}",model="ensemble"}} > 0'), timeout=60)
+            f'nv_inference_request_success{{namespace="{ns}",model="tensorrt_llm"}} > 0'), timeout=60)
         assert series[0]["metric"]["pod"] == pod.metadata.name
         assert series[0]["metric"]["app"] == "llm"
     finally:
@@ -124,7 +117,10 @@ def test_gateway_honours_httproute_weights_and_header_match(testbed: TestbedClie
         testbed.delete_namespace(ns)
 
 
-def test_error_rate_annotation_fails_requests_and_triton_counts_them(testbed: TestbedClient) -> None:
+def test_error_rate_annotation_fails_requests_that_triton_counts_as_successes(testbed: TestbedClient) -> None:
+    """The llmapi model answers a failed request with an error response; Triton's Python backend counts those
+    as successes (triton-inference-server/server#7713), on the real tritonserver here as in NVIDIA's images.
+    The operator's analysis relies on this, so the testbed keeps it as it is."""
     ns = testbed.namespace("fault")
     try:
         testbed.apply(triton_deployment("flaky", annotations={"testbed.deepseek.ai/error-rate": "0.3"}), ns)
@@ -133,18 +129,21 @@ def test_error_rate_annotation_fails_requests_and_triton_counts_them(testbed: Te
         responses = fire(600, lambda s: generate(base, "hi", session=s), workers=1)
         failed = sum(r.status_code != 200 for r in responses)
         assert 0.24 <= failed / 600 <= 0.36, failed
+        assert all("injected fault" in r.json()["error"] for r in responses if r.status_code != 200)
 
         metrics = requests.get(f"http://{pod.status.pod_ip}:8002/metrics", timeout=5).text
-        counted = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-                      if line.startswith('nv_inference_request_failure{model="ensemble"'))
-        assert counted == failed
+        def counted(name: str) -> float:
+            return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                       if line.startswith(f'{name}{{model="tensorrt_llm"'))
+        assert counted("nv_inference_request_failure") == 0
+        assert counted("nv_inference_request_success") == 600
 
-        def prom_failures() -> float | None:
-            res = testbed.prom_query(f'sum(nv_inference_request_failure{{namespace="{ns}",model="ensemble"}})')
+        def prom_successes() -> float | None:
+            res = testbed.prom_query(f'sum(nv_inference_request_success{{namespace="{ns}",model="tensorrt_llm"}})')
             value = float(res[0]["value"][1]) if res else 0.0
-            return value if value == failed else None
+            return value if value == 600 else None
 
-        eventually("Prometheus to count the failures", prom_failures, timeout=30)
+        eventually("Prometheus to scrape the counters", prom_successes, timeout=30)
     finally:
         testbed.delete_namespace(ns)
 
@@ -153,14 +152,14 @@ def test_deleted_pod_loses_its_process(testbed: TestbedClient) -> None:
     ns = testbed.namespace("del")
     try:
         # A bare pod, so no controller replaces it (a replacement could reuse the IP).
-        template = triton_deployment("gone")[0]["spec"]["template"]
-        testbed.apply([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gone", **template["metadata"]},
-                        "spec": template["spec"]}], ns)
+        model, deployment, _ = triton_deployment("gone")
+        template = deployment["spec"]["template"]
+        testbed.apply([model, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gone", **template["metadata"]},
+                               "spec": template["spec"]}], ns)
         pod = eventually("a Ready pod", lambda: testbed.ready_pods(ns, "app=gone"), timeout=120)[0]
-        identity = f"{ns}/{pod.metadata.name}"
-        assert _standin_pids(identity), "the stand-in should be running"
+        assert _pod_pids(pod.metadata.uid), "tritonserver should be running"
         testbed.core.delete_namespaced_pod(pod.metadata.name, ns)
-        eventually("the stand-in to exit", lambda: not _standin_pids(identity), timeout=30)
+        eventually("the pod's processes to exit", lambda: not _pod_pids(pod.metadata.uid), timeout=60)
         with pytest.raises(requests.RequestException):
             requests.get(f"http://{pod.status.pod_ip}:8000/v2/health/ready", timeout=2)
     finally:

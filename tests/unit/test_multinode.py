@@ -132,8 +132,8 @@ def test_a_new_revision_rolls_out_as_new_groups_with_new_keys() -> None:
                                                    ("Secret", f"{NAME}-{old}-ssh"), ("ConfigMap", f"{NAME}-repo-{old}")}
 
 
-def test_the_engine_of_a_two_node_layout_builds_on_one_nodes_gpus() -> None:
-    body = edited(example(TWO_NODES), {"model.name": "deepseek-r1-distill-llama-70b", "model.precision": "bf16",
+def test_the_quantize_job_of_a_two_node_layout_runs_on_one_nodes_gpus() -> None:
+    body = edited(example(TWO_NODES), {"model.name": "deepseek-r1-distill-llama-70b", "model.precision": "fp8",
                                        "engine.tensorParallel": 2, "engine.pipelineParallel": 2,
                                        "serving.gpu.perNode": 2})
     cluster = Cluster()

@@ -26,7 +26,7 @@ GENERATION = 4
 CACHE_PVC = "deepseek-engine-cache"
 OWNER_API = "serving.deepseek.ai/v1alpha1"
 
-QWEN_7B = "r1-distill-qwen-7b-a100"  # r1-qwen-7b: 2 replicas, TP 1 on A100-80GB, engine built
+QWEN_7B = "r1-distill-qwen-7b-a100"  # r1-qwen-7b: 2 replicas, TP 1 on A100-80GB, BF16 from the checkpoint
 QWEN_1_5B = "r1-distill-qwen-1.5b-l4"  # r1-qwen-1-5b: 1 replica on one L4, engine built
 LLAMA_70B = "r1-distill-llama-70b-h100-fp8"  # r1-llama-70b: TP 4 on H100-80GB, engine built
 R1_671B = "r1-671b-h200-fp8"  # r1-671b: deepseek_v3 on 8 H200, served from the checkpoint (no engine build)
@@ -44,6 +44,11 @@ def example(name: str, generation: int = GENERATION) -> dict[str, Any]:
     doc: dict[str, Any] = yaml.safe_load((REPO / "examples" / f"{name}.yaml").read_text())
     doc["metadata"].update(uid=UID, generation=generation)
     return doc
+
+
+def quantized(name: str) -> dict[str, Any]:
+    """An example at INT4 AWQ, which its BF16 checkpoint does not carry: served once a quantize Job made it."""
+    return edited(example(name), {"model.precision": "awq"})
 
 
 def edited(body: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -265,7 +270,7 @@ LIFECYCLE = [
                          ids=["no cache PVC", "cache PVC", "Job running", "Job complete", "rolled out"])
 def test_lifecycle_of_a_built_engine(step: int, applied: list[str], phase: str, engine: str,
                                      engine_ready: tuple[str, str], ready: tuple[str, str], ready_text: str) -> None:
-    p = lifecycle(example(QWEN_7B))[step]
+    p = lifecycle(quantized(QWEN_7B))[step]
     assert kinds(p) == applied
     assert p.status["phase"] == phase
     assert p.status["engine"]["state"] == engine
@@ -279,7 +284,7 @@ def test_lifecycle_of_a_built_engine(step: int, applied: list[str], phase: str, 
 
 
 def test_missing_cache_pvc_is_created_shared_and_unowned() -> None:
-    p = plan(example(QWEN_7B), Observed(pvc_uids={"model-store": "uid-model-store"}), T0)
+    p = plan(quantized(QWEN_7B), Observed(pvc_uids={"model-store": "uid-model-store"}), T0)
     pvc = child(p, "PersistentVolumeClaim")
     assert pvc["metadata"]["name"] == CACHE_PVC
     assert pvc["metadata"]["namespace"] == "default"
@@ -288,9 +293,9 @@ def test_missing_cache_pvc_is_created_shared_and_unowned() -> None:
     assert p.status["engine"]["message"] == f"waiting for the engine cache PVC {CACHE_PVC}"
 
 
-@pytest.mark.parametrize(("name", "tp"), [(QWEN_7B, 1), (QWEN_1_5B, 1), (LLAMA_70B, 4)])
-def test_engine_build_job_is_owned_by_the_cache_pvc_and_gets_tp_gpus(name: str, tp: int) -> None:
-    body = example(name)
+@pytest.mark.parametrize(("name", "tp"), [("awq " + QWEN_7B, 1), (QWEN_1_5B, 1), (LLAMA_70B, 4)])
+def test_quantize_job_is_owned_by_the_cache_pvc_and_gets_tp_gpus(name: str, tp: int) -> None:
+    body = quantized(name.split()[1]) if name.startswith("awq ") else example(name)
     observed = Observed(pvc_uids={"model-store": "uid-model-store", CACHE_PVC: "uid-cache"})
     p = plan(body, observed, T0)
     key = p.status["engine"]["key"]
@@ -311,13 +316,13 @@ def test_engine_build_job_is_owned_by_the_cache_pvc_and_gets_tp_gpus(name: str, 
 
 JOB_STATES = [
     # Job status, phase, engine state, engine message contains, kinds applied
-    (job_done("Complete"), "Progressing", "Cached", "engine built", SERVING_KINDS),
+    (job_done("Complete"), "Progressing", "Cached", "quantized checkpoint cached", SERVING_KINDS),
     (job_done("Failed", reason="BackoffLimitExceeded"), "Degraded", "Failed", "BackoffLimitExceeded", []),
     ({"conditions": [{"type": "FailureTarget", "status": "True"}, {"type": "Failed", "status": "True"}]},
-     "Degraded", "Failed", "build Job failed", []),
+     "Degraded", "Failed", "quantize Job failed", []),
     ({"active": 2}, "Building", "Building", "2 pods active", []),
     ({"active": 1}, "Building", "Building", "1 pod active", []),
-    ({"conditions": [{"type": "Complete", "status": "False"}]}, "Building", "Building", "build Job running", []),
+    ({"conditions": [{"type": "Complete", "status": "False"}]}, "Building", "Building", "quantize Job running", []),
 ]
 
 
@@ -325,7 +330,7 @@ JOB_STATES = [
                          ids=["complete", "failed", "failure-target then failed", "running", "one pod", "not yet"])
 def test_engine_job_state_decides_the_phase(job_status: dict[str, Any], phase: str, engine: str, message: str,
                                             applied: list[str]) -> None:
-    body = example(QWEN_7B)
+    body = quantized(QWEN_7B)
     cluster = drive(body, job=None, roll_out=False)
     [job] = cluster.jobs.values()
     job["status"] = job_status
@@ -337,7 +342,7 @@ def test_engine_job_state_decides_the_phase(job_status: dict[str, Any], phase: s
 
 
 def test_failed_engine_build_degrades_without_serving_and_warns() -> None:
-    body = example(QWEN_7B)
+    body = quantized(QWEN_7B)
     cluster = drive(body, job=None, roll_out=False)
     cluster.configmaps.add("r1-qwen-7b-repo-0123456789")  # from an earlier revision: must be left alone
     cluster.finish_job("Failed", reason="BackoffLimitExceeded", message="Job has reached the specified backoff limit")
@@ -374,19 +379,28 @@ def test_671b_needs_no_engine_build_and_serves_once_its_preflight_passed() -> No
     assert cond(p, "EngineReady")["status"] == "True"
     assert p.status["parallelism"] == {"tensor": 8, "pipeline": 1, "nodesPerReplica": 1, "gpusPerReplica": 8}
     assert triton_container(child(p, "Deployment"))["resources"]["limits"]["nvidia.com/gpu"] == "8"
-    # Triton loads the checkpoint itself, not an engine from the cache.
-    trtllm_config = child(p, "ConfigMap")["data"]["tensorrt_llm__config.pbtxt"]
-    assert "/checkpoint/models/DeepSeek-R1" in trtllm_config
-    assert "/engines/" not in trtllm_config
+    # The LLM API loads the published FP8 checkpoint itself, not a quantized one from the cache.
+    model_yaml = yaml.safe_load(child(p, "ConfigMap")["data"]["tensorrt_llm__1__model.yaml"])
+    assert model_yaml["model"] == "/checkpoint/models/DeepSeek-R1"
+    assert model_yaml["tensor_parallel_size"] == 8
 
 
-def test_built_engine_is_what_triton_loads() -> None:
-    p = lifecycle(example(QWEN_7B))[3]
-    trtllm_config = child(p, "ConfigMap")["data"]["tensorrt_llm__config.pbtxt"]
-    assert f"/engines/{p.status['engine']['key']}" in trtllm_config
-    assert "/checkpoint/" not in trtllm_config
-    tokenizer = child(p, "ConfigMap")["data"]["preprocessing__config.pbtxt"]
-    assert "/checkpoint/models/DeepSeek-R1-Distill-Qwen-7B" in tokenizer
+def test_quantized_checkpoint_is_what_triton_loads() -> None:
+    p = lifecycle(quantized(QWEN_7B))[3]
+    model_yaml = yaml.safe_load(child(p, "ConfigMap")["data"]["tensorrt_llm__1__model.yaml"])
+    assert model_yaml["model"] == f"/engines/{p.status['engine']['key']}"
+    job = lifecycle(quantized(QWEN_7B))[1]
+    command = child(job, "Job")["spec"]["template"]["spec"]["containers"][0]["command"]
+    # ModelOpt reads the source checkpoint and writes the cache folder the serving pods load.
+    assert command[3:] == ["/checkpoint/models/DeepSeek-R1-Distill-Qwen-7B", model_yaml["model"], "INT4_AWQ_CFG"]
+
+
+def test_a_precision_the_checkpoint_carries_is_served_from_it_without_a_job() -> None:
+    p = plan(example(QWEN_7B), Observed(pvc_uids={"model-store": "uid-model-store"}), T0)  # BF16, as published
+    assert kinds(p) == SERVING_KINDS and p.status["engine"]["state"] == "NotRequired"
+    model_yaml = yaml.safe_load(child(p, "ConfigMap")["data"]["tensorrt_llm__1__model.yaml"])
+    assert model_yaml["model"] == "/checkpoint/models/DeepSeek-R1-Distill-Qwen-7B"
+    assert "engine-cache" not in {v["name"] for v in pod_spec(child(p, "Deployment"))["volumes"]}
 
 
 # ---------------------------------------------------------------------------------------------------- rollout
@@ -404,7 +418,7 @@ ROLLOUTS = [
 @pytest.mark.parametrize(("status", "phase", "ready", "reason"), ROLLOUTS,
                          ids=["all ready", "one not ready", "a surplus pod terminating", "half updated", "no status"])
 def test_rollout_progress(status: dict[str, Any], phase: str, ready: str, reason: str) -> None:
-    body = example(QWEN_7B)
+    body = quantized(QWEN_7B)
     cluster = drive(body, roll_out=False)
     assert cluster.deployment is not None
     cluster.deployment["status"] = {"observedGeneration": cluster.deployment["metadata"]["generation"], **status}
@@ -416,7 +430,7 @@ def test_rollout_progress(status: dict[str, Any], phase: str, ready: str, reason
 def test_deployment_caught_mid_scale_still_counts_its_ready_pods() -> None:
     # A pass that runs right after our own scale-up sees the Deployment before its controller does: the pods it
     # counted Ready are still there. Reading that as zero made promotions shrink the canary again.
-    body = example(QWEN_7B)
+    body = quantized(QWEN_7B)
     cluster = drive(body)
     assert cluster.deployment is not None
     cluster.deployment["metadata"]["generation"] += 1
@@ -427,7 +441,7 @@ def test_deployment_caught_mid_scale_still_counts_its_ready_pods() -> None:
 
 
 def test_deployment_of_another_revision_counts_no_ready_replicas() -> None:
-    body = example(QWEN_7B)
+    body = quantized(QWEN_7B)
     cluster = drive(body)
     assert cluster.deployment is not None
     cluster.deployment["metadata"]["labels"][naming.LABEL_REVISION] = "0123456789"
@@ -436,7 +450,7 @@ def test_deployment_of_another_revision_counts_no_ready_replicas() -> None:
 
 
 def test_scaled_to_zero_is_healthy() -> None:
-    body = edited(example(QWEN_7B), {"serving.replicas": 0})
+    body = edited(quantized(QWEN_7B), {"serving.replicas": 0})
     cluster = drive(body)
     p = plan(body, cluster.observed(), T1)
     assert (p.status["phase"], p.status["ready"]) == ("Healthy", "0/0")
@@ -445,7 +459,7 @@ def test_scaled_to_zero_is_healthy() -> None:
 
 @pytest.mark.parametrize("history_limit", [1, 5])
 def test_new_revision_rolls_out_beside_the_stable_and_is_pruned_past_the_history_limit(history_limit: int) -> None:
-    body = edited(example(QWEN_7B), {"rollout.revisionHistoryLimit": history_limit})
+    body = edited(quantized(QWEN_7B), {"rollout.revisionHistoryLimit": history_limit})
     cluster = drive(body)
     old = body["status"]["revision"]
     old_cm, old_deployment = naming.model_repo_configmap_name("r1-qwen-7b", old), f"r1-qwen-7b-{old}"
@@ -481,7 +495,7 @@ def test_new_revision_rolls_out_beside_the_stable_and_is_pruned_past_the_history
 
 
 def test_new_engine_is_built_while_the_old_revision_keeps_serving() -> None:
-    body = edited(example(QWEN_7B), {"serving.gpu.type": "H100-80GB"})
+    body = edited(quantized(QWEN_7B), {"serving.gpu.type": "H100-80GB"})
     cluster = drive(body)
     old_cm = next(iter(cluster.configmaps))
     old_key = body["status"]["engine"]["key"]
@@ -497,22 +511,23 @@ def test_new_engine_is_built_while_the_old_revision_keeps_serving() -> None:
 # ---------------------------------------------------------------------------------------------------- identity
 
 IDENTITY = [
-    # example, spec change, revision changes, engine key changes
-    (QWEN_7B, {"serving.replicas": 5}, False, False),
-    (edited(example(QWEN_7B), {"serving.gpu.type": "H100-80GB"}), {"model.precision": "fp8"}, True, True),
-    (LLAMA_70B, {"model.precision": "bf16"}, True, True),
-    (QWEN_7B, {"serving.podAnnotations": {"prometheus.io/scrape": "true"}}, True, False),
-    (QWEN_7B, {"serving.podLabels": {"team": "ml"}}, True, False),
-    (QWEN_7B, {"serving.startupTimeoutSeconds": 3600}, True, False),
-    (QWEN_7B, {"serving.batching.maxQueueDelayMicroseconds": 100}, True, False),
-    (QWEN_7B, {"engine.maxBatchSize": 16}, True, True),
-    (QWEN_7B, {"model.revision": "2025-05-28"}, True, True),
-    (QWEN_7B, {"engine.image": "nvcr.io/nvidia/tritonserver:25.11-trtllm-python-py3"}, True, True),
+    # example, spec change, revision changes, quantized-checkpoint key changes
+    (quantized(QWEN_7B), {"serving.replicas": 5}, False, False),
+    (edited(quantized(QWEN_7B), {"serving.gpu.type": "H100-80GB"}), {"model.precision": "fp8"}, True, True),
+    (LLAMA_70B, {"model.precision": "awq"}, True, True),
+    (quantized(QWEN_7B), {"serving.podAnnotations": {"prometheus.io/scrape": "true"}}, True, False),
+    (quantized(QWEN_7B), {"serving.podLabels": {"team": "ml"}}, True, False),
+    (quantized(QWEN_7B), {"serving.startupTimeoutSeconds": 3600}, True, False),
+    (quantized(QWEN_7B), {"serving.batching.maxQueueDelayMicroseconds": 100}, True, False),
+    # The quantized checkpoint does not depend on runtime limits (there is no engine built for them).
+    (quantized(QWEN_7B), {"engine.maxBatchSize": 16}, True, False),
+    (quantized(QWEN_7B), {"model.revision": "2025-05-28"}, True, True),
+    (quantized(QWEN_7B), {"engine.image": "nvcr.io/nvidia/tritonserver:25.11-trtllm-python-py3"}, True, True),
 ]
 
 
 @pytest.mark.parametrize(("base", "change", "new_revision", "new_key"), IDENTITY,
-                         ids=["replicas", "bf16->fp8 on H100", "fp8->bf16 70b", "podAnnotations", "podLabels",
+                         ids=["replicas", "bf16->fp8 on H100", "fp8->awq 70b", "podAnnotations", "podLabels",
                               "startupTimeout", "queue delay", "maxBatchSize", "model revision", "image"])
 def test_what_changes_the_revision_and_the_engine_key(base: str | dict[str, Any], change: dict[str, Any],
                                                       new_revision: bool, new_key: bool) -> None:
@@ -525,7 +540,7 @@ def test_what_changes_the_revision_and_the_engine_key(base: str | dict[str, Any]
 
 
 def test_replicas_change_re_applies_only_the_deployment() -> None:
-    body = example(QWEN_7B)
+    body = quantized(QWEN_7B)
     cluster = drive(body)
     revision = body["status"]["revision"]
     p = cluster.reconcile(edited(body, {"serving.replicas": 3}), T1)
@@ -543,8 +558,8 @@ def test_replicas_change_re_applies_only_the_deployment() -> None:
 
 RESYNC = [
     # example, spec change, how the build Job ends (None: still running), Deployment rolled out, phase
-    pytest.param(QWEN_7B, {}, None, False, "Building", id="engine building"),
-    pytest.param(QWEN_7B, {}, "Failed", False, "Degraded", id="engine build failed"),
+    pytest.param(QWEN_7B, {"model.precision": "awq"}, None, False, "Building", id="quantizing"),
+    pytest.param(QWEN_7B, {"model.precision": "awq"}, "Failed", False, "Degraded", id="quantize failed"),
     pytest.param(QWEN_7B, {}, "Complete", False, "Progressing", id="rolling out"),
     pytest.param(QWEN_7B, {}, "Complete", True, "Healthy", id="healthy"),
     pytest.param(QWEN_7B, {"serving.replicas": 0}, "Complete", True, "Healthy", id="scaled to zero"),
@@ -572,7 +587,7 @@ def test_resync_of_an_unchanged_world_changes_nothing(name: str, change: dict[st
 
 
 def test_applied_hash_is_stable_and_follows_the_desired_state() -> None:
-    deployment = child(lifecycle(example(QWEN_7B))[3], "Deployment")
+    deployment = child(lifecycle(quantized(QWEN_7B))[3], "Deployment")
     annotation = deployment["metadata"]["annotations"][naming.ANNOTATION_APPLIED_HASH]
     assert with_applied_hash(deployment) == deployment  # hashing an already hashed object changes nothing
     scaled = copy.deepcopy(deployment)
@@ -581,7 +596,7 @@ def test_applied_hash_is_stable_and_follows_the_desired_state() -> None:
 
 
 def test_last_transition_time_moves_only_when_a_condition_status_changes() -> None:
-    body = example(QWEN_7B)
+    body = quantized(QWEN_7B)
     cluster = Cluster()
     for now in (T0, T0, T1):  # PVC, Job, Job running: nothing changes status after the first pass
         p = cluster.reconcile(body, now)
@@ -601,7 +616,7 @@ def test_last_transition_time_moves_only_when_a_condition_status_changes() -> No
 
 
 def test_events_say_each_change_once() -> None:
-    body = example(QWEN_7B)
+    body = quantized(QWEN_7B)
     cluster = Cluster()
     first = cluster.reconcile(body, T0)
     # The phase with the condition that explains it (a first fit is in the FitsHardware condition, not news).
@@ -652,7 +667,7 @@ INVALID = [
 
 @pytest.mark.parametrize(("change", "path"), INVALID)
 def test_invalid_spec_is_reported_and_changes_nothing(change: dict[str, Any], path: str) -> None:
-    body = example(QWEN_7B)
+    body = quantized(QWEN_7B)
     cluster = drive(body)
     cluster.configmaps.add("r1-qwen-7b-repo-0123456789")
     serving = (body["status"]["revision"], body["status"]["ready"])
@@ -667,7 +682,7 @@ def test_invalid_spec_is_reported_and_changes_nothing(change: dict[str, Any], pa
 
 
 def test_invalid_spec_on_a_fresh_resource() -> None:
-    p = plan(edited(example(QWEN_7B), {"model.name": "deepseek-r2"}), Observed(), T0)
+    p = plan(edited(quantized(QWEN_7B), {"model.name": "deepseek-r2"}), Observed(), T0)
     assert p.status["phase"] == "Degraded"
     assert [c["type"] for c in p.status["conditions"]] == ["Ready", "Degraded"]
     assert "deepseek-r1-distill-qwen-7b" in cond(p, "Degraded")["message"]  # lists what is allowed
@@ -725,7 +740,7 @@ def test_every_serving_child_is_owned_and_labelled(name: str) -> None:
 
 def test_serving_objects_select_the_pods_of_the_deployment() -> None:
     gateway = {"gatewayAPI": {"parentRefs": [{"name": "llm-gateway"}]}}
-    p = lifecycle(edited(example(QWEN_7B), {"rollout.trafficRouting": gateway}))[3]
+    p = lifecycle(edited(quantized(QWEN_7B), {"rollout.trafficRouting": gateway}))[3]
     revision = p.status["revision"]
     pod_labels = child(p, "Deployment")["spec"]["template"]["metadata"]["labels"]
     services = {o["metadata"]["name"]: o for o in p.apply if o["kind"] == "Service"}
@@ -763,8 +778,12 @@ def test_the_serving_deployment() -> None:
     assert deployment["spec"]["replicas"] == 1
     # The example runs over InfiniBand: one RDMA device per pod next to the GPUs.
     assert container["resources"]["limits"] == {"memory": "256Gi", "nvidia.com/gpu": "4", "rdma/ib": "1"}
-    assert f"--world_size={gpus}" in container["command"]
-    assert "--log" not in container["command"]  # the launcher's --log moves Triton's log out of `kubectl logs`
+    # The server is the container's main process: a crash of tritonserver is a crash of the container.
+    assert container["command"][:3] == ["trtllm-llmapi-launch", "tritonserver",
+                                        "--model-repository=/srv/model-repository"]
+    assert "--metrics-config=histogram_latencies=true" in container["command"]
+    model_yaml = yaml.safe_load(child(p, "ConfigMap")["data"]["tensorrt_llm__1__model.yaml"])
+    assert model_yaml["tensor_parallel_size"] == gpus
     assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] == [
         {"matchExpressions": [
             {"key": "nvidia.com/gpu.product", "operator": "In",
@@ -794,7 +813,7 @@ def test_the_serving_deployment() -> None:
     60, 95, 600, 1800, 1805, 3600,
 ])
 def test_startup_probe_covers_the_startup_timeout(timeout: int) -> None:
-    p = lifecycle(edited(example(QWEN_7B), {"serving.startupTimeoutSeconds": timeout}))[3]
+    p = lifecycle(edited(quantized(QWEN_7B), {"serving.startupTimeoutSeconds": timeout}))[3]
     probe = triton_container(child(p, "Deployment"))["startupProbe"]
     assert probe["periodSeconds"] * probe["failureThreshold"] >= timeout
     assert probe["periodSeconds"] * (probe["failureThreshold"] - 1) < timeout  # and not much longer
@@ -804,8 +823,9 @@ def test_startup_probe_covers_the_startup_timeout(timeout: int) -> None:
 
 
 @pytest.mark.parametrize(("name", "claims"), [
-    (QWEN_7B, {"model-store", CACHE_PVC}),
-    (R1_671B, {"model-store"}),  # no engine: the cache PVC is never created, so it must not be mounted either
+    (QWEN_7B, {"model-store"}),  # served from the checkpoint: the cache PVC is never created nor mounted
+    (LLAMA_70B, {"model-store", CACHE_PVC}),  # FP8 of a BF16 checkpoint: quantized into the cache
+    (R1_671B, {"model-store"}),
 ])
 def test_deployment_mounts_only_pvcs_that_exist_or_are_created(name: str, claims: set[str]) -> None:
     cluster = drive(example(name), roll_out=False)
@@ -821,7 +841,7 @@ def test_deployment_mounts_only_pvcs_that_exist_or_are_created(name: str, claims
     pytest.param({"hiddenSize": 4096, "attentionHeads": 32, "kvHeads": 5}, id="heads not grouped over kv heads"),
 ])
 def test_custom_model_with_impossible_figures_is_reported_not_raised(figures: dict[str, int]) -> None:
-    body = edited(example(QWEN_7B), {"model.name": "custom",
+    body = edited(quantized(QWEN_7B), {"model.name": "custom",
                                      "model.custom": {"paramsBillion": 7, "layers": 32, **figures}})
     p = plan(body, Observed(), T0)
     assert p.status["phase"] == "Degraded"
@@ -831,7 +851,7 @@ def test_custom_model_with_impossible_figures_is_reported_not_raised(figures: di
 
 
 def test_hand_scaled_deployment_is_put_back() -> None:
-    body = example(QWEN_7B)
+    body = quantized(QWEN_7B)
     cluster = drive(body)
     assert cluster.deployment is not None
     cluster.deployment["spec"]["replicas"] = 5  # kubectl scale: the applied-hash annotation does not change
@@ -841,7 +861,7 @@ def test_hand_scaled_deployment_is_put_back() -> None:
 
 
 def test_pods_the_scheduler_cannot_place_are_named_in_the_status() -> None:
-    body = example(QWEN_7B)
+    body = quantized(QWEN_7B)
     cluster = drive(body, roll_out=False)
     assert cluster.deployment is not None
     revision = body["status"]["revision"]

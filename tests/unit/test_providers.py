@@ -21,19 +21,19 @@ from deepseek_operator.render.plan import AnalysisRequest
 def triton_page(success: int, failure: int, fast: int, slow: int) -> str:
     return f"""# HELP nv_inference_request_success Number of successful inference requests, all batch sizes
 # TYPE nv_inference_request_success counter
-nv_inference_request_success{{model="ensemble",version="1"}} {success}
-nv_inference_request_success{{model="tensorrt_llm",version="1"}} 999
+nv_inference_request_success{{model="tensorrt_llm",version="1"}} {success}
+nv_inference_request_success{{model="safety_guard",version="1"}} 999
 # HELP nv_inference_request_failure Number of failed inference requests, all batch sizes
 # TYPE nv_inference_request_failure counter
-nv_inference_request_failure{{model="ensemble",reason="BACKEND",version="1"}} {failure}
-nv_inference_request_failure{{model="ensemble",reason="REJECTED",version="1"}} 0
+nv_inference_request_failure{{model="tensorrt_llm",reason="BACKEND",version="1"}} {failure}
+nv_inference_request_failure{{model="tensorrt_llm",reason="REJECTED",version="1"}} 0
 # HELP nv_inference_first_response_histogram_ms Duration from request to first response in milliseconds
 # TYPE nv_inference_first_response_histogram_ms histogram
-nv_inference_first_response_histogram_ms_bucket{{model="ensemble",version="1",le="10"}} {fast}
-nv_inference_first_response_histogram_ms_bucket{{model="ensemble",version="1",le="100"}} {fast + slow}
-nv_inference_first_response_histogram_ms_bucket{{model="ensemble",version="1",le="+Inf"}} {fast + slow}
-nv_inference_first_response_histogram_ms_sum{{model="ensemble",version="1"}} 1
-nv_inference_first_response_histogram_ms_count{{model="ensemble",version="1"}} {fast + slow}
+nv_inference_first_response_histogram_ms_bucket{{model="tensorrt_llm",version="1",le="10"}} {fast}
+nv_inference_first_response_histogram_ms_bucket{{model="tensorrt_llm",version="1",le="100"}} {fast + slow}
+nv_inference_first_response_histogram_ms_bucket{{model="tensorrt_llm",version="1",le="+Inf"}} {fast + slow}
+nv_inference_first_response_histogram_ms_sum{{model="tensorrt_llm",version="1"}} 1
+nv_inference_first_response_histogram_ms_count{{model="tensorrt_llm",version="1"}} {fast + slow}
 """
 
 

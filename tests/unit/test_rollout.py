@@ -305,3 +305,12 @@ def test_actions_are_parsed_once_per_nonce(annotations: dict[str, str], handled:
         assert isinstance(got, str) and got.startswith(expected)
     else:
         assert got == expected
+
+
+def test_triton_counters_can_prove_a_canary_bad_but_never_good() -> None:
+    # Triton counts the llmapi model's error responses as successes (triton-inference-server/server#7713).
+    policy = Policy(max_error_rate=0.05, min_requests=10)
+    assert analyse(Measurement(requests=100, errors=20, errors_counted=False), policy).result == "Failed"
+    blind = analyse(Measurement(requests=100, errors=0, errors_counted=False), policy)
+    assert blind.result == "Inconclusive" and "provider gateway" in blind.message
+    assert analyse(Measurement(requests=100, errors=0), policy).result == "Successful"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from testbed import cluster, podrunner
+from testbed import cluster
 
 
 def test_default_node_pools_match_the_documented_cluster() -> None:
@@ -31,14 +31,6 @@ def test_default_node_pools_match_the_documented_cluster() -> None:
         assert node["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"  # type: ignore[index]
 
 
-def test_launcher_table_maps_triton_images_and_leaves_others_processless() -> None:
-    launchers = podrunner.load_launchers()
-    triton = podrunner.pick_launcher(launchers, "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3")
-    assert triton is not None and triton.kind == "service"
-    assert any("/v2/health/ready" in url for url in triton.readiness)
-    assert podrunner.pick_launcher(launchers, "busybox:1.36") is None
-
-
 def test_kwok_stages_never_touch_a_pod_that_already_has_an_ip() -> None:
     # The pod runner owns readiness once kwok gave the pod an IP; a stage matching such a pod would fight it.
     stages = yaml.safe_load_all((Path(cluster.TESTBED) / "kwok" / "stages-pod.yaml").read_text())
@@ -48,9 +40,3 @@ def test_kwok_stages_never_touch_a_pod_that_already_has_an_ip() -> None:
         assert (".status.podIP", "DoesNotExist") in keys or (".metadata.deletionTimestamp", "Exists") in keys
 
 
-def test_pod_runner_takes_a_serving_pod_out_only_after_the_probes_failure_threshold() -> None:
-    # The operator's serving pods: a readiness probe every 5 s, unready after 3 failures.
-    probe = podrunner.ReadinessProbe(period_s=5, failure_threshold=3)
-    assert not probe.unready_after(failing_since=100.0, failures=2, now=101.0)  # one slow second on a busy machine
-    assert not probe.unready_after(failing_since=100.0, failures=9, now=109.0)  # many probes, but within 2 periods
-    assert probe.unready_after(failing_since=100.0, failures=3, now=110.0)

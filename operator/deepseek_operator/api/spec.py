@@ -121,7 +121,8 @@ class ModelRef(Schema):
         description="A model of the built-in catalog, or `custom` with `custom` figures.")
     revision: str = Field(min_length=1, max_length=63, description="Checkpoint revision; part of the version identity.")
     source: ModelSource = Field(description="Where the checkpoint is read from.")
-    precision: Precision = Field(default=Precision.BF16, description="Weight precision of the built engine.")
+    precision: Precision = Field(default=Precision.BF16, description="Weight precision served: the checkpoint's "
+                                 "own, or quantized once by a ModelOpt Job into the cache.")
     custom: CustomModel | None = Field(default=None, description="Figures of a `custom` model.")
 
     @model_validator(mode="after")
@@ -160,12 +161,13 @@ class EngineSpec(Schema):
          "message": "maxInputLen must be smaller than maxSeqLen (the output needs room)"},
     ]})
 
-    max_batch_size: int = Field(default=64, ge=1, le=4096, description="Largest batch the engine is built for.")
+    max_batch_size: int = Field(default=64, ge=1, le=4096,
+                                description="Largest batch the LLM API schedules (max_batch_size).")
     max_input_len: int = Field(default=4096, ge=1, le=1048576, description="Longest prompt, in tokens.")
     max_seq_len: int = Field(default=8192, ge=2, le=1048576, description="Longest prompt + output, in tokens.")
     tensor_parallel: Parallelism = "auto"
     pipeline_parallel: Parallelism = "auto"
-    cache: EngineCache = Field(default_factory=EngineCache, description="Engine cache.")
+    cache: EngineCache = Field(default_factory=EngineCache, description="The cache PVC of quantized checkpoints.")
     image: str = Field(default=DEFAULT_IMAGE, min_length=1,
                        description="Triton + TensorRT-LLM image; its version is part of the engine key.")
 

@@ -35,6 +35,7 @@ class Reason:
     REPLICAS_READY = "ReplicasReady"
     REPLICAS_NOT_READY = "ReplicasNotReady"
     UNSCHEDULABLE = "Unschedulable"
+    CONTAINERS_FAILING = "ContainersFailing"  # a serving pod crash-loops, cannot pull or fails its startup probe
     ROLLING_OUT = "RollingOut"
     SCALED_TO_ZERO = "ScaledToZero"
     BLOCKED = "Blocked"
@@ -52,6 +53,7 @@ class Reason:
     PROMOTED = "Promoted"
     REVISION_HELD = "RevisionHeld"
     CANARY_UNSCHEDULABLE = "CanaryUnschedulable"
+    CANARY_CONTAINERS_FAILING = "CanaryContainersFailing"
     # The NCCL preflight of a multi-GPU revision.
     PREFLIGHT_RUNNING = "PreflightRunning"
     PREFLIGHT_PASSED = "PreflightPassed"

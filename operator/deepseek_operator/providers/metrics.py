@@ -24,13 +24,14 @@ from typing import Protocol
 from prometheus_client.parser import text_string_to_metric_families
 
 from deepseek_operator.api.spec import duration_seconds
+from deepseek_operator.render import triton
 from deepseek_operator.render.children import METRICS_PORT
 from deepseek_operator.render.plan import AnalysisRequest
 from deepseek_operator.rollout.analysis import Measurement, histogram_quantile, window
 
 TIMEOUT_S = 5.0
-# Triton counts requests per model; clients call the ensemble (the TensorRT-LLM inflight_batcher_llm layout).
-CLIENT_MODEL = "ensemble"
+# Triton counts requests per model; clients call the `llmapi` model (TensorRT-LLM's PyTorch backend).
+CLIENT_MODEL = triton.MODEL_NAME
 SUCCESS, FAILURE = "nv_inference_request_success", "nv_inference_request_failure"
 # Triton's latency histogram (with --metrics-config histogram_latencies=true): time to the first response, which
 # for a non-streaming request is the whole request.
@@ -95,14 +96,15 @@ class PrometheusProvider:
             requests=(ok or 0.0) + errors, errors=errors,
             p99_seconds=p99_ms / 1000 if p99_ms is not None and math.isfinite(p99_ms) else None,
             window_seconds=request.window_seconds,
-            stable_requests=(stable_ok or 0.0) + (stable_failed or 0.0), stable_errors=stable_failed or 0.0)
+            stable_requests=(stable_ok or 0.0) + (stable_failed or 0.0), stable_errors=stable_failed or 0.0,
+            errors_counted=False)
 
 
 # ---------------------------------------------------------------------------------------------------- triton
 
 
 def triton_counters(text: str, prefix: str) -> dict[str, float]:
-    """The ensemble's request counters and latency buckets of one Triton metrics page, keyed under `prefix`."""
+    """The client model's request counters and latency buckets of one Triton metrics page, keyed under `prefix`."""
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -161,7 +163,7 @@ class TritonProvider:
                     current |= triton_counters(_get(f"http://{ip}:{self.port}/metrics"), f"{role}:{ip}")
         except Exception as err:
             return Measurement(0, 0, window_seconds=request.window_seconds, error=f"triton metrics: {err}")
-        return _differenced(request, current)
+        return replace(_differenced(request, current), errors_counted=False)
 
 
 # ---------------------------------------------------------------------------------------------------- gateway

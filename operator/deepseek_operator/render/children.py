@@ -12,14 +12,15 @@ from typing import Any
 
 from deepseek_operator.api.spec import GROUP, KIND, VERSION, DeepSeekDeploymentSpec
 from deepseek_operator.render import engine as engines
-from deepseek_operator.render import naming, nccl
+from deepseek_operator.render import naming, nccl, triton
 from deepseek_operator.render.catalog import GpuSpec
 
 MODEL_REPO_MOUNT = "/srv/model-repository"
 MODEL_REPO_SOURCE_MOUNT = "/srv/model-repository-src"
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 SSH_PORT = 2222  # a multi-node replica's workers: the leader's mpirun starts their ranks over SSH
-PROBE_PERIOD_S = 10
+# The startup probe: every 5 s, so that a server up in seconds takes traffic in seconds (it stops once passed).
+PROBE_PERIOD_S = 5
 # On deletion a pod keeps serving this long before Triton is told to stop, so gateways and Services drop its
 # endpoint first: without it a scale-down or promotion turns in-flight routing into 502s and "model not found".
 DRAIN_SECONDS = 10
@@ -102,22 +103,24 @@ def shm_size(gpus: int) -> str:
 
 
 def _layout_script() -> str:
-    # ConfigMap keys cannot hold "/": `ensemble__config.pbtxt` becomes ensemble/config.pbtxt, plus the version
-    # directory "1" Triton expects next to each config.
+    """The init container: the rendered files (the ConfigMap volume restores their paths through `items`) and
+    the image's own `llmapi` model.py, in the writable repository Triton loads."""
     return "\n".join([
         "set -eu",
-        f"for f in {MODEL_REPO_SOURCE_MOUNT}/*__*; do",
-        '  key=$(basename "$f"); model=${key%%__*}; file=${key#*__}',
-        f'  mkdir -p {MODEL_REPO_MOUNT}/$model/1 && cp "$f" {MODEL_REPO_MOUNT}/$model/$file',
-        "done",
+        f"cp -R {MODEL_REPO_SOURCE_MOUNT}/. {MODEL_REPO_MOUNT}/",
+        f"cp {triton.IMAGE_MODEL_PY} {MODEL_REPO_MOUNT}/{triton.MODEL_PY}",
     ])
 
 
-def triton_launch(world_size: int) -> list[str]:
-    """One node's ranks: the TensorRT-LLM backend's launcher starts one tritonserver per GPU under MPI. Without
-    its `--log`, which would send rank 0's log at verbosity 3 to a file instead of to `kubectl logs`."""
-    return ["python3", "/app/scripts/launch_triton_server.py", f"--world_size={world_size}",
-            f"--model_repo={MODEL_REPO_MOUNT}"]
+def triton_command() -> list[str]:
+    """The server in the foreground, so that its crash is the container's crash. `trtllm-llmapi-launch` is
+    TensorRT-LLM's documented wrapper for the `llmapi` model (docs/llmapi.md of the Triton TensorRT-LLM
+    backend): on MPI rank 0 (or without MPI) it runs tritonserver, whose LLM API starts the tensor-parallel
+    workers; on other ranks it runs the LLM API's MPI worker. Latency histograms are on, so time to first
+    response and p99 are measurable."""
+    return ["trtllm-llmapi-launch", "tritonserver", f"--model-repository={MODEL_REPO_MOUNT}",
+            f"--http-port={HTTP_PORT}", f"--grpc-port={GRPC_PORT}", f"--metrics-port={METRICS_PORT}",
+            "--metrics-config=histogram_latencies=true"]
 
 
 def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, engine_key: str,
@@ -188,7 +191,8 @@ def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuS
             }],
             "volumes": [
                 {"name": "model-repository-src", "configMap": {
-                    "name": naming.model_repo_configmap_name(owner.name, revision)}},
+                    "name": naming.model_repo_configmap_name(owner.name, revision),
+                    "items": triton.configmap_volume_items()}},
                 {"name": "model-repository", "emptyDir": {}},
                 *([{"name": "engine-cache", "persistentVolumeClaim": {
                     "claimName": spec.engine.cache.pvc, "readOnly": True}}] if mount_engine_cache else []),
@@ -216,7 +220,7 @@ def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpe
             "template": server_pod_template(owner=owner, spec=spec, gpu=gpu, revision=revision,
                                             engine_key=engine_key, gpus=world_size,
                                             mount_engine_cache=mount_engine_cache,
-                                            command=triton_launch(world_size)),
+                                            command=triton_command()),
         },
     }
 

@@ -1,15 +1,22 @@
-"""The TensorRT-LLM engine: its cache key, where it lives in the cache PVC, and the Job that builds it. Pure.
+"""The checkpoint TensorRT-LLM's PyTorch backend serves, and the Job that quantizes one when needed. Pure.
 
-An engine is built once per key and shared by every DeepSeekDeployment in the namespace that needs the same
-one. The build Job is owned by the cache PVC (engines live there), so it outlives any one resource and its
-`Complete` status is the record that the engine exists. The Job's script also checks the cache itself and
-exits at once when the engine is already there (a Job deleted by hand does not cost a rebuild).
+There is no engine to build any more (TensorRT-LLM 1.2 removed the TensorRT backend and `trtllm-build`): the
+`llmapi` model loads a Hugging Face checkpoint. A precision the published checkpoint carries (its native one,
+or bf16 <-> fp16, which the loader casts) is served from the checkpoint as it is. Any other precision is made
+once by a quantize Job: ModelOpt post-training quantization (`modelopt.torch.quantization.quantize`) and its
+unified Hugging Face export (`modelopt.torch.export.export_hf_checkpoint`), the path TensorRT-LLM's
+quantization guide documents for the PyTorch backend, into the shared cache PVC under a key of (model,
+revision, precision, image: the quantizer's version). Every DeepSeekDeployment of the namespace that needs the
+same key waits for the same Job and mounts its output read-only. The Job is owned by the cache PVC, so it
+outlives any one resource, and its `Complete` status is the record that the checkpoint exists; its program
+also exits at once when the cache already holds it (a Job deleted by hand does not cost a second run).
+
+The module keeps its name (`engine`, and `engine` in status) for this API version; the quantized checkpoint
+is what `status.engine` reports.
 """
 
 from __future__ import annotations
 
-import shlex
-from dataclasses import dataclass
 from typing import Any
 
 from deepseek_operator.api.common import Precision
@@ -18,36 +25,58 @@ from deepseek_operator.render import naming
 
 ENGINE_MOUNT = "/engines"
 CHECKPOINT_MOUNT = "/checkpoint"
-# Where the TensorRT-LLM examples live in NVIDIA's Triton TRT-LLM images; the model's convert script is
-# examples/models/core/<family>/convert_checkpoint.py and FP8/INT4 go through examples/quantization/quantize.py.
-TRTLLM_EXAMPLES = "/app/examples"
 COMPLETE_MARKER = ".complete"
 
-_DTYPE = {Precision.BF16: "bfloat16", Precision.FP16: "float16"}
-_WEIGHT_ONLY = {Precision.INT8: "int8", Precision.W4A16: "int4"}
-_QFORMAT = {Precision.FP8: "fp8", Precision.AWQ: "int4_awq"}
+# ModelOpt's quantization configs (modelopt.torch.quantization) per precision the checkpoint lacks.
+MODELOPT_CONFIG = {Precision.FP8: "FP8_DEFAULT_CFG", Precision.INT8: "INT8_WEIGHT_ONLY_CFG",
+                   Precision.W4A16: "INT4_AWQ_CFG", Precision.AWQ: "INT4_AWQ_CFG"}
+_CASTS = frozenset({Precision.BF16, Precision.FP16})
+
+# The quantize Job's program, run by the serving image's python3 (which has torch, transformers and ModelOpt).
+# Calibration: a few generic prompts; max calibration of FP8 and AWQ's activation statistics need only a small
+# sample. It writes to `<out>.partial` and renames: a half-written checkpoint is never visible under its key.
+QUANTIZE_PROGRAM = """\
+import os, shutil, sys
+from pathlib import Path
+src, out, config_name = sys.argv[1:4]
+if (Path(out) / ".complete").exists():
+    print(f"{out} already holds the quantized checkpoint"); sys.exit(0)
+import torch
+import modelopt.torch.quantization as mtq
+from modelopt.torch.export import export_hf_checkpoint
+from transformers import AutoModelForCausalLM, AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained(src)
+model = AutoModelForCausalLM.from_pretrained(src, torch_dtype="auto", device_map="auto")
+prompts = ["The capital of France is", "Explain the theory of relativity in simple terms.",
+           "Write a Python function that reverses a list.", "What is 17 times 23? Think step by step."]
+def calibrate(m):
+    for text in prompts:
+        m(**tokenizer(text, return_tensors="pt").to(m.device))
+model = mtq.quantize(model, getattr(mtq, config_name), calibrate)
+partial = Path(out + ".partial")
+shutil.rmtree(partial, ignore_errors=True)
+with torch.inference_mode():
+    export_hf_checkpoint(model, export_dir=str(partial))
+tokenizer.save_pretrained(str(partial))
+(partial / ".complete").touch()
+shutil.rmtree(out, ignore_errors=True)
+os.replace(partial, out)
+print(f"quantized {src} with {config_name} into {out}")
+"""
 
 
-@dataclass(frozen=True)
-class EngineLayout:
-    architecture: str  # catalog family: llama | qwen2 | deepseek_v3
-    tensor_parallel: int
-    pipeline_parallel: int
+def needs_quantize(spec: DeepSeekDeploymentSpec, native: Precision) -> bool:
+    precision = spec.model.precision
+    return precision != native and not (precision in _CASTS and native in _CASTS)
 
 
-def needs_build(layout: EngineLayout) -> bool:
-    """DeepSeek-V3/R1 (MLA + MoE) is served by TensorRT-LLM's PyTorch backend from the checkpoint: no engine."""
-    return layout.architecture != "deepseek_v3"
-
-
-def engine_key(spec: DeepSeekDeploymentSpec, layout: EngineLayout) -> str:
-    model, engine = spec.model, spec.engine
+def engine_key(spec: DeepSeekDeploymentSpec) -> str:
+    """What makes a quantized checkpoint: the source weights, the precision and the quantizer (the image)."""
+    model = spec.model
     return naming.digest({
         "model": model.name, "revision": model.revision, "precision": model.precision.value,
         "custom": model.custom.model_dump() if model.custom else None,
-        "tp": layout.tensor_parallel, "pp": layout.pipeline_parallel,
-        "maxBatchSize": engine.max_batch_size, "maxInputLen": engine.max_input_len, "maxSeqLen": engine.max_seq_len,
-        "gpu": spec.serving.gpu.type, "image": engine.image,
+        "source": model.source.model_dump(mode="json", exclude_none=True), "image": spec.engine.image,
     }, 16)
 
 
@@ -60,47 +89,18 @@ def checkpoint_dir(spec: DeepSeekDeploymentSpec) -> str:
     return f"{CHECKPOINT_MOUNT}{src.pvc.path}".rstrip("/") if src.pvc else CHECKPOINT_MOUNT
 
 
-def build_script(spec: DeepSeekDeploymentSpec, layout: EngineLayout, key: str) -> str:
-    """The shell script the build Job runs: convert or quantize the checkpoint, then `trtllm-build`."""
-    engine = spec.engine
-    out = engine_dir(key)
-    ckpt = f"/tmp/trtllm-ckpt-{key}"
-    src = checkpoint_dir(spec)
-    family = "llama" if layout.architecture == "llama" else "qwen"
-    parallel = f"--tp_size {layout.tensor_parallel} --pp_size {layout.pipeline_parallel}"
-    precision = spec.model.precision
-    if precision in _QFORMAT:
-        kv_cache = "--kv_cache_dtype fp8 " if precision is Precision.FP8 else ""
-        convert = (f"python3 {TRTLLM_EXAMPLES}/quantization/quantize.py --model_dir {shlex.quote(src)} "
-                   f"--output_dir {ckpt} --dtype bfloat16 --qformat {_QFORMAT[precision]} {kv_cache}{parallel}")
-    else:
-        dtype = _DTYPE.get(precision, "bfloat16")
-        weight_only = (f" --use_weight_only --weight_only_precision {_WEIGHT_ONLY[precision]}"
-                       if precision in _WEIGHT_ONLY else "")
-        convert = (f"python3 {TRTLLM_EXAMPLES}/models/core/{family}/convert_checkpoint.py "
-                   f"--model_dir {shlex.quote(src)} --output_dir {ckpt} --dtype {dtype}{weight_only} {parallel}")
-    build = (f"trtllm-build --checkpoint_dir {ckpt} --output_dir {out}.partial "
-             f"--max_batch_size {engine.max_batch_size} --max_input_len {engine.max_input_len} "
-             f"--max_seq_len {engine.max_seq_len} --gemm_plugin auto --use_paged_context_fmha enable "
-             f"--workers {layout.tensor_parallel * layout.pipeline_parallel}")
-    return "\n".join([
-        "set -euo pipefail",
-        f"if [ -f {out}/{COMPLETE_MARKER} ]; then echo 'engine {key} already cached'; exit 0; fi",
-        f"rm -rf {out}.partial {ckpt}",
-        convert,
-        build,
-        # The rename is atomic: a half-written engine is never visible under the key.
-        f"touch {out}.partial/{COMPLETE_MARKER} && mv {out}.partial {out}",
-        f"rm -rf {ckpt}",
-    ])
+def served_checkpoint(spec: DeepSeekDeploymentSpec, native: Precision, key: str) -> str:
+    """The folder model.yaml's `model` names: the quantized checkpoint in the cache, or the source itself."""
+    return engine_dir(key) if needs_quantize(spec, native) else checkpoint_dir(spec)
 
 
-def build_job(*, spec: DeepSeekDeploymentSpec, layout: EngineLayout, key: str, namespace: str, cr_name: str,
-              cache_pvc_uid: str, gpus: int, node_affinity: dict[str, Any], tolerations: list[dict[str, Any]],
+def build_job(*, spec: DeepSeekDeploymentSpec, key: str, namespace: str, cr_name: str, cache_pvc_uid: str,
+              gpus: int, node_affinity: dict[str, Any], tolerations: list[dict[str, Any]],
               volumes: list[dict[str, Any]], volume_mounts: list[dict[str, Any]],
               pod_annotations: dict[str, str]) -> dict[str, Any]:
+    """The quantize Job of one key, on GPUs of the serving type."""
     labels = {**naming.common_labels(cr_name, naming.COMPONENT_ENGINE_BUILD), naming.LABEL_ENGINE_KEY: key}
-    # The engine is shared: the Job belongs to the cache PVC, not to the resource that first asked for it.
+    # The checkpoint is shared: the Job belongs to the cache PVC, not to the resource that first asked for it.
     del labels[naming.LABEL_DEPLOYMENT]
     labels["app.kubernetes.io/instance"] = spec.engine.cache.pvc
     return {
@@ -123,9 +123,11 @@ def build_job(*, spec: DeepSeekDeploymentSpec, layout: EngineLayout, key: str, n
                     "affinity": {"nodeAffinity": node_affinity},
                     "tolerations": tolerations,
                     "containers": [{
-                        "name": "trtllm-build",
+                        "name": "quantize",
                         "image": spec.engine.image,
-                        "command": ["/bin/bash", "-c", build_script(spec, layout, key)],
+                        "command": ["python3", "-c", QUANTIZE_PROGRAM, checkpoint_dir(spec), engine_dir(key),
+                                    MODELOPT_CONFIG[spec.model.precision]],
+                        "terminationMessagePolicy": "FallbackToLogsOnError",
                         "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
                         "volumeMounts": volume_mounts,
                     }],

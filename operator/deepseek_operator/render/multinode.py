@@ -25,14 +25,11 @@ from deepseek_operator.api.spec import DeepSeekDeploymentSpec
 from deepseek_operator.render import naming, nccl
 from deepseek_operator.render.catalog import GpuSpec
 from deepseek_operator.render.children import (
-    GRPC_PORT,
-    HTTP_PORT,
-    METRICS_PORT,
-    MODEL_REPO_MOUNT,
     SSH_PORT,
     Owner,
     child_metadata,
     server_pod_template,
+    triton_command,
 )
 
 LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
@@ -69,24 +66,19 @@ def worker_statefulset_name(name: str, revision: str, group: int) -> str:
 
 def leader_command(*, layout: Layout, env_names: list[str], service: str, namespace: str) -> list[str]:
     """Writes the MPI hostfile (this leader, then its workers by their stable DNS names), waits for their sshd,
-    and runs one tritonserver per GPU of every node: rank 0 (here) serves HTTP/gRPC/metrics, the others load the
-    TensorRT-LLM model only, as the backend's launcher does on one node."""
+    and starts one MPI rank per GPU of every node under `trtllm-llmapi-launch`, as TensorRT-LLM documents the
+    `llmapi` model across nodes: rank 0 (here) runs tritonserver, which serves HTTP/gRPC/metrics and drives the
+    other ranks through its MPI session; every other rank runs the LLM API's worker."""
     slots = layout.gpus_per_node
     hosts = [naming.pod_dns_name("$(POD_NAME)", service, namespace)]
     hosts += [naming.pod_dns_name(f"$(POD_NAME)-{i}", service, namespace) for i in range(1, layout.nodes)]
-    rank0 = ["tritonserver", f"--model-repository={MODEL_REPO_MOUNT}", f"--http-port={HTTP_PORT}",
-             f"--grpc-port={GRPC_PORT}", f"--metrics-port={METRICS_PORT}", "--disable-auto-complete-config",
-             "--backend-config=python,shm-region-prefix-name=prefix0_"]
-    other = ["tritonserver", f"--model-repository={MODEL_REPO_MOUNT}", "--model-control-mode=explicit",
-             "--load-model=tensorrt_llm", "--allow-http=false", "--allow-grpc=false", "--allow-metrics=false",
-             "--disable-auto-complete-config",
-             "--backend-config=python,shm-region-prefix-name=prefix${OMPI_COMM_WORLD_RANK}_"]
-    per_rank = (f'if [ "$OMPI_COMM_WORLD_RANK" = 0 ]; then exec {shlex.join(rank0)}; '
-                f"else exec {' '.join(other)}; fi")
     ssh = f"-p {SSH_PORT} -i {SSH_MOUNT}/{SSH_PRIVATE_KEY} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+    # Open MPI shortens hostfile names to their first label before it ssh-es to them; a pod's short name does
+    # not resolve (the pod's DNS search path holds its namespace, not the headless Service): keep them whole.
     mpirun = ["mpirun", "--allow-run-as-root", "--hostfile", "/tmp/hostfile", "-np", str(layout.world_size),
-              "--map-by", f"ppr:{slots}:node", "--bind-to", "none", "--mca", "plm_rsh_args", ssh,
-              *(arg for name in env_names for arg in ("-x", name)), "/bin/sh", "-c", per_rank]
+              "--map-by", f"ppr:{slots}:node", "--bind-to", "none", "--mca", "orte_keep_fqdn_hostnames", "1",
+              "--mca", "plm_rsh_args", ssh,
+              *(arg for name in env_names for arg in ("-x", name)), *triton_command()]
     script = "\n".join([
         "set -eu",
         ": > /tmp/hostfile",
@@ -107,10 +99,13 @@ def leader_command(*, layout: Layout, env_names: list[str], service: str, namesp
 
 
 def worker_command() -> list[str]:
+    """sshd in the foreground for the leader's mpirun. It refuses to start without its privilege-separation
+    directory, which only a booted system's tmpfiles create: the container makes it."""
     key = f"{SSH_MOUNT}/{SSH_PRIVATE_KEY}"
-    return ["/usr/sbin/sshd", "-D", "-e", "-p", str(SSH_PORT), "-h", key,
+    sshd = ["/usr/sbin/sshd", "-D", "-e", "-p", str(SSH_PORT), "-h", key,
             "-o", f"AuthorizedKeysFile={SSH_MOUNT}/{SSH_PUBLIC_KEY}", "-o", "PermitRootLogin=prohibit-password",
             "-o", "PasswordAuthentication=no"]
+    return ["/bin/sh", "-c", f"mkdir -p /run/sshd && exec {shlex.join(sshd)}"]
 
 
 def _ssh_volume(owner: Owner, revision: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -113,10 +113,10 @@ def validation_message(err: ValidationError) -> str:
 def _job_state(job: dict[str, Any]) -> tuple[str, str]:
     if (ended := children.finished_condition(job)) is not None:
         if ended["type"] == "Complete":
-            return "Cached", "engine built"
-        return "Failed", f"build Job failed: {ended.get('reason', '')} {ended.get('message', '')}".strip()
+            return "Cached", "quantized checkpoint cached"
+        return "Failed", f"quantize Job failed: {ended.get('reason', '')} {ended.get('message', '')}".strip()
     active = job.get("status", {}).get("active", 0)
-    return "Building", f"build Job running ({active} pod{'s' if active != 1 else ''} active)"
+    return "Building", f"quantize Job running ({active} pod{'s' if active != 1 else ''} active)"
 
 
 _PHASE_CONDITION = {"Degraded": st.DEGRADED, "Building": st.ENGINE_READY, "Progressing": st.READY,
@@ -217,7 +217,7 @@ class RevisionRender:
     name: str
     spec: DeepSeekDeploymentSpec
     gpu: catalog.GpuSpec
-    layout: engines.EngineLayout
+    quantize: bool  # served from a quantized checkpoint the quantize Job of `key` makes
     key: str
     world: int
     repo_data: dict[str, str]
@@ -259,22 +259,22 @@ _repository = functools.lru_cache(maxsize=512)(triton.configmap_data)
 
 
 def _render(spec: DeepSeekDeploymentSpec, model: catalog.ModelSpec, fit: sizing.SizingResult) -> RevisionRender:
-    layout = engines.EngineLayout(model.architecture, fit.tensor_parallel, fit.pipeline_parallel)
-    key = engines.engine_key(spec, layout)
-    repo_params = triton.TritonRepoParams(
-        max_batch_size=spec.engine.max_batch_size, decoupled=spec.serving.streaming,
-        kv_cache_free_gpu_mem_fraction=spec.serving.batching.kv_cache_free_gpu_mem_fraction,
-        batch_scheduler_policy=spec.serving.batching.batch_scheduler_policy,
-        engine_dir=engines.engine_dir(key) if engines.needs_build(layout) else engines.checkpoint_dir(spec),
-        tokenizer_dir=engines.checkpoint_dir(spec),
-        max_queue_delay_microseconds=spec.serving.batching.max_queue_delay_microseconds)
+    key = engines.engine_key(spec)
+    quantize = engines.needs_quantize(spec, model.native_precision)
+    repo_params = triton.LlmApiParams(
+        checkpoint_dir=engines.served_checkpoint(spec, model.native_precision, key),
+        tensor_parallel=fit.tensor_parallel, pipeline_parallel=fit.pipeline_parallel,
+        max_batch_size=spec.engine.max_batch_size, max_num_tokens=spec.engine.max_input_len,
+        max_seq_len=spec.engine.max_seq_len,
+        free_gpu_memory_fraction=spec.serving.batching.kv_cache_free_gpu_mem_fraction,
+        batch_scheduler_policy=spec.serving.batching.batch_scheduler_policy, decoupled=spec.serving.streaming)
     repo_data = dict(_repository(repo_params))
     parallelism = {"tensor": fit.tensor_parallel, "pipeline": fit.pipeline_parallel,
                    "nodesPerReplica": fit.nodes_per_replica, "gpusPerReplica": fit.gpus_per_replica}
     # The revision: everything that changes pods, and the rendered model repository (a renderer change that
     # alters config.pbtxt is a new revision too, like Flagger's config tracker).
     revision = naming.digest({"spec": snapshot(spec), "repository": repo_data, "layout": parallelism}, 10)
-    return RevisionRender(revision, spec, catalog.GPUS[spec.serving.gpu.type], layout, key, fit.gpus_per_replica,
+    return RevisionRender(revision, spec, catalog.GPUS[spec.serving.gpu.type], quantize, key, fit.gpus_per_replica,
                           repo_data, parallelism)
 
 
@@ -291,7 +291,7 @@ def _render_snapshot(entry: Mapping[str, Any]) -> RevisionRender | None:
 
 def _workload(owner: children.Owner, r: RevisionRender, replicas: int, lws: bool) -> list[dict[str, Any]]:
     """A revision's serving workload: a Deployment when a replica fits one node, else its groups."""
-    nodes, cache = r.parallelism["nodesPerReplica"], engines.needs_build(r.layout)
+    nodes, cache = r.parallelism["nodesPerReplica"], r.quantize
     if nodes == 1:
         return [children.server_deployment(owner=owner, spec=r.spec, gpu=r.gpu, revision=r.name, engine_key=r.key,
                                            world_size=r.world, replicas=replicas, mount_engine_cache=cache)]
@@ -426,7 +426,7 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
     events: list[Event] = []
     affinity = children.gpu_node_affinity(target.gpu, spec.serving.node_selector)
     key = target.key
-    if not engines.needs_build(target.layout):
+    if not target.quantize:
         engine_state, engine_msg, job_name = "NotRequired", "served from the checkpoint by the PyTorch backend", ""
     elif (cache_pvc_uid := observed.pvc_uids.get(spec.engine.cache.pvc)) is None:
         apply.append(children.cache_pvc(spec, owner.namespace))
@@ -434,8 +434,8 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
     elif (engine_job := observed.engine_jobs.get(naming.engine_job_name(key))) is None:
         ckpt_volume, ckpt_mount = children.checkpoint_volume(spec)
         job = engines.build_job(
-            spec=spec, layout=target.layout, key=key, namespace=owner.namespace, cr_name=owner.name,
-            # Each rank's engine is built in turn: a multi-node layout builds on one node's GPUs.
+            spec=spec, key=key, namespace=owner.namespace, cr_name=owner.name,
+            # Quantization calibrates on one node's GPUs, whatever the serving layout.
             cache_pvc_uid=cache_pvc_uid, gpus=target.world // fit.nodes_per_replica, node_affinity=affinity,
             tolerations=children.tolerations(spec),
             volumes=[{"name": "engine-cache", "persistentVolumeClaim": {"claimName": spec.engine.cache.pvc}},
@@ -444,8 +444,9 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
             pod_annotations=dict(spec.serving.pod_annotations))
         apply.append(job)
         job_name = job["metadata"]["name"]
-        engine_state, engine_msg = "Building", "build Job created"
-        events.append(Event("Normal", "EngineBuildStarted", f"building engine {key} with Job {job_name}"))
+        engine_state, engine_msg = "Building", "quantize Job created"
+        events.append(Event("Normal", "EngineBuildStarted",
+                            f"quantizing the checkpoint to {spec.model.precision.value} as {key} with Job {job_name}"))
     else:
         job_name = engine_job["metadata"]["name"]
         engine_state, engine_msg = _job_state(engine_job)
@@ -455,7 +456,7 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
     if engine_state == "Failed":
         conds.set(st.ENGINE_READY, False, Reason.ENGINE_BUILD_FAILED, engine_msg)
         conds.set(st.READY, serving, Reason.ENGINE_BUILD_FAILED,
-                  f"revision {target.name} has no engine and gets no pods"
+                  f"revision {target.name} has no quantized checkpoint and gets no pods"
                   + (f"; {old_status['stableRevision']} keeps serving" if serving else ""))
         conds.set(st.DEGRADED, True, Reason.ENGINE_BUILD_FAILED,
                   f"{engine_msg}; delete Job {job_name} to retry once the cause is fixed")
@@ -464,7 +465,7 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
         reason = Reason.ENGINE_BUILDING if engine_state == "Building" else Reason.ENGINE_PENDING
         conds.set(st.ENGINE_READY, False, reason, engine_msg)
         if not serving:
-            conds.set(st.READY, False, reason, "waiting for the engine")
+            conds.set(st.READY, False, reason, "waiting for the quantized checkpoint")
             conds.set(st.PROGRESSING, True, reason, engine_msg)
             conds.set(st.DEGRADED, False, Reason.AS_EXPECTED)
             return _finish(body, conds, {**base, "phase": "Building"}, {"apply": apply, "events": events}, observed)
@@ -639,6 +640,15 @@ def _roll(body: dict[str, Any], spec: DeepSeekDeploymentSpec, target: RevisionRe
         # The truth a user needs when GPUs run out: the scheduler's own words, not an endless "rolling out".
         message += f"; {len(stuck)} pod(s) cannot be scheduled: {stuck[0]}"
         reason = Reason.CANARY_UNSCHEDULABLE if new.stable else Reason.UNSCHEDULABLE
+    failing = failing_pods(observed.pods, rolling_revision) if rolling_revision else []
+    if failing and decision.phase == "Progressing":
+        # What the kubelet reports (CrashLoopBackOff with the container's last words, a failed startup probe, an
+        # image that cannot be pulled), not "waiting for pods"; a Warning event once per distinct failure.
+        message += f"; {len(failing)} pod(s) failing: {failing[0]}"
+        reason = Reason.CANARY_CONTAINERS_FAILING if new.stable else Reason.CONTAINERS_FAILING
+        which = failing[0].split(" (exit code")[0]  # the pod, container and reason: not the restart count
+        if not any(which in str(c.get("message", "")) for c in old_status.get("conditions") or []):
+            events.append(Event("Warning", "PodFailing", failing[0]))
     stable_ready = bool(new.stable) and ready.get(new.stable, 0) >= replicas
     if stable_ready:
         conds.set(st.READY, True, Reason.SCALED_TO_ZERO if replicas == 0 else Reason.REPLICAS_READY,
@@ -707,6 +717,33 @@ def ready_pod_ips(pods: tuple[dict[str, Any], ...], revision: str) -> tuple[str,
         if ready and status.get("podIP"):
             out.append(str(status["podIP"]))
     return tuple(sorted(out))
+
+
+# Container states a pod does not get out of by waiting (the kubelet's reasons).
+FAILING_WAITING_REASONS = frozenset({"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff",
+                                     "CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
+
+
+def failing_pods(pods: tuple[dict[str, Any], ...], revision: str) -> list[str]:
+    """`<pod>/<container>: <reason> ...` for this revision's pods whose containers (init containers included)
+    keep failing, with the last exit code, restarts and message the kubelet recorded."""
+    out = []
+    for pod in pods:
+        meta = pod["metadata"]
+        if (meta.get("labels") or {}).get(naming.LABEL_REVISION) != revision or meta.get("deletionTimestamp"):
+            continue
+        status = pod.get("status") or {}
+        for c in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+            waiting = (c.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") not in FAILING_WAITING_REASONS:
+                continue
+            last = (c.get("lastState") or {}).get("terminated") or {}
+            detail = (f" (exit code {last['exitCode']}, {c.get('restartCount', 0)} restarts)"
+                      if "exitCode" in last else "")
+            words = str(last.get("message") or waiting.get("message") or "").strip().splitlines()
+            tail = f": {words[-1][:300]}" if words else ""
+            out.append(f"{meta['name']}/{c.get('name')}: {waiting['reason']}{detail}{tail}")
+    return out
 
 
 def unschedulable_pods(pods: tuple[dict[str, Any], ...], revision: str) -> list[str]:

@@ -1,63 +1,48 @@
-"""Triton model repository for TensorRT-LLM's `inflight_batcher_llm` layout, built as `ModelConfig` protobufs.
+"""Triton model repository for TensorRT-LLM's PyTorch backend: the `llmapi` layout. Pure.
 
-Four models, the same names and wiring as `all_models/inflight_batcher_llm` of the TensorRT-LLM backend:
+One model, `tensorrt_llm` (backend `python`), as in `triton_backend/all_models/llmapi/` of TensorRT-LLM (shipped
+at /app/all_models/llmapi in the `tritonserver:*-trtllm-python-py3` images; TensorRT-LLM 1.2 removed the
+TensorRT-engine backend, `trtllm-build` and the `inflight_batcher_llm` ensemble):
 
-- `preprocessing` (backend `python`): tokenizes `QUERY`, turns bad/stop word strings into id lists;
-- `tensorrt_llm` (backend `tensorrtllm`, the C++ in-flight batcher): runs the engine at `gpt_model_path`;
-- `postprocessing` (backend `python`): detokenizes `TOKENS_BATCH` into `OUTPUT`;
-- `ensemble` (platform `ensemble`): the public entry point, `text_input` ... -> `text_output`, chaining the
-  three above through internal tensors named with a leading underscore (`_INPUT_ID`, `_TOKENS_BATCH`, ...).
+    <repo>/tensorrt_llm/config.pbtxt   a `ModelConfig` protobuf (tritonclient's model_config_pb2) printed with
+                                       `protobuf.text_format`: the request and response tensors of the image's
+                                       model.py; batching and decoupling come from model.yaml
+    <repo>/tensorrt_llm/1/model.yaml   the arguments of `tensorrt_llm.LLM(...)` (TorchLlmArgs) plus a
+                                       `triton_config` block (max_batch_size, decoupled) that model.py applies
+                                       in `auto_complete_config`
+    <repo>/tensorrt_llm/1/model.py     the image's own model.py, copied by the pod's init container (`IMAGE_MODEL_PY`)
 
-Every config is a `tritonclient.grpc.model_config_pb2.ModelConfig` message printed with
-`google.protobuf.text_format`, never a string template, so each `config.pbtxt` parses as a Triton config.
-Only the tensors this operator's clients use are declared (the upstream configs also carry LoRA, multimodal,
-speculative-decoding and perf-metric tensors); the exceptions are tensors the upstream `model.py` files look up
-in `initialize()` (e.g. `EMBEDDING_BIAS_WEIGHTS`, `PIXEL_VALUES`), which must be declared or the model fails to
-load, and parameters the C++ backend reads without a default (`tokenizer_dir`, `xgrammar_tokenizer_info_path`,
-`guided_decoding_backend` on `tensorrt_llm`, `multimodal_model_path` on `preprocessing`).
-
-Pod layout. A ConfigMap holds files, not directories, so `configmap_data` flattens each repository path
-(`ensemble/config.pbtxt` -> `ensemble__config.pbtxt`, see `configmap_key_for_path`) and
-`repository_path_for_key` undoes it; `configmap_volume_items` gives the `items` of a ConfigMap volume that
-restores the paths. The pod then assembles the repository in a writable directory (an emptyDir):
-
-    <repo>/ensemble/config.pbtxt        + an empty <repo>/ensemble/1/       (Triton needs a version directory)
-    <repo>/tensorrt_llm/config.pbtxt    + an empty <repo>/tensorrt_llm/1/   (the engine lives at engine_dir)
-    <repo>/preprocessing/config.pbtxt   + <repo>/preprocessing/1/model.py   (copied from the serving image)
-    <repo>/postprocessing/config.pbtxt  + <repo>/postprocessing/1/model.py  (copied from the serving image)
-
-and starts `tritonserver --model-repository=<repo>`. `VERSION_DIR` and `PYTHON_MODELS` name those pieces.
+A ConfigMap holds files, not directories, so `configmap_data` flattens each repository path
+(`tensorrt_llm/1/model.yaml` -> `tensorrt_llm__1__model.yaml`, see `configmap_key_for_path`) and
+`repository_path_for_key` undoes it.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import yaml
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-# ------------------------------------------------------------------------------------------------ names
-
-ENSEMBLE = "ensemble"
-PREPROCESSING = "preprocessing"
-TENSORRT_LLM = "tensorrt_llm"
-POSTPROCESSING = "postprocessing"
-MODEL_NAMES: tuple[str, ...] = (ENSEMBLE, PREPROCESSING, TENSORRT_LLM, POSTPROCESSING)
-PYTHON_MODELS: tuple[str, ...] = (PREPROCESSING, POSTPROCESSING)
-"""Models whose `1/model.py` the pod copies from the serving image's `inflight_batcher_llm` templates."""
-
+MODEL_NAME = "tensorrt_llm"
+"""What clients call: `/v2/models/tensorrt_llm/generate`, gRPC `ModelInfer`, and what Triton labels metrics with."""
 CONFIG_FILE = "config.pbtxt"
 VERSION_DIR = "1"
+MODEL_YAML = f"{MODEL_NAME}/{VERSION_DIR}/model.yaml"
+MODEL_PY = f"{MODEL_NAME}/{VERSION_DIR}/model.py"
+RENDERED_PATHS = (f"{MODEL_NAME}/{CONFIG_FILE}", MODEL_YAML)
+IMAGE_MODEL_PY = "/app/all_models/llmapi/tensorrt_llm/1/model.py"
+"""Where the serving image ships the `llmapi` model.py (the TensorRT-LLM backend's Dockerfile copies
+triton_backend/all_models to /app/all_models)."""
 CONFIGMAP_KEY_SEPARATOR = "__"
-"""Stands for "/" in ConfigMap keys: `ensemble/config.pbtxt` is stored under `ensemble__config.pbtxt`."""
+"""Stands for "/" in ConfigMap keys: `tensorrt_llm/config.pbtxt` is stored under `tensorrt_llm__config.pbtxt`."""
 
-TENSORRT_LLM_BACKEND = "tensorrtllm"
-PYTHON_BACKEND = "python"
-GPT_MODEL_TYPE = "inflight_fused_batching"
-BATCH_SCHEDULER_POLICIES: frozenset[str] = frozenset({"guaranteed_no_evict", "max_utilization"})
+# TensorRT-LLM's SchedulerConfig.capacity_scheduler_policy values for the spec's batch scheduler policies.
+CAPACITY_SCHEDULER_POLICY = {"guaranteed_no_evict": "GUARANTEED_NO_EVICT", "max_utilization": "MAX_UTILIZATION"}
 
 _CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 _CONFIGMAP_KEY_MAX = 253
@@ -67,52 +52,43 @@ _PATH_SEGMENT = re.compile(r"[-.a-zA-Z0-9]+(_[-.a-zA-Z0-9]+)*")  # no "__", no l
 
 
 @dataclass(frozen=True)
-class TritonRepoParams:
-    """What varies between deployments; everything else is fixed by the `inflight_batcher_llm` layout.
+class LlmApiParams:
+    """What varies between deployments: the `LLM()` arguments and the Triton settings of the `llmapi` model.
 
-    `decoupled` turns on token streaming (`model_transaction_policy { decoupled: true }` on `tensorrt_llm`);
-    clients must then use a streaming API (gRPC stream or `generate_stream`). Paths are inside the pod.
+    `decoupled` turns on token streaming (responses sent as they are generated); clients then use a streaming
+    API (gRPC stream or `generate_stream`). Paths are inside the pod.
     """
 
+    checkpoint_dir: str
+    tensor_parallel: int
+    pipeline_parallel: int
     max_batch_size: int
-    decoupled: bool
-    kv_cache_free_gpu_mem_fraction: float
+    max_num_tokens: int
+    max_seq_len: int
+    free_gpu_memory_fraction: float
     batch_scheduler_policy: str
-    engine_dir: str
-    tokenizer_dir: str
-    max_beam_width: int = 1
-    enable_chunked_context: bool = False
-    exclude_input_in_output: bool = True
-    max_queue_delay_microseconds: int = 0
-    preprocessing_instances: int = 1
-    postprocessing_instances: int = 1
+    decoupled: bool
+    enable_block_reuse: bool = True
 
     def __post_init__(self) -> None:
-        _check_int("max_batch_size", self.max_batch_size, minimum=1)
-        _check_int("max_beam_width", self.max_beam_width, minimum=1)
-        _check_int("max_queue_delay_microseconds", self.max_queue_delay_microseconds, minimum=0)
-        _check_int("preprocessing_instances", self.preprocessing_instances, minimum=1)
-        _check_int("postprocessing_instances", self.postprocessing_instances, minimum=1)
-        for name in ("decoupled", "enable_chunked_context", "exclude_input_in_output"):
+        for name in ("tensor_parallel", "pipeline_parallel", "max_batch_size", "max_num_tokens", "max_seq_len"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"LlmApiParams.{name} must be an integer >= 1, got {value!r}")
+        for name in ("decoupled", "enable_block_reuse"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"TritonRepoParams.{name} must be a bool, got {getattr(self, name)!r}")
-        fraction = self.kv_cache_free_gpu_mem_fraction
+                raise ValueError(f"LlmApiParams.{name} must be a bool, got {getattr(self, name)!r}")
+        fraction = self.free_gpu_memory_fraction
         if (isinstance(fraction, bool) or not isinstance(fraction, int | float) or math.isnan(fraction)
                 or not 0 < fraction <= 1):
-            raise ValueError(f"TritonRepoParams.kv_cache_free_gpu_mem_fraction must be in (0, 1], got {fraction!r}")
-        if self.batch_scheduler_policy not in BATCH_SCHEDULER_POLICIES:
-            raise ValueError(f"TritonRepoParams.batch_scheduler_policy must be one of "
-                             f"{sorted(BATCH_SCHEDULER_POLICIES)}, got {self.batch_scheduler_policy!r}")
-        for name in ("engine_dir", "tokenizer_dir"):
-            path = getattr(self, name)
-            if not isinstance(path, str) or not path.startswith("/") or any(c.isspace() for c in path):
-                raise ValueError(f"TritonRepoParams.{name} must be an absolute path inside the pod without "
-                                 f"whitespace, got {path!r}")
-
-
-def _check_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"TritonRepoParams.{name} must be an integer >= {minimum}, got {value!r}")
+            raise ValueError(f"LlmApiParams.free_gpu_memory_fraction must be in (0, 1], got {fraction!r}")
+        if self.batch_scheduler_policy not in CAPACITY_SCHEDULER_POLICY:
+            raise ValueError(f"LlmApiParams.batch_scheduler_policy must be one of "
+                             f"{sorted(CAPACITY_SCHEDULER_POLICY)}, got {self.batch_scheduler_policy!r}")
+        path = self.checkpoint_dir
+        if not isinstance(path, str) or not path.startswith("/") or any(c.isspace() for c in path):
+            raise ValueError(f"LlmApiParams.checkpoint_dir must be an absolute path inside the pod without "
+                             f"whitespace, got {path!r}")
 
 
 # ------------------------------------------------------------------------------------------------ tensors
@@ -124,225 +100,95 @@ class _Tensor:
     data_type: int
     dims: tuple[int, ...]
     optional: bool = False
-    scalar: bool = False  # `reshape: { shape: [ ] }`: the C++ backend reads a [1] tensor as a scalar
-    ragged: bool = False  # `allow_ragged_batch`: requests of different lengths batch without padding
 
 
-_STRING = mc.TYPE_STRING
-_BOOL = mc.TYPE_BOOL
-_INT32 = mc.TYPE_INT32
-_INT64 = mc.TYPE_INT64
-_UINT64 = mc.TYPE_UINT64
-_FP16 = mc.TYPE_FP16
-_FP32 = mc.TYPE_FP32
+_STRING, _BOOL, _INT32, _INT64, _UINT64, _FP32 = (mc.TYPE_STRING, mc.TYPE_BOOL, mc.TYPE_INT32, mc.TYPE_INT64,
+                                                  mc.TYPE_UINT64, mc.TYPE_FP32)
 
-_ENSEMBLE_INPUTS = (
-    _Tensor("text_input", _STRING, (1,)),
-    _Tensor("max_tokens", _INT32, (1,)),
-    _Tensor("bad_words", _STRING, (-1,), optional=True),
-    _Tensor("stop_words", _STRING, (-1,), optional=True),
-    _Tensor("end_id", _INT32, (1,), optional=True),
-    _Tensor("pad_id", _INT32, (1,), optional=True),
-    _Tensor("top_k", _INT32, (1,), optional=True),
-    _Tensor("top_p", _FP32, (1,), optional=True),
-    _Tensor("temperature", _FP32, (1,), optional=True),
-    _Tensor("repetition_penalty", _FP32, (1,), optional=True),
-    _Tensor("presence_penalty", _FP32, (1,), optional=True),
-    _Tensor("frequency_penalty", _FP32, (1,), optional=True),
-    _Tensor("seed", _UINT64, (1,), optional=True),
-    _Tensor("stream", _BOOL, (1,), optional=True),
+# The tensors the image's model.py reads and writes (triton_backend/all_models/llmapi/tensorrt_llm/config.pbtxt,
+# TensorRT-LLM 1.2): a prompt per request (no batch dimension: model.yaml's max_batch_size is 0), sampling
+# parameters, and the optional per-response fields model.py returns when asked.
+_INPUTS = (
+    _Tensor("text_input", _STRING, (-1,)),
+    _Tensor("streaming", _BOOL, (1,), optional=True),
+    _Tensor("sampling_param_best_of", _INT32, (1,), optional=True),
+    _Tensor("sampling_param_temperature", _FP32, (1,), optional=True),
+    _Tensor("sampling_param_top_k", _INT32, (1,), optional=True),
+    _Tensor("sampling_param_top_p", _FP32, (1,), optional=True),
+    _Tensor("sampling_param_frequency_penalty", _FP32, (1,), optional=True),
+    _Tensor("sampling_param_presence_penalty", _FP32, (1,), optional=True),
+    _Tensor("sampling_param_max_tokens", _INT32, (1,), optional=True),
+    _Tensor("sampling_param_stop", _STRING, (-1,), optional=True),
+    _Tensor("sampling_param_seed", _UINT64, (1,), optional=True),
+    _Tensor("sampling_param_exclude_input_from_output", _BOOL, (1,), optional=True),
+    _Tensor("sampling_param_return_perf_metrics", _BOOL, (1,), optional=True),
+    _Tensor("return_finish_reason", _BOOL, (1,), optional=True),
+    _Tensor("return_stop_reason", _BOOL, (1,), optional=True),
+    _Tensor("return_cumulative_logprob", _BOOL, (1,), optional=True),
+    _Tensor("stop", _BOOL, (1,), optional=True),
 )
-_ENSEMBLE_OUTPUTS = (_Tensor("text_output", _STRING, (-1,)),)
-
-_PREPROCESSING_INPUTS = (
-    _Tensor("QUERY", _STRING, (1,)),
-    _Tensor("REQUEST_OUTPUT_LEN", _INT32, (1,)),
-    _Tensor("BAD_WORDS_DICT", _STRING, (-1,), optional=True),
-    _Tensor("STOP_WORDS_DICT", _STRING, (-1,), optional=True),
-    _Tensor("EMBEDDING_BIAS_WORDS", _STRING, (-1,), optional=True),
-    _Tensor("EMBEDDING_BIAS_WEIGHTS", _FP32, (-1,), optional=True),
-    _Tensor("END_ID", _INT32, (1,), optional=True),
-    _Tensor("PAD_ID", _INT32, (1,), optional=True),
-)
-# Every output upstream model.py returns or looks up the dtype of in initialize(); the ensemble maps a subset.
-_PREPROCESSING_OUTPUTS = (
-    _Tensor("INPUT_ID", _INT32, (-1,)),
-    _Tensor("REQUEST_INPUT_LEN", _INT32, (1,)),
-    _Tensor("DECODER_INPUT_ID", _INT32, (-1,)),
-    _Tensor("REQUEST_DECODER_INPUT_LEN", _INT32, (1,)),
-    _Tensor("BAD_WORDS_IDS", _INT32, (2, -1)),
-    _Tensor("STOP_WORDS_IDS", _INT32, (2, -1)),
-    _Tensor("EMBEDDING_BIAS", _FP32, (-1,)),
-    _Tensor("REQUEST_OUTPUT_LEN", _INT32, (-1,)),
-    _Tensor("OUT_END_ID", _INT32, (1,)),
-    _Tensor("OUT_PAD_ID", _INT32, (1,)),
-    _Tensor("OUT_PROMPT_TABLE_EXTRA_IDS", _UINT64, (-1,)),
-    _Tensor("PIXEL_VALUES", _FP16, (-1, -1, -1, -1)),
-    _Tensor("IMAGE_SIZES", _INT64, (2,)),
+_OUTPUTS = (
+    _Tensor("text_output", _STRING, (-1,)),
+    _Tensor("finish_reason", _STRING, (-1,)),
+    _Tensor("stop_reason", _STRING, (-1,)),
+    _Tensor("cumulative_logprob", _FP32, (-1,)),
+    _Tensor("kv_cache_reused_block", _INT32, (-1,)),
+    _Tensor("kv_cache_missed_block", _INT32, (-1,)),
+    _Tensor("kv_cache_alloc_new_blocks", _INT32, (-1,)),
+    _Tensor("kv_cache_alloc_total_blocks", _INT32, (-1,)),
+    _Tensor("kv_cache_hit_rate", _FP32, (-1,)),
+    _Tensor("arrival_time_ns", _INT64, (1,)),
+    _Tensor("first_scheduled_time_ns", _INT64, (1,)),
+    _Tensor("first_token_time_ns", _INT64, (1,)),
+    _Tensor("last_token_time_ns", _INT64, (1,)),
+    _Tensor("acceptance_rate", _FP32, (1,)),
+    _Tensor("total_accepted_draft_tokens", _INT32, (1,)),
+    _Tensor("total_draft_tokens", _INT32, (1,)),
 )
 
-_TENSORRT_LLM_INPUTS = (
-    _Tensor("input_ids", _INT32, (-1,), optional=True, ragged=True),
-    _Tensor("input_lengths", _INT32, (1,), scalar=True),
-    _Tensor("request_output_len", _INT32, (1,), scalar=True),
-    _Tensor("end_id", _INT32, (1,), optional=True, scalar=True),
-    _Tensor("pad_id", _INT32, (1,), optional=True, scalar=True),
-    _Tensor("stop_words_list", _INT32, (2, -1), optional=True, ragged=True),
-    _Tensor("bad_words_list", _INT32, (2, -1), optional=True, ragged=True),
-    _Tensor("beam_width", _INT32, (1,), optional=True, scalar=True),
-    _Tensor("temperature", _FP32, (1,), optional=True, scalar=True),
-    _Tensor("runtime_top_k", _INT32, (1,), optional=True, scalar=True),
-    _Tensor("runtime_top_p", _FP32, (1,), optional=True, scalar=True),
-    _Tensor("repetition_penalty", _FP32, (1,), optional=True, scalar=True),
-    _Tensor("presence_penalty", _FP32, (1,), optional=True, scalar=True),
-    _Tensor("frequency_penalty", _FP32, (1,), optional=True, scalar=True),
-    _Tensor("seed", _UINT64, (1,), optional=True, scalar=True),
-    _Tensor("exclude_input_in_output", _BOOL, (1,), optional=True, scalar=True),
-    _Tensor("stop", _BOOL, (1,), optional=True, scalar=True),
-    _Tensor("streaming", _BOOL, (1,), optional=True, scalar=True),
-)
-_TENSORRT_LLM_OUTPUTS = (
-    _Tensor("output_ids", _INT32, (-1, -1)),
-    _Tensor("sequence_length", _INT32, (-1,)),
-    _Tensor("cum_log_probs", _FP32, (-1,)),
-    _Tensor("output_log_probs", _FP32, (-1, -1)),
-)
 
-_POSTPROCESSING_INPUTS = (
-    _Tensor("TOKENS_BATCH", _INT32, (-1, -1)),
-    _Tensor("SEQUENCE_LENGTH", _INT32, (-1,)),
-)
-_POSTPROCESSING_OUTPUTS = (_Tensor("OUTPUT", _STRING, (-1,)),)
-
-# ensemble_scheduling: (model, {model input: ensemble tensor}, {model output: ensemble tensor}).
-_STEPS: tuple[tuple[str, dict[str, str], dict[str, str]], ...] = (
-    (PREPROCESSING,
-     {"QUERY": "text_input", "REQUEST_OUTPUT_LEN": "max_tokens", "BAD_WORDS_DICT": "bad_words",
-      "STOP_WORDS_DICT": "stop_words", "END_ID": "end_id", "PAD_ID": "pad_id"},
-     {"INPUT_ID": "_INPUT_ID", "REQUEST_INPUT_LEN": "_REQUEST_INPUT_LEN", "REQUEST_OUTPUT_LEN": "_REQUEST_OUTPUT_LEN",
-      "BAD_WORDS_IDS": "_BAD_WORDS_IDS", "STOP_WORDS_IDS": "_STOP_WORDS_IDS",
-      "OUT_END_ID": "_PREPROCESSOR_END_ID", "OUT_PAD_ID": "_PREPROCESSOR_PAD_ID"}),
-    (TENSORRT_LLM,
-     {"input_ids": "_INPUT_ID", "input_lengths": "_REQUEST_INPUT_LEN", "request_output_len": "_REQUEST_OUTPUT_LEN",
-      "bad_words_list": "_BAD_WORDS_IDS", "stop_words_list": "_STOP_WORDS_IDS",
-      "end_id": "_PREPROCESSOR_END_ID", "pad_id": "_PREPROCESSOR_PAD_ID",
-      "runtime_top_k": "top_k", "runtime_top_p": "top_p", "temperature": "temperature",
-      "repetition_penalty": "repetition_penalty", "presence_penalty": "presence_penalty",
-      "frequency_penalty": "frequency_penalty", "seed": "seed", "streaming": "stream"},
-     {"output_ids": "_TOKENS_BATCH", "sequence_length": "_SEQUENCE_LENGTH"}),
-    (POSTPROCESSING,
-     {"TOKENS_BATCH": "_TOKENS_BATCH", "SEQUENCE_LENGTH": "_SEQUENCE_LENGTH"},
-     {"OUTPUT": "text_output"}),
-)
-
-# ------------------------------------------------------------------------------------------------ builders
-
-
-def _add_tensors(config: mc.ModelConfig, ins: tuple[_Tensor, ...], outs: tuple[_Tensor, ...]) -> None:
-    for spec in ins:
-        model_input = config.input.add(name=spec.name, data_type=spec.data_type, dims=spec.dims,
-                                       optional=spec.optional, allow_ragged_batch=spec.ragged)
-        if spec.scalar:
-            model_input.reshape.SetInParent()  # an empty shape: a scalar per request
-    for spec in outs:
-        config.output.add(name=spec.name, data_type=spec.data_type, dims=spec.dims)
-
-
-def _set_parameters(config: mc.ModelConfig, parameters: Mapping[str, str]) -> None:
-    for key, value in parameters.items():
-        config.parameters[key].string_value = value
-
-
-def _flag(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def _base(name: str, max_batch_size: int, ins: tuple[_Tensor, ...], outs: tuple[_Tensor, ...]) -> mc.ModelConfig:
-    config = mc.ModelConfig(name=name, max_batch_size=max_batch_size)
-    _add_tensors(config, ins, outs)
+def model_config() -> mc.ModelConfig:
+    """`tensorrt_llm/config.pbtxt`. One KIND_CPU instance: the LLM API places its ranks on the GPUs itself."""
+    config = mc.ModelConfig(name=MODEL_NAME, backend="python")
+    for t in _INPUTS:
+        config.input.add(name=t.name, data_type=t.data_type, dims=t.dims, optional=t.optional)
+    for t in _OUTPUTS:
+        config.output.add(name=t.name, data_type=t.data_type, dims=t.dims)
+    config.instance_group.add(count=1, kind=mc.ModelInstanceGroup.KIND_CPU)
     return config
 
 
-def _cpu_instances(config: mc.ModelConfig, count: int) -> None:
-    config.instance_group.add(count=count, kind=mc.ModelInstanceGroup.KIND_CPU)
-
-
-def _ensemble(p: TritonRepoParams) -> mc.ModelConfig:
-    config = _base(ENSEMBLE, p.max_batch_size, _ENSEMBLE_INPUTS, _ENSEMBLE_OUTPUTS)
-    config.platform = "ensemble"
-    for model_name, input_map, output_map in _STEPS:
-        step = config.ensemble_scheduling.step.add(model_name=model_name, model_version=-1)
-        step.input_map.update(input_map)
-        step.output_map.update(output_map)
-    return config
-
-
-def _preprocessing(p: TritonRepoParams) -> mc.ModelConfig:
-    config = _base(PREPROCESSING, p.max_batch_size, _PREPROCESSING_INPUTS, _PREPROCESSING_OUTPUTS)
-    config.backend = PYTHON_BACKEND
-    config.dynamic_batching.preferred_batch_size.append(p.max_batch_size)
-    config.dynamic_batching.max_queue_delay_microseconds = p.max_queue_delay_microseconds
-    _set_parameters(config, {"tokenizer_dir": p.tokenizer_dir, "multimodal_model_path": ""})
-    _cpu_instances(config, p.preprocessing_instances)
-    return config
-
-
-def _tensorrt_llm(p: TritonRepoParams) -> mc.ModelConfig:
-    config = _base(TENSORRT_LLM, p.max_batch_size, _TENSORRT_LLM_INPUTS, _TENSORRT_LLM_OUTPUTS)
-    config.backend = TENSORRT_LLM_BACKEND
-    if p.decoupled:
-        config.model_transaction_policy.decoupled = True
-    config.dynamic_batching.preferred_batch_size.append(p.max_batch_size)
-    config.dynamic_batching.max_queue_delay_microseconds = p.max_queue_delay_microseconds
-    # One KIND_CPU instance: the backend's executor places itself on the GPUs (and MPI ranks) on its own.
-    _cpu_instances(config, 1)
-    _set_parameters(config, {
-        "gpt_model_type": GPT_MODEL_TYPE,
-        "gpt_model_path": p.engine_dir,
-        "max_beam_width": str(p.max_beam_width),
-        "batch_scheduler_policy": p.batch_scheduler_policy,
-        "kv_cache_free_gpu_mem_fraction": repr(float(p.kv_cache_free_gpu_mem_fraction)),
-        "enable_chunked_context": _flag(p.enable_chunked_context),
-        "exclude_input_in_output": _flag(p.exclude_input_in_output),
-        "FORCE_CPU_ONLY_INPUT_TENSORS": "no",
-        # Read without a default by the C++ backend's guided-decoding setup; empty means "off".
-        "tokenizer_dir": "",
-        "xgrammar_tokenizer_info_path": "",
-        "guided_decoding_backend": "",
-    })
-    return config
-
-
-def _postprocessing(p: TritonRepoParams) -> mc.ModelConfig:
-    config = _base(POSTPROCESSING, p.max_batch_size, _POSTPROCESSING_INPUTS, _POSTPROCESSING_OUTPUTS)
-    config.backend = PYTHON_BACKEND
-    config.dynamic_batching.SetInParent()
-    _set_parameters(config, {"tokenizer_dir": p.tokenizer_dir, "skip_special_tokens": "true"})
-    _cpu_instances(config, p.postprocessing_instances)
-    return config
+def model_yaml(p: LlmApiParams) -> dict[str, Any]:
+    """`tensorrt_llm/1/model.yaml`: TorchLlmArgs keys (checked against TensorRT-LLM's own definitions in
+    tests/unit/test_triton_render.py) and the `triton_config` block the image's model.py reads."""
+    return {
+        "model": p.checkpoint_dir,
+        "backend": "pytorch",
+        "tensor_parallel_size": p.tensor_parallel,
+        "pipeline_parallel_size": p.pipeline_parallel,
+        "max_batch_size": p.max_batch_size,
+        "max_num_tokens": p.max_num_tokens,
+        "max_seq_len": p.max_seq_len,
+        "kv_cache_config": {"free_gpu_memory_fraction": float(p.free_gpu_memory_fraction),
+                            "enable_block_reuse": p.enable_block_reuse},
+        "scheduler_config": {"capacity_scheduler_policy": CAPACITY_SCHEDULER_POLICY[p.batch_scheduler_policy]},
+        # Requests reach model.py one at a time (max_batch_size 0): the LLM API batches in flight itself.
+        "triton_config": {"max_batch_size": 0, "decoupled": p.decoupled},
+    }
 
 
 # ------------------------------------------------------------------------------------------------ public API
 
 
-def render_model_configs(params: TritonRepoParams) -> dict[str, mc.ModelConfig]:
-    """The four `ModelConfig` messages, keyed by model name in `MODEL_NAMES` order."""
-    return {
-        ENSEMBLE: _ensemble(params),
-        PREPROCESSING: _preprocessing(params),
-        TENSORRT_LLM: _tensorrt_llm(params),
-        POSTPROCESSING: _postprocessing(params),
-    }
-
-
-def render_model_repository(params: TritonRepoParams) -> dict[str, str]:
-    """`<model>/config.pbtxt` -> text, for every model; the pod adds the version directories (module docstring)."""
-    return {f"{name}/{CONFIG_FILE}": str(text_format.MessageToString(config))
-            for name, config in render_model_configs(params).items()}
+def render_model_repository(params: LlmApiParams) -> dict[str, str]:
+    """Repository path -> text, for every file the operator renders (model.py comes from the image)."""
+    config, model = RENDERED_PATHS
+    return {config: str(text_format.MessageToString(model_config())),
+            model: yaml.safe_dump(model_yaml(params), sort_keys=False)}
 
 
 def configmap_key_for_path(path: str) -> str:
-    """`ensemble/config.pbtxt` -> `ensemble__config.pbtxt`; raises ValueError for a path that cannot round-trip."""
+    """`tensorrt_llm/config.pbtxt` -> `tensorrt_llm__config.pbtxt`; ValueError for a path that cannot round-trip."""
     segments = path.split("/")
     if (len(segments) < 2 or not all(_PATH_SEGMENT.fullmatch(s) for s in segments)
             or any(s in (".", "..") for s in segments)):
@@ -356,7 +202,7 @@ def configmap_key_for_path(path: str) -> str:
 
 
 def repository_path_for_key(key: str) -> str:
-    """Inverse of `configmap_key_for_path`: `ensemble__config.pbtxt` -> `ensemble/config.pbtxt`."""
+    """Inverse of `configmap_key_for_path`: `tensorrt_llm__1__model.yaml` -> `tensorrt_llm/1/model.yaml`."""
     if not _CONFIGMAP_KEY.fullmatch(key) or CONFIGMAP_KEY_SEPARATOR not in key:
         raise ValueError(f"{key!r} is not a ConfigMap key of a rendered model repository")
     path = key.replace(CONFIGMAP_KEY_SEPARATOR, "/")
@@ -365,11 +211,11 @@ def repository_path_for_key(key: str) -> str:
     return path
 
 
-def configmap_data(params: TritonRepoParams) -> dict[str, str]:
+def configmap_data(params: LlmApiParams) -> dict[str, str]:
     """The repository as ConfigMap `data`: keys are repository paths with "/" written as `__`."""
     return {configmap_key_for_path(path): text for path, text in render_model_repository(params).items()}
 
 
-def configmap_volume_items(data: Mapping[str, str]) -> list[dict[str, str]]:
-    """`items` for a ConfigMap volume that mounts each key back at its repository path."""
-    return [{"key": key, "path": repository_path_for_key(key)} for key in sorted(data)]
+def configmap_volume_items() -> list[dict[str, str]]:
+    """`items` for a ConfigMap volume that mounts each rendered file back at its repository path."""
+    return [{"key": configmap_key_for_path(path), "path": path} for path in RENDERED_PATHS]

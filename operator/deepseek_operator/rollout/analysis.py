@@ -1,7 +1,11 @@
 """Whether a measurement of the new revision passes. Pure.
 
 Too few requests, NaN and a provider error are Inconclusive, never Successful: low traffic is the commonest way
-a canary analysis promotes a version nobody has really tried.
+a canary analysis promotes a version nobody has really tried. So is a low error rate from counters that cannot
+see errors: Triton counts an error *response* of a Python-backend model, which is how TensorRT-LLM's `llmapi`
+model reports every failure of the LLM, as a success (triton-inference-server/server#7713). Triton's own
+counters can prove a canary bad (the failures they do count are real) but never good: only the gateway's
+status codes see what clients saw.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ class Measurement:
     error: str = ""  # the provider could not measure: why
     baseline_only: bool = False  # a differencing provider's first sample: counters recorded, nothing judged
     counters: Mapping[str, float] = field(default_factory=dict)  # for the next window of a differencing provider
+    errors_counted: bool = True  # False: the source misses some errors (Triton's counters, module docstring)
 
     @property
     def error_rate(self) -> float | None:
@@ -66,6 +71,10 @@ def analyse(m: Measurement, policy: Policy) -> Verdict:
     figures = f"error rate {rate:.4f} ({m.errors:.0f}/{m.requests:.0f})"
     if rate > policy.max_error_rate:
         return Verdict("Failed", f"{figures} > maxErrorRate {policy.max_error_rate}")
+    if not m.errors_counted:
+        return Verdict("Inconclusive", f"{figures}, but Triton counts the llmapi model's error responses as "
+                                       "successes (triton-inference-server/server#7713): this provider cannot "
+                                       "show the canary healthy; use provider gateway")
     if policy.max_p99_seconds is not None:
         if m.p99_seconds is None or not math.isfinite(m.p99_seconds):
             return Verdict("Inconclusive", f"{figures}; no p99 latency measured for maxP99LatencySeconds")

@@ -1,0 +1,147 @@
+"""Stand-in for TensorRT-LLM's Triton `llmapi` model (`/app/all_models/llmapi/tensorrt_llm/1/model.py`).
+
+It runs inside the real tritonserver's Python backend exactly where the image's model.py does, and reads the
+same `model.yaml` the same way: `triton_config` (max_batch_size, decoupled) is applied to the model config
+in `auto_complete_config`, and every other key is what upstream hands to `tensorrt_llm.LLM(**args)`. In
+place of the LLM (no GPU kernels or real weights here) it checks what `LLM()` would refuse to start with (a
+`model` that is not a Hugging Face checkpoint folder, keys `LlmArgs` does not define, parallel sizes that are
+not positive) and serves a tiny deterministic text model: the prompt's words reversed, prefixed with
+`[<namespace>/<pod>]`, so a test behind a gateway can tell which pod answered.
+
+Faults for tests come from the pod's own annotations, which the testbed writes to /run/testbed/pod.json:
+`testbed.deepseek.ai/error-rate` (0..1, that share of requests fails inside Triton, so
+`nv_inference_request_failure` counts it) and `testbed.deepseek.ai/latency-ms` (added to every request).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+import yaml
+
+HERE = Path(__file__).resolve().parent
+TESTBED_POD_FILE = Path("/run/testbed/pod.json")
+ERROR_RATE = "testbed.deepseek.ai/error-rate"
+LATENCY_MS = "testbed.deepseek.ai/latency-ms"
+# The top-level `LLM()` arguments the testbed's model knows; the operator's test checks its keys against
+# TensorRT-LLM's own LlmArgs, this list only makes a typo fail here as it would upstream (extra="forbid").
+KNOWN_ARGS = frozenset({
+    "model", "tokenizer", "backend", "tensor_parallel_size", "pipeline_parallel_size", "moe_expert_parallel_size",
+    "moe_tensor_parallel_size", "enable_attention_dp", "max_batch_size", "max_num_tokens", "max_seq_len",
+    "kv_cache_config", "cuda_graph_config", "moe_config", "speculative_config", "trust_remote_code", "dtype",
+    "revision", "stream_interval", "enable_chunked_prefill", "attn_backend", "skip_tokenizer_init",
+    "gpus_per_node", "return_perf_metrics", "scheduler_config", "max_input_len",
+})
+
+
+def _config_path() -> Path:
+    return HERE / os.environ.get("LLM_CONFIG_PATH", "model.yaml")
+
+
+def _load() -> dict[str, Any]:
+    return dict(yaml.safe_load(_config_path().read_text()) or {})
+
+
+class TritonPythonModel:
+    @staticmethod
+    def auto_complete_config(auto_complete_model_config: Any) -> Any:
+        triton = _load().get("triton_config") or {}
+        auto_complete_model_config.set_model_transaction_policy({"decoupled": bool(triton.get("decoupled"))})
+        auto_complete_model_config.set_max_batch_size(int(triton.get("max_batch_size", 0)))
+        return auto_complete_model_config
+
+    def initialize(self, args: dict[str, Any]) -> None:
+        config = _load()
+        triton = config.pop("triton_config", None) or {}
+        self.decoupled = bool(triton.get("decoupled"))
+        unknown = sorted(set(config) - KNOWN_ARGS)
+        if unknown:
+            raise pb_utils.TritonModelException(f"LLM() got unexpected arguments {unknown} (LlmArgs forbids extras)")
+        for key in ("tensor_parallel_size", "pipeline_parallel_size"):
+            if int(config.get(key, 1)) < 1:
+                raise pb_utils.TritonModelException(f"{key} must be >= 1, got {config[key]!r}")
+        self._check_checkpoint(str(config.get("model", "")))
+        pod = json.loads(TESTBED_POD_FILE.read_text()) if TESTBED_POD_FILE.exists() else {}
+        annotations = pod.get("annotations") or {}
+        self.identity = f"{pod.get('namespace', 'default')}/{pod.get('name') or socket.gethostname()}"
+        self.error_rate = float(annotations.get(ERROR_RATE, 0) or 0)
+        self.latency_s = float(annotations.get(LATENCY_MS, 0) or 0) / 1000.0
+        self.rng = random.Random()
+        self.lock = threading.Lock()
+        print(f"[testbed stand-in] llmapi model for {self.identity}: LLM({', '.join(sorted(config))}), "
+              f"decoupled={self.decoupled}", flush=True)
+
+    @staticmethod
+    def _check_checkpoint(model: str) -> None:
+        """What `LLM(model=...)` needs of a local checkpoint before anything touches a GPU."""
+        folder = Path(model)
+        if not model or not folder.is_dir():
+            raise pb_utils.TritonModelException(f"model {model!r} is not a checkpoint folder (serving pods never "
+                                                f"download weights)")
+        config = folder / "config.json"
+        if not config.is_file():
+            raise pb_utils.TritonModelException(f"{folder} holds no config.json: not a Hugging Face checkpoint "
+                                                f"(found {sorted(p.name for p in folder.iterdir())[:10]})")
+        json.loads(config.read_text())
+
+    def _answer(self, prompt: str, max_tokens: int) -> list[str]:
+        words = prompt.split()[::-1][: max(max_tokens, 0)]
+        return [f"[{self.identity}]", *words]
+
+    def _fails(self) -> bool:
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        with self.lock:
+            return bool(self.error_rate) and self.rng.random() < self.error_rate
+
+    @staticmethod
+    def _input(request: Any, name: str, default: Any) -> Any:
+        tensor = pb_utils.get_input_tensor_by_name(request, name)
+        return default if tensor is None else tensor.as_numpy().reshape(-1)[0]
+
+    def execute(self, requests: list[Any]) -> list[Any] | None:
+        responses = []
+        for request in requests:
+            prompt = self._input(request, "text_input", b"")
+            prompt = prompt.decode("utf-8", errors="replace") if isinstance(prompt, bytes) else str(prompt)
+            max_tokens = int(self._input(request, "sampling_param_max_tokens", 16))
+            streaming = bool(self._input(request, "streaming", False))
+            if streaming and not self.decoupled:
+                responses.append(pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError("Streaming is only supported in decoupled mode.")))
+                continue
+            if self._fails():
+                error = pb_utils.TritonError(f"injected fault (error-rate {self.error_rate})")
+                if self.decoupled:
+                    request.get_response_sender().send(pb_utils.InferenceResponse(error=error),
+                                                       flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+                else:
+                    responses.append(pb_utils.InferenceResponse(error=error))
+                continue
+            words = self._answer(prompt, max_tokens)
+            if not self.decoupled:
+                responses.append(self._response(" ".join(words)))
+                continue
+            sender = request.get_response_sender()
+            pieces = [w + " " for w in words[:-1]] + words[-1:] if streaming else [" ".join(words)]
+            for piece in pieces:
+                sender.send(self._response(piece))
+            sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        return None if self.decoupled else responses
+
+    @staticmethod
+    def _response(text: str) -> Any:
+        return pb_utils.InferenceResponse(output_tensors=[
+            pb_utils.Tensor("text_output", np.array([text.encode()], dtype=np.object_))])
+
+    def finalize(self) -> None:
+        print("[testbed stand-in] llmapi model unloaded", flush=True)
