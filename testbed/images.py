@@ -6,7 +6,6 @@ layer (they are mostly symlinks, so a copy is cheap).
 from __future__ import annotations
 
 import fnmatch
-import os
 import shutil
 import sys
 import sysconfig
@@ -107,5 +106,3 @@ def describe(images: list[Image]) -> list[dict[str, Any]]:
     return [{"image": i.name, "real": sorted(p for p, w in i.files.items() if "link" in w),
              "standins": sorted(p for p, w in i.files.items() if "link" not in w)} for i in images]
 
-
-__all__ = ["Image", "copy_tree", "describe", "find", "lay_out", "load", "os", "placeholders"]

@@ -147,7 +147,6 @@ class Pod:
         self.initializing = bool(self.init)
         self.last_written: dict[str, Any] | None = None
         self.conditions: dict[str, dict[str, Any]] = {}
-        self.pending_message = ""
         self.hostname = (pod["spec"].get("hostname") or self.name)[:63]
         self.policy = pod["spec"].get("restartPolicy", "Always")
 
@@ -181,8 +180,6 @@ class Pod:
                 "containerStatuses": [c.status() for c in self.containers],
                 **({"initContainerStatuses": [c.status() for c in self.init]} if self.init else {}),
             }
-            if self.pending_message:
-                status["message"] = self.pending_message
             if status == self.last_written:
                 return
         if self.runner.write_status(self.uid, self.ns, self.name, status):

@@ -206,9 +206,8 @@ def termination_message(policy: str, exit_code: int, message: str, log_tail: str
     return "\n".join(lines)[-FALLBACK_LOG_BYTES:]
 
 
-def exit_reason(exit_code: int, oom: bool = False) -> str:
-    if oom:
-        return "OOMKilled"
+def exit_reason(exit_code: int) -> str:
+    """No cgroups here, so never OOMKilled."""
     return "Completed" if exit_code == 0 else "Error"
 
 
