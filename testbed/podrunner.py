@@ -535,8 +535,8 @@ def _exit_code(returncode: int) -> int:
 class PodRunner:
     def __init__(self, api: client.CoreV1Api) -> None:
         self.api = api
-        self.images = images.load(images.placeholders(PREFLIGHT_PYTHON))
         self.values = images.placeholders(PREFLIGHT_PYTHON)
+        self.images = images.load(self.values)
         self.pods: dict[str, Pod] = {}
         self.lock = threading.Lock()
         self.addresses: dict[str, str] = {}  # pod uid -> the IP its namespace holds, until the namespace is gone

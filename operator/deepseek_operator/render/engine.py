@@ -89,11 +89,6 @@ def checkpoint_dir(spec: DeepSeekDeploymentSpec) -> str:
     return f"{CHECKPOINT_MOUNT}{src.pvc.path}".rstrip("/") if src.pvc else CHECKPOINT_MOUNT
 
 
-def served_checkpoint(spec: DeepSeekDeploymentSpec, native: Precision, key: str) -> str:
-    """The folder model.yaml's `model` names: the quantized checkpoint in the cache, or the source itself."""
-    return engine_dir(key) if needs_quantize(spec, native) else checkpoint_dir(spec)
-
-
 def build_job(*, spec: DeepSeekDeploymentSpec, key: str, namespace: str, cr_name: str, cache_pvc_uid: str,
               gpus: int, node_affinity: dict[str, Any], tolerations: list[dict[str, Any]],
               volumes: list[dict[str, Any]], volume_mounts: list[dict[str, Any]],

@@ -262,7 +262,7 @@ def _render(spec: DeepSeekDeploymentSpec, model: catalog.ModelSpec, fit: sizing.
     key = engines.engine_key(spec)
     quantize = engines.needs_quantize(spec, model.native_precision)
     repo_params = triton.LlmApiParams(
-        checkpoint_dir=engines.served_checkpoint(spec, model.native_precision, key),
+        checkpoint_dir=engines.engine_dir(key) if quantize else engines.checkpoint_dir(spec),
         tensor_parallel=fit.tensor_parallel, pipeline_parallel=fit.pipeline_parallel,
         max_batch_size=spec.engine.max_batch_size, max_num_tokens=spec.engine.max_input_len,
         max_seq_len=spec.engine.max_seq_len,
