@@ -69,7 +69,7 @@ def resource(i: int) -> dict[str, object]:
         "metadata": {"name": f"r1-{i:04d}", "namespace": NAMESPACE},
         "spec": {"model": {"name": "deepseek-r1-distill-qwen-1.5b", "revision": "2025-01-20",
                            "source": {"pvc": {"claimName": "model-store", "path": "/models/q1.5"}}},
-                 "engine": {"maxBatchSize": 16, "maxInputLen": 2048, "maxSeqLen": 4096},
+                 "runtime": {"maxBatchSize": 16, "maxNumTokens": 2048, "maxSeqLen": 4096},
                  "serving": {"replicas": 1, "gpu": {"type": "H100-80GB", "perNode": 8}}},
     }
 
@@ -81,7 +81,7 @@ def plain_deployment(i: int) -> dict[str, object]:
         "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
             "metadata": {"labels": labels},
             "spec": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                     "containers": [{"name": "triton", "image": "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3",
+                     "containers": [{"name": "triton", "image": "nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3",
                                      "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}},
     }
 

@@ -23,10 +23,10 @@ NOW = "2026-01-01T00:00:00Z"
 def preflight_command(resource: Path) -> list[str]:
     doc: dict[str, Any] = next(d for d in yaml.safe_load_all(resource.read_text()) if d["kind"] == "DeepSeekDeployment")
     body = {**doc, "metadata": {**doc["metadata"], "uid": "uid", "generation": 1}}
-    claims = {"model-store": "uid-model-store", "deepseek-engine-cache": "uid-cache"}
-    engine_jobs: dict[str, Any] = {}
+    claims = {"model-store": "uid-model-store", "deepseek-model-cache": "uid-cache"}
+    quantize_jobs: dict[str, Any] = {}
     for _ in range(3):  # no engine yet -> its build Job -> built: the preflight comes next
-        p = plan(body, Observed(pvc_uids=claims, engine_jobs=engine_jobs), NOW)
+        p = plan(body, Observed(pvc_uids=claims, quantize_jobs=quantize_jobs), NOW)
         body["status"] = p.status
         for obj in p.apply:
             labels = obj["metadata"].get("labels", {})
@@ -34,7 +34,7 @@ def preflight_command(resource: Path) -> list[str]:
                 container = obj["spec"]["template"]["spec"]["containers"][0]
                 return [*container["command"], *container["args"]]
             if obj["kind"] == "Job":
-                engine_jobs[obj["metadata"]["name"]] = {
+                quantize_jobs[obj["metadata"]["name"]] = {
                     **obj, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
     raise SystemExit(f"{resource}: the operator renders no preflight Job for it (one GPU, or turned off)")
 

@@ -60,9 +60,9 @@ local phase = status.phase
 if phase == nil or phase == "Pending" then
   hs.status = "Progressing"
   hs.message = explain(status, {"Progressing", "Ready"}, "Pending")
-elseif phase == "Building" then
+elseif phase == "Preparing" then
   hs.status = "Progressing"
-  hs.message = explain(status, {"EngineReady", "Progressing"}, "Building the TensorRT-LLM engine")
+  hs.message = explain(status, {"CheckpointReady", "Progressing"}, "Preparing the checkpoint")
 elseif phase == "Progressing" then
   hs.status = "Progressing"
   local fallback = "Rolling out"
@@ -79,7 +79,7 @@ elseif phase == "Healthy" then
   hs.message = explain(status, {"Ready"}, "Ready")
 elseif phase == "Degraded" then
   hs.status = "Degraded"
-  hs.message = explain(status, {"Degraded", "FitsHardware", "EngineReady", "Preflight", "Ready"}, "Degraded")
+  hs.message = explain(status, {"Degraded", "FitsHardware", "CheckpointReady", "Preflight", "Ready"}, "Degraded")
 elseif phase == "RolledBack" then
   -- The revision Git asks for was rolled back and is held; the stable revision serves. After a failed
   -- analysis or an abort the operator sets Degraded=True; after a `rollback-to` action it does not, and the

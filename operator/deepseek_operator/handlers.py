@@ -1,6 +1,6 @@
 """kopf registrations only: watches keep in-memory indexes, and every change reconciles the resource it concerns.
 
-Events of the DeepSeekDeployment itself and of its children (Deployments, ConfigMaps, engine Jobs, ...) all
+Events of the DeepSeekDeployment itself and of its children (Deployments, ConfigMaps, quantize Jobs, ...) all
 lead to the same reconcile; the indexes make `observe` free of API reads, and unchanged children and status
 are never re-sent, so a resync with nothing new writes nothing.
 """
@@ -18,7 +18,7 @@ import kopf
 from kubernetes import client, config
 
 from deepseek_operator import __version__
-from deepseek_operator.api.spec import DEFAULT_ENGINE_CACHE_PVC, GROUP, PLURAL, VERSION
+from deepseek_operator.api.spec import DEFAULT_MODEL_CACHE_PVC, GROUP, PLURAL, VERSION
 from deepseek_operator.k8s.client import Kube
 from deepseek_operator.k8s.reconcile import Summary, observe, reconcile, summarize
 from deepseek_operator.render import multinode, naming
@@ -136,8 +136,8 @@ for _group, _plural, _labels, _index in OWNED.values():
     kopf.index(_group, "v1", _plural, labels=_labels, id=_index)(_owned)
 
 
-@kopf.index("batch", "v1", "jobs", labels={naming.LABEL_COMPONENT: naming.COMPONENT_ENGINE_BUILD})
-def engine_jobs(**kw: Any) -> dict[Any, Any]:
+@kopf.index("batch", "v1", "jobs", labels={naming.LABEL_COMPONENT: naming.COMPONENT_QUANTIZE})
+def quantize_jobs(**kw: Any) -> dict[Any, Any]:
     return {kw["namespace"]: summarize(kw["body"])}
 
 
@@ -173,7 +173,7 @@ async def _reconcile(key: tuple[str, str], indexes: Mapping[str, kopf.Index[Any,
                                            for kind, (_, _, _, index) in OWNED.items()}
         namespace = key[0]
         observed = observe(body, owned, list(indexes["pvcs"].get(namespace, [])),
-                           list(indexes["engine_jobs"].get(namespace, [])), lws_installed=_lws_installed)
+                           list(indexes["quantize_jobs"].get(namespace, [])), lws_installed=_lws_installed)
         assert _kube is not None
         try:
             result = await asyncio.get_running_loop().run_in_executor(_executor, reconcile, _kube, body, observed)
@@ -190,7 +190,7 @@ async def _reconcile(key: tuple[str, str], indexes: Mapping[str, kopf.Index[Any,
 
 
 def _indexes(kwargs: Mapping[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
-    names = ("resources", "engine_jobs", "pvcs", *(index for _, _, _, index in OWNED.values()))
+    names = ("resources", "quantize_jobs", "pvcs", *(index for _, _, _, index in OWNED.values()))
     return {n: kwargs[n] for n in names}
 
 
@@ -214,24 +214,25 @@ for _group, _plural, _labels, _index in OWNED.values():
     kopf.on.event(_group, "v1", _plural, labels=_labels, id=f"{_index}_changed")(child_changed)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={naming.LABEL_COMPONENT: naming.COMPONENT_ENGINE_BUILD})
+@kopf.on.event("batch", "v1", "jobs", labels={naming.LABEL_COMPONENT: naming.COMPONENT_QUANTIZE})
 @kopf.on.event("", "v1", "persistentvolumeclaims", labels={naming.LABEL_MANAGED_BY: naming.MANAGED_BY})
 async def shared_child_changed(**kwargs: Any) -> None:
     namespace, labels = kwargs["namespace"], kwargs["labels"]
-    # Engines and caches are shared: the resources of the namespace that wait on this one take another look,
+    # Quantized checkpoints and caches are shared: the resources of the namespace that wait on this one take
+    # another look,
     # concurrently (bounded by PARALLEL_PASSES).
     indexes = _indexes(kwargs)
-    engine_key = labels.get(naming.LABEL_ENGINE_KEY)
+    checkpoint_key = labels.get(naming.LABEL_CHECKPOINT_KEY)
     waiting = [key for key, store in indexes["resources"].items() if key[0] == namespace
-               and any(_waits_on(b, kwargs["name"], engine_key) for b in store)]
+               and any(_waits_on(b, kwargs["name"], checkpoint_key) for b in store)]
     await asyncio.gather(*(_reconcile(key, indexes) for key in waiting))
 
 
-def _waits_on(body: Mapping[str, Any], pvc: str, engine_key: str | None) -> bool:
+def _waits_on(body: Mapping[str, Any], pvc: str, checkpoint_key: str | None) -> bool:
     status = body.get("status") or {}
-    if status.get("phase") not in (None, "Pending", "Building", "Degraded") and not status.get("canaryRevision"):
+    if status.get("phase") not in (None, "Pending", "Preparing", "Degraded") and not status.get("canaryRevision"):
         return False
-    if engine_key is not None:  # a build Job: those waiting for that engine (or not yet knowing which)
-        return (status.get("engine") or {}).get("key") in (None, engine_key)
-    cache = ((body.get("spec") or {}).get("engine") or {}).get("cache") or {}
-    return bool(cache.get("pvc", DEFAULT_ENGINE_CACHE_PVC) == pvc)
+    if checkpoint_key is not None:  # a quantize Job: those waiting for that checkpoint (or not yet knowing which)
+        return (status.get("quantization") or {}).get("key") in (None, checkpoint_key)
+    cache = ((body.get("spec") or {}).get("runtime") or {}).get("cache") or {}
+    return bool(cache.get("pvc", DEFAULT_MODEL_CACHE_PVC) == pvc)

@@ -36,8 +36,8 @@ def two_node_cr(ns: str, testbed: TestbedClient) -> dict[str, Any]:
     spec = cr["spec"]
     spec["model"] = {"name": "deepseek-r1-distill-llama-70b", "revision": "2025-01-20", "precision": "bf16",
                      "source": {"pvc": {"claimName": "model-store", "path": "/models/DeepSeek-R1-Distill-Llama-70B"}}}
-    spec["engine"] = {"maxBatchSize": 8, "maxInputLen": 1024, "maxSeqLen": 2048, "tensorParallel": 2,
-                      "pipelineParallel": 2}
+    spec["runtime"] = {"maxBatchSize": 8, "maxNumTokens": 1024, "maxSeqLen": 2048,
+                       "parallelism": {"tensor": 2, "pipeline": 2}}
     spec["serving"]["gpu"] = {"type": "H100-80GB", "perNode": 2}
     spec["network"] = {"fabric": "infiniband", "rdmaResource": "rdma/ib"}
     return cr
@@ -52,7 +52,8 @@ def test_two_node_replica_preflight_and_canary(testbed: TestbedClient, ns: str) 
     res = Resources(testbed, ns)
     stable = serve_first_revision(res, two_node_cr(ns, testbed), testbed)
     status = res.get(NAME)["status"]
-    assert status["parallelism"] == {"tensor": 2, "pipeline": 2, "nodesPerReplica": 2, "gpusPerReplica": 4}
+    assert status["parallelism"] == {"tensor": 2, "pipeline": 2, "expert": 1, "nodesPerReplica": 2,
+                                     "gpusPerReplica": 4}
 
     # Leader and worker: two pods, two distinct H100 nodes, each with its node's share of GPUs.
     pods = _pods(testbed, ns, stable)

@@ -48,7 +48,7 @@ def canary_cr(namespace: str, *, strategy: str = "canary", steps: list[dict[str,
         "spec": {
             "model": {"name": "deepseek-r1-distill-qwen-1.5b", "revision": "2025-01-20", "precision": "bf16",
                       "source": {"pvc": {"claimName": "model-store", "path": "/models/DeepSeek-R1-Distill-Qwen-1.5B"}}},
-            "engine": {"maxBatchSize": 8, "maxInputLen": 1024, "maxSeqLen": 2048},
+            "runtime": {"maxBatchSize": 8, "maxNumTokens": 1024, "maxSeqLen": 2048},
             "serving": {"replicas": replicas, "gpu": {"type": "H100-80GB"}},
             "rollout": rollout,
         },
@@ -324,7 +324,7 @@ def test_rollback_to_an_earlier_revision(testbed: TestbedClient, ns: str) -> Non
 
 
 KILL_POINTS = [
-    ("engine building for the new revision", lambda s, new: s.get("phase") == "Building"),
+    ("quantizing for the new revision", lambda s, new: s.get("phase") == "Preparing"),
     ("rollout started", lambda s, new: s.get("canaryRevision") and s.get("canaryWeight", 0) == 0),
     ("weight 20", lambda s, new: s.get("canaryWeight") == 20),
     ("baseline measured", lambda s, new: (s.get("analysis") or {}).get("result") == "Pending"),
@@ -351,7 +351,7 @@ def test_operator_killed_at_every_point_of_a_rollout_resumes_to_the_same_outcome
             try:
                 eventually(point, lambda reached=reached: reached(status(res), new), timeout=120, interval=0.1)
             except AssertionError:
-                if point != "engine building for the new revision":  # may be over before a poll sees it
+                if point != "quantizing for the new revision":  # may be over before a poll sees it
                     raise
                 continue
             operator.kill()  # SIGKILL: no goodbye, no status flush
@@ -371,5 +371,5 @@ def test_operator_killed_at_every_point_of_a_rollout_resumes_to_the_same_outcome
         f"{NAME}-{new}"]
     assert len(testbed.core.list_namespaced_config_map(ns, label_selector=selector).items) == 1
     assert len(testbed.core.list_namespaced_service(ns, label_selector=selector).items) == 3
-    jobs = res.batch.list_namespaced_job(ns, label_selector="app.kubernetes.io/component=engine-build").items
+    jobs = res.batch.list_namespaced_job(ns, label_selector="app.kubernetes.io/component=quantize").items
     assert len(jobs) == 2  # one quantize Job per key, never run twice

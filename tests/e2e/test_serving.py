@@ -1,5 +1,5 @@
 """A DeepSeekDeployment on the testbed: from `kubectl apply` to a stand-in Triton answering through its Service,
-with the engine built once, scaling, new revisions, deletion, an operator crash, and what does not fit."""
+with a quantized checkpoint made once, scaling, new revisions, deletion, an operator crash, and what does not fit."""
 
 from __future__ import annotations
 
@@ -84,10 +84,11 @@ def test_example_becomes_ready_and_serves_through_its_service(testbed: TestbedCl
     assert out.returncode == 0, out.stderr
     obj = res.wait_phase("r1-llama-70b", "Healthy", timeout=180)
     status = obj["status"]
-    assert status["parallelism"] == {"tensor": 4, "pipeline": 1, "nodesPerReplica": 1, "gpusPerReplica": 4}
-    assert status["engine"]["state"] == "Cached" and status["ready"] == "1/1"
+    assert status["parallelism"] == {"tensor": 4, "pipeline": 1, "expert": 1, "nodesPerReplica": 1,
+                                     "gpusPerReplica": 4}
+    assert status["quantization"]["state"] == "Complete" and status["ready"] == "1/1"
     assert {c["type"]: c["status"] for c in status["conditions"]}.items() >= {
-        "Ready": "True", "FitsHardware": "True", "EngineReady": "True", "Degraded": "False"}.items()
+        "Ready": "True", "FitsHardware": "True", "CheckpointReady": "True", "Degraded": "False"}.items()
 
     pod = eventually("a Ready pod", lambda: testbed.ready_pods(ns, "serving.deepseek.ai/deployment=r1-llama-70b"))[0]
     container = pod.spec.containers[0]
@@ -95,7 +96,7 @@ def test_example_becomes_ready_and_serves_through_its_service(testbed: TestbedCl
     assert container.resources.limits["rdma/ib"] == "1"
     assert container.security_context.capabilities.add == ["IPC_LOCK"]
     env = {e.name: e.value for e in container.env}
-    assert env["NCCL_IB_HCA"] == "mlx5" and env["NCCL_IB_DISABLE"] == "0" and env["NCCL_ALGO"] == "Ring,Tree"
+    assert env["NCCL_IB_HCA"] == "mlx5" and env["NCCL_IB_DISABLE"] == "0" and "NCCL_ALGO" not in env
     assert testbed.core.read_node(pod.spec.node_name).metadata.labels["nvidia.com/gpu.product"].startswith(
         "NVIDIA-H100")
     # The Service's endpoints lead to a real Triton.
@@ -120,17 +121,17 @@ def test_example_becomes_ready_and_serves_through_its_service(testbed: TestbedCl
     # quantize Job wrote into the cache (the BF16 distill's checkpoint has no FP8 weights).
     cm = testbed.core.read_namespaced_config_map(f"r1-llama-70b-repo-{status['revision']}", ns)
     model_yaml = yaml.safe_load(cm.data["tensorrt_llm__1__model.yaml"])
-    assert model_yaml["model"] == f"/engines/{status['engine']['key']}" and model_yaml["tensor_parallel_size"] == 4
+    assert model_yaml["model"] == f"/model-cache/{status['quantization']['key']}"
+    assert model_yaml["tensor_parallel_size"] == 4
     assert 'backend: "python"' in cm.data["tensorrt_llm__config.pbtxt"]
 
 
-@pytest.mark.parametrize(("example", "name", "gpus", "engine_state"), [
-    ("r1-distill-qwen-1.5b-l4.yaml", "r1-qwen-1-5b", 1, "Cached"),
+@pytest.mark.parametrize(("example", "name", "gpus", "quantize_state"), [
+    ("r1-distill-qwen-1.5b-l4.yaml", "r1-qwen-1-5b", 1, "Complete"),
     ("r1-distill-qwen-7b-a100.yaml", "r1-qwen-7b", 1, "NotRequired"),  # BF16, as published
-    ("r1-671b-h200-fp8.yaml", "r1-671b", 8, "NotRequired"),
 ])
 def test_each_fitting_example_reaches_ready(testbed: TestbedClient, ns: str, example: str, name: str, gpus: int,
-                                            engine_state: str) -> None:
+                                            quantize_state: str) -> None:
     res = Resources(testbed, ns)
     docs = _docs(example, ns)
     assert kubectl_apply(docs).returncode == 0
@@ -138,10 +139,38 @@ def test_each_fitting_example_reaches_ready(testbed: TestbedClient, ns: str, exa
     replicas = docs[0]["spec"]["serving"]["replicas"]
     assert status["ready"] == f"{replicas}/{replicas}"
     assert status["parallelism"]["gpusPerReplica"] == gpus
-    assert status["engine"]["state"] == engine_state
+    assert status["quantization"]["state"] == quantize_state
     pods = testbed.ready_pods(ns, f"serving.deepseek.ai/deployment={name}")
     assert len(pods) == replicas
     reply = generate(f"http://{pods[0].status.pod_ip}:8000", "one two")
+    assert reply.status_code == 200 and reply.json()["text_output"].endswith("two one")
+
+
+# The RoCE example needs what the testbed has no stand-in for: the RDMA shared device plugin's rdma/roce_shared
+# resource and a Multus attachment (net1); tests/unit/test_multinode.py renders it.
+R1_EXAMPLES = sorted(p.name for p in EXAMPLES.glob("r1-671b-*.yaml") if p.name != "r1-671b-h100-2x8-roce.yaml")
+
+
+@pytest.mark.parametrize("example", R1_EXAMPLES)
+def test_each_671b_example_reaches_ready_or_says_what_would_fit(testbed: TestbedClient, ns: str,
+                                                                example: str) -> None:
+    res = Resources(testbed, ns)
+    docs = _docs(example, ns)
+    name = docs[0]["metadata"]["name"]
+    assert kubectl_apply(docs).returncode == 0
+    obj = eventually(f"{name} to be Healthy or not to fit", lambda: (o := res.get(name)).get("status", {}).get(
+        "phase") in ("Healthy", "Degraded") and o, timeout=420)
+    status = obj["status"]
+    fits = next(c for c in status["conditions"] if c["type"] == "FitsHardware")
+    if fits["status"] == "False":
+        assert status["phase"] == "Degraded" and "would fit: " in fits["message"]
+        assert not testbed.core.list_namespaced_pod(ns, label_selector=f"serving.deepseek.ai/deployment={name}").items
+        return
+    assert status["phase"] == "Healthy" and status["ready"] == "1/1", status
+    assert status["runtime"]["recipe"].startswith("deepseek-r1/") and status["runtime"]["source"] in fits["message"]
+    assert status["quantization"]["state"] == "NotRequired"  # FP8 and NVFP4 are served as the checkpoint holds them
+    [leader] = testbed.ready_pods(ns, f"serving.deepseek.ai/deployment={name},app.kubernetes.io/component=server")
+    reply = generate(f"http://{leader.status.pod_ip}:8000", "one two")
     assert reply.status_code == 200 and reply.json()["text_output"].endswith("two one")
 
 
@@ -149,34 +178,34 @@ def test_a_quantized_checkpoint_is_made_once_per_key_and_shared(testbed: Testbed
     res = Resources(testbed, ns)
     first = _docs("r1-distill-qwen-1.5b-l4.yaml", ns)  # FP8 of a BF16 checkpoint
     assert kubectl_apply(first).returncode == 0
-    key = res.wait_phase("r1-qwen-1-5b", "Healthy", timeout=180)["status"]["engine"]["key"]
+    key = res.wait_phase("r1-qwen-1-5b", "Healthy", timeout=180)["status"]["quantization"]["key"]
     second = _docs("r1-distill-qwen-1.5b-l4.yaml", ns)
     second[0]["metadata"]["name"] = "r1-qwen-1-5b-again"
     # On another GPU type: a quantized checkpoint depends on the weights and the precision, not on the GPU.
     second[0]["spec"]["serving"]["gpu"] = {"type": "H100-80GB", "perNode": 8}
     assert kubectl_apply(second).returncode == 0
     again = res.wait_phase("r1-qwen-1-5b-again", "Healthy", timeout=120)["status"]
-    assert again["engine"]["key"] == key and again["engine"]["state"] == "Cached"
-    jobs = res.batch.list_namespaced_job(ns, label_selector="app.kubernetes.io/component=engine-build").items
-    assert [j.metadata.name for j in jobs] == [f"engine-{key}"]
-    pods = testbed.core.list_namespaced_pod(ns, label_selector=f"serving.deepseek.ai/engine-key={key},"
-                                                               "app.kubernetes.io/component=engine-build").items
+    assert again["quantization"]["key"] == key and again["quantization"]["state"] == "Complete"
+    jobs = res.batch.list_namespaced_job(ns, label_selector="app.kubernetes.io/component=quantize").items
+    assert [j.metadata.name for j in jobs] == [f"quantize-{key}"]
+    pods = testbed.core.list_namespaced_pod(ns, label_selector=f"serving.deepseek.ai/checkpoint-key={key},"
+                                                               "app.kubernetes.io/component=quantize").items
     assert len(pods) == 1, "the second resource must not build again"
 
 
-def test_failed_engine_build_degrades_and_creates_no_serving_pods(testbed: TestbedClient, ns: str) -> None:
+def test_a_failed_quantize_job_degrades_and_creates_no_serving_pods(testbed: TestbedClient, ns: str) -> None:
     res = Resources(testbed, ns)
     docs = _docs("r1-distill-qwen-1.5b-l4.yaml", ns)
-    docs[0]["spec"]["serving"]["podAnnotations"] = {"testbed.deepseek.ai/engine-build-exit-code": "3"}
+    docs[0]["spec"]["serving"]["podAnnotations"] = {"testbed.deepseek.ai/quantize-exit-code": "3"}
     assert kubectl_apply(docs).returncode == 0
     status = res.wait_phase("r1-qwen-1-5b", "Degraded", timeout=120)["status"]
-    engine_ready = next(c for c in status["conditions"] if c["type"] == "EngineReady")
-    assert engine_ready["status"] == "False" and engine_ready["reason"] == "EngineBuildFailed"
-    assert "BackoffLimitExceeded" in engine_ready["message"]
+    checkpoint_ready = next(c for c in status["conditions"] if c["type"] == "CheckpointReady")
+    assert checkpoint_ready["status"] == "False" and checkpoint_ready["reason"] == "QuantizeFailed"
+    assert "BackoffLimitExceeded" in checkpoint_ready["message"]
     assert not res.apps.list_namespaced_deployment(
         ns, label_selector="serving.deepseek.ai/deployment=r1-qwen-1-5b").items
     events = testbed.core.list_namespaced_event(ns, field_selector="involvedObject.name=r1-qwen-1-5b").items
-    assert any(e.type == "Warning" and e.reason == "EngineBuildFailed" for e in events)
+    assert any(e.type == "Warning" and e.reason == "QuantizeFailed" for e in events)
 
 
 def test_scale_new_revision_and_delete(testbed: TestbedClient, ns: str) -> None:
@@ -184,17 +213,17 @@ def test_scale_new_revision_and_delete(testbed: TestbedClient, ns: str) -> None:
     assert kubectl_apply(_docs("r1-distill-qwen-7b-a100.yaml", ns)).returncode == 0
     first = res.wait_phase("r1-qwen-7b", "Healthy", timeout=180)["status"]
 
-    # Scaling keeps the revision (no new engine, no pod restarts of existing replicas).
+    # Scaling keeps the revision (no new checkpoint, no pod restarts of existing replicas).
     res.patch("r1-qwen-7b", {"serving": {"replicas": 3}})
     scaled = res.wait_phase("r1-qwen-7b", "Healthy", timeout=120)["status"]
     assert scaled["revision"] == first["revision"] and scaled["ready"] == "3/3"
 
-    # A new precision is a new revision with its own engine; it replaces the stable one replica at a time.
+    # A new precision is a new revision with its own quantized checkpoint; it replaces the stable one replica at a time.
     res.patch("r1-qwen-7b", {"model": {"precision": "int8"}})
     rolled = eventually("the int8 revision to be promoted", lambda: (s := res.get("r1-qwen-7b")["status"])
                         .get("stableRevision") not in (None, first["revision"]) and s.get("phase") == "Healthy"
                         and s, timeout=240)
-    assert rolled["revision"] != first["revision"] and rolled["engine"]["key"] != first["engine"]["key"]
+    assert rolled["revision"] != first["revision"] and rolled["quantization"]["key"] != first["quantization"]["key"]
     assert [h["revision"] for h in rolled["history"]] == [rolled["revision"], first["revision"]]
     selector = "serving.deepseek.ai/deployment=r1-qwen-7b,app.kubernetes.io/component=server"
     eventually("only the new revision's pods", lambda: {p.metadata.labels["serving.deepseek.ai/revision"]
@@ -210,7 +239,7 @@ def test_scale_new_revision_and_delete(testbed: TestbedClient, ns: str) -> None:
                    ns, label_selector="serving.deepseek.ai/deployment=r1-qwen-7b").items]
                == [f"r1-qwen-7b-repo-{rolled['revision']}"], timeout=60)
 
-    # Deleting the resource removes every child it owns (the shared engine cache stays).
+    # Deleting the resource removes every child it owns (the shared model cache stays).
     res.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "r1-qwen-7b")
     selector = "serving.deepseek.ai/deployment=r1-qwen-7b"
 
@@ -222,7 +251,7 @@ def test_scale_new_revision_and_delete(testbed: TestbedClient, ns: str) -> None:
                                                         "=server").items)
 
     eventually("children to be garbage-collected", all_gone, timeout=90)
-    assert testbed.core.read_namespaced_persistent_volume_claim("deepseek-engine-cache", ns)
+    assert testbed.core.read_namespaced_persistent_volume_claim("deepseek-model-cache", ns)
 
 
 def test_operator_killed_mid_reconcile_resumes_without_duplicates(testbed: TestbedClient, ns: str,
@@ -231,7 +260,7 @@ def test_operator_killed_mid_reconcile_resumes_without_duplicates(testbed: Testb
     assert kubectl_apply(_docs("r1-distill-llama-70b-h100-fp8.yaml", ns)).returncode == 0
     # Kill it while the engine builds, i.e. between creating the Job and creating the serving objects.
     eventually("the engine build to start", lambda: (res.get("r1-llama-70b").get("status") or {}).get("phase")
-               == "Building", timeout=60, interval=0.1)
+               == "Preparing", timeout=60, interval=0.1)
     operator.kill()
     try:
         time.sleep(3)  # the build finishes while nobody watches
@@ -240,7 +269,7 @@ def test_operator_killed_mid_reconcile_resumes_without_duplicates(testbed: Testb
     status = res.wait_phase("r1-llama-70b", "Healthy", timeout=180)["status"]
     selector = "serving.deepseek.ai/deployment=r1-llama-70b"
     assert len(res.apps.list_namespaced_deployment(ns, label_selector=selector).items) == 1
-    assert len(res.batch.list_namespaced_job(ns, label_selector="app.kubernetes.io/component=engine-build").items) == 1
+    assert len(res.batch.list_namespaced_job(ns, label_selector="app.kubernetes.io/component=quantize").items) == 1
     assert len(testbed.ready_pods(ns, selector + ",app.kubernetes.io/component=server")) == 1
     assert status["ready"] == "1/1"
 
@@ -260,10 +289,13 @@ def test_operator_metrics_and_kubectl_views(testbed: TestbedClient, ns: str, ope
     assert row.split()[:6] == ["r1-qwen-1-5b", "deepseek-r1-distill-qwen-1.5b", "fp8", "1", "1/1", "Healthy"]
     described = subprocess.run([*kubectl, "describe", "dsd", "r1-qwen-1-5b"], capture_output=True, text=True,
                                check=True).stdout
-    assert "EngineBuildStarted" in described and "FitsHardware" in described
-    explained = subprocess.run([*kubectl, "explain", "deepseekdeployment.spec.engine"], capture_output=True,
+    assert "QuantizeStarted" in described and "FitsHardware" in described
+    explained = subprocess.run([*kubectl, "explain", "deepseekdeployment.spec.runtime"], capture_output=True,
                                text=True, check=True).stdout
-    assert "tensorParallel" in explained and "maxSeqLen" in explained and "Longest prompt + output" in explained
+    assert "parallelism" in explained and "maxSeqLen" in explained and "Longest prompt + output" in explained
+    removed = subprocess.run([*kubectl, "explain", "deepseekdeployment.spec.engine"], capture_output=True,
+                             text=True, check=True).stdout
+    assert "replaced by spec.runtime" in " ".join(removed.split())  # explain wraps long descriptions
 
 
 def test_replicas_beyond_the_gpus_say_why_they_wait(testbed: TestbedClient, ns: str) -> None:

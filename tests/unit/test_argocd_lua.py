@@ -134,9 +134,9 @@ HEALTH_CASES = {
     "pending": (dsd({"phase": "Pending", "conditions": [
         condition("Progressing", "True", "Unschedulable", "0/6 nodes have a free A100-80GB")]}),
         "Progressing", "Unschedulable: 0/6 nodes have a free A100-80GB"),
-    "building": (dsd({"phase": "Building", "conditions": [
-        condition("EngineReady", "False", "EngineBuilding", "job engine-1a2b running")]}),
-        "Progressing", "EngineBuilding: job engine-1a2b running"),
+    "building": (dsd({"phase": "Preparing", "conditions": [
+        condition("CheckpointReady", "False", "Quantizing", "job engine-1a2b running")]}),
+        "Progressing", "Quantizing: job engine-1a2b running"),
     "healthy": (dsd({"phase": "Healthy", "stableRevision": "abc123", "conditions": [
         condition("Ready", "True", "ReplicasReady", "2/2 replicas of revision abc123 ready")]}),
         "Healthy", "ReplicasReady: 2/2 replicas of revision abc123 ready"),
@@ -182,7 +182,7 @@ ROLLING = {"promote", "promote-full", "abort", "rollback-to"}
 DISCOVERY_CASES = {
     "no status": (dsd(), set()),
     "pending": (dsd({"phase": "Pending"}), set()),
-    "building": (dsd({"phase": "Building"}), set()),
+    "building": (dsd({"phase": "Preparing"}), set()),
     "first rollout, no canary yet": (dsd({"phase": "Progressing"}), set()),
     "progressing canary": (dsd({"phase": "Progressing", **CANARY}), ROLLING | {"pause"}),
     "paused canary": (dsd({"phase": "Paused", **CANARY}), ROLLING | {"resume"}),

@@ -43,7 +43,8 @@ def _serving(lws: bool = False, replicas: int = 1) -> tuple[Cluster, dict[str, A
 def test_a_two_node_replica_is_a_leader_and_a_worker_statefulset() -> None:
     cluster, body = _serving()
     revision = body["status"]["revision"]
-    assert body["status"]["parallelism"] == {"tensor": 8, "pipeline": 2, "nodesPerReplica": 2, "gpusPerReplica": 16}
+    assert body["status"]["parallelism"] == {"tensor": 8, "pipeline": 2, "expert": 8, "nodesPerReplica": 2,
+                                             "gpusPerReplica": 16}
     assert sorted(cluster.statefulsets) == [f"{NAME}-{revision}", f"{NAME}-{revision}-0"]
     assert cluster.deployments == {}
     leader, workers = cluster.statefulsets[f"{NAME}-{revision}"], cluster.statefulsets[f"{NAME}-{revision}-0"]
@@ -115,7 +116,7 @@ def test_a_new_revision_rolls_out_as_new_groups_with_new_keys() -> None:
     cluster = drive(body)
     old = body["status"]["revision"]
     assert body["status"]["phase"] == "Healthy"
-    body = edited(body, {"serving.batching.maxQueueDelayMicroseconds": 500})
+    body = edited(body, {"runtime.maxNumTokens": 1024})
     for _ in range(8):
         p = cluster.reconcile(body, T1)
         cluster.roll_out()
@@ -134,7 +135,7 @@ def test_a_new_revision_rolls_out_as_new_groups_with_new_keys() -> None:
 
 def test_the_quantize_job_of_a_two_node_layout_runs_on_one_nodes_gpus() -> None:
     body = edited(example(TWO_NODES), {"model.name": "deepseek-r1-distill-llama-70b", "model.precision": "fp8",
-                                       "engine.tensorParallel": 2, "engine.pipelineParallel": 2,
+                                       "runtime.parallelism.tensor": 2, "runtime.parallelism.pipeline": 2,
                                        "serving.gpu.perNode": 2})
     cluster = Cluster()
     p = cluster.reconcile(body, T0)
@@ -142,7 +143,7 @@ def test_the_quantize_job_of_a_two_node_layout_runs_on_one_nodes_gpus() -> None:
     assert p.status["parallelism"]["nodesPerReplica"] == 2
     [job] = cluster.jobs.values()
     assert job["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
-    assert cond(p, "EngineReady")["reason"] == "EngineBuilding"
+    assert cond(p, "CheckpointReady")["reason"] == "Quantizing"
 
 
 def test_a_node_group_key_gives_each_group_its_own_domain() -> None:
@@ -183,6 +184,6 @@ def test_fields_left_at_their_defaults_are_not_part_of_a_revision() -> None:
     from deepseek_operator.api.spec import DeepSeekDeploymentSpec
     from deepseek_operator.render.plan import snapshot
 
-    snap = snapshot(DeepSeekDeploymentSpec.model_validate(example(TWO_NODES)["spec"]))
+    snap = snapshot(DeepSeekDeploymentSpec.model_validate(example("r1-671b-h100-2x8-roce")["spec"]))
     assert "groupTopologyKey" not in snap["serving"] and "preflight" not in snap["network"]
-    assert snap["engine"]["pipelineParallel"] == 2  # what the user set stays
+    assert snap["runtime"]["parallelism"]["pipeline"] == 2  # what the user set stays

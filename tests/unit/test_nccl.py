@@ -12,8 +12,9 @@ from deepseek_operator.render import nccl
 
 
 @pytest.mark.parametrize(("network", "expected", "absent"), [
-    ({}, {"NCCL_IB_DISABLE": "1", "NCCL_SOCKET_IFNAME": "eth0", "NCCL_ALGO": "Ring,Tree", "NCCL_DEBUG": "WARN"},
-     {"NCCL_IB_HCA", "NCCL_NET_GDR_LEVEL", "NCCL_IB_GID_INDEX"}),
+    # No NCCL_ALGO by default: NCCL's own tuning picks NVLS on NVSwitch nodes.
+    ({}, {"NCCL_IB_DISABLE": "1", "NCCL_SOCKET_IFNAME": "eth0", "NCCL_DEBUG": "WARN"},
+     {"NCCL_IB_HCA", "NCCL_NET_GDR_LEVEL", "NCCL_IB_GID_INDEX", "NCCL_ALGO"}),
     ({"fabric": "infiniband", "rdmaResource": "rdma/ib"},
      {"NCCL_IB_DISABLE": "0", "NCCL_IB_HCA": "mlx5", "NCCL_NET_GDR_LEVEL": "PHB"}, {"NCCL_IB_GID_INDEX"}),
     ({"fabric": "infiniband", "rdmaResource": "rdma/ib", "nccl": {"ibHca": "=mlx5_0,mlx5_1", "debug": "INFO"}},

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 T0, T1, T2, T3 = "2025-01-20T10:00:00Z", "2025-01-20T10:05:00Z", "2025-01-20T11:00:00Z", "2025-01-20T12:00:00Z"
 UID = "0b6f3c1e-uid-of-the-resource"
 GENERATION = 4
-CACHE_PVC = "deepseek-engine-cache"
+CACHE_PVC = "deepseek-model-cache"
 OWNER_API = "serving.deepseek.ai/v1alpha1"
 
 QWEN_7B = "r1-distill-qwen-7b-a100"  # r1-qwen-7b: 2 replicas, TP 1 on A100-80GB, BF16 from the checkpoint
@@ -123,7 +123,7 @@ class Cluster:
     def observed(self) -> Observed:
         return Observed(deployments=copy.deepcopy(self.deployments),
                         model_repo_configmaps=tuple(sorted(self.configmaps)), pvc_uids=dict(self.pvc_uids),
-                        engine_jobs=copy.deepcopy(self.jobs), applied_hashes=dict(self.hashes),
+                        quantize_jobs=copy.deepcopy(self.jobs), applied_hashes=dict(self.hashes),
                         preflight_jobs=copy.deepcopy(self.preflight_jobs), preflight_pods=tuple(self.preflight_pods),
                         statefulsets=copy.deepcopy(self.statefulsets),
                         leader_worker_sets=copy.deepcopy(self.leader_worker_sets),
@@ -256,25 +256,26 @@ def lifecycle(body: dict[str, Any]) -> list[Plan]:
 # ---------------------------------------------------------------------------------------------------- lifecycle
 
 LIFECYCLE = [
-    # pass, kinds applied, phase, engine state, (EngineReady status, reason), (Ready status, reason), ready
-    (0, ["PersistentVolumeClaim"], "Building", "Pending", ("False", "EngineBuildPending"),
-     ("False", "EngineBuildPending"), "0/0"),
-    (1, ["Job"], "Building", "Building", ("False", "EngineBuilding"), ("False", "EngineBuilding"), "0/0"),
-    (2, [], "Building", "Building", ("False", "EngineBuilding"), ("False", "EngineBuilding"), "0/0"),
-    (3, SERVING_KINDS, "Progressing", "Cached", ("True", "EngineCached"), ("False", "ReplicasNotReady"), "0/2"),
-    (4, [], "Healthy", "Cached", ("True", "EngineCached"), ("True", "ReplicasReady"), "2/2"),
+    # pass, kinds applied, phase, engine state, (CheckpointReady status, reason), (Ready status, reason), ready
+    (0, ["PersistentVolumeClaim"], "Preparing", "Pending", ("False", "QuantizePending"),
+     ("False", "QuantizePending"), "0/0"),
+    (1, ["Job"], "Preparing", "Running", ("False", "Quantizing"), ("False", "Quantizing"), "0/0"),
+    (2, [], "Preparing", "Running", ("False", "Quantizing"), ("False", "Quantizing"), "0/0"),
+    (3, SERVING_KINDS, "Progressing", "Complete", ("True", "Quantized"), ("False", "ReplicasNotReady"), "0/2"),
+    (4, [], "Healthy", "Complete", ("True", "Quantized"), ("True", "ReplicasReady"), "2/2"),
 ]
 
 
-@pytest.mark.parametrize(("step", "applied", "phase", "engine", "engine_ready", "ready", "ready_text"), LIFECYCLE,
+@pytest.mark.parametrize(("step", "applied", "phase", "engine", "checkpoint_ready", "ready", "ready_text"), LIFECYCLE,
                          ids=["no cache PVC", "cache PVC", "Job running", "Job complete", "rolled out"])
 def test_lifecycle_of_a_built_engine(step: int, applied: list[str], phase: str, engine: str,
-                                     engine_ready: tuple[str, str], ready: tuple[str, str], ready_text: str) -> None:
+                                     checkpoint_ready: tuple[str, str], ready: tuple[str, str],
+                                     ready_text: str) -> None:
     p = lifecycle(quantized(QWEN_7B))[step]
     assert kinds(p) == applied
     assert p.status["phase"] == phase
-    assert p.status["engine"]["state"] == engine
-    assert (cond(p, "EngineReady")["status"], cond(p, "EngineReady")["reason"]) == engine_ready
+    assert p.status["quantization"]["state"] == engine
+    assert (cond(p, "CheckpointReady")["status"], cond(p, "CheckpointReady")["reason"]) == checkpoint_ready
     assert (cond(p, "Ready")["status"], cond(p, "Ready")["reason"]) == ready
     assert p.status["ready"] == ready_text
     assert cond(p, "Degraded")["status"] == "False"
@@ -290,7 +291,7 @@ def test_missing_cache_pvc_is_created_shared_and_unowned() -> None:
     assert pvc["metadata"]["namespace"] == "default"
     assert "ownerReferences" not in pvc["metadata"]  # engines outlive any one resource
     assert pvc["spec"] == {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "500Gi"}}}
-    assert p.status["engine"]["message"] == f"waiting for the engine cache PVC {CACHE_PVC}"
+    assert p.status["quantization"]["message"] == f"waiting for the model cache PVC {CACHE_PVC}"
 
 
 @pytest.mark.parametrize(("name", "tp"), [("awq " + QWEN_7B, 1), (QWEN_1_5B, 1), (LLAMA_70B, 4)])
@@ -298,37 +299,37 @@ def test_quantize_job_is_owned_by_the_cache_pvc_and_gets_tp_gpus(name: str, tp: 
     body = quantized(name.split()[1]) if name.startswith("awq ") else example(name)
     observed = Observed(pvc_uids={"model-store": "uid-model-store", CACHE_PVC: "uid-cache"})
     p = plan(body, observed, T0)
-    key = p.status["engine"]["key"]
+    key = p.status["quantization"]["key"]
     job = child(p, "Job")
     assert kinds(p) == ["Job"]
-    assert job["metadata"]["name"] == f"engine-{key}" == p.status["engine"]["job"]
+    assert job["metadata"]["name"] == f"quantize-{key}" == p.status["quantization"]["job"]
     assert job["metadata"]["ownerReferences"] == [{
         "apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": CACHE_PVC, "uid": "uid-cache",
         "blockOwnerDeletion": False}]
     [container] = job["spec"]["template"]["spec"]["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == str(tp)
     assert p.status["parallelism"]["tensor"] == tp
-    assert p.status["phase"] == "Building"
-    assert [(e.type, e.reason) for e in p.events if e.reason == "EngineBuildStarted"] == [
-        ("Normal", "EngineBuildStarted")]
-    assert job["metadata"]["name"] in next(e.message for e in p.events if e.reason == "EngineBuildStarted")
+    assert p.status["phase"] == "Preparing"
+    assert [(e.type, e.reason) for e in p.events if e.reason == "QuantizeStarted"] == [
+        ("Normal", "QuantizeStarted")]
+    assert job["metadata"]["name"] in next(e.message for e in p.events if e.reason == "QuantizeStarted")
 
 
 JOB_STATES = [
     # Job status, phase, engine state, engine message contains, kinds applied
-    (job_done("Complete"), "Progressing", "Cached", "quantized checkpoint cached", SERVING_KINDS),
+    (job_done("Complete"), "Progressing", "Complete", "quantized checkpoint in the cache", SERVING_KINDS),
     (job_done("Failed", reason="BackoffLimitExceeded"), "Degraded", "Failed", "BackoffLimitExceeded", []),
     ({"conditions": [{"type": "FailureTarget", "status": "True"}, {"type": "Failed", "status": "True"}]},
      "Degraded", "Failed", "quantize Job failed", []),
-    ({"active": 2}, "Building", "Building", "2 pods active", []),
-    ({"active": 1}, "Building", "Building", "1 pod active", []),
-    ({"conditions": [{"type": "Complete", "status": "False"}]}, "Building", "Building", "quantize Job running", []),
+    ({"active": 2}, "Preparing", "Running", "2 pods active", []),
+    ({"active": 1}, "Preparing", "Running", "1 pod active", []),
+    ({"conditions": [{"type": "Complete", "status": "False"}]}, "Preparing", "Running", "quantize Job running", []),
 ]
 
 
 @pytest.mark.parametrize(("job_status", "phase", "engine", "message", "applied"), JOB_STATES,
                          ids=["complete", "failed", "failure-target then failed", "running", "one pod", "not yet"])
-def test_engine_job_state_decides_the_phase(job_status: dict[str, Any], phase: str, engine: str, message: str,
+def test_quantize_job_state_decides_the_phase(job_status: dict[str, Any], phase: str, engine: str, message: str,
                                             applied: list[str]) -> None:
     body = quantized(QWEN_7B)
     cluster = drive(body, job=None, roll_out=False)
@@ -336,8 +337,8 @@ def test_engine_job_state_decides_the_phase(job_status: dict[str, Any], phase: s
     job["status"] = job_status
     p = plan(body, cluster.observed(), T1)
     assert p.status["phase"] == phase
-    assert p.status["engine"]["state"] == engine
-    assert message in p.status["engine"]["message"]
+    assert p.status["quantization"]["state"] == engine
+    assert message in p.status["quantization"]["message"]
     assert kinds(p) == applied
 
 
@@ -347,23 +348,24 @@ def test_failed_engine_build_degrades_without_serving_and_warns() -> None:
     cluster.configmaps.add("r1-qwen-7b-repo-0123456789")  # from an earlier revision: must be left alone
     cluster.finish_job("Failed", reason="BackoffLimitExceeded", message="Job has reached the specified backoff limit")
     p = plan(body, cluster.observed(), T1)
-    job_name = p.status["engine"]["job"]
+    job_name = p.status["quantization"]["job"]
     assert p.status["phase"] == "Degraded"
-    assert (cond(p, "Degraded")["status"], cond(p, "Degraded")["reason"]) == ("True", "EngineBuildFailed")
-    assert (cond(p, "EngineReady")["status"], cond(p, "EngineReady")["reason"]) == ("False", "EngineBuildFailed")
+    assert (cond(p, "Degraded")["status"], cond(p, "Degraded")["reason"]) == ("True", "QuantizeFailed")
+    assert (cond(p, "CheckpointReady")["status"], cond(p, "CheckpointReady")["reason"]) == ("False", "QuantizeFailed")
     assert cond(p, "Ready")["status"] == "False"
     assert f"delete Job {job_name} to retry" in cond(p, "Degraded")["message"]
-    assert "BackoffLimitExceeded" in cond(p, "EngineReady")["message"]
+    assert "BackoffLimitExceeded" in cond(p, "CheckpointReady")["message"]
     assert p.apply == [] and p.delete == []
     warnings = [(e.type, e.reason, e.message.split(":")[0]) for e in p.events if e.type == "Warning"]
-    assert warnings == [("Warning", "EngineBuildFailed", "Degraded")]
+    assert warnings == [("Warning", "QuantizeFailed", "Degraded")]
 
 
 def test_671b_needs_no_engine_build_and_serves_once_its_preflight_passed() -> None:
     cluster = Cluster(preflight_passes=None)
     body = example(R1_671B)
     first = cluster.reconcile(body, T0)
-    assert first.status["engine"] == {"key": first.status["engine"]["key"], "state": "NotRequired", "job": "",
+    assert first.status["quantization"] == {"key": first.status["quantization"]["key"], "state": "NotRequired",
+                                            "job": "",
                                       "message": "served from the checkpoint by the PyTorch backend"}
     # Eight GPUs: the NCCL preflight comes first, and no serving pod exists until it passed.
     assert kinds(first) == ["Service", "Job"]
@@ -376,8 +378,11 @@ def test_671b_needs_no_engine_build_and_serves_once_its_preflight_passed() -> No
     assert p.status["preflight"]["busBandwidthGBps"] == 460.0
     assert kinds(p) == SERVING_KINDS
     assert p.status["phase"] == "Progressing"
-    assert cond(p, "EngineReady")["status"] == "True"
-    assert p.status["parallelism"] == {"tensor": 8, "pipeline": 1, "nodesPerReplica": 1, "gpusPerReplica": 8}
+    assert cond(p, "CheckpointReady")["status"] == "True"
+    assert p.status["parallelism"] == {"tensor": 8, "pipeline": 1, "expert": 8, "nodesPerReplica": 1,
+                                       "gpusPerReplica": 8}
+    assert p.status["runtime"]["recipe"] == "deepseek-r1/hopper-fp8-throughput"
+    assert "examples/configs/curated/deepseek-r1-throughput.yaml" in cond(p, "FitsHardware")["message"]
     assert triton_container(child(p, "Deployment"))["resources"]["limits"]["nvidia.com/gpu"] == "8"
     # The LLM API loads the published FP8 checkpoint itself, not a quantized one from the cache.
     model_yaml = yaml.safe_load(child(p, "ConfigMap")["data"]["tensorrt_llm__1__model.yaml"])
@@ -388,7 +393,7 @@ def test_671b_needs_no_engine_build_and_serves_once_its_preflight_passed() -> No
 def test_quantized_checkpoint_is_what_triton_loads() -> None:
     p = lifecycle(quantized(QWEN_7B))[3]
     model_yaml = yaml.safe_load(child(p, "ConfigMap")["data"]["tensorrt_llm__1__model.yaml"])
-    assert model_yaml["model"] == f"/engines/{p.status['engine']['key']}"
+    assert model_yaml["model"] == f"/model-cache/{p.status['quantization']['key']}"
     job = lifecycle(quantized(QWEN_7B))[1]
     command = child(job, "Job")["spec"]["template"]["spec"]["containers"][0]["command"]
     # ModelOpt reads the source checkpoint and writes the cache folder the serving pods load.
@@ -397,10 +402,10 @@ def test_quantized_checkpoint_is_what_triton_loads() -> None:
 
 def test_a_precision_the_checkpoint_carries_is_served_from_it_without_a_job() -> None:
     p = plan(example(QWEN_7B), Observed(pvc_uids={"model-store": "uid-model-store"}), T0)  # BF16, as published
-    assert kinds(p) == SERVING_KINDS and p.status["engine"]["state"] == "NotRequired"
+    assert kinds(p) == SERVING_KINDS and p.status["quantization"]["state"] == "NotRequired"
     model_yaml = yaml.safe_load(child(p, "ConfigMap")["data"]["tensorrt_llm__1__model.yaml"])
     assert model_yaml["model"] == "/checkpoint/models/DeepSeek-R1-Distill-Qwen-7B"
-    assert "engine-cache" not in {v["name"] for v in pod_spec(child(p, "Deployment"))["volumes"]}
+    assert "model-cache" not in {v["name"] for v in pod_spec(child(p, "Deployment"))["volumes"]}
 
 
 # ---------------------------------------------------------------------------------------------------- rollout
@@ -498,11 +503,11 @@ def test_new_engine_is_built_while_the_old_revision_keeps_serving() -> None:
     body = edited(quantized(QWEN_7B), {"serving.gpu.type": "H100-80GB"})
     cluster = drive(body)
     old_cm = next(iter(cluster.configmaps))
-    old_key = body["status"]["engine"]["key"]
+    old_key = body["status"]["quantization"]["key"]
     p = cluster.reconcile(edited(body, {"model.precision": "fp8"}), T1)
     assert kinds(p) == ["Job"]
-    assert child(p, "Job")["metadata"]["name"] == f"engine-{p.status['engine']['key']}" != f"engine-{old_key}"
-    assert p.status["phase"] == "Building"
+    assert child(p, "Job")["metadata"]["name"] == f"quantize-{p.status['quantization']['key']}" != f"quantize-{old_key}"
+    assert p.status["phase"] == "Preparing"
     assert p.delete == []
     assert old_cm in cluster.configmaps
     assert p.status["ready"] == "2/2"  # what still serves
@@ -518,25 +523,25 @@ IDENTITY = [
     (quantized(QWEN_7B), {"serving.podAnnotations": {"prometheus.io/scrape": "true"}}, True, False),
     (quantized(QWEN_7B), {"serving.podLabels": {"team": "ml"}}, True, False),
     (quantized(QWEN_7B), {"serving.startupTimeoutSeconds": 3600}, True, False),
-    (quantized(QWEN_7B), {"serving.batching.maxQueueDelayMicroseconds": 100}, True, False),
+    (quantized(QWEN_7B), {"runtime.maxNumTokens": 1024}, True, False),
     # The quantized checkpoint does not depend on runtime limits (there is no engine built for them).
-    (quantized(QWEN_7B), {"engine.maxBatchSize": 16}, True, False),
+    (quantized(QWEN_7B), {"runtime.maxBatchSize": 16}, True, False),
     (quantized(QWEN_7B), {"model.revision": "2025-05-28"}, True, True),
-    (quantized(QWEN_7B), {"engine.image": "nvcr.io/nvidia/tritonserver:25.11-trtllm-python-py3"}, True, True),
+    (quantized(QWEN_7B), {"runtime.image": "nvcr.io/nvidia/tritonserver:26.08-trtllm-python-py3"}, True, True),
 ]
 
 
 @pytest.mark.parametrize(("base", "change", "new_revision", "new_key"), IDENTITY,
                          ids=["replicas", "bf16->fp8 on H100", "fp8->awq 70b", "podAnnotations", "podLabels",
                               "startupTimeout", "queue delay", "maxBatchSize", "model revision", "image"])
-def test_what_changes_the_revision_and_the_engine_key(base: str | dict[str, Any], change: dict[str, Any],
+def test_what_changes_the_revision_and_the_checkpoint_key(base: str | dict[str, Any], change: dict[str, Any],
                                                       new_revision: bool, new_key: bool) -> None:
     before_body = example(base) if isinstance(base, str) else base
     before = plan(before_body, Observed(), T0).status
     after = plan(edited(before_body, change), Observed(), T0).status
-    assert before["phase"] == after["phase"] == "Building"  # both fit: the change is the only difference
+    assert before["phase"] == after["phase"] == "Preparing"  # both fit: the change is the only difference
     assert (after["revision"] != before["revision"]) is new_revision
-    assert (after["engine"]["key"] != before["engine"]["key"]) is new_key
+    assert (after["quantization"]["key"] != before["quantization"]["key"]) is new_key
 
 
 def test_replicas_change_re_applies_only_the_deployment() -> None:
@@ -558,14 +563,14 @@ def test_replicas_change_re_applies_only_the_deployment() -> None:
 
 RESYNC = [
     # example, spec change, how the build Job ends (None: still running), Deployment rolled out, phase
-    pytest.param(QWEN_7B, {"model.precision": "awq"}, None, False, "Building", id="quantizing"),
+    pytest.param(QWEN_7B, {"model.precision": "awq"}, None, False, "Preparing", id="quantizing"),
     pytest.param(QWEN_7B, {"model.precision": "awq"}, "Failed", False, "Degraded", id="quantize failed"),
     pytest.param(QWEN_7B, {}, "Complete", False, "Progressing", id="rolling out"),
     pytest.param(QWEN_7B, {}, "Complete", True, "Healthy", id="healthy"),
     pytest.param(QWEN_7B, {"serving.replicas": 0}, "Complete", True, "Healthy", id="scaled to zero"),
     pytest.param(R1_671B, {}, None, True, "Healthy", id="671b, no engine"),
     pytest.param(QWEN_7B, {"model.name": "deepseek-r2"}, None, False, "Degraded", id="invalid spec"),
-    pytest.param(R1_671B, {"serving.gpu.type": "H100-80GB", "engine.pipelineParallel": 1}, None, False, "Degraded",
+    pytest.param(R1_671B, {"serving.gpu.type": "H100-80GB", "runtime.parallelism.pipeline": 1}, None, False, "Degraded",
                  id="does not fit"),
     pytest.param(R1_671B, {"serving.gpu.type": "H100-80GB"}, None, True, "Healthy", id="needs two nodes"),
 ]
@@ -601,18 +606,18 @@ def test_last_transition_time_moves_only_when_a_condition_status_changes() -> No
     for now in (T0, T0, T1):  # PVC, Job, Job running: nothing changes status after the first pass
         p = cluster.reconcile(body, now)
     assert {c["type"]: c["lastTransitionTime"] for c in p.status["conditions"]} == {
-        "FitsHardware": T0, "EngineReady": T0, "Ready": T0, "Progressing": T0, "Degraded": T0}
+        "FitsHardware": T0, "CheckpointReady": T0, "Ready": T0, "Progressing": T0, "Degraded": T0}
 
     cluster.finish_job()
     p = cluster.reconcile(body, T2)
     assert {c["type"]: c["lastTransitionTime"] for c in p.status["conditions"]} == {
-        "FitsHardware": T0, "EngineReady": T2, "Ready": T0, "Progressing": T0, "Degraded": T0}
+        "FitsHardware": T0, "CheckpointReady": T2, "Ready": T0, "Progressing": T0, "Degraded": T0}
     assert cond(p, "Ready")["reason"] == "ReplicasNotReady"  # reason changed, status did not: time kept
 
     cluster.roll_out()
     p = cluster.reconcile(body, T3)
     assert {c["type"]: c["lastTransitionTime"] for c in p.status["conditions"]} == {
-        "FitsHardware": T0, "EngineReady": T2, "Ready": T3, "Progressing": T3, "Degraded": T0}
+        "FitsHardware": T0, "CheckpointReady": T2, "Ready": T3, "Progressing": T3, "Degraded": T0}
 
 
 def test_events_say_each_change_once() -> None:
@@ -621,7 +626,7 @@ def test_events_say_each_change_once() -> None:
     first = cluster.reconcile(body, T0)
     # The phase with the condition that explains it (a first fit is in the FitsHardware condition, not news).
     assert [(e.type, e.reason, e.message.split(":")[0]) for e in first.events] == [
-        ("Normal", "EngineBuildPending", "Building"),
+        ("Normal", "QuantizePending", "Preparing"),
     ]
     fitting_again = copy.deepcopy(body)
     fitting_again["status"]["conditions"] = [
@@ -656,9 +661,9 @@ INVALID = [
     # spec change, field path the message names
     pytest.param({"model.name": "deepseek-r2"}, "spec.model.name", id="unknown model"),
     pytest.param({"serving.gpu.type": "B200"}, "spec.serving.gpu.type", id="unknown GPU"),
-    pytest.param({"engine.tensorParallel": 3}, "spec.engine.tensorParallel", id="tp not a power of two"),
+    pytest.param({"runtime.parallelism.tensor": 3}, "spec.runtime.parallelism.tensor", id="tp not a power of two"),
     pytest.param({"serving.replicas": -1}, "spec.serving.replicas", id="negative replicas"),
-    pytest.param({"engine.maxInputLen": 9000}, "spec.engine", id="input longer than sequence"),
+    pytest.param({"engine": {"maxBatchSize": 8}}, "spec.engine", id="the removed engine section"),
     pytest.param({"serving.gpuCount": 2}, "spec.serving.gpuCount", id="unknown field"),
     pytest.param({"model.source.hf": {"repo": "deepseek-ai/DeepSeek-R1"}}, "spec.model.source", id="two sources"),
     pytest.param({"serving.podLabels": {"app.kubernetes.io/name": "x"}}, "spec.serving", id="reserved pod label"),
@@ -692,11 +697,11 @@ def test_invalid_spec_on_a_fresh_resource() -> None:
 
 NOT_FITTING = [
     # base example, spec change, FitsHardware reason, the message mentions
-    (R1_671B, {"serving.gpu.type": "H100-80GB", "engine.pipelineParallel": 1}, "InsufficientGPUMemory",
-     "would fit: H200-141GB"),
+    (R1_671B, {"serving.gpu.type": "H100-80GB", "runtime.parallelism.pipeline": 1}, "InsufficientGPUMemory",
+     "H200-141GB (TP 8)"),
     (QWEN_7B, {"model.precision": "fp8"}, "PrecisionUnsupported", "FP8 support"),
-    (QWEN_7B, {"engine.tensorParallel": 8}, "InvalidParallelism", "28 attention heads"),
-    (LLAMA_70B, {"engine.tensorParallel": 16}, "ExceedsNode", "exceeds the 8 GPUs of one node"),
+    (QWEN_7B, {"runtime.parallelism.tensor": 8}, "InvalidParallelism", "28 attention heads"),
+    (LLAMA_70B, {"runtime.parallelism.tensor": 16}, "ExceedsNode", "exceeds the 8 GPUs of one node"),
 ]
 
 
@@ -797,7 +802,7 @@ def test_the_serving_deployment() -> None:
     shm = next(m for m in container["volumeMounts"] if m["mountPath"] == "/dev/shm")
     assert volumes[shm["name"]]["emptyDir"] == {"medium": "Memory", "sizeLimit": "32Gi"}
     assert volumes["model-repository-src"]["configMap"]["name"] == child(p, "ConfigMap")["metadata"]["name"]
-    assert volumes["engine-cache"]["persistentVolumeClaim"] == {"claimName": CACHE_PVC, "readOnly": True}
+    assert volumes["model-cache"]["persistentVolumeClaim"] == {"claimName": CACHE_PVC, "readOnly": True}
     assert volumes["checkpoint"]["persistentVolumeClaim"] == {"claimName": "model-store", "readOnly": True}
     assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
     assert container["startupProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}

@@ -135,7 +135,7 @@ def test_a_failed_preflight_of_an_update_keeps_the_stable_revision_serving() -> 
     stable = body["status"]["stableRevision"]
     assert body["status"]["phase"] == "Healthy" and body["status"]["preflight"]["state"] == "Passed"
     cluster.preflight_passes = False
-    body = edited(body, {"serving.batching.maxQueueDelayMicroseconds": 500})
+    body = edited(body, {"runtime.maxNumTokens": 1024})
     for _ in range(3):
         p = cluster.reconcile(body, T1)
     assert p.status["revision"] != stable and p.status["stableRevision"] == stable

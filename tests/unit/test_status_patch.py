@@ -39,6 +39,6 @@ def test_patch_turns_old_status_into_new(old: dict[str, Any], new: dict[str, Any
 
 
 def test_patch_names_only_what_changed() -> None:
-    old = {"phase": "Healthy", "engine": {"key": "k", "state": "Cached"}, "replicas": 2}
+    old = {"phase": "Healthy", "quantization": {"key": "k", "state": "Complete"}, "replicas": 2}
     assert merge_patch(old, {**old, "replicas": 3}) == {"replicas": 3}
     assert merge_patch(old, old) == {}

@@ -17,13 +17,16 @@ def test_default_node_pools_match_the_documented_cluster() -> None:
     assert gpus == {
         ("NVIDIA-H100-80GB-HBM3", "8"): 2,
         ("NVIDIA-H200", "8"): 2,
+        ("NVIDIA-H20", "8"): 1,
+        ("NVIDIA-B200", "8"): 1,
+        ("NVIDIA-GB200", "4"): 8,  # one GB200 NVL72 domain's worth of trays for the wide-EP example
         ("NVIDIA-A100-SXM4-80GB", "4"): 1,
         ("NVIDIA-L4", "1"): 1,  # for the small-model example
         (None, None): 1,  # a CPU node for the operator and other non-GPU pods
     }
     for node in nodes:
         labels = node["metadata"]["labels"]  # type: ignore[index]
-        if labels.get("nvidia.com/gpu.count", "1") != "1":
+        if labels.get("nvidia.com/gpu.count", "1") != "1" and labels["nvidia.com/gpu.product"] != "NVIDIA-GB200":
             assert node["status"]["capacity"]["rdma/ib"] == labels["nvidia.com/gpu.count"]  # type: ignore[index]
         if "nvidia.com/gpu.product" in labels:
             assert {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"} in \

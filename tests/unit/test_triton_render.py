@@ -35,12 +35,12 @@ CASES: dict[str, triton.LlmApiParams] = {
     "streaming-70b": triton.LlmApiParams(
         checkpoint_dir="/checkpoint/models/r1-70b", tensor_parallel=4, pipeline_parallel=1, max_batch_size=64,
         max_num_tokens=8192, max_seq_len=8192, free_gpu_memory_fraction=0.9,
-        batch_scheduler_policy="guaranteed_no_evict", decoupled=True),
+        batch_scheduler_policy="guaranteedNoEvict", decoupled=True),
     # A small distilled model answering whole responses from a quantized checkpoint in the cache.
     "batch-small": triton.LlmApiParams(
-        checkpoint_dir="/engines/0123456789abcdef", tensor_parallel=1, pipeline_parallel=1, max_batch_size=8,
+        checkpoint_dir="/model-cache/0123456789abcdef", tensor_parallel=1, pipeline_parallel=1, max_batch_size=8,
         max_num_tokens=2048, max_seq_len=4096, free_gpu_memory_fraction=0.85,
-        batch_scheduler_policy="max_utilization", decoupled=False),
+        batch_scheduler_policy="maxUtilization", decoupled=False),
 }
 _VALID: dict[str, Any] = dataclasses.asdict(CASES["batch-small"])
 

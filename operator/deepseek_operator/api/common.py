@@ -6,7 +6,7 @@ from enum import StrEnum
 
 
 class Precision(StrEnum):
-    """Weight precision of the served engine."""
+    """Weight precision of the served checkpoint."""
 
     BF16 = "bf16"
     FP16 = "fp16"
@@ -14,6 +14,7 @@ class Precision(StrEnum):
     INT8 = "int8"  # weight-only INT8 (W8A16)
     W4A16 = "w4a16"  # weight-only INT4
     AWQ = "awq"  # INT4 AWQ (W4A16 with activation-aware scales)
+    NVFP4 = "nvfp4"  # 4-bit floating point weights and activations with FP8 block scales: Blackwell only
 
 
 class Fabric(StrEnum):

@@ -113,6 +113,7 @@ def crd_manifest() -> dict[str, Any]:
                     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                     {"name": "Canary", "type": "integer", "jsonPath": ".status.canaryWeight",
                      "description": "Percent of traffic the revision being rolled out receives"},
+                    {"name": "Recipe", "type": "string", "jsonPath": ".status.runtime.recipe", "priority": 1},
                     {"name": "Stable", "type": "string", "jsonPath": ".status.stableRevision", "priority": 1},
                     {"name": "Rollout", "type": "string", "jsonPath": ".status.canaryRevision", "priority": 1},
                     {"name": "Preflight", "type": "string", "jsonPath": ".status.preflight.state", "priority": 1,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from deepseek_operator.api.common import Fabric, Precision
@@ -21,8 +21,8 @@ PLURAL = "deepseekdeployments"
 SINGULAR = "deepseekdeployment"
 SHORT_NAMES = ["dsd"]
 
-DEFAULT_ENGINE_CACHE_PVC = "deepseek-engine-cache"
-DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3"
+DEFAULT_MODEL_CACHE_PVC = "deepseek-model-cache"
+DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3"
 # The operator image built with the `preflight` extra (Dockerfile target `preflight`): PyTorch and NCCL.
 DEFAULT_PREFLIGHT_IMAGE = "ghcr.io/deepseek-operator/deepseek-operator-preflight:0.1.0"
 # The catalog keys of render/catalog.py; the CRD enumerates them so `kubectl apply` rejects a typo.
@@ -31,7 +31,9 @@ MODEL_NAMES = (
     "deepseek-r1-distill-qwen-32b", "deepseek-r1-distill-llama-8b", "deepseek-r1-distill-llama-70b",
     "deepseek-r1", "custom",
 )
-GPU_TYPES = ("A10-24GB", "L4-24GB", "L40S-48GB", "A100-40GB", "A100-80GB", "H100-80GB", "H200-141GB")
+GPU_TYPES = ("A10-24GB", "L4-24GB", "L40S-48GB", "A100-40GB", "A100-80GB", "H100-80GB", "H100-PCIe-80GB",
+             "H100-NVL-94GB", "H200-141GB", "H20-96GB", "B200-180GB", "B300-288GB", "GB200-186GB",
+             "RTX-PRO-6000-96GB")
 
 K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
@@ -123,6 +125,12 @@ class ModelRef(Schema):
     source: ModelSource = Field(description="Where the checkpoint is read from.")
     precision: Precision = Field(default=Precision.BF16, description="Weight precision served: the checkpoint's "
                                  "own, or quantized once by a ModelOpt Job into the cache.")
+    checkpoint_precision: Precision | None = Field(
+        default=None, description="Precision the checkpoint at `source` already carries, e.g. nvfp4 for "
+                                  "nvidia/DeepSeek-R1-0528-FP4; unset: that of the model's published checkpoint "
+                                  "(bf16 for the distills, block-scaled fp8 for deepseek-r1). A precision the "
+                                  "checkpoint carries is served as it is; any other is made once by a quantize "
+                                  "Job.")
     custom: CustomModel | None = Field(default=None, description="Figures of a `custom` model.")
 
     @model_validator(mode="after")
@@ -132,7 +140,7 @@ class ModelRef(Schema):
         return self
 
 
-# -------------------------------------------------------------------- engine
+# -------------------------------------------------------------------- runtime
 
 def _power_of_two_or_auto(value: int | str) -> int | str:
     if isinstance(value, int) and (value < 1 or value & (value - 1)):
@@ -147,35 +155,112 @@ Parallelism = Annotated[
 ]
 
 
-class EngineCache(Schema):
-    pvc: str = Field(default=DEFAULT_ENGINE_CACHE_PVC, pattern=K8S_NAME, max_length=253,
-                     description="PVC that holds built engines under their engine key; created when missing and "
-                                 "kept when the DeepSeekDeployment is deleted (engines are expensive to build).")
+class ModelCache(Schema):
+    pvc: str = Field(default=DEFAULT_MODEL_CACHE_PVC, pattern=K8S_NAME, max_length=253,
+                     description="PVC that holds quantized checkpoints under their key; created when missing and "
+                                 "kept when the DeepSeekDeployment is deleted (quantizing costs GPU hours).")
     size: str = Field(default="500Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$", description="Size of a created cache PVC.")
     storage_class_name: str | None = Field(default=None, description="StorageClass of a created cache PVC.")
 
 
-class EngineSpec(Schema):
+class RuntimeParallelism(Schema):
+    """How one replica is split over its GPUs: TorchLlmArgs' *_parallel_size and enable_attention_dp."""
+
+    tensor: Parallelism = Field(default="auto", description="tensor_parallel_size; `auto`: the recipe's, or the "
+                                                            "smallest that fits.")
+    pipeline: Parallelism = Field(default="auto", description="pipeline_parallel_size (stages, across nodes when "
+                                                              "a replica spans them).")
+    expert: Parallelism = Field(default="auto", description="moe_expert_parallel_size (MoE models only): experts "
+                                                            "are split over this many of the tensor-parallel ranks.")
+    attention_data_parallel: bool | None = Field(
+        default=None, description="enable_attention_dp (MoE models only): each rank runs attention for its own "
+                                  "requests (more throughput, more latency); unset: the recipe's choice.")
+
+
+class KvCacheSettings(Schema):
+    free_gpu_memory_fraction: float | None = Field(
+        default=None, gt=0, le=1, description="Share of GPU memory left after the weights that goes to the KV "
+                                              "cache (kv_cache_config.free_gpu_memory_fraction); unset: the recipe's.")
+    enable_block_reuse: bool | None = Field(default=None, description="Reuse cached blocks of a shared prompt "
+                                                                      "prefix; unset: the recipe's (on for dense).")
+    dtype: Literal["auto", "fp8"] = Field(default="auto", description="KV cache element type: `auto` (the "
+                                                                     "model's, or the recipe's) or `fp8`.")
+
+
+class CudaGraphSettings(Schema):
+    enabled: bool = Field(default=True, description="Capture CUDA graphs for decode batches (cuda_graph_config).")
+    max_batch_size: int | None = Field(default=None, ge=1, le=4096,
+                                       description="Largest batch captured; unset: the runtime's maxBatchSize.")
+    padding: bool = Field(default=True, description="Pad a batch up to the next captured size (enable_padding).")
+
+
+class RuntimeSpec(Schema):
+    """What TensorRT-LLM's PyTorch backend is started with: the `LLM()` arguments of the `llmapi` model.
+
+    Unset fields come from the recipe the fit check picks for the model, GPU type and objective
+    (status.runtime.recipe says which); a field set here always wins over the recipe."""
+
     model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "self.maxInputLen < self.maxSeqLen",
-         "message": "maxInputLen must be smaller than maxSeqLen (the output needs room)"},
+        {"rule": "!has(self.maxBatchSize) || !has(self.cudaGraphs) || !has(self.cudaGraphs.maxBatchSize) || "
+                 "self.cudaGraphs.maxBatchSize <= self.maxBatchSize",
+         "message": "cudaGraphs.maxBatchSize must not exceed maxBatchSize: no batch that large is ever scheduled"},
     ]})
 
-    max_batch_size: int = Field(default=64, ge=1, le=4096,
-                                description="Largest batch the LLM API schedules (max_batch_size).")
-    max_input_len: int = Field(default=4096, ge=1, le=1048576, description="Longest prompt, in tokens.")
-    max_seq_len: int = Field(default=8192, ge=2, le=1048576, description="Longest prompt + output, in tokens.")
-    tensor_parallel: Parallelism = "auto"
-    pipeline_parallel: Parallelism = "auto"
-    cache: EngineCache = Field(default_factory=EngineCache, description="The cache PVC of quantized checkpoints.")
     image: str = Field(default=DEFAULT_IMAGE, min_length=1,
-                       description="Triton + TensorRT-LLM image; its version is part of the engine key.")
+                       description="Triton + TensorRT-LLM image (a tritonserver:*-trtllm-python-py3); its version "
+                                   "is part of the quantized checkpoint's key.")
+    objective: Literal["throughput", "latency"] = Field(
+        default="throughput", description="What the recipe optimises: throughput (attention data parallelism, "
+                                          "large batches) or latency (per-user speed, multi-token prediction).")
+    parallelism: RuntimeParallelism = Field(default_factory=RuntimeParallelism,
+                                            description="Tensor, pipeline and expert parallelism.")
+    max_batch_size: int | None = Field(default=None, ge=1, le=4096,
+                                       description="Most requests scheduled together (max_batch_size); unset: the "
+                                                   "recipe's.")
+    max_num_tokens: int | None = Field(default=None, ge=16, le=1048576,
+                                       description="Most tokens of one scheduler iteration, prompts included "
+                                                   "(max_num_tokens); unset: the recipe's.")
+    max_seq_len: int = Field(default=8192, ge=2, le=1048576,
+                             description="Longest prompt + output of one request, in tokens (max_seq_len).")
+    scheduler_policy: Literal["guaranteedNoEvict", "maxUtilization"] = Field(
+        default="guaranteedNoEvict", description="scheduler_config.capacity_scheduler_policy: admit a request "
+                                                 "only when its whole KV cache fits, or pack and evict.")
+    kv_cache: KvCacheSettings = Field(default_factory=KvCacheSettings, description="The KV cache.")
+    cuda_graphs: CudaGraphSettings = Field(default_factory=CudaGraphSettings, description="CUDA graphs.")
+    moe_backend: Literal["CUTLASS", "TRTLLM", "DEEPGEMM", "WIDEEP"] | None = Field(
+        default=None, description="moe_config.backend (MoE models only); unset: the recipe's.")
+    mtp_layers: int | None = Field(
+        default=None, ge=0, le=4, description="Multi-token prediction (speculative decoding with DeepSeek-R1's "
+                                               "MTP module): draft tokens per step, 0 turns it off; unset: the "
+                                               "recipe's. deepseek-r1 only.")
+    cache: ModelCache = Field(default_factory=ModelCache, description="The cache PVC of quantized checkpoints.")
 
     @model_validator(mode="after")
-    def _lengths(self) -> EngineSpec:
-        if self.max_input_len >= self.max_seq_len:
-            raise ValueError("maxInputLen must be smaller than maxSeqLen (the output needs room)")
+    def _cuda_graph_batch(self) -> RuntimeSpec:
+        graphs, batch = self.cuda_graphs.max_batch_size, self.max_batch_size
+        if graphs is not None and batch is not None and graphs > batch:
+            raise ValueError("cudaGraphs.maxBatchSize must not exceed maxBatchSize: no batch that large is ever "
+                             "scheduled")
         return self
+
+
+# Fields of the API before the PyTorch backend, and what replaced each: a CR that still sets one is rejected
+# with this text rather than having the field pruned in silence.
+REMOVED_ENGINE = (
+    "spec.engine was replaced by spec.runtime (TensorRT-LLM's PyTorch backend builds no engine): "
+    "engine.maxBatchSize -> runtime.maxBatchSize, engine.maxInputLen -> runtime.maxNumTokens, "
+    "engine.maxSeqLen -> runtime.maxSeqLen, engine.tensorParallel -> runtime.parallelism.tensor, "
+    "engine.pipelineParallel -> runtime.parallelism.pipeline, engine.image -> runtime.image, "
+    "engine.cache -> runtime.cache")
+REMOVED_BATCHING = (
+    "spec.serving.batching was replaced: kvCacheFreeGpuMemFraction -> spec.runtime.kvCache.freeGpuMemoryFraction, "
+    "batchSchedulerPolicy -> spec.runtime.schedulerPolicy (guaranteedNoEvict or maxUtilization); policy and "
+    "maxQueueDelayMicroseconds are gone (the LLM API batches in flight; Triton hands it one request at a time)")
+
+
+def _removed(message: str) -> Any:
+    return Field(default=None, description=f"Removed. {message}.",
+                 json_schema_extra={"type": "object", "x-kubernetes-preserve-unknown-fields": True})
 
 
 # -------------------------------------------------------------------- serving
@@ -184,16 +269,6 @@ class EngineSpec(Schema):
 class GpuRequest(Schema):
     type: Literal[GPU_TYPES] = Field(description="GPU type from the catalog: drives nodeSelector and the fit check.")  # type: ignore[valid-type]
     per_node: int = Field(default=8, ge=1, le=16, description="GPUs per node (one NVLink domain).")
-
-
-class Batching(Schema):
-    policy: Literal["inflight"] = Field(default="inflight", description="In-flight (continuous) batching.")
-    kv_cache_free_gpu_mem_fraction: float = Field(
-        default=0.9, gt=0, le=1, description="Share of GPU memory left after weights that goes to the KV cache.")
-    batch_scheduler_policy: Literal["guaranteed_no_evict", "max_utilization"] = Field(
-        default="guaranteed_no_evict", description="TensorRT-LLM batch scheduler policy.")
-    max_queue_delay_microseconds: int = Field(default=0, ge=0, le=10_000_000,
-                                              description="How long a request may wait to join a batch.")
 
 
 class Toleration(Schema):
@@ -228,11 +303,12 @@ class ServingSpec(Schema):
         {"rule": "!has(self.podLabels) || self.podLabels.all(k, !k.startsWith('serving.deepseek.ai/') && "
                  "!k.startsWith('app.kubernetes.io/'))",
          "message": "podLabels may not set the operator's own labels (serving.deepseek.ai/*, app.kubernetes.io/*)"},
+        {"rule": "!has(self.batching)", "message": REMOVED_BATCHING},
     ]})
 
     replicas: int = Field(default=1, ge=0, le=1000, description="Model replicas; each gets its own GPUs.")
     gpu: GpuRequest = Field(description="The GPUs to serve on.")
-    batching: Batching = Field(default_factory=Batching, description="Triton / TensorRT-LLM batching.")
+    batching: dict[str, Any] | None = _removed(REMOVED_BATCHING)
     streaming: bool = Field(default=True, description="Decoupled (token streaming) Triton models.")
     resources: Resources = Field(default_factory=Resources, description="Extra container resources.")
     node_selector: dict[str, str] = Field(default_factory=dict, description="Added to the GPU-type selector.")
@@ -245,6 +321,11 @@ class ServingSpec(Schema):
         default=None, pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
         description="Node label naming a node group (an InfiniBand or NVLink domain, a rack): each replica that "
                     "spans nodes gets one group to itself (LeaderWorkerSet exclusive topology).")
+
+    @field_validator("batching")
+    @classmethod
+    def _no_batching(cls, value: Any) -> Any:
+        raise ValueError(REMOVED_BATCHING)
 
     @model_validator(mode="after")
     def _reserved_labels(self) -> ServingSpec:
@@ -262,8 +343,10 @@ ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 class NcclSettings(Schema):
     """NCCL settings rendered into every serving pod's environment (render/nccl.py)."""
 
-    algo: str = Field(default="Ring,Tree", pattern=r"^[A-Za-z]+(,[A-Za-z]+)*$",
-                      description="NCCL_ALGO: collective algorithms NCCL may use.")
+    algo: str | None = Field(default=None, pattern=r"^[A-Za-z]+(,[A-Za-z]+)*$",
+                             description="NCCL_ALGO: collective algorithms NCCL may use; unset: NCCL's own "
+                                         "tuning (which picks NVLS on NVSwitch nodes, and Ring or Tree "
+                                         "elsewhere).")
     debug: Literal["VERSION", "WARN", "INFO", "TRACE"] = Field(
         default="WARN", description="NCCL_DEBUG; INFO logs the transport NCCL chose (NET/IB or NET/Socket).")
     socket_ifname: str = Field(default="eth0", pattern=r"^[\^=]?[A-Za-z0-9_.,:-]+$",
@@ -548,11 +631,21 @@ class RolloutSpec(Schema):
 
 
 class DeepSeekDeploymentSpec(Schema):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "!has(self.engine)", "message": REMOVED_ENGINE}]})
+
     model: ModelRef = Field(description="Which DeepSeek-R1 model, from where, at which precision.")
-    engine: EngineSpec = Field(default_factory=EngineSpec, description="The TensorRT-LLM engine to build and cache.")
+    engine: dict[str, Any] | None = _removed(REMOVED_ENGINE)
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec,
+                                 description="TensorRT-LLM's PyTorch backend: parallelism, batching, KV cache.")
     serving: ServingSpec = Field(description="Where and how the model is served.")
     network: NetworkSpec = Field(default_factory=NetworkSpec, description="NCCL fabric between a replica's ranks.")
     rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="How new revisions are rolled out.")
+
+    @field_validator("engine")
+    @classmethod
+    def _no_engine(cls, value: Any) -> Any:
+        raise ValueError(REMOVED_ENGINE)
 
 
 def parse_spec(spec: dict[str, Any]) -> DeepSeekDeploymentSpec:

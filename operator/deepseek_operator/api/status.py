@@ -8,13 +8,13 @@ from pydantic import Field
 
 from deepseek_operator.api.spec import Schema
 
-Phase = Literal["Pending", "Building", "Progressing", "Paused", "Healthy", "Degraded", "RolledBack"]
+Phase = Literal["Pending", "Preparing", "Progressing", "Paused", "Healthy", "Degraded", "RolledBack"]
 
 # Condition types.
 READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
-ENGINE_READY = "EngineReady"
+CHECKPOINT_READY = "CheckpointReady"
 FITS_HARDWARE = "FitsHardware"
 PREFLIGHT = "Preflight"
 
@@ -28,10 +28,12 @@ class Reason:
     INVALID_PARALLELISM = "InvalidParallelism"
     EXCEEDS_NODE = "ExceedsNode"
     INVALID_SPEC = "InvalidSpec"
-    ENGINE_CACHED = "EngineCached"
-    ENGINE_BUILDING = "EngineBuilding"
-    ENGINE_BUILD_FAILED = "EngineBuildFailed"
-    ENGINE_PENDING = "EngineBuildPending"
+    GPU_UNSUPPORTED = "GPUUnsupported"
+    QUANTIZED = "Quantized"
+    AS_PUBLISHED = "ServedAsPublished"
+    QUANTIZING = "Quantizing"
+    QUANTIZE_FAILED = "QuantizeFailed"
+    QUANTIZE_PENDING = "QuantizePending"
     REPLICAS_READY = "ReplicasReady"
     REPLICAS_NOT_READY = "ReplicasNotReady"
     UNSCHEDULABLE = "Unschedulable"
@@ -75,6 +77,7 @@ class Condition(Schema):
 class Parallelism(Schema):
     tensor: int = Field(description="Tensor-parallel ranks (within one node).")
     pipeline: int = Field(description="Pipeline-parallel stages (across nodes).")
+    expert: int = Field(default=1, description="Expert-parallel ranks (MoE models; 1 for dense).")
     nodes_per_replica: int = Field(description="Nodes one replica spans.")
     gpus_per_replica: int = Field(description="GPUs one replica uses.")
 
@@ -88,12 +91,29 @@ class Sizing(Schema):
     budget_per_gpu_gb: float = Field(description="Usable memory per GPU, in GB.")
 
 
-class EngineStatus(Schema):
-    key: str = Field(description="Engine key: hash of model, revision, precision, parallelism, shapes, GPU, image.")
-    state: Literal["Cached", "Building", "Failed", "Pending", "NotRequired"] = Field(
-        description="Cached, Building, Failed, Pending (waiting for the cache PVC) or NotRequired (no engine "
-                    "to build).")
-    job: str = Field(default="", description="The build Job, when one exists.")
+class RuntimeStatus(Schema):
+    """The runtime the current revision is served with: the recipe picked and the settings it resolved to."""
+
+    recipe: str = Field(description="The recipe (spec.runtime fields override it).")
+    source: str = Field(description="Where TensorRT-LLM publishes it.")
+    reason: str = Field(default="", description="Why this recipe, and what the fit check changed.")
+    max_batch_size: int = Field(description="max_batch_size served.")
+    max_num_tokens: int = Field(description="max_num_tokens served.")
+    attention_data_parallel: bool = Field(default=False, description="enable_attention_dp.")
+    kv_cache_dtype: str = Field(default="auto", description="KV cache element type.")
+    mtp_layers: int = Field(default=0, description="Multi-token-prediction draft tokens (0: off).")
+    moe_backend: str | None = Field(default=None, description="moe_config.backend (MoE models).")
+
+
+class QuantizationStatus(Schema):
+    """The checkpoint the runtime loads: as published, or quantized once per key by a Job."""
+
+    key: str = Field(description="Checkpoint key: hash of model, revision, source, precision and image (the "
+                                 "quantizer's version).")
+    state: Literal["NotRequired", "Pending", "Running", "Complete", "Failed"] = Field(
+        description="NotRequired (the published checkpoint is served as it is), Pending (waiting for the cache "
+                    "PVC), Running (the quantize Job runs), Complete or Failed.")
+    job: str = Field(default="", description="The quantize Job, when one exists.")
     message: str = Field(default="", description="Progress or failure detail.")
 
 
@@ -158,7 +178,8 @@ class HandledAction(Schema):
 
 class DeepSeekDeploymentStatus(Schema):
     observed_generation: int = Field(default=0, description="The metadata.generation last reconciled.")
-    phase: Phase = Field(default="Pending", description="Pending, Building, Progressing, Healthy or Degraded.")
+    phase: Phase = Field(default="Pending", description="Pending, Preparing (quantize Job or NCCL preflight), "
+                                                        "Progressing, Paused, Healthy, Degraded or RolledBack.")
     revision: str = Field(default="", description="Hash of everything that changes serving pods.")
     replicas: int = Field(default=0, description="Desired replicas.")
     ready_replicas: int = Field(default=0, description="Replicas whose pods are all Ready.")
@@ -166,7 +187,9 @@ class DeepSeekDeploymentStatus(Schema):
     model: str = Field(default="", description="Served model and precision, for kubectl get.")
     parallelism: Parallelism | None = Field(default=None, description="The parallel layout chosen by sizing.")
     sizing: Sizing | None = Field(default=None, description="Memory estimate behind FitsHardware.")
-    engine: EngineStatus | None = Field(default=None, description="The engine of the current revision.")
+    runtime: RuntimeStatus | None = Field(default=None, description="The runtime recipe and its settings.")
+    quantization: QuantizationStatus | None = Field(default=None, description="The checkpoint of the current "
+                                                                               "revision.")
     preflight: PreflightStatus | None = Field(default=None, description="The NCCL check of the newest "
                                                                           "multi-GPU revision.")
     stable_revision: str = Field(default="", description="The revision that serves (promoted).")

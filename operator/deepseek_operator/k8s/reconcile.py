@@ -51,7 +51,7 @@ def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: l
                                            if c["metadata"]["labels"].get(naming.LABEL_COMPONENT)
                                            == naming.COMPONENT_MODEL_REPO)),
         pvc_uids={p["metadata"]["name"]: p["metadata"]["uid"] for p in pvcs},
-        engine_jobs={j["metadata"]["name"]: j for j in jobs},
+        quantize_jobs={j["metadata"]["name"]: j for j in jobs},
         statefulsets={s["metadata"]["name"]: s for s in owned.get("StatefulSet", [])},
         leader_worker_sets={s["metadata"]["name"]: s for s in owned.get("LeaderWorkerSet", [])},
         lws_installed=lws_installed,

@@ -43,6 +43,11 @@ class ModelSpec:
     # both are 0 for the dense models.
     kv_lora_rank: int = 0
     qk_rope_head_dim: int = 0
+    # Routed-expert parameters (0 for dense models): expert parallelism splits these, while attention data
+    # parallelism keeps a whole copy of all the others on every GPU.
+    expert_params_billion: float = 0
+    # Oldest GPU generation TensorRT-LLM runs the model on, as a compute capability ("" for any).
+    min_compute_capability: str = ""
 
     def __post_init__(self) -> None:
         for field, value in (("layers", self.layers), ("hidden_size", self.hidden_size),
@@ -108,7 +113,11 @@ _MODELS = (
     ModelSpec(name="deepseek-r1", hf_repo="deepseek-ai/DeepSeek-R1", architecture="deepseek_v3",
               params_billion=671, active_params_billion=37, layers=61, hidden_size=7168, attention_heads=128,
               kv_heads=128, head_dim=128, vocab_size=129280, max_position_embeddings=163840,
-              native_precision=Precision.FP8, moe=True, kv_lora_rank=512, qk_rope_head_dim=64),
+              native_precision=Precision.FP8, moe=True, kv_lora_rank=512, qk_rope_head_dim=64,
+              # 58 MoE layers x 256 routed experts x 3 projections of 7168 x 2048 (moe_intermediate_size).
+              expert_params_billion=58 * 256 * 3 * 7168 * 2048 / 1e9,
+              # examples/models/core/deepseek_v3/README.md of TensorRT-LLM: Ampere is not supported.
+              min_compute_capability="9.0"),
 )
 MODELS: Mapping[str, ModelSpec] = MappingProxyType({m.name: m for m in _MODELS})
 
@@ -146,7 +155,7 @@ def lookup_model(name: str) -> ModelSpec:
 class GpuSpec:
     name: str  # catalog key, as written in spec.serving.gpu.type
     memory_gb: int  # as marketed; nvidia-smi shows at least this many decimal GB (80 GB cards hold 80 GiB)
-    fp8: bool  # FP8 tensor cores: Ada (sm_89) and Hopper (sm_90)
+    fp8: bool  # FP8 tensor cores: Ada (sm_89), Hopper (sm_90) and Blackwell
     nvlink: bool  # GPUs of one node talk over NVLink rather than PCIe
     nvlink_bandwidth_gbps: int | None  # NVLink bandwidth per GPU, GB/s (bytes) both directions; None without
     product_labels: tuple[str, ...]  # every `nvidia.com/gpu.product` value that is this GPU type
@@ -155,31 +164,75 @@ class GpuSpec:
     # over PCIe), so small messages and short runs pass, while NCCL falling back to PCIe or to TCP sockets
     # (a few GB/s) fails loudly.
     min_bus_bandwidth_gbps: float
+    compute_capability: str  # sm_XY as X.Y: what TensorRT-LLM's kernels are built for
+    fp4: bool = False  # NVFP4 tensor cores: Blackwell (sm_100, sm_103, sm_120)
+    # FP8 GEMMs with per-block scales, which DeepSeek-R1's native checkpoint needs: Hopper and sm_100/sm_103,
+    # not sm_120 nor Ada (TensorRT-LLM docs/source/features/quantization.md, hardware support matrix).
+    fp8_block_scales: bool = False
+    # GPUs one NVLink domain joins: tensor parallelism stays inside it. A node for HGX boards; 72 GPUs over 18
+    # trays of 4 for GB200 NVL72; 2 for NVLink-bridged PCIe pairs; 1 without NVLink.
+    nvlink_domain: int = 8
 
 
 _GPUS = (
     # nvidia.com/en-us/data-center/products/a10-gpu: Ampere GA102, 24 GB GDDR6, PCIe Gen4, no NVLink, no FP8.
     GpuSpec("A10-24GB", 24, fp8=False, nvlink=False, nvlink_bandwidth_gbps=None, product_labels=("NVIDIA-A10",),
-            min_bus_bandwidth_gbps=10),
+            min_bus_bandwidth_gbps=10, compute_capability="8.6", nvlink_domain=1),
     # nvidia.com/en-us/data-center/l4: Ada AD104, 24 GB GDDR6, PCIe Gen4 only, FP8 tensor cores.
     GpuSpec("L4-24GB", 24, fp8=True, nvlink=False, nvlink_bandwidth_gbps=None, product_labels=("NVIDIA-L4",),
-            min_bus_bandwidth_gbps=10),
+            min_bus_bandwidth_gbps=10, compute_capability="8.9", nvlink_domain=1),
     # nvidia.com/en-us/data-center/l40s: Ada AD102, 48 GB GDDR6, PCIe Gen4 only, FP8 tensor cores.
     GpuSpec("L40S-48GB", 48, fp8=True, nvlink=False, nvlink_bandwidth_gbps=None, product_labels=("NVIDIA-L40S",),
-            min_bus_bandwidth_gbps=10),
+            min_bus_bandwidth_gbps=10, compute_capability="8.9", nvlink_domain=1),
     # nvidia.com/en-us/data-center/a100 (datasheet): third-generation NVLink, 600 GB/s; no FP8. The PCIe
     # variants (NVLink bridge in pairs at most) carry the same label family and are matched too: the preflight
     # catches a node whose fabric cannot keep up.
     GpuSpec("A100-40GB", 40, fp8=False, nvlink=True, nvlink_bandwidth_gbps=600,
-            product_labels=("NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-PCIE-40GB"), min_bus_bandwidth_gbps=100),
+            product_labels=("NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-PCIE-40GB"), min_bus_bandwidth_gbps=100,
+            compute_capability="8.0"),
     GpuSpec("A100-80GB", 80, fp8=False, nvlink=True, nvlink_bandwidth_gbps=600,
-            product_labels=("NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-80GB-PCIe"), min_bus_bandwidth_gbps=100),
+            product_labels=("NVIDIA-A100-SXM4-80GB", "NVIDIA-A100-80GB-PCIe"), min_bus_bandwidth_gbps=100,
+            compute_capability="8.0"),
     # nvidia.com/en-us/data-center/h100 (datasheet): H100 SXM5, 80 GB HBM3, fourth-generation NVLink 900 GB/s.
     GpuSpec("H100-80GB", 80, fp8=True, nvlink=True, nvlink_bandwidth_gbps=900,
-            product_labels=("NVIDIA-H100-80GB-HBM3",), min_bus_bandwidth_gbps=150),
+            product_labels=("NVIDIA-H100-80GB-HBM3",), min_bus_bandwidth_gbps=150,
+            compute_capability="9.0", fp8_block_scales=True),
+    # Same datasheet: H100 PCIe, 80 GB HBM2e on PCIe Gen5 (NVLink bridges in pairs at most: planned as none).
+    GpuSpec("H100-PCIe-80GB", 80, fp8=True, nvlink=False, nvlink_bandwidth_gbps=None,
+            product_labels=("NVIDIA-H100-PCIe",), min_bus_bandwidth_gbps=15, compute_capability="9.0",
+            nvlink_domain=1, fp8_block_scales=True),
+    # Same datasheet: H100 NVL, 94 GB HBM3, PCIe Gen5 cards bridged in pairs (NVLink 600 GB/s).
+    GpuSpec("H100-NVL-94GB", 94, fp8=True, nvlink=True, nvlink_bandwidth_gbps=600,
+            product_labels=("NVIDIA-H100-NVL",), min_bus_bandwidth_gbps=15, compute_capability="9.0",
+            nvlink_domain=2, fp8_block_scales=True),
     # nvidia.com/en-us/data-center/h200 (datasheet): 141 GB HBM3e, NVLink 900 GB/s.
     GpuSpec("H200-141GB", 141, fp8=True, nvlink=True, nvlink_bandwidth_gbps=900,
-            product_labels=("NVIDIA-H200",), min_bus_bandwidth_gbps=150),
+            product_labels=("NVIDIA-H200",), min_bus_bandwidth_gbps=150,
+            compute_capability="9.0", fp8_block_scales=True),
+    # NVIDIA's H20 (Hopper, sold in China, the common DeepSeek GPU there): 96 GB HBM3, NVLink 900 GB/s, FP8,
+    # far fewer tensor-core FLOPS than the H100 (the memory is what matters for serving).
+    GpuSpec("H20-96GB", 96, fp8=True, nvlink=True, nvlink_bandwidth_gbps=900,
+            product_labels=("NVIDIA-H20",), min_bus_bandwidth_gbps=150,
+            compute_capability="9.0", fp8_block_scales=True),
+    # nvidia.com/en-us/data-center/dgx-b200 and hgx: B200 SXM, 180 GB HBM3e per GPU on HGX B200 (1,440 GB for
+    # 8), fifth-generation NVLink 1.8 TB/s, FP8 and NVFP4.
+    GpuSpec("B200-180GB", 180, fp8=True, nvlink=True, nvlink_bandwidth_gbps=1800,
+            product_labels=("NVIDIA-B200",), min_bus_bandwidth_gbps=300,
+            compute_capability="10.0", fp4=True, fp8_block_scales=True),
+    # nvidia.com/en-us/data-center/hgx (HGX B300): Blackwell Ultra, 288 GB HBM3e per GPU, NVLink 1.8 TB/s.
+    GpuSpec("B300-288GB", 288, fp8=True, nvlink=True, nvlink_bandwidth_gbps=1800,
+            product_labels=("NVIDIA-B300-SXM6-AC",), min_bus_bandwidth_gbps=300, compute_capability="10.3",
+            fp4=True, fp8_block_scales=True),
+    # nvidia.com/en-us/data-center/gb200-nvl72: 72 Blackwell GPUs with 13.4 TB HBM3e (186 GB each), one
+    # NVLink domain over 18 compute trays of 4 GPUs (a tray is a Kubernetes node), NVLink 1.8 TB/s per GPU.
+    GpuSpec("GB200-186GB", 186, fp8=True, nvlink=True, nvlink_bandwidth_gbps=1800,
+            product_labels=("NVIDIA-GB200",), min_bus_bandwidth_gbps=300, compute_capability="10.0", fp4=True,
+            nvlink_domain=72, fp8_block_scales=True),
+    # nvidia.com/en-us/data-center/rtx-pro-6000-blackwell-server-edition: 96 GB GDDR7, PCIe Gen5, no NVLink,
+    # FP8 and NVFP4 (sm_120).
+    GpuSpec("RTX-PRO-6000-96GB", 96, fp8=True, nvlink=False, nvlink_bandwidth_gbps=None,
+            product_labels=("NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition",), min_bus_bandwidth_gbps=15,
+            compute_capability="12.0", fp4=True, nvlink_domain=1),
 )
 GPUS: Mapping[str, GpuSpec] = MappingProxyType({g.name: g for g in _GPUS})
 
@@ -191,7 +244,8 @@ def lookup_gpu(name: str) -> GpuSpec:
         raise ValueError(f"unknown GPU type {name!r}; known: {', '.join(GPUS)}") from None
 
 
-# Bytes per weight. INT4 AWQ adds one fp16 scale per group of 128 weights; weight-only INT4 (W4A16) and INT8
+# Bytes per weight. NVFP4 adds an FP8 scale per block of 16 weights; INT4 AWQ adds one fp16 scale per group of
+# 128 weights; weight-only INT4 (W4A16) and INT8
 # scale per output channel and FP8 per tensor (R1: per 128x128 block), which is negligible.
 _BYTES_PER_PARAM: Mapping[Precision, float] = MappingProxyType({
     Precision.BF16: 2.0,
@@ -200,6 +254,8 @@ _BYTES_PER_PARAM: Mapping[Precision, float] = MappingProxyType({
     Precision.INT8: 1.0,
     Precision.W4A16: 0.5,
     Precision.AWQ: 0.5 + 2 / 128,
+    # NVFP4: one FP8 (e4m3) scale per block of 16 weights, plus a per-tensor FP32 scale.
+    Precision.NVFP4: 0.5 + 1 / 16,
 })
 
 

@@ -1,7 +1,7 @@
 """The Kubernetes objects one DeepSeekDeployment becomes, as dicts ready for server-side apply. Pure.
 
-Every child carries our labels and an owner reference to the resource (the engine Job and the cache PVC
-are shared between resources and are the exceptions, see render/engine.py).
+Every child carries our labels and an owner reference to the resource (the quantize Job and the cache PVC
+are shared between resources and are the exceptions, see render/quantize.py).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepseek_operator.api.spec import GROUP, KIND, VERSION, DeepSeekDeploymentSpec
-from deepseek_operator.render import engine as engines
 from deepseek_operator.render import naming, nccl, triton
+from deepseek_operator.render import quantize as quantization
 from deepseek_operator.render.catalog import GpuSpec
 
 MODEL_REPO_MOUNT = "/srv/model-repository"
@@ -67,16 +67,16 @@ def checkpoint_volume(spec: DeepSeekDeploymentSpec) -> tuple[dict[str, Any], dic
     else:
         # hf/s3 checkpoints are downloaded by the build Job into its own scratch space.
         volume = {"name": "checkpoint", "emptyDir": {}}
-    return volume, {"name": "checkpoint", "mountPath": engines.CHECKPOINT_MOUNT, "readOnly": bool(src.pvc)}
+    return volume, {"name": "checkpoint", "mountPath": quantization.CHECKPOINT_MOUNT, "readOnly": bool(src.pvc)}
 
 
 def cache_pvc(spec: DeepSeekDeploymentSpec, namespace: str) -> dict[str, Any]:
-    cache = spec.engine.cache
+    cache = spec.runtime.cache
     pvc: dict[str, Any] = {
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": {"name": cache.pvc, "namespace": namespace,
                      "labels": {naming.LABEL_MANAGED_BY: naming.MANAGED_BY,
-                                naming.LABEL_COMPONENT: naming.COMPONENT_ENGINE_CACHE}},
+                                naming.LABEL_COMPONENT: naming.COMPONENT_MODEL_CACHE}},
         "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": cache.size}}},
     }
     if cache.storage_class_name:
@@ -123,8 +123,8 @@ def triton_command() -> list[str]:
             "--metrics-config=histogram_latencies=true"]
 
 
-def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, engine_key: str,
-                        gpus: int, mount_engine_cache: bool, command: list[str], component: str = "",
+def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, checkpoint_key: str,
+                        gpus: int, mount_model_cache: bool, command: list[str], component: str = "",
                         extra_labels: dict[str, str] | None = None, env: dict[str, str] | None = None,
                         extra_volumes: tuple[tuple[dict[str, Any], dict[str, Any]], ...] = (),
                         serves: bool = True) -> dict[str, Any]:
@@ -133,7 +133,7 @@ def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuS
     serving = spec.serving
     net = nccl.pod_network(spec.network)
     labels = {**naming.common_labels(owner.name, component or naming.COMPONENT_SERVER), **serving.pod_labels,
-              naming.LABEL_REVISION: revision, naming.LABEL_ENGINE_KEY: engine_key, **(extra_labels or {})}
+              naming.LABEL_REVISION: revision, naming.LABEL_CHECKPOINT_KEY: checkpoint_key, **(extra_labels or {})}
     annotations = {**serving.pod_annotations, **net.annotations, f"{GROUP}/revision": revision}
     ckpt_volume, ckpt_mount = checkpoint_volume(spec)
     resources = serving.resources.model_dump()
@@ -164,14 +164,14 @@ def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuS
             "terminationGracePeriodSeconds": 60,
             "initContainers": [{
                 "name": "model-repository",
-                "image": spec.engine.image,
+                "image": spec.runtime.image,
                 "command": ["/bin/sh", "-c", _layout_script()],
                 "volumeMounts": [{"name": "model-repository-src", "mountPath": MODEL_REPO_SOURCE_MOUNT},
                                  {"name": "model-repository", "mountPath": MODEL_REPO_MOUNT}],
             }],
             "containers": [{
                 "name": "triton",
-                "image": spec.engine.image,
+                "image": spec.runtime.image,
                 "command": command,
                 "env": [{"name": k, "value": v} for k, v in sorted({**net.env, **(env or {})}.items())],
                 **({"securityContext": {"capabilities": {"add": list(net.capabilities)}}}
@@ -182,8 +182,8 @@ def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuS
                 **probes,
                 "volumeMounts": [
                     {"name": "model-repository", "mountPath": MODEL_REPO_MOUNT},
-                    *([{"name": "engine-cache", "mountPath": engines.ENGINE_MOUNT, "readOnly": True}]
-                      if mount_engine_cache else []),
+                    *([{"name": "model-cache", "mountPath": quantization.CACHE_MOUNT, "readOnly": True}]
+                      if mount_model_cache else []),
                     ckpt_mount,
                     {"name": "dshm", "mountPath": "/dev/shm"},
                     *(mount for _, mount in extra_volumes),
@@ -194,8 +194,8 @@ def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuS
                     "name": naming.model_repo_configmap_name(owner.name, revision),
                     "items": triton.configmap_volume_items()}},
                 {"name": "model-repository", "emptyDir": {}},
-                *([{"name": "engine-cache", "persistentVolumeClaim": {
-                    "claimName": spec.engine.cache.pvc, "readOnly": True}}] if mount_engine_cache else []),
+                *([{"name": "model-cache", "persistentVolumeClaim": {
+                    "claimName": spec.runtime.cache.pvc, "readOnly": True}}] if mount_model_cache else []),
                 ckpt_volume,
                 {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size(gpus)}},
                 *(volume for volume, _ in extra_volumes),
@@ -204,8 +204,8 @@ def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuS
     }
 
 
-def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, engine_key: str,
-                      world_size: int, replicas: int, mount_engine_cache: bool) -> dict[str, Any]:
+def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, checkpoint_key: str,
+                      world_size: int, replicas: int, mount_model_cache: bool) -> dict[str, Any]:
     """A revision whose replicas each fit one node."""
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -218,8 +218,8 @@ def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpe
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "progressDeadlineSeconds": spec.serving.startup_timeout_seconds + 600,
             "template": server_pod_template(owner=owner, spec=spec, gpu=gpu, revision=revision,
-                                            engine_key=engine_key, gpus=world_size,
-                                            mount_engine_cache=mount_engine_cache,
+                                            checkpoint_key=checkpoint_key, gpus=world_size,
+                                            mount_model_cache=mount_model_cache,
                                             command=triton_command()),
         },
     }

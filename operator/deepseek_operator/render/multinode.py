@@ -120,15 +120,16 @@ def _anti_affinity(owner: Owner, revision: str) -> dict[str, Any]:
         {"labelSelector": {"matchLabels": selector}, "topologyKey": "kubernetes.io/hostname"}]}
 
 
-def _templates(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, engine_key: str,
-               layout: Layout, mount_engine_cache: bool, service: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _templates(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, checkpoint_key: str,
+               layout: Layout, mount_model_cache: bool, service: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The leader's and a worker's pod templates."""
     net = nccl.pod_network(spec.network)
 
     def template(command: list[str], role: str, serves: bool) -> dict[str, Any]:
         t = server_pod_template(
-            owner=owner, spec=spec, gpu=gpu, revision=revision, engine_key=engine_key, gpus=layout.gpus_per_node,
-            mount_engine_cache=mount_engine_cache, command=command, serves=serves,
+            owner=owner, spec=spec, gpu=gpu, revision=revision, checkpoint_key=checkpoint_key,
+            gpus=layout.gpus_per_node,
+            mount_model_cache=mount_model_cache, command=command, serves=serves,
             component=naming.COMPONENT_SERVER if serves else naming.COMPONENT_SERVER_WORKER,
             extra_labels={LABEL_ROLE: role}, extra_volumes=(_ssh_volume(owner, revision),))
         t["spec"]["affinity"]["podAntiAffinity"] = _anti_affinity(owner, revision)
@@ -158,12 +159,12 @@ def headless_service(owner: Owner, revision: str) -> dict[str, Any]:
                      "ports": [{"name": "ssh", "port": SSH_PORT}]}}
 
 
-def statefulsets(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, engine_key: str,
-                 layout: Layout, replicas: int, mount_engine_cache: bool) -> list[dict[str, Any]]:
+def statefulsets(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, checkpoint_key: str,
+                 layout: Layout, replicas: int, mount_model_cache: bool) -> list[dict[str, Any]]:
     """The leaders' StatefulSet and one workers' StatefulSet per group, for `replicas` groups."""
     name = naming.server_deployment_name(owner.name, revision)
-    leader, worker = _templates(owner=owner, spec=spec, gpu=gpu, revision=revision, engine_key=engine_key,
-                                layout=layout, mount_engine_cache=mount_engine_cache, service=name)
+    leader, worker = _templates(owner=owner, spec=spec, gpu=gpu, revision=revision, checkpoint_key=checkpoint_key,
+                                layout=layout, mount_model_cache=mount_model_cache, service=name)
     key = spec.serving.group_topology_key
     if key:  # a node group per replica: leaders of the revision apart, each group's workers with their leader
         leader["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"].append(
@@ -199,11 +200,11 @@ def statefulsets(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, re
     return out
 
 
-def leader_worker_set(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, engine_key: str,
-                      layout: Layout, replicas: int, mount_engine_cache: bool) -> dict[str, Any]:
+def leader_worker_set(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, checkpoint_key: str,
+                      layout: Layout, replicas: int, mount_model_cache: bool) -> dict[str, Any]:
     name = naming.server_deployment_name(owner.name, revision)
-    leader, worker = _templates(owner=owner, spec=spec, gpu=gpu, revision=revision, engine_key=engine_key,
-                                layout=layout, mount_engine_cache=mount_engine_cache, service=name)
+    leader, worker = _templates(owner=owner, spec=spec, gpu=gpu, revision=revision, checkpoint_key=checkpoint_key,
+                                layout=layout, mount_model_cache=mount_model_cache, service=name)
     for template in (leader, worker):  # LWS names the headless Service after the set and sets subdomains itself
         del template["spec"]["subdomain"]
     meta = child_metadata(owner, name, naming.COMPONENT_SERVER, {naming.LABEL_REVISION: revision})

@@ -12,7 +12,7 @@ FIELD_MANAGER = "deepseek-operator"
 
 LABEL_DEPLOYMENT = f"{GROUP}/deployment"
 LABEL_REVISION = f"{GROUP}/revision"
-LABEL_ENGINE_KEY = f"{GROUP}/engine-key"
+LABEL_CHECKPOINT_KEY = f"{GROUP}/checkpoint-key"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 ANNOTATION_APPLIED_HASH = f"{GROUP}/applied-hash"
 # A person's rollout action (promote, abort, ...) and a fresh nonce; the operator handles each nonce once.
@@ -24,8 +24,8 @@ MANAGED_BY = "deepseek-operator"
 COMPONENT_SERVER = "server"
 COMPONENT_SERVER_WORKER = "server-worker"  # a multi-node replica's non-leader pods: never behind a Service
 COMPONENT_MODEL_REPO = "model-repository"
-COMPONENT_ENGINE_BUILD = "engine-build"
-COMPONENT_ENGINE_CACHE = "engine-cache"
+COMPONENT_QUANTIZE = "quantize"
+COMPONENT_MODEL_CACHE = "model-cache"
 COMPONENT_PREFLIGHT = "preflight"
 COMPONENT_MPI_SSH = "mpi-ssh"
 
@@ -77,5 +77,5 @@ def pod_dns_name(pod: str, service: str, namespace: str) -> str:
     return f"{pod}.{service}.{namespace}.svc.cluster.local"
 
 
-def engine_job_name(engine_key: str) -> str:
-    return f"engine-{engine_key}"
+def quantize_job_name(checkpoint_key: str) -> str:
+    return f"quantize-{checkpoint_key}"

@@ -32,7 +32,9 @@ class PodNetwork:
 
 def nccl_env(network: NetworkSpec) -> dict[str, str]:
     nccl = network.nccl
-    env = {"NCCL_DEBUG": nccl.debug, "NCCL_ALGO": nccl.algo, "NCCL_SOCKET_IFNAME": nccl.socket_ifname}
+    env = {"NCCL_DEBUG": nccl.debug, "NCCL_SOCKET_IFNAME": nccl.socket_ifname}
+    if nccl.algo is not None:
+        env["NCCL_ALGO"] = nccl.algo
     if network.fabric is Fabric.ETHERNET:
         env["NCCL_IB_DISABLE"] = "1"
     else:

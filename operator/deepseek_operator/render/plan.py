@@ -20,7 +20,8 @@ from deepseek_operator.api import status as st
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec, GatewayProvider, PrometheusProvider, duration_seconds
 from deepseek_operator.api.status import Reason
 from deepseek_operator.render import catalog, children, multinode, naming, preflight, routing, sizing, triton
-from deepseek_operator.render import engine as engines
+from deepseek_operator.render import quantize as quantization
+from deepseek_operator.render import runtime as runtimes
 from deepseek_operator.rollout import analysis, machine
 from deepseek_operator.rollout.machine import Event
 
@@ -38,7 +39,7 @@ class Observed:
     http_routes: tuple[str, ...] = ()
     pods: tuple[dict[str, Any], ...] = ()  # the serving pods, as summaries (labels, status)
     pvc_uids: Mapping[str, str] = field(default_factory=dict)  # PVCs of the namespace, by name
-    engine_jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # engine build Jobs, by name
+    quantize_jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # quantize Jobs, by name
     preflight_jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # the resource's, by name
     preflight_pods: tuple[dict[str, Any], ...] = ()  # their pods, as summaries (rank 0's termination message)
     # (kind, name) -> the applied-hash annotation of each child as it is now: unchanged children are not re-applied.
@@ -113,13 +114,13 @@ def validation_message(err: ValidationError) -> str:
 def _job_state(job: dict[str, Any]) -> tuple[str, str]:
     if (ended := children.finished_condition(job)) is not None:
         if ended["type"] == "Complete":
-            return "Cached", "quantized checkpoint cached"
+            return "Complete", "quantized checkpoint in the cache"
         return "Failed", f"quantize Job failed: {ended.get('reason', '')} {ended.get('message', '')}".strip()
     active = job.get("status", {}).get("active", 0)
-    return "Building", f"quantize Job running ({active} pod{'s' if active != 1 else ''} active)"
+    return "Running", f"quantize Job running ({active} pod{'s' if active != 1 else ''} active)"
 
 
-_PHASE_CONDITION = {"Degraded": st.DEGRADED, "Building": st.ENGINE_READY, "Progressing": st.READY,
+_PHASE_CONDITION = {"Degraded": st.DEGRADED, "Preparing": st.CHECKPOINT_READY, "Progressing": st.READY,
                     "Healthy": st.READY, "Pending": st.READY, "Paused": st.PROGRESSING, "RolledBack": st.DEGRADED}
 
 
@@ -192,7 +193,7 @@ def _finish(body: dict[str, Any], conds: _Conditions, status: dict[str, Any], pl
                 **plan_kw)
 
 
-# Status fields a pass that changes nothing (bad spec, no fit, failed engine) carries over as they are.
+# Status fields a pass that changes nothing (bad spec, no fit, failed quantize Job) carries over as they are.
 KEPT_KEYS = ("revision", "replicas", "readyReplicas", "ready", "preflight", "stableRevision", "canaryRevision",
              "canaryWeight",
              "canaryReplicas", "currentStep", "stepStartedAt", "paused", "pauseReason", "rolloutKind",
@@ -243,14 +244,8 @@ def _model(spec: DeepSeekDeploymentSpec) -> catalog.ModelSpec:
     return catalog.custom_model(spec.model.custom) if spec.model.custom else catalog.MODELS[spec.model.name]
 
 
-def _size(spec: DeepSeekDeploymentSpec, model: catalog.ModelSpec) -> sizing.SizingResult:
-    tp, pp = spec.engine.tensor_parallel, spec.engine.pipeline_parallel
-    return sizing.size(sizing.SizingRequest(
-        model=model, precision=spec.model.precision, gpu=catalog.GPUS[spec.serving.gpu.type],
-        gpus_per_node=spec.serving.gpu.per_node, max_batch_size=spec.engine.max_batch_size,
-        max_seq_len=spec.engine.max_seq_len,
-        kv_cache_free_gpu_mem_fraction=spec.serving.batching.kv_cache_free_gpu_mem_fraction,
-        tensor_parallel=None if tp == "auto" else tp, pipeline_parallel=None if pp == "auto" else pp))
+def _resolve(spec: DeepSeekDeploymentSpec, model: catalog.ModelSpec) -> runtimes.Runtime:
+    return runtimes.resolve(spec, model, catalog.GPUS[spec.serving.gpu.type])
 
 
 # Every pass renders every live revision; equal parameters render an equal repository (a pure function), so the
@@ -258,18 +253,22 @@ def _size(spec: DeepSeekDeploymentSpec, model: catalog.ModelSpec) -> sizing.Sizi
 _repository = functools.lru_cache(maxsize=512)(triton.configmap_data)
 
 
-def _render(spec: DeepSeekDeploymentSpec, model: catalog.ModelSpec, fit: sizing.SizingResult) -> RevisionRender:
-    key = engines.engine_key(spec)
-    quantize = engines.needs_quantize(spec, model.native_precision)
+def _render(spec: DeepSeekDeploymentSpec, model: catalog.ModelSpec, rt: runtimes.Runtime) -> RevisionRender:
+    key = quantization.checkpoint_key(spec)
+    quantize = quantization.needs_quantize(spec, model.native_precision)
+    fit = rt.fit
     repo_params = triton.LlmApiParams(
-        checkpoint_dir=engines.engine_dir(key) if quantize else engines.checkpoint_dir(spec),
+        checkpoint_dir=quantization.quantized_dir(key) if quantize else quantization.checkpoint_dir(spec),
         tensor_parallel=fit.tensor_parallel, pipeline_parallel=fit.pipeline_parallel,
-        max_batch_size=spec.engine.max_batch_size, max_num_tokens=spec.engine.max_input_len,
-        max_seq_len=spec.engine.max_seq_len,
-        free_gpu_memory_fraction=spec.serving.batching.kv_cache_free_gpu_mem_fraction,
-        batch_scheduler_policy=spec.serving.batching.batch_scheduler_policy, decoupled=spec.serving.streaming)
+        max_batch_size=rt.max_batch_size, max_num_tokens=rt.max_num_tokens, max_seq_len=rt.max_seq_len,
+        free_gpu_memory_fraction=rt.free_gpu_memory_fraction, batch_scheduler_policy=rt.scheduler_policy,
+        decoupled=spec.serving.streaming, enable_block_reuse=rt.enable_block_reuse,
+        expert_parallel=rt.expert if model.moe else None, attention_dp=rt.attention_dp, kv_fp8=rt.kv_fp8,
+        moe_backend=rt.moe_backend, mtp_layers=rt.mtp_layers,
+        cuda_graph_max_batch_size=rt.cuda_graph_max_batch_size if rt.cuda_graphs else None,
+        cuda_graph_padding=rt.cuda_graph_padding)
     repo_data = dict(_repository(repo_params))
-    parallelism = {"tensor": fit.tensor_parallel, "pipeline": fit.pipeline_parallel,
+    parallelism = {"tensor": fit.tensor_parallel, "pipeline": fit.pipeline_parallel, "expert": rt.expert,
                    "nodesPerReplica": fit.nodes_per_replica, "gpusPerReplica": fit.gpus_per_replica}
     # The revision: everything that changes pods, and the rendered model repository (a renderer change that
     # alters config.pbtxt is a new revision too, like Flagger's config tracker).
@@ -278,30 +277,43 @@ def _render(spec: DeepSeekDeploymentSpec, model: catalog.ModelSpec, fit: sizing.
                           repo_data, parallelism)
 
 
+def _runtime_status(rt: runtimes.Runtime) -> dict[str, Any]:
+    return {"recipe": rt.recipe.name, "source": rt.recipe.source, "reason": rt.reason,
+            "maxBatchSize": rt.max_batch_size, "maxNumTokens": rt.max_num_tokens,
+            "attentionDataParallel": rt.attention_dp, "kvCacheDtype": "fp8" if rt.kv_fp8 else "auto",
+            "mtpLayers": rt.mtp_layers, **({"moeBackend": rt.moe_backend} if rt.moe_backend else {})}
+
+
+def render_revision(spec: DeepSeekDeploymentSpec) -> RevisionRender | None:
+    """The revision a valid spec makes; None when it does not fit or its runtime settings cannot apply."""
+    model = _model(spec)
+    if runtimes.problems(spec, model):
+        return None
+    rt = _resolve(spec, model)
+    return _render(spec, model, rt) if rt.fit.fits else None
+
+
 def _render_snapshot(entry: Mapping[str, Any]) -> RevisionRender | None:
     """An earlier revision from its history entry; None when it no longer parses or fits (an operator upgrade)."""
     try:
-        spec = DeepSeekDeploymentSpec.model_validate(entry.get("spec") or {})
-        model = _model(spec)
+        return render_revision(DeepSeekDeploymentSpec.model_validate(entry.get("spec") or {}))
     except (ValidationError, ValueError):
         return None
-    fit = _size(spec, model)
-    return _render(spec, model, fit) if fit.fits else None
 
 
 def _workload(owner: children.Owner, r: RevisionRender, replicas: int, lws: bool) -> list[dict[str, Any]]:
     """A revision's serving workload: a Deployment when a replica fits one node, else its groups."""
     nodes, cache = r.parallelism["nodesPerReplica"], r.quantize
     if nodes == 1:
-        return [children.server_deployment(owner=owner, spec=r.spec, gpu=r.gpu, revision=r.name, engine_key=r.key,
-                                           world_size=r.world, replicas=replicas, mount_engine_cache=cache)]
+        return [children.server_deployment(owner=owner, spec=r.spec, gpu=r.gpu, revision=r.name, checkpoint_key=r.key,
+                                           world_size=r.world, replicas=replicas, mount_model_cache=cache)]
     layout = multinode.Layout(nodes=nodes, gpus_per_node=r.world // nodes, world_size=r.world)
     if lws:
-        return [multinode.leader_worker_set(owner=owner, spec=r.spec, gpu=r.gpu, revision=r.name, engine_key=r.key,
-                                            layout=layout, replicas=replicas, mount_engine_cache=cache)]
+        return [multinode.leader_worker_set(owner=owner, spec=r.spec, gpu=r.gpu, revision=r.name, checkpoint_key=r.key,
+                                            layout=layout, replicas=replicas, mount_model_cache=cache)]
     return [multinode.headless_service(owner, r.name),
-            *multinode.statefulsets(owner=owner, spec=r.spec, gpu=r.gpu, revision=r.name, engine_key=r.key,
-                                    layout=layout, replicas=replicas, mount_engine_cache=cache)]
+            *multinode.statefulsets(owner=owner, spec=r.spec, gpu=r.gpu, revision=r.name, checkpoint_key=r.key,
+                                    layout=layout, replicas=replicas, mount_model_cache=cache)]
 
 
 def rollout_settings(spec: DeepSeekDeploymentSpec) -> machine.Rollout:
@@ -406,7 +418,14 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
         conds.set(st.READY, False, Reason.INVALID_SPEC, message)
         conds.set(st.DEGRADED, True, Reason.INVALID_SPEC, message)
         return _finish(body, conds, {**keep, "phase": "Degraded"}, {})
-    fit = _size(spec, model)
+    problems = runtimes.problems(spec, model)
+    if problems:
+        message = "; ".join(problems)
+        conds.set(st.READY, False, Reason.INVALID_SPEC, message)
+        conds.set(st.DEGRADED, True, Reason.INVALID_SPEC, message)
+        return _finish(body, conds, {**keep, "phase": "Degraded"}, {})
+    rt = _resolve(spec, model)
+    fit = rt.fit
     base = {**keep, "model": f"{spec.model.name}@{spec.model.precision.value}",
             "sizing": {"weightsGb": round(fit.weights_gb, 1), "kvCacheGb": round(fit.kv_cache_gb, 1),
                        "needPerGpuGb": round(fit.need_per_gpu_gb, 1),
@@ -416,9 +435,10 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
         conds.set(st.READY, False, fit.reason, "the model does not fit the requested GPUs; nothing was changed")
         conds.set(st.DEGRADED, True, fit.reason, fit.message)
         return _finish(body, conds, {**base, "phase": "Degraded"}, {})
-    conds.set(st.FITS_HARDWARE, True, Reason.FITS, fit.message)
-    target = _render(spec, model, fit)
+    conds.set(st.FITS_HARDWARE, True, Reason.FITS, f"{fit.message}; {rt.reason}")
+    target = _render(spec, model, rt)
     base["parallelism"] = target.parallelism
+    base["runtime"] = _runtime_status(rt)
 
     owner = children.Owner(meta["name"], meta["namespace"], meta["uid"])
     base["revision"] = target.name
@@ -427,51 +447,53 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
     affinity = children.gpu_node_affinity(target.gpu, spec.serving.node_selector)
     key = target.key
     if not target.quantize:
-        engine_state, engine_msg, job_name = "NotRequired", "served from the checkpoint by the PyTorch backend", ""
-    elif (cache_pvc_uid := observed.pvc_uids.get(spec.engine.cache.pvc)) is None:
+        quantize_state, quantize_msg, job_name = "NotRequired", "served from the checkpoint by the PyTorch backend", ""
+    elif (cache_pvc_uid := observed.pvc_uids.get(spec.runtime.cache.pvc)) is None:
         apply.append(children.cache_pvc(spec, owner.namespace))
-        engine_state, engine_msg, job_name = "Pending", f"waiting for the engine cache PVC {spec.engine.cache.pvc}", ""
-    elif (engine_job := observed.engine_jobs.get(naming.engine_job_name(key))) is None:
+        quantize_state, job_name = "Pending", ""
+        quantize_msg = f"waiting for the model cache PVC {spec.runtime.cache.pvc}"
+    elif (quantize_job := observed.quantize_jobs.get(naming.quantize_job_name(key))) is None:
         ckpt_volume, ckpt_mount = children.checkpoint_volume(spec)
-        job = engines.build_job(
+        job = quantization.job(
             spec=spec, key=key, namespace=owner.namespace, cr_name=owner.name,
             # Quantization calibrates on one node's GPUs, whatever the serving layout.
             cache_pvc_uid=cache_pvc_uid, gpus=target.world // fit.nodes_per_replica, node_affinity=affinity,
             tolerations=children.tolerations(spec),
-            volumes=[{"name": "engine-cache", "persistentVolumeClaim": {"claimName": spec.engine.cache.pvc}},
+            volumes=[{"name": "model-cache", "persistentVolumeClaim": {"claimName": spec.runtime.cache.pvc}},
                      ckpt_volume],
-            volume_mounts=[{"name": "engine-cache", "mountPath": engines.ENGINE_MOUNT}, ckpt_mount],
+            volume_mounts=[{"name": "model-cache", "mountPath": quantization.CACHE_MOUNT}, ckpt_mount],
             pod_annotations=dict(spec.serving.pod_annotations))
         apply.append(job)
         job_name = job["metadata"]["name"]
-        engine_state, engine_msg = "Building", "quantize Job created"
-        events.append(Event("Normal", "EngineBuildStarted",
+        quantize_state, quantize_msg = "Running", "quantize Job created"
+        events.append(Event("Normal", "QuantizeStarted",
                             f"quantizing the checkpoint to {spec.model.precision.value} as {key} with Job {job_name}"))
     else:
-        job_name = engine_job["metadata"]["name"]
-        engine_state, engine_msg = _job_state(engine_job)
-    base["engine"] = {"key": key, "state": engine_state, "job": job_name, "message": engine_msg}
+        job_name = quantize_job["metadata"]["name"]
+        quantize_state, quantize_msg = _job_state(quantize_job)
+    base["quantization"] = {"key": key, "state": quantize_state, "job": job_name, "message": quantize_msg}
 
     serving = bool(old_status.get("stableRevision"))
-    if engine_state == "Failed":
-        conds.set(st.ENGINE_READY, False, Reason.ENGINE_BUILD_FAILED, engine_msg)
-        conds.set(st.READY, serving, Reason.ENGINE_BUILD_FAILED,
+    if quantize_state == "Failed":
+        conds.set(st.CHECKPOINT_READY, False, Reason.QUANTIZE_FAILED, quantize_msg)
+        conds.set(st.READY, serving, Reason.QUANTIZE_FAILED,
                   f"revision {target.name} has no quantized checkpoint and gets no pods"
                   + (f"; {old_status['stableRevision']} keeps serving" if serving else ""))
-        conds.set(st.DEGRADED, True, Reason.ENGINE_BUILD_FAILED,
-                  f"{engine_msg}; delete Job {job_name} to retry once the cause is fixed")
+        conds.set(st.DEGRADED, True, Reason.QUANTIZE_FAILED,
+                  f"{quantize_msg}; delete Job {job_name} to retry once the cause is fixed")
         return _finish(body, conds, {**base, "phase": "Degraded"}, {"apply": apply, "events": events}, observed)
-    if engine_state in ("Building", "Pending"):
-        reason = Reason.ENGINE_BUILDING if engine_state == "Building" else Reason.ENGINE_PENDING
-        conds.set(st.ENGINE_READY, False, reason, engine_msg)
+    if quantize_state in ("Running", "Pending"):
+        reason = Reason.QUANTIZING if quantize_state == "Running" else Reason.QUANTIZE_PENDING
+        conds.set(st.CHECKPOINT_READY, False, reason, quantize_msg)
         if not serving:
             conds.set(st.READY, False, reason, "waiting for the quantized checkpoint")
-            conds.set(st.PROGRESSING, True, reason, engine_msg)
+            conds.set(st.PROGRESSING, True, reason, quantize_msg)
             conds.set(st.DEGRADED, False, Reason.AS_EXPECTED)
-            return _finish(body, conds, {**base, "phase": "Building"}, {"apply": apply, "events": events}, observed)
+            return _finish(body, conds, {**base, "phase": "Preparing"}, {"apply": apply, "events": events}, observed)
     else:
-        conds.set(st.ENGINE_READY, True, Reason.ENGINE_CACHED, engine_msg)
-    servable = engine_state in ("Cached", "NotRequired")
+        reason = Reason.QUANTIZED if quantize_state == "Complete" else Reason.AS_PUBLISHED
+        conds.set(st.CHECKPOINT_READY, True, reason, quantize_msg)
+    servable = quantize_state in ("Complete", "NotRequired")
     waiting: dict[str, str] = {}
     checked = _preflight(spec, target, fit, owner, observed, old_status, affinity, servable)
     verdict: dict[str, Any] | None = None
@@ -501,8 +523,8 @@ def _preflight(spec: DeepSeekDeploymentSpec, target: RevisionRender, fit: sizing
                owner: children.Owner, observed: Observed, old_status: Mapping[str, Any],
                affinity: dict[str, Any], servable: bool) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
     """The preflight Job of a new multi-GPU revision and its verdict so far; None when none is due: one GPU,
-    turned off, the revision already serves or was rolled back, or its engine is not built yet (the build
-    holds the GPUs the check needs)."""
+    turned off, the revision already serves or was rolled back, or its checkpoint is not quantized yet
+    (the quantize Job holds the GPUs the check needs)."""
     if not servable or not preflight.required(spec, target.world) \
             or target.name in (old_status.get("stableRevision"), old_status.get("heldRevision")):
         return None
@@ -655,7 +677,7 @@ def _roll(body: dict[str, Any], spec: DeepSeekDeploymentSpec, target: RevisionRe
                   f"{min(n_ready, replicas)}/{replicas} replicas of revision {new.stable} ready")
     else:
         conds.set(st.READY, False, reason if decision.phase == "Progressing" else Reason.REPLICAS_NOT_READY, message)
-    if decision.phase in ("Progressing", "Paused", "Building"):
+    if decision.phase in ("Progressing", "Paused", "Preparing"):
         conds.set(st.PROGRESSING, True, reason, message)
     else:
         conds.set(st.PROGRESSING, False, Reason.AS_EXPECTED, "")

@@ -27,7 +27,8 @@ DOES_NOT_FIT = "InsufficientGPUMemory"
 NO_FP8 = "PrecisionUnsupported"
 BAD_PARALLELISM = "InvalidParallelism"
 EXCEEDS_NODE = "ExceedsNode"
-NOT_FITTING_REASONS = (DOES_NOT_FIT, NO_FP8, BAD_PARALLELISM, EXCEEDS_NODE)
+GPU_UNSUPPORTED = "GPUUnsupported"
+NOT_FITTING_REASONS = (DOES_NOT_FIT, NO_FP8, BAD_PARALLELISM, EXCEEDS_NODE, GPU_UNSUPPORTED)
 
 # Share of a card's marketed memory we plan with. The marketed figure already under-states the bytes a process
 # sees (an "80 GB" H100 shows 81,559 MiB = 85.5 GB), which covers the CUDA driver's own reservation; the 5%
@@ -47,18 +48,20 @@ PIPELINE_PARALLEL_CHOICES = (2, 4)
 # TensorRT-LLM caches K/V in 16-bit, FP8 or INT8; 4-bit weight formats have no KV counterpart.
 KV_CACHE_PRECISIONS = frozenset({Precision.BF16, Precision.FP16, Precision.FP8, Precision.INT8})
 # Lower weight precisions suggested when a model does not fit, best quality first (AWQ is the better INT4).
-_LOWER_PRECISIONS = (Precision.FP8, Precision.INT8, Precision.AWQ)
+_LOWER_PRECISIONS = (Precision.FP8, Precision.NVFP4, Precision.INT8, Precision.AWQ)
 # What to suggest when the GPU has no FP8: the unquantized model first, then weight-only quantization.
 _PRECISIONS_WITHOUT_FP8 = (Precision.BF16, Precision.INT8, Precision.AWQ)
 # Enough alternatives to choose from without burying the message.
 MAX_SUGGESTED_GPUS = 2
 _GB = 1e9
+# An HGX board's NVLink domain ends at its node; only a larger domain (multi-node NVLink) joins nodes.
+MAX_GPUS_PER_BOARD = 8
 
 
 @dataclass(frozen=True)
 class SizingRequest:
     model: ModelSpec
-    precision: Precision  # weight precision of the engine
+    precision: Precision  # weight precision of the served checkpoint
     gpu: GpuSpec
     gpus_per_node: int  # one NVLink domain; tensor parallelism stays inside it
     max_batch_size: int
@@ -67,6 +70,7 @@ class SizingRequest:
     tensor_parallel: int | None = None  # None: the smallest that fits
     pipeline_parallel: int | None = None  # None: 1, or across nodes when nothing inside one node fits
     kv_cache_precision: Precision | None = None  # None: FP8 with FP8 weights, else bf16
+    attention_data_parallel: bool = False  # every GPU holds all non-expert weights (MoE models)
 
     def __post_init__(self) -> None:
         for field, value in (("gpus_per_node", self.gpus_per_node), ("max_batch_size", self.max_batch_size),
@@ -133,9 +137,16 @@ def tensor_parallel_valid(model: ModelSpec, tensor_parallel: int) -> bool:
     return power_of_two and model.attention_heads % tp == 0 and kv_even
 
 
-def tensor_parallel_options(model: ModelSpec, gpus_per_node: int) -> list[int]:
-    """The valid tensor-parallel sizes inside one node, smallest first."""
-    powers = (1 << i for i in range(gpus_per_node.bit_length()))
+def tensor_parallel_limit(gpu: GpuSpec, gpus_per_node: int) -> int:
+    """The most GPUs one tensor-parallel group may span: a node, or a whole NVLink domain that joins nodes
+    (GB200 NVL72). All-reduce on every layer is only fast enough inside one of them."""
+    spans_nodes = gpu.nvlink_domain > MAX_GPUS_PER_BOARD and gpu.nvlink_domain % gpus_per_node == 0
+    return gpu.nvlink_domain if spans_nodes else gpus_per_node
+
+
+def tensor_parallel_options(model: ModelSpec, limit: int) -> list[int]:
+    """The valid tensor-parallel sizes up to `limit` GPUs, smallest first."""
+    powers = (1 << i for i in range(limit.bit_length()))
     return [tp for tp in powers if tensor_parallel_valid(model, tp)]
 
 
@@ -144,9 +155,11 @@ def nodes_per_replica(tensor_parallel: int, pipeline_parallel: int, gpus_per_nod
 
 
 def _fills_whole_nodes(tensor_parallel: int, pipeline_parallel: int, gpus_per_node: int) -> bool:
-    # A replica across nodes runs one identical pod per node (LeaderWorkerSet), each with whole TP groups.
+    # A replica across nodes runs one identical pod per node (LeaderWorkerSet): each holds whole TP groups, or
+    # (inside an NVLink domain of several nodes) an equal share of one.
     gpus = tensor_parallel * pipeline_parallel
-    return gpus <= gpus_per_node or (gpus % gpus_per_node == 0 and gpus_per_node % tensor_parallel == 0)
+    return gpus <= gpus_per_node or (gpus % gpus_per_node == 0 and (
+        gpus_per_node % tensor_parallel == 0 or tensor_parallel % gpus_per_node == 0))
 
 
 @dataclass(frozen=True)
@@ -174,7 +187,10 @@ def _estimate(req: SizingRequest, tensor_parallel: int, pipeline_parallel: int) 
     model = req.model
     # The heaviest stage holds ceil(layers / pp) layers: TensorRT-LLM splits uneven counts (R1 has 61 layers).
     stage_share = math.ceil(model.layers / pipeline_parallel) / model.layers
-    weights = weights_gb(model, req.precision) * stage_share / tensor_parallel
+    experts = model.expert_params_billion * bytes_per_param(req.precision)
+    others = weights_gb(model, req.precision) - experts
+    weights = (experts / tensor_parallel + (others if req.attention_data_parallel else others / tensor_parallel)) \
+        * stage_share
     tokens = req.max_batch_size * req.max_seq_len
     kv_cache = tokens * kv_cache_bytes_per_token(model, req.kv_precision, tensor_parallel) * stage_share / _GB
     overhead = OVERHEAD_BASE_GB + OVERHEAD_PER_TP_PEER_GB * (tensor_parallel - 1)
@@ -195,18 +211,22 @@ class _Placement:
 def _layout_problem(req: SizingRequest) -> tuple[str, str] | None:
     """A user-fixed layout that can never work, as (reason, why)."""
     model, tp, pp, per_node = req.model, req.tensor_parallel, req.pipeline_parallel, req.gpus_per_node
-    valid = ", ".join(map(str, tensor_parallel_options(model, per_node)))
+    limit = tensor_parallel_limit(req.gpu, per_node)
+    valid = ", ".join(map(str, tensor_parallel_options(model, limit)))
     if tp is not None and not tensor_parallel_valid(model, tp):
-        return BAD_PARALLELISM, (f"tensorParallel {tp} must be a power of two that divides the {model.attention_heads} "
+        return BAD_PARALLELISM, (f"parallelism.tensor {tp} must be a power of two that divides the "
+                                 f"{model.attention_heads} "
                                  f"attention heads and the {model.kv_heads} KV heads (or is a multiple of them); "
                                  f"valid on {per_node} GPUs per node: {valid}")
-    if tp is not None and tp > per_node:
-        return EXCEEDS_NODE, (f"tensorParallel {tp} exceeds the {per_node} GPUs of one node (tensor parallelism "
-                              f"stays inside one NVLink domain; span nodes with pipelineParallel); valid: {valid}")
+    if tp is not None and tp > limit:
+        where = "one node" if limit == per_node else f"one NVLink domain of {req.gpu.name}"
+        return EXCEEDS_NODE, (f"parallelism.tensor {tp} exceeds the {limit} GPUs of {where} (tensor parallelism "
+                              f"stays inside one NVLink domain; span nodes with parallelism.pipeline); valid: {valid}")
     if pp is not None and pp > model.layers:
-        return BAD_PARALLELISM, f"pipelineParallel {pp} exceeds the {model.layers} layers of {model.name}"
+        return BAD_PARALLELISM, f"parallelism.pipeline {pp} exceeds the {model.layers} layers of {model.name}"
     if tp is not None and pp is not None and not _fills_whole_nodes(tp, pp, per_node):
-        return BAD_PARALLELISM, (f"tensorParallel {tp} x pipelineParallel {pp} = {tp * pp} GPUs do not split into "
+        return BAD_PARALLELISM, (f"parallelism.tensor {tp} x parallelism.pipeline {pp} = {tp * pp} GPUs do not "
+                                 f"split into "
                                  f"whole nodes of {per_node} GPUs")
     return None
 
@@ -214,11 +234,12 @@ def _layout_problem(req: SizingRequest) -> tuple[str, str] | None:
 def _candidate_layouts(req: SizingRequest) -> list[tuple[int, int]]:
     """The layouts to try, in order of preference: the first that fits is chosen."""
     model, per_node = req.model, req.gpus_per_node
+    limit = tensor_parallel_limit(req.gpu, per_node)
     if req.tensor_parallel is not None:
         depths = [req.pipeline_parallel] if req.pipeline_parallel is not None else [1, *PIPELINE_PARALLEL_CHOICES]
         layouts = [(req.tensor_parallel, pp) for pp in depths]
     elif req.pipeline_parallel is not None:
-        layouts = [(tp, req.pipeline_parallel) for tp in tensor_parallel_options(model, per_node)]
+        layouts = [(tp, req.pipeline_parallel) for tp in tensor_parallel_options(model, limit)]
     else:
         options = tensor_parallel_options(model, per_node)
         # Pipeline stages across nodes talk over the slower inter-node fabric: only when nothing in one node fits.
@@ -235,15 +256,35 @@ def _place(req: SizingRequest) -> _Placement:
     candidates = _candidate_layouts(req)
     if not candidates:
         return _Placement(BAD_PARALLELISM, _estimate(req, 1, req.pipeline_parallel or 1),
-                          f"no tensorParallel makes pipelineParallel {req.pipeline_parallel} split into whole "
+                          f"no parallelism.tensor makes parallelism.pipeline {req.pipeline_parallel} split into whole "
                           f"nodes of {req.gpus_per_node} GPUs")
     estimates = [_estimate(req, tp, pp) for tp, pp in candidates]
     chosen = next((e for e in estimates if e.fits), estimates[-1])
+    model, gpu = req.model, req.gpu
+    if model.min_compute_capability and _capability(gpu) < _capability_of(model.min_compute_capability):
+        return _Placement(GPU_UNSUPPORTED, chosen, f"TensorRT-LLM runs {model.name} on compute capability "
+                                                   f"{model.min_compute_capability} or newer (Hopper, Blackwell); "
+                                                   f"{gpu.name} is {gpu.compute_capability}")
+    if req.precision is Precision.FP8 and model.native_precision is Precision.FP8 and model.moe \
+            and not gpu.fp8_block_scales:
+        return _Placement(NO_FP8, chosen, f"{model.name}'s FP8 checkpoint has per-block scales, which TensorRT-LLM "
+                                          f"cannot run on {gpu.name} (sm_{gpu.compute_capability.replace('.', '')})")
+    if not req.gpu.fp4 and req.precision is Precision.NVFP4:
+        return _Placement(NO_FP8, chosen, f"NVFP4 weights need a Blackwell GPU (FP4 tensor cores); {req.gpu.name} "
+                                          f"(sm_{req.gpu.compute_capability.replace('.', '')}) has none")
     if not req.gpu.fp8 and Precision.FP8 in (req.precision, req.kv_precision):
-        what = "an FP8 engine" if req.precision is Precision.FP8 else "an FP8 KV cache"
-        return _Placement(NO_FP8, chosen, f"{what} needs a GPU with FP8 support (Ada or Hopper); "
+        what = "FP8 weights" if req.precision is Precision.FP8 else "an FP8 KV cache"
+        return _Placement(NO_FP8, chosen, f"{what} needs a GPU with FP8 support (Ada, Hopper or Blackwell); "
                                           f"{req.gpu.name} has none")
     return _Placement(FITS if chosen.fits else DOES_NOT_FIT, chosen)
+
+
+def _capability_of(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def _capability(gpu: GpuSpec) -> tuple[int, ...]:
+    return _capability_of(gpu.compute_capability)
 
 
 def _gb(value: float) -> str:
@@ -252,10 +293,10 @@ def _gb(value: float) -> str:
 
 
 def _layout_setting(estimate: _Estimate, gpus_per_node: int) -> str:
-    """The spec.engine settings that give this layout."""
-    setting = f"tensorParallel: {estimate.tensor_parallel}"
+    """The spec.runtime.parallelism settings that give this layout."""
+    setting = f"tensor: {estimate.tensor_parallel}"
     if estimate.pipeline_parallel > 1:
-        setting += f" with pipelineParallel: {estimate.pipeline_parallel}"
+        setting += f" with pipeline: {estimate.pipeline_parallel}"
         nodes = nodes_per_replica(estimate.tensor_parallel, estimate.pipeline_parallel, gpus_per_node)
         if nodes > 1:
             setting += f" across {nodes} nodes"
@@ -272,7 +313,8 @@ def _layout_short(estimate: _Estimate, gpus_per_node: int) -> str:
 
 def _lower_and_supported(precision: Precision, req: SizingRequest) -> bool:
     fewer_bytes = bytes_per_param(precision) < bytes_per_param(req.precision)
-    return fewer_bytes and (precision is not Precision.FP8 or req.gpu.fp8)
+    return fewer_bytes and (precision is not Precision.FP8 or req.gpu.fp8) and (
+        precision is not Precision.NVFP4 or req.gpu.fp4)
 
 
 def _suggestions(req: SizingRequest, precisions: tuple[Precision, ...], try_layouts: bool) -> list[str]:
@@ -280,9 +322,10 @@ def _suggestions(req: SizingRequest, precisions: tuple[Precision, ...], try_layo
     found: list[str] = []
     per_node = req.gpus_per_node
     other_gpus = [(gpu, _place(replace(req, gpu=gpu))) for gpu in GPUS.values() if gpu != req.gpu]
-    # Fewest GPUs first, then the smallest card that does it.
+    # The least GPU memory in all first (a rough stand-in for cost), then the fewest GPUs.
     fitting_gpus = sorted(((gpu, p) for gpu, p in other_gpus if p.reason == FITS),
-                          key=lambda gpu_placed: (gpu_placed[1].estimate.gpus, gpu_placed[0].memory_gb))
+                          key=lambda gpu_placed: (gpu_placed[1].estimate.gpus * gpu_placed[0].memory_gb,
+                                                  gpu_placed[1].estimate.gpus))
     found += [f"{gpu.name} ({_layout_short(p.estimate, per_node)})" for gpu, p in fitting_gpus[:MAX_SUGGESTED_GPUS]]
     if try_layouts and (req.tensor_parallel is not None or req.pipeline_parallel is not None):
         auto = _place(replace(req, tensor_parallel=None, pipeline_parallel=None))
@@ -306,8 +349,11 @@ def _message(req: SizingRequest, placed: _Placement) -> str:
     what = f"{req.model.name} at {req.precision}"
     hardware = f"{est.gpus}x{gpu.name} ({_layout_short(est, per_node)})"
     per_gpu = (f"~{_gb(est.need_per_gpu_gb)} GB per GPU (weights {_gb(est.weights_per_gpu_gb)} GB + KV cache "
-               f"{_gb(est.kv_cache_per_gpu_gb)} GB / kvCacheFreeGpuMemFraction {req.kv_cache_free_gpu_mem_fraction:g}"
-               f" + overhead {_gb(est.overhead_gb_per_gpu)} GB) of {_gb(est.budget_per_gpu_gb)} GB usable")
+               f"{_gb(est.kv_cache_per_gpu_gb)} GB / kvCache.freeGpuMemoryFraction "
+               f"{req.kv_cache_free_gpu_mem_fraction:g} + overhead {_gb(est.overhead_gb_per_gpu)} GB) of "
+               f"{_gb(est.budget_per_gpu_gb)} GB usable")
+    if req.attention_data_parallel:
+        per_gpu += " (attention data parallel: every GPU holds all non-expert weights)"
     if placed.reason == FITS:
         return f"{what} fits on {hardware}: {per_gpu}; estimates"
     if placed.reason == DOES_NOT_FIT:
@@ -316,9 +362,10 @@ def _message(req: SizingRequest, placed: _Placement) -> str:
                    f"({_gb(est.budget_per_gpu_gb * est.gpus)} GB usable)")
         lower = tuple(p for p in _LOWER_PRECISIONS if _lower_and_supported(p, req))
         suggestions = _suggestions(req, lower, try_layouts=True)
-    elif placed.reason == NO_FP8:
+    elif placed.reason in (NO_FP8, GPU_UNSUPPORTED):
         problem = f"{what}: {placed.problem}"
-        suggestions = _suggestions(req, _PRECISIONS_WITHOUT_FP8, try_layouts=False)
+        fp4 = (Precision.NVFP4,) if gpu.fp4 and req.precision is not Precision.NVFP4 else ()
+        suggestions = _suggestions(req, fp4 + _PRECISIONS_WITHOUT_FP8, try_layouts=False)
     else:
         problem = placed.problem
         suggestions = _suggestions(req, (), try_layouts=True)

@@ -41,8 +41,9 @@ triton_backend/all_models to /app/all_models)."""
 CONFIGMAP_KEY_SEPARATOR = "__"
 """Stands for "/" in ConfigMap keys: `tensorrt_llm/config.pbtxt` is stored under `tensorrt_llm__config.pbtxt`."""
 
-# TensorRT-LLM's SchedulerConfig.capacity_scheduler_policy values for the spec's batch scheduler policies.
-CAPACITY_SCHEDULER_POLICY = {"guaranteed_no_evict": "GUARANTEED_NO_EVICT", "max_utilization": "MAX_UTILIZATION"}
+# TensorRT-LLM's SchedulerConfig.capacity_scheduler_policy values for spec.runtime.schedulerPolicy.
+CAPACITY_SCHEDULER_POLICY = {"guaranteedNoEvict": "GUARANTEED_NO_EVICT", "maxUtilization": "MAX_UTILIZATION"}
+MOE_BACKENDS = ("CUTLASS", "TRTLLM", "DEEPGEMM", "WIDEEP")
 
 _CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 _CONFIGMAP_KEY_MAX = 253
@@ -69,13 +70,31 @@ class LlmApiParams:
     batch_scheduler_policy: str
     decoupled: bool
     enable_block_reuse: bool = True
+    expert_parallel: int | None = None  # None for dense models
+    attention_dp: bool = False
+    kv_fp8: bool = False
+    moe_backend: str | None = None
+    mtp_layers: int = 0
+    cuda_graph_max_batch_size: int | None = None  # None: no CUDA graphs
+    cuda_graph_padding: bool = True
 
     def __post_init__(self) -> None:
         for name in ("tensor_parallel", "pipeline_parallel", "max_batch_size", "max_num_tokens", "max_seq_len"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"LlmApiParams.{name} must be an integer >= 1, got {value!r}")
-        for name in ("decoupled", "enable_block_reuse"):
+        for name in ("expert_parallel", "cuda_graph_max_batch_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"LlmApiParams.{name} must be None or an integer >= 1, got {value!r}")
+        if self.expert_parallel is not None and self.tensor_parallel % self.expert_parallel:
+            raise ValueError(f"LlmApiParams.expert_parallel {self.expert_parallel} must divide tensor_parallel "
+                             f"{self.tensor_parallel}")
+        if isinstance(self.mtp_layers, bool) or not isinstance(self.mtp_layers, int) or self.mtp_layers < 0:
+            raise ValueError(f"LlmApiParams.mtp_layers must be an integer >= 0, got {self.mtp_layers!r}")
+        if self.moe_backend is not None and self.moe_backend not in MOE_BACKENDS:
+            raise ValueError(f"LlmApiParams.moe_backend must be one of {MOE_BACKENDS}, got {self.moe_backend!r}")
+        for name in ("decoupled", "enable_block_reuse", "attention_dp", "kv_fp8", "cuda_graph_padding"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"LlmApiParams.{name} must be a bool, got {getattr(self, name)!r}")
         fraction = self.free_gpu_memory_fraction
@@ -161,20 +180,37 @@ def model_config() -> mc.ModelConfig:
 def model_yaml(p: LlmApiParams) -> dict[str, Any]:
     """`tensorrt_llm/1/model.yaml`: TorchLlmArgs keys (checked against TensorRT-LLM's own definitions in
     tests/unit/test_triton_render.py) and the `triton_config` block the image's model.py reads."""
-    return {
+    kv_cache: dict[str, Any] = {"free_gpu_memory_fraction": float(p.free_gpu_memory_fraction),
+                                "enable_block_reuse": p.enable_block_reuse}
+    if p.kv_fp8:
+        kv_cache["dtype"] = "fp8"
+    args: dict[str, Any] = {
         "model": p.checkpoint_dir,
         "backend": "pytorch",
         "tensor_parallel_size": p.tensor_parallel,
         "pipeline_parallel_size": p.pipeline_parallel,
+    }
+    if p.expert_parallel is not None:
+        args["moe_expert_parallel_size"] = p.expert_parallel
+        args["enable_attention_dp"] = p.attention_dp
+    args |= {
         "max_batch_size": p.max_batch_size,
         "max_num_tokens": p.max_num_tokens,
         "max_seq_len": p.max_seq_len,
-        "kv_cache_config": {"free_gpu_memory_fraction": float(p.free_gpu_memory_fraction),
-                            "enable_block_reuse": p.enable_block_reuse},
+        "kv_cache_config": kv_cache,
         "scheduler_config": {"capacity_scheduler_policy": CAPACITY_SCHEDULER_POLICY[p.batch_scheduler_policy]},
-        # Requests reach model.py one at a time (max_batch_size 0): the LLM API batches in flight itself.
-        "triton_config": {"max_batch_size": 0, "decoupled": p.decoupled},
+        # null turns CUDA graphs off (the LLM API captures them by default).
+        "cuda_graph_config": None if p.cuda_graph_max_batch_size is None else {
+            "max_batch_size": p.cuda_graph_max_batch_size, "enable_padding": p.cuda_graph_padding},
     }
+    if p.moe_backend is not None:
+        args["moe_config"] = {"backend": p.moe_backend}
+    if p.mtp_layers:
+        # MTPDecodingConfig: DeepSeek-R1's multi-token-prediction module drafts this many tokens per step.
+        args["speculative_config"] = {"decoding_type": "MTP", "num_nextn_predict_layers": p.mtp_layers}
+    # Requests reach model.py one at a time (max_batch_size 0): the LLM API batches in flight itself.
+    args["triton_config"] = {"max_batch_size": 0, "decoupled": p.decoupled}
+    return args
 
 
 # ------------------------------------------------------------------------------------------------ public API

@@ -88,7 +88,7 @@ class World:
     """What this pass saw."""
 
     target: str
-    target_servable: bool  # the target's engine is ready (and its preflight passed): its pods may be created
+    target_servable: bool  # the target's checkpoint is ready (and its preflight passed): its pods may be created
     replicas: int  # spec.serving.replicas
     now: float
     ready: Mapping[str, int] = field(default_factory=dict)  # Ready replicas by revision (Deployment caught up)
@@ -96,8 +96,8 @@ class World:
     measurement: Measurement | None = None
     action: Action | None = None
     # What a target that is not servable waits for, in the words and reason its status gives.
-    waiting_for: str = "its engine"
-    wait_reason: str = Reason.ENGINE_BUILDING
+    waiting_for: str = "its quantized checkpoint"
+    wait_reason: str = Reason.QUANTIZING
 
 
 @dataclass(frozen=True)
@@ -334,7 +334,7 @@ def _steady(p: _Pass) -> Decision:
                   "send the `retry` action to roll it out again"
         return _decision(p, replicas, "RolledBack", s.held_reason, message, degraded=degraded)
     if w.target != s.stable and not w.target_servable:
-        return _decision(p, replicas, "Building", w.wait_reason,
+        return _decision(p, replicas, "Preparing", w.wait_reason,
                          f"revision {w.target} waits for {w.waiting_for}; {s.stable} keeps serving")
     if ready >= n:
         return _decision(p, replicas, "Healthy", Reason.SCALED_TO_ZERO if n == 0 else Reason.REPLICAS_READY,

@@ -4,7 +4,8 @@ It runs inside the real tritonserver's Python backend exactly where the image's 
 same `model.yaml` the same way: `triton_config` (max_batch_size, decoupled) is applied to the model config
 in `auto_complete_config`, and every other key is what upstream hands to `tensorrt_llm.LLM(**args)`. In
 place of the LLM (no GPU kernels or real weights here) it checks what `LLM()` would refuse to start with (a
-`model` that is not a Hugging Face checkpoint folder, keys `LlmArgs` does not define, parallel sizes that are
+`model` that is not a Hugging Face checkpoint folder, keys `LlmArgs` does not define (the stand-in
+`tensorrt_llm.LLM` checks them against TensorRT-LLM's own definitions), parallel sizes that are
 not positive) and serves a tiny deterministic text model: the prompt's words reversed, prefixed with
 `[<namespace>/<pod>]`, so a test behind a gateway can tell which pod answered.
 
@@ -27,20 +28,12 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 import yaml
+from tensorrt_llm import LLM
 
 HERE = Path(__file__).resolve().parent
 TESTBED_POD_FILE = Path("/run/testbed/pod.json")
 ERROR_RATE = "testbed.deepseek.ai/error-rate"
 LATENCY_MS = "testbed.deepseek.ai/latency-ms"
-# The top-level `LLM()` arguments the testbed's model knows; the operator's test checks its keys against
-# TensorRT-LLM's own LlmArgs, this list only makes a typo fail here as it would upstream (extra="forbid").
-KNOWN_ARGS = frozenset({
-    "model", "tokenizer", "backend", "tensor_parallel_size", "pipeline_parallel_size", "moe_expert_parallel_size",
-    "moe_tensor_parallel_size", "enable_attention_dp", "max_batch_size", "max_num_tokens", "max_seq_len",
-    "kv_cache_config", "cuda_graph_config", "moe_config", "speculative_config", "trust_remote_code", "dtype",
-    "revision", "stream_interval", "enable_chunked_prefill", "attn_backend", "skip_tokenizer_init",
-    "gpus_per_node", "return_perf_metrics", "scheduler_config", "max_input_len",
-})
 
 
 def _config_path() -> Path:
@@ -63,9 +56,10 @@ class TritonPythonModel:
         config = _load()
         triton = config.pop("triton_config", None) or {}
         self.decoupled = bool(triton.get("decoupled"))
-        unknown = sorted(set(config) - KNOWN_ARGS)
-        if unknown:
-            raise pb_utils.TritonModelException(f"LLM() got unexpected arguments {unknown} (LlmArgs forbids extras)")
+        try:
+            LLM(**config)
+        except ValueError as err:
+            raise pb_utils.TritonModelException(str(err)) from err
         for key in ("tensor_parallel_size", "pipeline_parallel_size"):
             if int(config.get(key, 1)) < 1:
                 raise pb_utils.TritonModelException(f"{key} must be >= 1, got {config[key]!r}")

@@ -1,5 +1,5 @@
 """Stand-in for `modelopt.torch.quantization`: the configs by name and `quantize`, which runs the calibration
-loop once. The pod annotation testbed.deepseek.ai/engine-build-exit-code makes it fail with that exit code."""
+loop once. The pod annotation testbed.deepseek.ai/quantize-exit-code makes it fail with that exit code."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 FP8_DEFAULT_CFG = {"quant_algo": "FP8"}
 INT8_WEIGHT_ONLY_CFG = {"quant_algo": "W8A16"}
 INT4_AWQ_CFG = {"quant_algo": "W4A16_AWQ"}
-FAIL_ANNOTATION = "testbed.deepseek.ai/engine-build-exit-code"
+FAIL_ANNOTATION = "testbed.deepseek.ai/quantize-exit-code"
 
 
 def quantize(model: Any, config: dict[str, str], forward_loop: Callable[[Any], None]) -> Any:

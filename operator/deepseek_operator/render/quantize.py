@@ -10,9 +10,7 @@ revision, precision, image: the quantizer's version). Every DeepSeekDeployment o
 same key waits for the same Job and mounts its output read-only. The Job is owned by the cache PVC, so it
 outlives any one resource, and its `Complete` status is the record that the checkpoint exists; its program
 also exits at once when the cache already holds it (a Job deleted by hand does not cost a second run).
-
-The module keeps its name (`engine`, and `engine` in status) for this API version; the quantized checkpoint
-is what `status.engine` reports.
+`status.quantization` and the `CheckpointReady` condition report it.
 """
 
 from __future__ import annotations
@@ -23,13 +21,14 @@ from deepseek_operator.api.common import Precision
 from deepseek_operator.api.spec import GROUP, DeepSeekDeploymentSpec
 from deepseek_operator.render import naming
 
-ENGINE_MOUNT = "/engines"
+CACHE_MOUNT = "/model-cache"
 CHECKPOINT_MOUNT = "/checkpoint"
 COMPLETE_MARKER = ".complete"
 
 # ModelOpt's quantization configs (modelopt.torch.quantization) per precision the checkpoint lacks.
 MODELOPT_CONFIG = {Precision.FP8: "FP8_DEFAULT_CFG", Precision.INT8: "INT8_WEIGHT_ONLY_CFG",
-                   Precision.W4A16: "INT4_AWQ_CFG", Precision.AWQ: "INT4_AWQ_CFG"}
+                   Precision.W4A16: "INT4_AWQ_CFG", Precision.AWQ: "INT4_AWQ_CFG",
+                   Precision.NVFP4: "NVFP4_DEFAULT_CFG"}
 _CASTS = frozenset({Precision.BF16, Precision.FP16})
 
 # The quantize Job's program, run by the serving image's python3 (which has torch, transformers and ModelOpt).
@@ -66,22 +65,23 @@ print(f"quantized {src} with {config_name} into {out}")
 
 
 def needs_quantize(spec: DeepSeekDeploymentSpec, native: Precision) -> bool:
-    precision = spec.model.precision
-    return precision != native and not (precision in _CASTS and native in _CASTS)
+    """Whether the served precision differs from the checkpoint's (`native`: the published checkpoint's)."""
+    precision, carried = spec.model.precision, spec.model.checkpoint_precision or native
+    return precision != carried and not (precision in _CASTS and carried in _CASTS)
 
 
-def engine_key(spec: DeepSeekDeploymentSpec) -> str:
+def checkpoint_key(spec: DeepSeekDeploymentSpec) -> str:
     """What makes a quantized checkpoint: the source weights, the precision and the quantizer (the image)."""
     model = spec.model
     return naming.digest({
         "model": model.name, "revision": model.revision, "precision": model.precision.value,
         "custom": model.custom.model_dump() if model.custom else None,
-        "source": model.source.model_dump(mode="json", exclude_none=True), "image": spec.engine.image,
+        "source": model.source.model_dump(mode="json", exclude_none=True), "image": spec.runtime.image,
     }, 16)
 
 
-def engine_dir(key: str) -> str:
-    return f"{ENGINE_MOUNT}/{key}"
+def quantized_dir(key: str) -> str:
+    return f"{CACHE_MOUNT}/{key}"
 
 
 def checkpoint_dir(spec: DeepSeekDeploymentSpec) -> str:
@@ -89,24 +89,24 @@ def checkpoint_dir(spec: DeepSeekDeploymentSpec) -> str:
     return f"{CHECKPOINT_MOUNT}{src.pvc.path}".rstrip("/") if src.pvc else CHECKPOINT_MOUNT
 
 
-def build_job(*, spec: DeepSeekDeploymentSpec, key: str, namespace: str, cr_name: str, cache_pvc_uid: str,
+def job(*, spec: DeepSeekDeploymentSpec, key: str, namespace: str, cr_name: str, cache_pvc_uid: str,
               gpus: int, node_affinity: dict[str, Any], tolerations: list[dict[str, Any]],
               volumes: list[dict[str, Any]], volume_mounts: list[dict[str, Any]],
               pod_annotations: dict[str, str]) -> dict[str, Any]:
     """The quantize Job of one key, on GPUs of the serving type."""
-    labels = {**naming.common_labels(cr_name, naming.COMPONENT_ENGINE_BUILD), naming.LABEL_ENGINE_KEY: key}
+    labels = {**naming.common_labels(cr_name, naming.COMPONENT_QUANTIZE), naming.LABEL_CHECKPOINT_KEY: key}
     # The checkpoint is shared: the Job belongs to the cache PVC, not to the resource that first asked for it.
     del labels[naming.LABEL_DEPLOYMENT]
-    labels["app.kubernetes.io/instance"] = spec.engine.cache.pvc
+    labels["app.kubernetes.io/instance"] = spec.runtime.cache.pvc
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": naming.engine_job_name(key),
+            "name": naming.quantize_job_name(key),
             "namespace": namespace,
             "labels": labels,
             "annotations": {f"{GROUP}/requested-by": cr_name},
-            "ownerReferences": [{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": spec.engine.cache.pvc,
+            "ownerReferences": [{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": spec.runtime.cache.pvc,
                                  "uid": cache_pvc_uid, "blockOwnerDeletion": False}],
         },
         "spec": {
@@ -119,8 +119,8 @@ def build_job(*, spec: DeepSeekDeploymentSpec, key: str, namespace: str, cr_name
                     "tolerations": tolerations,
                     "containers": [{
                         "name": "quantize",
-                        "image": spec.engine.image,
-                        "command": ["python3", "-c", QUANTIZE_PROGRAM, checkpoint_dir(spec), engine_dir(key),
+                        "image": spec.runtime.image,
+                        "command": ["python3", "-c", QUANTIZE_PROGRAM, checkpoint_dir(spec), quantized_dir(key),
                                     MODELOPT_CONFIG[spec.model.precision]],
                         "terminationMessagePolicy": "FallbackToLogsOnError",
                         "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},

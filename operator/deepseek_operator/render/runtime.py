@@ -1,0 +1,135 @@
+"""The runtime a revision is served with: spec.runtime over the recipe the fit check picks. Pure.
+
+`resolve` tries the recipes that apply (recipes.candidates) in order and takes the first whose layout fits;
+a field the spec sets always wins over the recipe. With maxBatchSize unset, the recipe's batch is halved until
+the KV cache of that many requests of maxSeqLen fits (the fit check sizes the worst case: every request at
+full length).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from deepseek_operator.api.common import Precision
+from deepseek_operator.api.spec import DeepSeekDeploymentSpec
+from deepseek_operator.render import recipes, sizing
+from deepseek_operator.render.catalog import GpuSpec, ModelSpec
+
+# What DeepSeek-R1's checkpoint carries for speculative decoding: one MTP module (num_nextn_predict_layers 1
+# in its config.json), which the runtime applies repeatedly for more draft tokens.
+MTP_MODELS = frozenset({"deepseek-r1"})
+
+
+@dataclass(frozen=True)
+class Runtime:
+    recipe: recipes.Recipe
+    reason: str  # which recipe and why, for status and the FitsHardware message
+    fit: sizing.SizingResult
+    expert: int  # 1 for dense models
+    attention_dp: bool
+    max_batch_size: int
+    max_num_tokens: int
+    max_seq_len: int
+    free_gpu_memory_fraction: float
+    enable_block_reuse: bool
+    kv_fp8: bool
+    moe_backend: str | None
+    mtp_layers: int
+    cuda_graphs: bool
+    cuda_graph_max_batch_size: int
+    cuda_graph_padding: bool
+    scheduler_policy: str
+
+
+def problems(spec: DeepSeekDeploymentSpec, model: ModelSpec) -> list[str]:
+    """Runtime settings that cannot apply to this model, each with its field path and what would work."""
+    rt, found = spec.runtime, []
+    if not model.moe:
+        for name, value in (("parallelism.expert", rt.parallelism.expert if rt.parallelism.expert != "auto"
+                             else None), ("parallelism.attentionDataParallel", rt.parallelism.attention_data_parallel),
+                            ("moeBackend", rt.moe_backend)):
+            if value is not None:
+                found.append(f"spec.runtime.{name} applies to mixture-of-experts models only; {model.name} is "
+                             "dense: leave it unset")
+    if rt.mtp_layers and model.name not in MTP_MODELS:
+        found.append(f"spec.runtime.mtpLayers: {model.name} has no multi-token-prediction module "
+                     f"(only {', '.join(sorted(MTP_MODELS))}); set 0 or leave it unset")
+    tp, ep = rt.parallelism.tensor, rt.parallelism.expert
+    if isinstance(tp, int) and isinstance(ep, int) and tp % ep:
+        found.append(f"spec.runtime.parallelism.expert {ep} must divide parallelism.tensor {tp} (experts are "
+                     f"split over the tensor-parallel ranks)")
+    return found
+
+
+def _size(spec: DeepSeekDeploymentSpec, model: ModelSpec, gpu: GpuSpec, recipe: recipes.Recipe,
+          max_batch_size: int, attention_dp: bool, kv_fp8: bool, fraction: float) -> sizing.SizingResult:
+    p = spec.runtime.parallelism
+    tensor = p.tensor if isinstance(p.tensor, int) else recipe.tensor
+    pipeline = p.pipeline if isinstance(p.pipeline, int) else recipe.pipeline
+    if isinstance(p.tensor, int) and not isinstance(p.pipeline, int):
+        pipeline = None  # a tensor size of the user's own: the fit check picks the stages for it
+    return sizing.size(sizing.SizingRequest(
+        model=model, precision=spec.model.precision, gpu=gpu, gpus_per_node=spec.serving.gpu.per_node,
+        max_batch_size=max_batch_size, max_seq_len=spec.runtime.max_seq_len,
+        kv_cache_free_gpu_mem_fraction=fraction, tensor_parallel=tensor, pipeline_parallel=pipeline,
+        kv_cache_precision=Precision.FP8 if kv_fp8 else None, attention_data_parallel=attention_dp))
+
+
+def _with_recipe(spec: DeepSeekDeploymentSpec, model: ModelSpec, gpu: GpuSpec,
+                 recipe: recipes.Recipe) -> tuple[Runtime, str]:
+    """The runtime of one recipe, and a note when its batch had to shrink to fit."""
+    rt = spec.runtime
+    attention_dp = model.moe and (rt.parallelism.attention_data_parallel
+                                  if rt.parallelism.attention_data_parallel is not None else recipe.attention_dp)
+    kv_fp8 = rt.kv_cache.dtype == "fp8" or (gpu.fp8 and (recipe.kv_fp8 or spec.model.precision is Precision.FP8))
+    fraction = rt.kv_cache.free_gpu_memory_fraction or recipe.free_gpu_memory_fraction
+    batch, note = rt.max_batch_size or recipe.max_batch_size, ""
+    fit = _size(spec, model, gpu, recipe, batch, attention_dp, kv_fp8, fraction)
+    if rt.max_batch_size is None and fit.reason == sizing.DOES_NOT_FIT:
+        smaller_batch, smaller = batch, fit
+        while not smaller.fits and smaller_batch > 1:
+            smaller_batch //= 2
+            smaller = _size(spec, model, gpu, recipe, smaller_batch, attention_dp, kv_fp8, fraction)
+        if smaller.fits:  # else the weights alone do not fit: report the recipe's batch
+            note = (f"maxBatchSize {smaller_batch}: the recipe's {batch} requests of maxSeqLen "
+                    f"{rt.max_seq_len} do not fit the KV cache")
+            batch, fit = smaller_batch, smaller
+    expert = 1
+    if model.moe:
+        ep = rt.parallelism.expert
+        expert = ep if isinstance(ep, int) else (recipe.expert or fit.tensor_parallel)
+        if fit.tensor_parallel % expert:
+            expert = fit.tensor_parallel  # the recipe's split does not divide a tensor size set in the spec
+    graphs = min(rt.cuda_graphs.max_batch_size or recipe.cuda_graph_max_batch_size or batch, batch)
+    runtime = Runtime(
+        recipe=recipe, reason="", fit=fit, expert=expert, attention_dp=attention_dp, max_batch_size=batch,
+        max_num_tokens=rt.max_num_tokens or recipe.max_num_tokens, max_seq_len=rt.max_seq_len,
+        free_gpu_memory_fraction=fraction,
+        enable_block_reuse=(rt.kv_cache.enable_block_reuse if rt.kv_cache.enable_block_reuse is not None
+                            else recipe.enable_block_reuse),
+        kv_fp8=kv_fp8, moe_backend=(rt.moe_backend or recipe.moe_backend) if model.moe else None,
+        mtp_layers=rt.mtp_layers if rt.mtp_layers is not None else recipe.mtp_layers,
+        cuda_graphs=rt.cuda_graphs.enabled, cuda_graph_max_batch_size=graphs,
+        cuda_graph_padding=rt.cuda_graphs.padding, scheduler_policy=rt.scheduler_policy)
+    return runtime, note
+
+
+def resolve(spec: DeepSeekDeploymentSpec, model: ModelSpec, gpu: GpuSpec) -> Runtime:
+    """The first applicable recipe that fits, with the spec's own settings over it; when none fits, the first
+    one (its fit says why and what would)."""
+    tried: list[str] = []
+    first: Runtime | None = None
+    for recipe in recipes.candidates(model, gpu, spec.model.precision, spec.runtime.objective):
+        runtime, note = _with_recipe(spec, model, gpu, recipe)
+        first = first or runtime
+        if runtime.fit.fits:
+            why = [f"recipe {recipe.name} ({recipe.source})"]
+            if recipe.objective != spec.runtime.objective and recipe.tensor is not None:
+                why.append(f"no {spec.runtime.objective} recipe fits")
+            why += [f"{name} does not fit" for name in tried]
+            why += [note] if note else []
+            return replace(runtime, reason="; ".join(why))
+        tried.append(recipe.name)
+    assert first is not None  # candidates() always ends with a default
+    return replace(first, reason=f"recipe {first.recipe.name} ({first.recipe.source}); none of "
+                                 f"{', '.join(tried)} fits")
