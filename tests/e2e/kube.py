@@ -94,7 +94,7 @@ def triton_deployment(name: str, replicas: int = 1, annotations: dict[str, str] 
     pod_labels = {"app": name, **(labels or {})}
     params = triton.LlmApiParams(checkpoint_dir="/srv/ckpt", tensor_parallel=gpus, pipeline_parallel=1,
                                  max_batch_size=8, max_num_tokens=512, max_seq_len=1024, free_gpu_memory_fraction=0.9,
-                                 batch_scheduler_policy="guaranteed_no_evict", decoupled=False)
+                                 batch_scheduler_policy="guaranteedNoEvict", decoupled=False)
     files = triton.render_model_repository(params)
     volumes = [{"name": "src", "configMap": {"name": f"{name}-model"}}, {"name": "repo", "emptyDir": {}}]
     mounts = [{"name": "src", "mountPath": "/src"}, {"name": "repo", "mountPath": "/srv"}]
