@@ -1,6 +1,8 @@
 # The deepseek-operator image: `docker build -t deepseek-operator:0.1.0 .`
 # The NCCL preflight image (PyTorch with its CUDA and NCCL wheels, several GB):
 # `docker build --target preflight -t deepseek-operator-preflight:0.1.0 .`
+# The weights downloader (huggingface_hub and boto3, none of the operator's dependencies):
+# `docker build --target downloader -t deepseek-operator-downloader:0.1.0 .`
 # The Helm chart (charts/deepseek-operator) runs it as UID 10001 with a read-only root filesystem.
 
 FROM python:3.11-slim AS build
@@ -19,6 +21,18 @@ COPY operator/ /src/operator/
 RUN pip install '/src[preflight]' && rm -rf /src
 USER 10001:10001
 ENTRYPOINT ["torchrun"]
+
+FROM python:3.11-slim AS downloader
+ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONPATH=/app
+COPY operator/deepseek_operator/download/requirements.txt /tmp/requirements.txt
+RUN pip install -r /tmp/requirements.txt && rm /tmp/requirements.txt
+# Only the downloader's modules: it imports nothing else of the package (an import contract holds it to that).
+COPY operator/deepseek_operator/__init__.py /app/deepseek_operator/__init__.py
+COPY operator/deepseek_operator/download/ /app/deepseek_operator/download/
+USER 10001:10001
+# 8080: the progress endpoint the operator reads. The outcome goes to /dev/termination-log.
+EXPOSE 8080
+ENTRYPOINT ["python", "-m", "deepseek_operator.download"]
 
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1

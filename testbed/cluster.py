@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from testbed import network
+from testbed import network, volumes
 
 REPO = Path(__file__).resolve().parent.parent
 TESTBED = REPO / "testbed"
@@ -544,6 +544,7 @@ def down(quiet: bool = False) -> None:
             stop_pid(state.pids[name])
         STATE_FILE.unlink(missing_ok=True)
     network.remove_all()
+    volumes.release_capacity_mounts()
     if not quiet:
         print("testbed stopped")
 

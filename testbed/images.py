@@ -35,7 +35,7 @@ class Image:
         return any(fnmatch.fnmatch(reference, pattern) for pattern in self.match)
 
 
-def placeholders(preflight_python: str) -> dict[str, str]:
+def placeholders(preflight_python: str, downloader_python: str) -> dict[str, str]:
     import pytriton  # the testbed's Triton build; imported here so the table loads without it
 
     return {
@@ -46,6 +46,7 @@ def placeholders(preflight_python: str) -> dict[str, str]:
         "python_libdir": sysconfig.get_config_var("LIBDIR") or "",
         "pytriton": str(Path(pytriton.__file__).resolve().parent),
         "preflight_python": preflight_python,
+        "downloader_python": downloader_python,
         "repo": str(REPO),
     }
 

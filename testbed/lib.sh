@@ -52,8 +52,24 @@ ensure_preflight_venv() {
   fi
 }
 
+# The weights downloader's packages, pinned in the file its image installs: an environment of its own (botocore
+# pins python-dateutil below the version the kubernetes client needs).
+DOWNLOADER_VENV="$DEEPSEEK_TESTBED_CACHE/downloader-venv"
+DOWNLOADER_REQUIREMENTS="$REPO/operator/deepseek_operator/download/requirements.txt"
+
+ensure_downloader_venv() {
+  local want; want="$(sha256sum "$DOWNLOADER_REQUIREMENTS" | cut -c1-16)"
+  if [[ ! -f "$DOWNLOADER_VENV/.installed" || "$(cat "$DOWNLOADER_VENV/.installed")" != "$want" ]]; then
+    echo "setup: installing the weights downloader's packages into $DOWNLOADER_VENV" >&2
+    [[ -x "$DOWNLOADER_VENV/bin/python" ]] || python3 -m venv "$DOWNLOADER_VENV"
+    "$DOWNLOADER_VENV/bin/python" -m pip install -q -r "$DOWNLOADER_REQUIREMENTS" >&2
+    echo "$want" > "$DOWNLOADER_VENV/.installed"
+  fi
+}
+
 ensure_testbed_built() {
   ensure_debian_packages
   "$REPO/testbed/build" >&2
   ensure_preflight_venv
+  ensure_downloader_venv
 }

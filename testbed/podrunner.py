@@ -65,6 +65,8 @@ RETRY_S = 2.0  # a volume or object not there yet: tried again this often (the k
 TESTBED_POD_FILE = "/run/testbed/pod.json"
 PREFLIGHT_PYTHON = os.environ.get("DEEPSEEK_TESTBED_PREFLIGHT_PYTHON") or str(
     CACHE / "preflight-venv" / "bin" / "python")
+DOWNLOADER_PYTHON = os.environ.get("DEEPSEEK_TESTBED_DOWNLOADER_PYTHON") or str(
+    CACHE / "downloader-venv" / "bin" / "python")
 CLUSTER_DOMAIN = "cluster.local"
 
 
@@ -535,7 +537,7 @@ def _exit_code(returncode: int) -> int:
 class PodRunner:
     def __init__(self, api: client.CoreV1Api) -> None:
         self.api = api
-        self.values = images.placeholders(PREFLIGHT_PYTHON)
+        self.values = images.placeholders(PREFLIGHT_PYTHON, DOWNLOADER_PYTHON)
         self.images = images.load(self.values)
         self.pods: dict[str, Pod] = {}
         self.lock = threading.Lock()

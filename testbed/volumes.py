@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -202,7 +203,26 @@ class VolumeSetup:
             raise podspec.SpecError(f"PersistentVolume {pv.metadata.name} is neither hostPath nor local")
         folder = Path(source.path)
         folder.mkdir(parents=True, exist_ok=True)
+        hold_to_capacity(folder, (pv.spec.capacity or {}).get("storage"))
         return folder, bool(spec.get("readOnly"))
+
+
+def hold_to_capacity(folder: Path, capacity: str | None) -> None:
+    """A volume holds what its PersistentVolume's capacity says, as a real disk does: a tmpfs of that size on the
+    host-path folder, mounted once for the PV's life (every pod that mounts the claim shares it), so a writer
+    past the capacity gets ENOSPC. `testbed down` unmounts them (`release_capacity_mounts`)."""
+    if not capacity or os.path.ismount(folder):
+        return
+    size = int(podspec.quantity(capacity))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0777", "testbed-pv", str(folder)], check=True,
+                   capture_output=True)
+
+
+def release_capacity_mounts() -> None:
+    for line in Path("/proc/mounts").read_text().splitlines():
+        device, target = line.split()[:2]
+        if device == "testbed-pv":
+            subprocess.run(["umount", "-l", target], capture_output=True)
 
 
 def container_mounts(container: Mapping[str, Any], volumes: Mapping[str, Volume]) -> list[dict[str, Any]]:

@@ -141,6 +141,19 @@ def quantize_jobs(**kw: Any) -> dict[Any, Any]:
     return {kw["namespace"]: summarize(kw["body"])}
 
 
+DOWNLOADS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY, naming.LABEL_COMPONENT: naming.COMPONENT_DOWNLOAD}
+
+
+@kopf.index("batch", "v1", "jobs", labels=DOWNLOADS)
+def download_jobs(**kw: Any) -> dict[Any, Any]:
+    return {kw["namespace"]: summarize(kw["body"])}
+
+
+@kopf.index("", "v1", "pods", labels=DOWNLOADS)
+def download_pods(**kw: Any) -> dict[Any, Any]:
+    return {kw["namespace"]: summarize(kw["body"])}
+
+
 @kopf.index("", "v1", "persistentvolumeclaims")
 def pvcs(**kw: Any) -> dict[Any, Any]:
     return {kw["namespace"]: summarize(kw["body"])}
@@ -173,7 +186,9 @@ async def _reconcile(key: tuple[str, str], indexes: Mapping[str, kopf.Index[Any,
                                            for kind, (_, _, _, index) in OWNED.items()}
         namespace = key[0]
         observed = observe(body, owned, list(indexes["pvcs"].get(namespace, [])),
-                           list(indexes["quantize_jobs"].get(namespace, [])), lws_installed=_lws_installed)
+                           list(indexes["quantize_jobs"].get(namespace, [])), lws_installed=_lws_installed,
+                           download_jobs=list(indexes["download_jobs"].get(namespace, [])),
+                           download_pods=list(indexes["download_pods"].get(namespace, [])))
         assert _kube is not None
         try:
             result = await asyncio.get_running_loop().run_in_executor(_executor, reconcile, _kube, body, observed)
@@ -190,7 +205,8 @@ async def _reconcile(key: tuple[str, str], indexes: Mapping[str, kopf.Index[Any,
 
 
 def _indexes(kwargs: Mapping[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
-    names = ("resources", "quantize_jobs", "pvcs", *(index for _, _, _, index in OWNED.values()))
+    names = ("resources", "quantize_jobs", "download_jobs", "download_pods", "pvcs",
+             *(index for _, _, _, index in OWNED.values()))
     return {n: kwargs[n] for n in names}
 
 
@@ -215,23 +231,28 @@ for _group, _plural, _labels, _index in OWNED.values():
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={naming.LABEL_COMPONENT: naming.COMPONENT_QUANTIZE})
+@kopf.on.event("batch", "v1", "jobs", labels=DOWNLOADS, id="download_jobs_changed")
+@kopf.on.event("", "v1", "pods", labels=DOWNLOADS, id="download_pods_changed")
 @kopf.on.event("", "v1", "persistentvolumeclaims", labels={naming.LABEL_MANAGED_BY: naming.MANAGED_BY})
 async def shared_child_changed(**kwargs: Any) -> None:
     namespace, labels = kwargs["namespace"], kwargs["labels"]
-    # Quantized checkpoints and caches are shared: the resources of the namespace that wait on this one take
-    # another look,
-    # concurrently (bounded by PARALLEL_PASSES).
+    # Downloads, quantized checkpoints and caches are shared: the resources of the namespace that wait on this
+    # one take another look, concurrently (bounded by PARALLEL_PASSES).
     indexes = _indexes(kwargs)
     checkpoint_key = labels.get(naming.LABEL_CHECKPOINT_KEY)
+    weights_key = labels.get(naming.LABEL_WEIGHTS_KEY)
     waiting = [key for key, store in indexes["resources"].items() if key[0] == namespace
-               and any(_waits_on(b, kwargs["name"], checkpoint_key) for b in store)]
+               and any(_waits_on(b, kwargs["name"], checkpoint_key, weights_key) for b in store)]
     await asyncio.gather(*(_reconcile(key, indexes) for key in waiting))
 
 
-def _waits_on(body: Mapping[str, Any], pvc: str, checkpoint_key: str | None) -> bool:
+def _waits_on(body: Mapping[str, Any], pvc: str, checkpoint_key: str | None, weights_key: str | None) -> bool:
     status = body.get("status") or {}
     if status.get("phase") not in (None, "Pending", "Preparing", "Degraded") and not status.get("canaryRevision"):
         return False
+    if weights_key is not None:  # a download Job or its pod: those waiting for those weights (or not yet knowing)
+        model = status.get("model")
+        return (model.get("key") if isinstance(model, Mapping) else None) in (None, weights_key)
     if checkpoint_key is not None:  # a quantize Job: those waiting for that checkpoint (or not yet knowing which)
         return (status.get("quantization") or {}).get("key") in (None, checkpoint_key)
     cache = ((body.get("spec") or {}).get("runtime") or {}).get("cache") or {}

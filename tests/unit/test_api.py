@@ -72,7 +72,7 @@ def _with(path: str, value: object) -> dict:
     ("model.name", "gpt-4", "model.name"),
     ("model.precision", "fp4", "model.precision"),
     ("model.source", {}, "model.source"),
-    ("model.source", {"pvc": {"claimName": "a"}, "hf": {"repo": "a/b"}}, "model.source"),
+    ("model.source", {"pvc": {"claimName": "a"}, "hf": {"repo": "a/b", "revision": "0" * 40}}, "model.source"),
     ("model.custom", {"paramsBillion": 7, "layers": 2, "hiddenSize": 64, "attentionHeads": 1, "kvHeads": 1},
      "model"),
     ("runtime.parallelism.tensor", 3, "runtime.parallelism.tensor"),

@@ -606,18 +606,21 @@ def test_last_transition_time_moves_only_when_a_condition_status_changes() -> No
     for now in (T0, T0, T1):  # PVC, Job, Job running: nothing changes status after the first pass
         p = cluster.reconcile(body, now)
     assert {c["type"]: c["lastTransitionTime"] for c in p.status["conditions"]} == {
-        "FitsHardware": T0, "CheckpointReady": T0, "Ready": T0, "Progressing": T0, "Degraded": T0}
+        "FitsHardware": T0, "WeightsReady": T0, "CheckpointReady": T0, "Ready": T0, "Progressing": T0,
+        "Degraded": T0}
 
     cluster.finish_job()
     p = cluster.reconcile(body, T2)
     assert {c["type"]: c["lastTransitionTime"] for c in p.status["conditions"]} == {
-        "FitsHardware": T0, "CheckpointReady": T2, "Ready": T0, "Progressing": T0, "Degraded": T0}
+        "FitsHardware": T0, "WeightsReady": T0, "CheckpointReady": T2, "Ready": T0, "Progressing": T0,
+        "Degraded": T0}
     assert cond(p, "Ready")["reason"] == "ReplicasNotReady"  # reason changed, status did not: time kept
 
     cluster.roll_out()
     p = cluster.reconcile(body, T3)
     assert {c["type"]: c["lastTransitionTime"] for c in p.status["conditions"]} == {
-        "FitsHardware": T0, "CheckpointReady": T2, "Ready": T3, "Progressing": T3, "Degraded": T0}
+        "FitsHardware": T0, "WeightsReady": T0, "CheckpointReady": T2, "Ready": T3, "Progressing": T3,
+        "Degraded": T0}
 
 
 def test_events_say_each_change_once() -> None:
@@ -651,7 +654,7 @@ def test_conditions_carry_the_generation_they_were_computed_for(name: str) -> No
     body["metadata"]["generation"] = 8  # a spec edit that changes nothing the plan renders (same values)
     p = cluster.reconcile(body, T1)
     assert p.status["observedGeneration"] == 8
-    assert [c["observedGeneration"] for c in p.status["conditions"]] == [8] * (6 if name == R1_671B else 5)
+    assert [c["observedGeneration"] for c in p.status["conditions"]] == [8] * (7 if name == R1_671B else 6)
     assert {c["lastTransitionTime"] for c in p.status["conditions"]} == {T0}  # no status changed
 
 
@@ -665,7 +668,8 @@ INVALID = [
     pytest.param({"serving.replicas": -1}, "spec.serving.replicas", id="negative replicas"),
     pytest.param({"engine": {"maxBatchSize": 8}}, "spec.engine", id="the removed engine section"),
     pytest.param({"serving.gpuCount": 2}, "spec.serving.gpuCount", id="unknown field"),
-    pytest.param({"model.source.hf": {"repo": "deepseek-ai/DeepSeek-R1"}}, "spec.model.source", id="two sources"),
+    pytest.param({"model.source.hf": {"repo": "deepseek-ai/DeepSeek-R1", "revision": "a" * 40}}, "spec.model.source",
+                 id="two sources"),
     pytest.param({"serving.podLabels": {"app.kubernetes.io/name": "x"}}, "spec.serving", id="reserved pod label"),
 ]
 

@@ -113,6 +113,8 @@ def crd_manifest() -> dict[str, Any]:
                     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                     {"name": "Canary", "type": "integer", "jsonPath": ".status.canaryWeight",
                      "description": "Percent of traffic the revision being rolled out receives"},
+                    {"name": "Weights", "type": "string", "jsonPath": ".status.model.state", "priority": 1},
+                    {"name": "Downloaded", "type": "string", "jsonPath": ".status.model.progress", "priority": 1},
                     {"name": "Recipe", "type": "string", "jsonPath": ".status.runtime.recipe", "priority": 1},
                     {"name": "Stable", "type": "string", "jsonPath": ".status.stableRevision", "priority": 1},
                     {"name": "Rollout", "type": "string", "jsonPath": ".status.canaryRevision", "priority": 1},

@@ -25,6 +25,8 @@ DEFAULT_MODEL_CACHE_PVC = "deepseek-model-cache"
 DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3"
 # The operator image built with the `preflight` extra (Dockerfile target `preflight`): PyTorch and NCCL.
 DEFAULT_PREFLIGHT_IMAGE = "ghcr.io/deepseek-operator/deepseek-operator-preflight:0.1.0"
+# The weights downloader (Dockerfile target `downloader`): huggingface_hub and boto3, nothing of the operator's.
+DEFAULT_DOWNLOADER_IMAGE = "ghcr.io/deepseek-operator/deepseek-operator-downloader:0.1.0"
 # The catalog keys of render/catalog.py; the CRD enumerates them so `kubectl apply` rejects a typo.
 MODEL_NAMES = (
     "deepseek-r1-distill-qwen-1.5b", "deepseek-r1-distill-qwen-7b", "deepseek-r1-distill-qwen-14b",
@@ -80,13 +82,32 @@ class SecretKeyRef(Schema):
 
 class HuggingFaceSource(Schema):
     repo: str = Field(pattern=r"^[\w.-]+/[\w.-]+$", description="Repository id, e.g. deepseek-ai/DeepSeek-R1.")
-    token_secret_ref: SecretKeyRef | None = Field(default=None, description="Secret key holding an HF token.")
+    revision: str = Field(pattern=r"^[0-9a-f]{40}$", description="The commit to download (40 hex digits): a "
+                          "branch or tag moves, and a checkpoint in the cache must be the one its key names.")
+    endpoint: str | None = Field(default=None, pattern=r"^https?://", description="A Hub mirror or an in-cluster "
+                                 "Hub-compatible server (HF_ENDPOINT); default https://huggingface.co.")
+    token_secret_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding a Hub token; only the download Job's environment reads it.")
 
 
 class S3Source(Schema):
-    uri: str = Field(pattern=r"^s3://", description="s3://bucket/prefix of the checkpoint.")
+    uri: str = Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
+                     description="s3://bucket/prefix of the checkpoint: every object under the prefix is fetched.")
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://", description="Endpoint of an "
+                                     "S3-compatible store (in-cluster MinIO, Ceph RGW, SeaweedFS, ...); default AWS.")
+    region: str | None = Field(default=None, pattern=r"^[a-z0-9-]+$", description="Region; default us-east-1.")
+    path_style: bool = Field(default=False, description="Path-style addressing (endpoint/bucket/key), which most "
+                             "S3-compatible stores need; AWS uses virtual-hosted style.")
     credentials_secret_ref: str | None = Field(
-        default=None, pattern=K8S_NAME, description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.")
+        default=None, pattern=K8S_NAME, description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+        "(and optionally AWS_SESSION_TOKEN); only the download Job's environment reads it. Unset: anonymous.")
+
+
+class ModelDownload(Schema):
+    image: str = Field(default=DEFAULT_DOWNLOADER_IMAGE, min_length=1,
+                       description="The downloader image (huggingface_hub and boto3).")
+    max_bytes_per_second: int | None = Field(default=None, ge=1024, description="Cap on the download rate, "
+                                             "so a 700 GB checkpoint does not saturate the storage network.")
 
 
 class ModelSource(Choice):
@@ -132,6 +153,8 @@ class ModelRef(Schema):
                                   "checkpoint carries is served as it is; any other is made once by a quantize "
                                   "Job.")
     custom: CustomModel | None = Field(default=None, description="Figures of a `custom` model.")
+    download: ModelDownload = Field(default_factory=ModelDownload, description="How hf: and s3: checkpoints are "
+                                    "downloaded, once per (source, revision), into the model cache PVC.")
 
     @model_validator(mode="after")
     def _custom_figures(self) -> ModelRef:
@@ -157,8 +180,9 @@ Parallelism = Annotated[
 
 class ModelCache(Schema):
     pvc: str = Field(default=DEFAULT_MODEL_CACHE_PVC, pattern=K8S_NAME, max_length=253,
-                     description="PVC that holds quantized checkpoints under their key; created when missing and "
-                                 "kept when the DeepSeekDeployment is deleted (quantizing costs GPU hours).")
+                     description="PVC that holds downloaded and quantized checkpoints under their keys; created "
+                                 "when missing (ReadWriteMany) and kept when a DeepSeekDeployment is deleted: "
+                                 "downloads and quantizing cost hours, and other resources may use them.")
     size: str = Field(default="500Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$", description="Size of a created cache PVC.")
     storage_class_name: str | None = Field(default=None, description="StorageClass of a created cache PVC.")
 

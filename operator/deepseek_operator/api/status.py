@@ -15,6 +15,7 @@ READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
 CHECKPOINT_READY = "CheckpointReady"
+WEIGHTS_READY = "WeightsReady"
 FITS_HARDWARE = "FitsHardware"
 PREFLIGHT = "Preflight"
 
@@ -29,6 +30,11 @@ class Reason:
     EXCEEDS_NODE = "ExceedsNode"
     INVALID_SPEC = "InvalidSpec"
     GPU_UNSUPPORTED = "GPUUnsupported"
+    ON_VOLUME = "OnVolume"  # a pvc: source, read in place
+    DOWNLOADED = "Downloaded"
+    DOWNLOADING = "Downloading"
+    DOWNLOAD_PENDING = "DownloadPending"
+    DOWNLOAD_FAILED = "DownloadFailed"
     QUANTIZED = "Quantized"
     AS_PUBLISHED = "ServedAsPublished"
     QUANTIZING = "Quantizing"
@@ -103,6 +109,24 @@ class RuntimeStatus(Schema):
     kv_cache_dtype: str = Field(default="auto", description="KV cache element type.")
     mtp_layers: int = Field(default=0, description="Multi-token-prediction draft tokens (0: off).")
     moe_backend: str | None = Field(default=None, description="moe_config.backend (MoE models).")
+
+
+class ModelStatus(Schema):
+    """The served model and its weights: read from a PVC in place, or downloaded once per key into the cache."""
+
+    name: str = Field(default="", description="Served model and precision.")
+    source: str = Field(default="", description="Where the weights come from (pvc:, hf: or s3: and the location).")
+    key: str = Field(default="", description="Download key: hash of the source location and revision; the "
+                                             "checkpoint is at checkpoints/<key> in the model cache PVC.")
+    state: Literal["Pending", "Downloading", "Ready", "Failed"] = Field(
+        default="Pending", description="Pending (waiting for the cache PVC or the Job's pod), Downloading, Ready "
+                                       "(on the volume, complete and verified) or Failed.")
+    bytes_done: int = Field(default=0, description="Bytes downloaded and written so far.")
+    bytes_total: int = Field(default=0, description="Bytes of the whole checkpoint.")
+    bytes_per_second: int = Field(default=0, description="Download rate over the last seconds.")
+    progress: str = Field(default="", description="bytes done of total, for kubectl get -o wide.")
+    job: str = Field(default="", description="The download Job, when there is one.")
+    message: str = Field(default="", description="Progress, or the store's own error on failure.")
 
 
 class QuantizationStatus(Schema):
@@ -184,7 +208,7 @@ class DeepSeekDeploymentStatus(Schema):
     replicas: int = Field(default=0, description="Desired replicas.")
     ready_replicas: int = Field(default=0, description="Replicas whose pods are all Ready.")
     ready: str = Field(default="0/0", description="ready/desired, for kubectl get.")
-    model: str = Field(default="", description="Served model and precision, for kubectl get.")
+    model: ModelStatus | None = Field(default=None, description="The served model and its weights.")
     parallelism: Parallelism | None = Field(default=None, description="The parallel layout chosen by sizing.")
     sizing: Sizing | None = Field(default=None, description="Memory estimate behind FitsHardware.")
     runtime: RuntimeStatus | None = Field(default=None, description="The runtime recipe and its settings.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -12,9 +12,10 @@ from kubernetes.client.exceptions import ApiException
 
 from deepseek_operator.k8s import metrics
 from deepseek_operator.k8s.client import Kube
+from deepseek_operator.providers import download_progress
 from deepseek_operator.providers import metrics as metric_providers
-from deepseek_operator.render import naming
-from deepseek_operator.render.plan import Observed, analysis_request, plan
+from deepseek_operator.render import naming, weights
+from deepseek_operator.render.plan import Observed, analysis_request, download_progress_request, plan
 
 # A child as the indexes keep it: enough to plan with, small enough for thousands of resources.
 Summary = dict[str, Any]
@@ -35,10 +36,16 @@ def summarize(body: Mapping[str, Any]) -> Summary:
 
 
 def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: list[Summary],
-            jobs: list[Summary], lws_installed: bool = False) -> Observed:
+            jobs: list[Summary], lws_installed: bool = False, download_jobs: Sequence[Summary] = (),
+            download_pods: Sequence[Summary] = ()) -> Observed:
     """Turns what the indexes hold for one resource (and its namespace's shared objects) into the planner's input."""
     hashes: dict[tuple[str, str], str] = {}
-    for item in [*(i for kind, items in owned.items() if not kind.endswith("Pod") for i in items), *pvcs, *jobs]:
+    pods_by_job: dict[str, list[Summary]] = {}
+    for pod in download_pods:
+        if job_name := pod["metadata"]["labels"].get("batch.kubernetes.io/job-name"):
+            pods_by_job.setdefault(job_name, []).append(pod)
+    for item in [*(i for kind, items in owned.items() if not kind.endswith("Pod") for i in items), *pvcs, *jobs,
+                 *download_jobs]:
         applied = item["metadata"]["annotations"].get(naming.ANNOTATION_APPLIED_HASH)
         if applied:
             hashes[(item["kind"], item["metadata"]["name"])] = applied
@@ -52,6 +59,8 @@ def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: l
                                            == naming.COMPONENT_MODEL_REPO)),
         pvc_uids={p["metadata"]["name"]: p["metadata"]["uid"] for p in pvcs},
         quantize_jobs={j["metadata"]["name"]: j for j in jobs},
+        download_jobs={j["metadata"]["name"]: j for j in download_jobs},
+        download_pods={name: tuple(pods) for name, pods in pods_by_job.items()},
         statefulsets={s["metadata"]["name"]: s for s in owned.get("StatefulSet", [])},
         leader_worker_sets={s["metadata"]["name"]: s for s in owned.get("LeaderWorkerSet", [])},
         lws_installed=lws_installed,
@@ -66,7 +75,12 @@ def now_rfc3339() -> str:
 
 
 def measure(kube: Kube, body: Mapping[str, Any], observed: Observed, now: str) -> Observed:
-    """Asks the metric provider for the canary's figures when the analysis is due (the only read in a pass)."""
+    """The reads a pass makes beyond the indexes: the download pod's progress while the weights download, and
+    the metric provider's figures for the canary when the analysis is due."""
+    if (asked := download_progress_request(body, observed)) is not None:
+        job_name, pod_ip = asked
+        if (progress := download_progress.read(pod_ip, weights.PROGRESS_PORT)) is not None:
+            observed = replace(observed, download_progress={job_name: progress})
     request = analysis_request(body, observed, now)
     if request is None:
         return observed

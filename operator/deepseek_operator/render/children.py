@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepseek_operator.api.spec import GROUP, KIND, VERSION, DeepSeekDeploymentSpec
-from deepseek_operator.render import naming, nccl, triton
+from deepseek_operator.render import naming, nccl, triton, weights
 from deepseek_operator.render import quantize as quantization
 from deepseek_operator.render.catalog import GpuSpec
 
@@ -61,13 +61,16 @@ def tolerations(spec: DeepSeekDeploymentSpec) -> list[dict[str, Any]]:
 
 
 def checkpoint_volume(spec: DeepSeekDeploymentSpec) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The checkpoint, read-only at /checkpoint: the user's PVC, or the downloaded folder of the model cache."""
     src = spec.model.source
+    mount: dict[str, Any] = {"name": "checkpoint", "mountPath": quantization.CHECKPOINT_MOUNT, "readOnly": True}
     if src.pvc:
         volume = {"name": "checkpoint", "persistentVolumeClaim": {"claimName": src.pvc.claim_name, "readOnly": True}}
     else:
-        # hf/s3 checkpoints are downloaded by the build Job into its own scratch space.
-        volume = {"name": "checkpoint", "emptyDir": {}}
-    return volume, {"name": "checkpoint", "mountPath": quantization.CHECKPOINT_MOUNT, "readOnly": bool(src.pvc)}
+        volume = {"name": "checkpoint",
+                  "persistentVolumeClaim": {"claimName": spec.runtime.cache.pvc, "readOnly": True}}
+        mount["subPath"] = weights.cache_subpath(weights.key(spec))
+    return volume, mount
 
 
 def cache_pvc(spec: DeepSeekDeploymentSpec, namespace: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ FIELD_MANAGER = "deepseek-operator"
 LABEL_DEPLOYMENT = f"{GROUP}/deployment"
 LABEL_REVISION = f"{GROUP}/revision"
 LABEL_CHECKPOINT_KEY = f"{GROUP}/checkpoint-key"
+LABEL_WEIGHTS_KEY = f"{GROUP}/weights-key"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 ANNOTATION_APPLIED_HASH = f"{GROUP}/applied-hash"
 # A person's rollout action (promote, abort, ...) and a fresh nonce; the operator handles each nonce once.
@@ -25,6 +26,7 @@ COMPONENT_SERVER = "server"
 COMPONENT_SERVER_WORKER = "server-worker"  # a multi-node replica's non-leader pods: never behind a Service
 COMPONENT_MODEL_REPO = "model-repository"
 COMPONENT_QUANTIZE = "quantize"
+COMPONENT_DOWNLOAD = "download"
 COMPONENT_MODEL_CACHE = "model-cache"
 COMPONENT_PREFLIGHT = "preflight"
 COMPONENT_MPI_SSH = "mpi-ssh"
@@ -75,6 +77,10 @@ def model_repo_configmap_name(name: str, revision: str) -> str:
 def pod_dns_name(pod: str, service: str, namespace: str) -> str:
     """A pod's own DNS name behind a headless Service that is its subdomain."""
     return f"{pod}.{service}.{namespace}.svc.cluster.local"
+
+
+def download_job_name(weights_key: str) -> str:
+    return f"download-{weights_key}"
 
 
 def quantize_job_name(checkpoint_key: str) -> str:

@@ -11,7 +11,7 @@ import datetime as dt
 import functools
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from deepseek_operator.api import status as st
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec, GatewayProvider, PrometheusProvider, duration_seconds
 from deepseek_operator.api.status import Reason
-from deepseek_operator.render import catalog, children, multinode, naming, preflight, routing, sizing, triton
+from deepseek_operator.render import catalog, children, multinode, naming, preflight, routing, sizing, triton, weights
 from deepseek_operator.render import quantize as quantization
 from deepseek_operator.render import runtime as runtimes
 from deepseek_operator.rollout import analysis, machine
@@ -40,6 +40,10 @@ class Observed:
     pods: tuple[dict[str, Any], ...] = ()  # the serving pods, as summaries (labels, status)
     pvc_uids: Mapping[str, str] = field(default_factory=dict)  # PVCs of the namespace, by name
     quantize_jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # quantize Jobs, by name
+    download_jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # download Jobs, by name
+    download_pods: Mapping[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)  # by their Job's name
+    # What the running download pod's progress endpoint answered this pass (see download_progress_request).
+    download_progress: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     preflight_jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # the resource's, by name
     preflight_pods: tuple[dict[str, Any], ...] = ()  # their pods, as summaries (rank 0's termination message)
     # (kind, name) -> the applied-hash annotation of each child as it is now: unchanged children are not re-applied.
@@ -194,6 +198,7 @@ def _finish(body: dict[str, Any], conds: _Conditions, status: dict[str, Any], pl
 
 
 # Status fields a pass that changes nothing (bad spec, no fit, failed quantize Job) carries over as they are.
+DOWNLOAD_POLL_S = 3.0  # how often a resource waiting for its weights reads the download's progress
 KEPT_KEYS = ("revision", "replicas", "readyReplicas", "ready", "preflight", "stableRevision", "canaryRevision",
              "canaryWeight",
              "canaryReplicas", "currentStep", "stepStartedAt", "paused", "pauseReason", "rolloutKind",
@@ -426,7 +431,8 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
         return _finish(body, conds, {**keep, "phase": "Degraded"}, {})
     rt = _resolve(spec, model)
     fit = rt.fit
-    base = {**keep, "model": f"{spec.model.name}@{spec.model.precision.value}",
+    base = {**keep, "model": {"name": f"{spec.model.name}@{spec.model.precision.value}",
+                              "source": weights.location(spec)},
             "sizing": {"weightsGb": round(fit.weights_gb, 1), "kvCacheGb": round(fit.kv_cache_gb, 1),
                        "needPerGpuGb": round(fit.need_per_gpu_gb, 1),
                        "budgetPerGpuGb": round(fit.budget_per_gpu_gb, 1)}}
@@ -445,9 +451,41 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
     apply: list[dict[str, Any]] = []
     events: list[Event] = []
     affinity = children.gpu_node_affinity(target.gpu, spec.serving.node_selector)
+    serving = bool(old_status.get("stableRevision"))
+    delete: list[ChildRef] = []
+    download = _weights(spec, owner, observed, now, old_status, apply, events, delete)
+    base["model"] = {**base["model"], **download.status()}
+    if download.state == "Failed":
+        retry = rfc3339(epoch(download.failed_at) + weights.RETRY_AFTER_S) if download.failed_at else "later"
+        conds.set(st.WEIGHTS_READY, False, Reason.DOWNLOAD_FAILED, download.message)
+        conds.set(st.READY, serving, Reason.DOWNLOAD_FAILED,
+                  f"revision {target.name} has no weights and gets no pods"
+                  + (f"; {old_status['stableRevision']} keeps serving" if serving else ""))
+        conds.set(st.DEGRADED, True, Reason.DOWNLOAD_FAILED,
+                  f"downloading {weights.location(spec)} failed: {download.message}; tried again at {retry}, "
+                  f"or at once when Job {base['model']['job']} is deleted")
+        wait = max(1.0, epoch(retry) - epoch(now)) if download.failed_at else None
+        return _finish(body, conds, {**base, "phase": "Degraded"},
+                       {"apply": apply, "events": events, "delete": delete, "requeue_after": wait}, observed)
+    if download.state != "Ready":
+        reason = Reason.DOWNLOADING if download.state == "Downloading" else Reason.DOWNLOAD_PENDING
+        conds.set(st.WEIGHTS_READY, False, reason, download.message)
+        if not serving:
+            conds.set(st.READY, False, reason, "waiting for the weights")
+            conds.set(st.PROGRESSING, True, reason, download.message)
+            conds.set(st.DEGRADED, False, Reason.AS_EXPECTED)
+            return _finish(body, conds, {**base, "phase": "Preparing"},
+                           {"apply": apply, "events": events, "delete": delete,
+                            "requeue_after": DOWNLOAD_POLL_S}, observed)
+    else:
+        conds.set(st.WEIGHTS_READY, True, Reason.DOWNLOADED if weights.downloads(spec) else Reason.ON_VOLUME,
+                  download.message)
+    weights_ready = download.state == "Ready"
     key = target.key
     if not target.quantize:
         quantize_state, quantize_msg, job_name = "NotRequired", "served from the checkpoint by the PyTorch backend", ""
+    elif not weights_ready:
+        quantize_state, quantize_msg, job_name = "Pending", "waiting for the weights to quantize", ""
     elif (cache_pvc_uid := observed.pvc_uids.get(spec.runtime.cache.pvc)) is None:
         apply.append(children.cache_pvc(spec, owner.namespace))
         quantize_state, job_name = "Pending", ""
@@ -473,7 +511,6 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
         quantize_state, quantize_msg = _job_state(quantize_job)
     base["quantization"] = {"key": key, "state": quantize_state, "job": job_name, "message": quantize_msg}
 
-    serving = bool(old_status.get("stableRevision"))
     if quantize_state == "Failed":
         conds.set(st.CHECKPOINT_READY, False, Reason.QUANTIZE_FAILED, quantize_msg)
         conds.set(st.READY, serving, Reason.QUANTIZE_FAILED,
@@ -493,7 +530,7 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
     else:
         reason = Reason.QUANTIZED if quantize_state == "Complete" else Reason.AS_PUBLISHED
         conds.set(st.CHECKPOINT_READY, True, reason, quantize_msg)
-    servable = quantize_state in ("Complete", "NotRequired")
+    servable = weights_ready and quantize_state in ("Complete", "NotRequired")
     waiting: dict[str, str] = {}
     checked = _preflight(spec, target, fit, owner, observed, old_status, affinity, servable)
     verdict: dict[str, Any] | None = None
@@ -516,7 +553,42 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
     if verdict is not None and verdict["state"] == "Running":
         servable = False
         waiting = {"waiting_for": "its NCCL preflight", "wait_reason": Reason.PREFLIGHT_RUNNING}
-    return _roll(body, spec, target, observed, now, conds, base, apply, events, servable=servable, waiting=waiting)
+    rolled = _roll(body, spec, target, observed, now, conds, base, apply, events, servable=servable, waiting=waiting)
+    return replace(rolled, delete=[*delete, *rolled.delete]) if delete else rolled
+
+
+def _weights(spec: DeepSeekDeploymentSpec, owner: children.Owner, observed: Observed, now: str,
+             old_status: Mapping[str, Any], apply: list[dict[str, Any]], events: list[Event],
+             delete: list[ChildRef]) -> weights.Download:
+    """The weights of the revision: read in place from a PVC, or the download Job of their key, created when
+    missing and started again RETRY_AFTER_S after it failed."""
+    where = weights.location(spec)
+    if not weights.downloads(spec):
+        return weights.Download("Ready", f"read in place from {where}")
+    download_key, pvc = weights.key(spec), spec.runtime.cache.pvc
+    job_name = naming.download_job_name(download_key)
+    before = old_status.get("model")
+    before = before if isinstance(before, Mapping) else {}
+    if (pvc_uid := observed.pvc_uids.get(pvc)) is None:
+        apply.append(children.cache_pvc(spec, owner.namespace))
+        download = weights.Download("Pending", f"waiting for the model cache PVC {pvc}")
+    elif (job := observed.download_jobs.get(job_name)) is None:
+        apply.append(weights.job(spec=spec, download_key=download_key, namespace=owner.namespace,
+                                 cr_name=owner.name, cache_pvc_uid=pvc_uid))
+        events.append(Event("Normal", "DownloadStarted", f"downloading {where} into PVC {pvc} at "
+                                                         f"{weights.cache_subpath(download_key)} with Job {job_name}"))
+        download = weights.Download("Pending", f"download Job {job_name} created")
+    else:
+        download = weights.observe(job, list(observed.download_pods.get(job_name, ())),
+                                   observed.download_progress.get(job_name))
+        if download.state == "Failed" and download.failed_at and \
+                epoch(now) - epoch(download.failed_at) >= weights.RETRY_AFTER_S:
+            delete.append(ChildRef("batch/v1", "Job", job_name))
+            download = weights.Download("Pending", f"trying again after: {download.message}")
+    # A failure is said by the phase change to Degraded (a Warning with reason DownloadFailed).
+    if download.state == "Ready" and before.get("state") != "Ready":
+        events.append(Event("Normal", "DownloadComplete", f"{where}: {download.message}"))
+    return replace(download, key=download_key, job=job_name)
 
 
 def _preflight(spec: DeepSeekDeploymentSpec, target: RevisionRender, fit: sizing.SizingResult,
@@ -727,6 +799,18 @@ def analysis_request(body: Mapping[str, Any], observed: Observed, now: str) -> A
         canary_service=naming.canary_service_name(meta["name"]),
         stable_service=naming.stable_service_name(meta["name"]),
         prometheus=a.prometheus, gateway=a.gateway)
+
+
+def download_progress_request(body: Mapping[str, Any], observed: Observed) -> tuple[str, str] | None:
+    """(Job name, pod IP) of the running download pod whose progress the resource shows, if there is one."""
+    model = (body.get("status") or {}).get("model")
+    if not isinstance(model, Mapping) or model.get("state") not in ("Pending", "Downloading") or not model.get("job"):
+        return None
+    for pod in observed.download_pods.get(model["job"], ()):
+        status = pod.get("status") or {}
+        if status.get("phase") == "Running" and status.get("podIP"):
+            return model["job"], status["podIP"]
+    return None
 
 
 def ready_pod_ips(pods: tuple[dict[str, Any], ...], revision: str) -> tuple[str, ...]:

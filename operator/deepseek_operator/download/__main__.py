@@ -1,0 +1,3 @@
+from deepseek_operator.download.cli import main
+
+raise SystemExit(main())
