@@ -13,17 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from deepseek_operator.download.transfer import (
-    COMPLETE_MARKER,
-    Checksum,
-    PermanentError,
-    Progress,
-    RemoteFile,
-    Staging,
-    Throttle,
-    digest_of,
-    fetch_ranged,
-)
+from deepseek_operator.download import transfer
 from testbed.objectstore import DOWNLOADER_PYTHON
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,18 +26,19 @@ def s3_multipart_etag(data: bytes, part: int) -> str:
 
 
 @pytest.mark.parametrize(("checksum", "expected"), [
-    (Checksum("md5", ""), hashlib.md5(DATA).hexdigest()),
-    (Checksum("s3-multipart", "", 1 << 20), s3_multipart_etag(DATA, 1 << 20)),
-    (Checksum("sha256", ""), hashlib.sha256(DATA).hexdigest()),
-    (Checksum("git-sha1", ""), hashlib.sha1(b"blob %d\0" % len(DATA) + DATA).hexdigest()),
+    (transfer.Checksum("md5", ""), hashlib.md5(DATA).hexdigest()),
+    (transfer.Checksum("s3-multipart", "", 1 << 20), s3_multipart_etag(DATA, 1 << 20)),
+    (transfer.Checksum("sha256", ""), hashlib.sha256(DATA).hexdigest()),
+    (transfer.Checksum("git-sha1", ""), hashlib.sha1(b"blob %d\0" % len(DATA) + DATA).hexdigest()),
 ])
-def test_digests_take_the_form_the_store_states(tmp_path: Path, checksum: Checksum, expected: str) -> None:
+def test_digests_take_the_form_the_store_states(tmp_path: Path, checksum: transfer.Checksum, expected: str) -> None:
     (tmp_path / "f").write_bytes(DATA)
-    assert digest_of(tmp_path / "f", checksum) == expected
+    assert transfer.digest_of(tmp_path / "f", checksum) == expected
 
 
-def remote(data: bytes = DATA) -> RemoteFile:
-    return RemoteFile("weights/model.safetensors", len(data), Checksum("md5", hashlib.md5(data).hexdigest()))
+def remote(data: bytes = DATA) -> transfer.RemoteFile:
+    checksum = transfer.Checksum("md5", hashlib.md5(data).hexdigest())
+    return transfer.RemoteFile("weights/model.safetensors", len(data), checksum)
 
 
 def stream_from(data: bytes, calls: list[int]):  # type: ignore[no-untyped-def]
@@ -59,41 +50,43 @@ def stream_from(data: bytes, calls: list[int]):  # type: ignore[no-untyped-def]
 
 
 def test_a_file_resumes_at_the_bytes_it_holds_and_verifies(tmp_path: Path) -> None:
-    staging = Staging(tmp_path / "key")
+    staging = transfer.Staging(tmp_path / "key")
     part = staging.path("weights/model.safetensors.part")
     part.write_bytes(DATA[:1_500_000])  # what a killed pod left
-    progress = Progress(len(DATA), staging.bytes_present([remote()]))
+    progress = transfer.Progress(len(DATA), staging.bytes_present([remote()]))
     assert progress.done == 1_500_000
     calls: list[int] = []
-    fetch_ranged(staging, remote(), progress, Throttle(None), stream_from(DATA, calls))
+    transfer.fetch_ranged(staging, remote(), progress, transfer.Throttle(None), stream_from(DATA, calls))
     assert calls == [1_500_000] and progress.done == len(DATA)
     assert (staging.folder / "weights/model.safetensors").read_bytes() == DATA
-    assert staging.is_done(remote()) and Staging(tmp_path / "key").is_done(remote())  # survives a restart
+    assert staging.is_done(remote()) and transfer.Staging(tmp_path / "key").is_done(remote())  # survives a restart
 
 
 def test_a_damaged_file_is_thrown_away_and_fails_for_good(tmp_path: Path) -> None:
-    staging = Staging(tmp_path / "key")
+    staging = transfer.Staging(tmp_path / "key")
     damaged = bytearray(DATA)
     damaged[1000] ^= 0xFF
-    with pytest.raises(PermanentError, match=r"checksum mismatch for weights/model\.safetensors: md5"):
-        fetch_ranged(staging, remote(), Progress(len(DATA)), Throttle(None), stream_from(bytes(damaged), []))
+    with pytest.raises(transfer.PermanentError, match=r"checksum mismatch for weights/model\.safetensors: md5"):
+        transfer.fetch_ranged(staging, remote(), transfer.Progress(len(DATA)), transfer.Throttle(None),
+                              stream_from(bytes(damaged), []))
     assert not list(staging.folder.rglob("model.safetensors*")) and not staging.is_done(remote())
 
 
 def test_the_checkpoint_appears_under_its_key_only_when_complete(tmp_path: Path) -> None:
     dest = tmp_path / "checkpoints" / "key"
-    staging = Staging(dest)
-    fetch_ranged(staging, remote(), Progress(len(DATA)), Throttle(None), stream_from(DATA, []))
+    staging = transfer.Staging(dest)
+    transfer.fetch_ranged(staging, remote(), transfer.Progress(len(DATA)), transfer.Throttle(None),
+                          stream_from(DATA, []))
     assert not dest.exists()
     staging.commit("s3://models/x", [remote()], extra_cleanup=[".cache"])
-    manifest = json.loads((dest / COMPLETE_MARKER).read_text())
+    manifest = json.loads((dest / transfer.COMPLETE_MARKER).read_text())
     assert manifest["bytes"] == len(DATA) and [f["path"] for f in manifest["files"]] == [remote().path]
     assert not staging.folder.exists() and (dest / "weights/model.safetensors").read_bytes() == DATA
 
 
 def test_a_path_outside_the_checkpoint_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(PermanentError, match="outside the checkpoint"):
-        Staging(tmp_path / "key").path("../../etc/passwd")
+    with pytest.raises(transfer.PermanentError, match="outside the checkpoint"):
+        transfer.Staging(tmp_path / "key").path("../../etc/passwd")
 
 
 HUB_CHECK = """

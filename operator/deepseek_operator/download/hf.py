@@ -20,15 +20,7 @@ from huggingface_hub.errors import (
 )
 from tqdm.auto import tqdm
 
-from deepseek_operator.download.transfer import (
-    Checksum,
-    PermanentError,
-    Progress,
-    RemoteFile,
-    Staging,
-    Throttle,
-    mismatch,
-)
+from deepseek_operator.download import transfer
 
 # What hf_hub_download keeps in a local_dir besides the files: its metadata and `.incomplete` downloads.
 HUB_SCRATCH = ".cache"
@@ -44,18 +36,18 @@ def describe(err: Exception) -> tuple[str, bool]:
     return f"{type(err).__name__}: {message}", status in (401, 403, 404)
 
 
-def remote_files(siblings: list[Any]) -> list[RemoteFile]:
+def remote_files(siblings: list[Any]) -> list[transfer.RemoteFile]:
     """The Hub's file metadata (`ModelInfo.siblings` with files_metadata) as what is to be fetched."""
     files = []
     for s in siblings:
         lfs = getattr(s, "lfs", None)
         if lfs is not None:
-            checksum: Checksum | None = Checksum("sha256", lfs.sha256)
+            checksum: transfer.Checksum | None = transfer.Checksum("sha256", lfs.sha256)
             size = int(lfs.size)
         else:
-            checksum = Checksum("git-sha1", s.blob_id) if getattr(s, "blob_id", None) else None
+            checksum = transfer.Checksum("git-sha1", s.blob_id) if getattr(s, "blob_id", None) else None
             size = int(s.size or 0)
-        files.append(RemoteFile(s.rfilename, size, checksum))
+        files.append(transfer.RemoteFile(s.rfilename, size, checksum))
     return sorted(files, key=lambda f: f.path)
 
 
@@ -68,22 +60,23 @@ class HubStore:
     def uri(self) -> str:
         return f"hf://{self.repo}@{self.revision}"
 
-    def list(self) -> list[RemoteFile]:
+    def list(self) -> list[transfer.RemoteFile]:
         info = self.api.model_info(self.repo, revision=self.revision, files_metadata=True)
         return remote_files(list(info.siblings or []))
 
-    def fetch(self, staging: Staging, remote: RemoteFile, progress: Progress, throttle: Throttle) -> None:
+    def fetch(self, staging: transfer.Staging, remote: transfer.RemoteFile, progress: transfer.Progress,
+              throttle: transfer.Throttle) -> None:
         progress.file = remote.path
         hf_hub_download(self.repo, remote.path, revision=self.revision, local_dir=staging.folder,
                         endpoint=self.endpoint, tqdm_class=_meter(progress, throttle))
-        problem = mismatch(staging.folder / remote.path, remote)
+        problem = transfer.mismatch(staging.folder / remote.path, remote)
         if problem:
             (staging.folder / remote.path).unlink()
-            raise PermanentError(problem)
+            raise transfer.PermanentError(problem)
         staging.mark_verified(remote.path)
 
 
-def _meter(progress: Progress, throttle: Throttle) -> type[tqdm]:
+def _meter(progress: transfer.Progress, throttle: transfer.Throttle) -> type[tqdm]:
     """A tqdm that counts the bytes huggingface_hub writes and holds it to the rate cap."""
 
     class Meter(tqdm):  # type: ignore[misc]

@@ -15,15 +15,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, FlexibleChecksumError, NoCredentialsError
 
-from deepseek_operator.download.transfer import (
-    Checksum,
-    PermanentError,
-    Progress,
-    RemoteFile,
-    Staging,
-    Throttle,
-    fetch_ranged,
-)
+from deepseek_operator.download import transfer
 
 # The store's answers that another try cannot change: any 4xx but a throttle or a timeout (each store has its
 # own codes for an unknown key, e.g. InvalidAccessKeyId on AWS, XAdminUserNotFound on versitygw).
@@ -69,7 +61,7 @@ class S3Store:
         self.client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region or "us-east-1",
                                    config=config)
 
-    def list(self) -> list[RemoteFile]:
+    def list(self) -> list[transfer.RemoteFile]:
         files = []
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.location.bucket, Prefix=self.location.prefix):
@@ -77,29 +69,30 @@ class S3Store:
                 key = obj["Key"]
                 if key.endswith("/"):  # a "folder" marker some tools write
                     continue
-                files.append(RemoteFile(key[len(self.location.prefix):], int(obj["Size"]),
+                files.append(transfer.RemoteFile(key[len(self.location.prefix):], int(obj["Size"]),
                                         self._checksum(key, str(obj.get("ETag", "")).strip('"'))))
         if not files:
-            raise PermanentError(f"NoSuchKey: no objects under {self.uri}")
+            raise transfer.PermanentError(f"NoSuchKey: no objects under {self.uri}")
         return sorted(files, key=lambda f: f.path)
 
-    def _checksum(self, key: str, etag: str) -> Checksum | None:
+    def _checksum(self, key: str, etag: str) -> transfer.Checksum | None:
         if _ONE_PART_ETAG.match(etag):
-            return Checksum("md5", etag)
+            return transfer.Checksum("md5", etag)
         if _MULTIPART_ETAG.match(etag):
             # A multipart ETag is the md5 of the parts' md5s: the size of part 1 gives the part size.
             head = self.client.head_object(Bucket=self.location.bucket, Key=key, PartNumber=1)
-            return Checksum("s3-multipart", etag, int(head["ContentLength"]))
+            return transfer.Checksum("s3-multipart", etag, int(head["ContentLength"]))
         return None  # e.g. SSE-KMS objects: their ETag is no digest of the content
 
-    def fetch(self, staging: Staging, remote: RemoteFile, progress: Progress, throttle: Throttle) -> None:
+    def fetch(self, staging: transfer.Staging, remote: transfer.RemoteFile, progress: transfer.Progress,
+              throttle: transfer.Throttle) -> None:
         try:
-            fetch_ranged(staging, remote, progress, throttle, lambda offset: self.stream(remote, offset))
+            transfer.fetch_ranged(staging, remote, progress, throttle, lambda offset: self.stream(remote, offset))
         except FlexibleChecksumError as err:  # botocore's own check of a whole-object GET against the store's CRC
             staging.discard_part(remote.path)
-            raise PermanentError(f"checksum mismatch for {remote.path}: {err}") from err
+            raise transfer.PermanentError(f"checksum mismatch for {remote.path}: {err}") from err
 
-    def stream(self, remote: RemoteFile, offset: int) -> Iterator[bytes]:
+    def stream(self, remote: transfer.RemoteFile, offset: int) -> Iterator[bytes]:
         kwargs = {"Range": f"bytes={offset}-"} if offset else {}
         if remote.checksum is not None:  # the object must not change between two ranged GETs
             etag = remote.checksum.value

@@ -26,6 +26,7 @@ EXIT_PERMANENT = 2  # the downloader's exit code for a failure another try canno
 BACKOFF_LIMIT = 4  # retries of a transient failure; the Job controller waits 10 s, 20 s, 40 s, 80 s between
 RETRY_AFTER_S = 600.0  # a failed download is tried again this long after it failed (a fixed Secret, a grown PVC)
 TEMP_MOUNT = "/tmp"
+DOWNLOADER_UID = 10001  # the Dockerfile's `downloader` target runs as this user
 
 
 def downloads(spec: DeepSeekDeploymentSpec) -> bool:
@@ -125,6 +126,10 @@ def job(*, spec: DeepSeekDeploymentSpec, download_key: str, namespace: str, cr_n
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,  # it reads no API
+                    # The image's non-root user; fsGroup makes a fresh cache volume writable by it.
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": DOWNLOADER_UID,
+                                        "runAsGroup": DOWNLOADER_UID, "fsGroup": DOWNLOADER_UID,
+                                        "fsGroupChangePolicy": "OnRootMismatch"},
                     "containers": [{
                         "name": "download",
                         "image": spec.model.download.image,
