@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/preflight/render_job.py examples/r1-distill-llama-70b-h100-fp8.yaml
 
-The words come from the operator's own plan (render/plan.py): the passes that take the example from nothing to
+The words come from the operator's own plan (plan/): the passes that take the example from nothing to
 its preflight, so a GPU run of them runs exactly what the Job's container would (`torchrun` and its args, with
 `$(JOB_COMPLETION_INDEX)` left for the caller, as the kubelet would expand it).
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from deepseek_operator.render.plan import Observed, plan
+from deepseek_operator.plan import Observed, plan
 
 NOW = "2026-01-01T00:00:00Z"
 

@@ -8,10 +8,9 @@ are never re-sent, so a resync with nothing new writes nothing.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import functools
 import logging
-from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
@@ -21,6 +20,7 @@ from deepseek_operator import __version__
 from deepseek_operator.api.spec import DEFAULT_MODEL_CACHE_PVC, GROUP, PLURAL, VERSION
 from deepseek_operator.k8s.client import Kube
 from deepseek_operator.k8s.reconcile import Summary, observe, reconcile, summarize
+from deepseek_operator.k8s.scheduler import Key, PassResult, PassScheduler
 from deepseek_operator.render import multinode, naming
 
 OURS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
@@ -28,25 +28,10 @@ OURS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
 # resources doubled the operator's RSS).
 PARALLEL_PASSES = 8
 RETRY_SECONDS = 10.0
-LOG = logging.getLogger(__name__)
-_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
-_kube: Kube | None = None
-_passes: asyncio.Semaphore | None = None
-# Passes wait on the API server most of the time: one thread each, however few cores the pod has.
-_executor = concurrent.futures.ThreadPoolExecutor(max_workers=PARALLEL_PASSES, thread_name_prefix="pass")
-# Timed passes (pause steps, analysis intervals): resource -> loop time it is due. Lost on restart by design:
-# the first pass after a restart computes it again from status.
-_wakeups: dict[tuple[str, str], float] = {}
-# Read-your-own-writes: the resourceVersion each resource had when a pass last wrote its status. Until the watch
-# delivers the newer object, a body of that version is stale, and planning from its old status would undo the
-# pass (a rollback flapping back to the canary it had just dropped).
-_written_from: dict[tuple[str, str], str] = {}
-# Resources with a pass queued that has not started: it reads the indexes when it starts, so it covers every event
-# that arrives meanwhile, and those events need no pass of their own (a rollout's pods and Deployments send dozens).
-_queued: set[tuple[str, str]] = set()
 STALE_RETRY_SECONDS = 2.0
-_live_indexes: dict[str, kopf.Index[Any, Any]] | None = None
-_wake_task: asyncio.Task[None] | None = None
+LOG = logging.getLogger(__name__)
+_kube: Kube | None = None
+_scheduler: PassScheduler | None = None
 
 
 def load() -> None:
@@ -70,33 +55,17 @@ def configure(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
 
 
 @kopf.on.startup()
-async def start_wake_loop(**_: Any) -> None:
-    global _wake_task, _passes
-    _passes = asyncio.Semaphore(PARALLEL_PASSES)
-    _wake_task = asyncio.create_task(_wake_loop())
+async def start_scheduler(**_: Any) -> None:
+    global _scheduler
+    _scheduler = PassScheduler(_body_of, _prepare, parallel=PARALLEL_PASSES, retry_s=RETRY_SECONDS,
+                               stale_retry_s=STALE_RETRY_SECONDS)
+    _scheduler.start()
 
 
 @kopf.on.cleanup()
-async def stop_wake_loop(**_: Any) -> None:
-    if _wake_task is not None:
-        _wake_task.cancel()
-
-
-async def _wake_loop() -> None:
-    """Reconciles resources whose rollout asked for a pass at a time (a pause ends, an analysis is due)."""
-    loop = asyncio.get_running_loop()
-    while True:
-        await asyncio.sleep(1.0)
-        if _live_indexes is None:
-            continue
-        now = loop.time()
-        due = [key for key, at in _wakeups.items() if at <= now]
-        for key in due:
-            _wakeups.pop(key, None)
-        results = await asyncio.gather(*(_reconcile(key, _live_indexes) for key in due), return_exceptions=True)
-        for key, result in zip(due, results, strict=True):
-            if isinstance(result, Exception):  # already rescheduled by _reconcile; the loop must live on
-                LOG.warning("timed pass of %s/%s failed: %s", *key, result)
+async def stop_scheduler(**_: Any) -> None:
+    if _scheduler is not None:
+        _scheduler.stop()
 
 
 # ------------------------------------------------------------------ indexes
@@ -162,46 +131,29 @@ def pvcs(**kw: Any) -> dict[Any, Any]:
 # ------------------------------------------------------------------ reconcile triggers
 
 
-async def _reconcile(key: tuple[str, str], indexes: Mapping[str, kopf.Index[Any, Any]]) -> None:
-    global _live_indexes
-    _live_indexes = dict(indexes)  # kopf's indexes are live views: the wake loop reuses them
-    assert _passes is not None
-    if key in _queued:
-        return
-    _queued.add(key)
-    async with _locks[key], _passes:
-        _queued.discard(key)
-        store = indexes["resources"].get(key)
-        if not store:
-            return
-        body = next(iter(store))
-        if body["metadata"].get("deletionTimestamp"):
-            return
-        version = body["metadata"].get("resourceVersion", "")
-        if version and _written_from.get(key) == version:
-            # Our own status write has not come back through the watch yet; its event brings the next pass.
-            _wakeups.setdefault(key, asyncio.get_running_loop().time() + STALE_RETRY_SECONDS)
-            return
-        owned: dict[str, list[Summary]] = {kind: list(indexes[index].get(key, []))
-                                           for kind, (_, _, _, index) in OWNED.items()}
-        namespace = key[0]
-        observed = observe(body, owned, list(indexes["pvcs"].get(namespace, [])),
-                           list(indexes["quantize_jobs"].get(namespace, [])), lws_installed=_lws_installed,
-                           download_jobs=list(indexes["download_jobs"].get(namespace, [])),
-                           download_pods=list(indexes["download_pods"].get(namespace, [])))
-        assert _kube is not None
-        try:
-            result = await asyncio.get_running_loop().run_in_executor(_executor, reconcile, _kube, body, observed)
-        except Exception:
-            # A failed pass (API error, conflict) is tried again soon even if no event comes.
-            _wakeups[key] = asyncio.get_running_loop().time() + RETRY_SECONDS
-            raise
-        if result.wrote_status and version:
-            _written_from[key] = version
-        if result.requeue_after is None:
-            _wakeups.pop(key, None)
-        else:
-            _wakeups[key] = asyncio.get_running_loop().time() + result.requeue_after
+def _body_of(key: Key, indexes: Mapping[str, kopf.Index[Any, Any]]) -> Mapping[str, Any] | None:
+    store = indexes["resources"].get(key)
+    return next(iter(store)) if store else None
+
+
+def _prepare(key: Key, body: Mapping[str, Any], indexes: Mapping[str, kopf.Index[Any, Any]]
+             ) -> Callable[[], PassResult]:
+    """What the pass sees, read from the indexes in the event loop; the pass itself runs in a worker."""
+    owned: dict[str, list[Summary]] = {kind: list(indexes[index].get(key, []))
+                                       for kind, (_, _, _, index) in OWNED.items()}
+    namespace = key[0]
+    observed = observe(body, owned, list(indexes["pvcs"].get(namespace, [])),
+                       list(indexes["quantize_jobs"].get(namespace, [])), lws_installed=_lws_installed,
+                       download_jobs=list(indexes["download_jobs"].get(namespace, [])),
+                       download_pods=list(indexes["download_pods"].get(namespace, [])))
+    assert _kube is not None
+    return functools.partial(reconcile, _kube, body, observed)
+
+
+async def _reconcile(key: Key, indexes: Mapping[str, kopf.Index[Any, Any]]) -> None:
+    assert _scheduler is not None
+    # kopf's indexes are live views: the scheduler keeps the newest for its timed passes.
+    await _scheduler.request(key, dict(indexes))
 
 
 def _indexes(kwargs: Mapping[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
@@ -214,9 +166,8 @@ def _indexes(kwargs: Mapping[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
 async def resource_changed(**kwargs: Any) -> None:
     namespace, name = kwargs["namespace"], kwargs["name"]
     if kwargs["type"] == "DELETED":
-        _locks.pop((namespace, name), None)
-        _wakeups.pop((namespace, name), None)
-        _written_from.pop((namespace, name), None)
+        if _scheduler is not None:
+            _scheduler.forget((namespace, name))
         return  # children carry owner references: the garbage collector removes them
     await _reconcile((namespace, name), _indexes(kwargs))
 

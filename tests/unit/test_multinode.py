@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
+from deepseek_operator.plan.pods import ready_by_revision
 from deepseek_operator.render import naming
-from deepseek_operator.render.plan import ready_by_revision
 from tests.unit.test_plan import T0, T1, Cluster, cond, drive, edited, example
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "multinode"
@@ -182,7 +182,7 @@ def test_without_a_node_group_key_groups_only_spread_over_hosts() -> None:
 def test_fields_left_at_their_defaults_are_not_part_of_a_revision() -> None:
     """An operator upgrade that adds a field with a default must not roll out every resource again."""
     from deepseek_operator.api.spec import DeepSeekDeploymentSpec
-    from deepseek_operator.render.plan import snapshot
+    from deepseek_operator.plan.revisions import snapshot
 
     snap = snapshot(DeepSeekDeploymentSpec.model_validate(example("r1-671b-h100-2x8-roce")["spec"]))
     assert "groupTopologyKey" not in snap["serving"] and "preflight" not in snap["network"]

@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
+from deepseek_operator.plan import ChildRef, Observed, Plan, plan
+from deepseek_operator.plan.pods import ready_by_revision
+from deepseek_operator.plan.status import with_applied_hash
 from deepseek_operator.render import catalog, naming
-from deepseek_operator.render.plan import ChildRef, Observed, Plan, plan, ready_by_revision, with_applied_hash
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from deepseek_operator.plan import Observed, analysis_request, plan
 from deepseek_operator.render import naming
-from deepseek_operator.render.plan import Observed, analysis_request, epoch, plan
 from deepseek_operator.rollout.analysis import Measurement
+from deepseek_operator.rollout.clock import epoch
 from tests.unit.test_plan import QWEN_7B, T0, Cluster, drive, edited, example
 
 GATEWAY = {"gatewayAPI": {"parentRefs": [{"name": "llm-gateway", "namespace": "default"}]}}
@@ -15,7 +16,7 @@ ANALYSIS = {"interval": "30s", "maxErrorRate": 0.02, "minRequests": 50, "failure
 
 
 def at(seconds: float) -> str:
-    from deepseek_operator.render.plan import rfc3339
+    from deepseek_operator.rollout.clock import rfc3339
     return rfc3339(epoch(T0) + seconds)
 
 

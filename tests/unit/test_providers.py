@@ -6,16 +6,11 @@ from __future__ import annotations
 import pytest
 
 from deepseek_operator.api.spec import GatewayProvider
-from deepseek_operator.providers.metrics import (
-    FAILURE,
-    SUCCESS,
-    _differenced,
-    gateway_counters,
-    summarize_counters,
-    traefik_service_pattern,
-    triton_counters,
-)
-from deepseek_operator.render.plan import AnalysisRequest
+from deepseek_operator.plan import AnalysisRequest
+from deepseek_operator.providers.base import FAILURE, SUCCESS
+from deepseek_operator.providers.counters import differenced, summarize_counters
+from deepseek_operator.providers.gateway import gateway_counters, traefik_service_pattern
+from deepseek_operator.providers.triton import triton_counters
 
 
 def triton_page(success: int, failure: int, fast: int, slow: int) -> str:
@@ -53,11 +48,11 @@ def test_triton_counters_keep_the_client_model_only_and_sum_failure_reasons() ->
 def test_first_sample_is_a_baseline_and_the_next_is_judged_on_the_difference() -> None:
     first = triton_counters(triton_page(100, 7, 90, 17), "canary:10.244.128.7") | \
         triton_counters(triton_page(500, 0, 500, 0), "stable:10.244.128.5")
-    baseline = _differenced(request({}), first)
+    baseline = differenced(request({}), first)
     assert baseline.baseline_only and dict(baseline.counters) == first
     second = triton_counters(triton_page(190, 17, 150, 57), "canary:10.244.128.7") | \
         triton_counters(triton_page(800, 3, 803, 0), "stable:10.244.128.5")
-    m = _differenced(request(first), second)
+    m = differenced(request(first), second)
     assert (m.requests, m.errors) == (100, 10)  # 90 + 10 new requests, 10 of them failed
     assert (m.stable_requests, m.stable_errors) == (303, 3)
     # 60 of the window's 100 requests took 10-100 ms: p99 lands near the top of that bucket.
@@ -67,7 +62,7 @@ def test_first_sample_is_a_baseline_and_the_next_is_judged_on_the_difference() -
 def test_a_restarted_pod_counts_from_zero() -> None:
     before = {"canary:10.244.128.7|" + SUCCESS: 500.0, "canary:10.244.128.7|" + FAILURE: 5.0}
     after = {"canary:10.244.128.7|" + SUCCESS: 40.0, "canary:10.244.128.7|" + FAILURE: 1.0}
-    m = _differenced(request(before), after)
+    m = differenced(request(before), after)
     assert (m.requests, m.errors) == (41, 1)
 
 

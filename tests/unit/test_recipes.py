@@ -24,8 +24,8 @@ import yaml
 
 from deepseek_operator.api.common import Precision
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec
+from deepseek_operator.plan.revisions import render_revision
 from deepseek_operator.render import catalog, runtime
-from deepseek_operator.render.plan import render_revision
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN_DIR = ROOT / "tests" / "golden" / "recipes"

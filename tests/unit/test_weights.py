@@ -11,8 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec
+from deepseek_operator.plan import DOWNLOAD_POLL_S, Observed, Plan, download_progress_request, plan
 from deepseek_operator.render import naming, weights
-from deepseek_operator.render.plan import DOWNLOAD_POLL_S, Observed, Plan, download_progress_request, plan
 from tests.unit.test_plan import T1, T2, cond, edited, example
 
 QWEN_7B = "r1-distill-qwen-7b-a100"

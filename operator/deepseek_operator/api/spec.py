@@ -670,7 +670,3 @@ class DeepSeekDeploymentSpec(Schema):
     @classmethod
     def _no_engine(cls, value: Any) -> Any:
         raise ValueError(REMOVED_ENGINE)
-
-
-def parse_spec(spec: dict[str, Any]) -> DeepSeekDeploymentSpec:
-    return DeepSeekDeploymentSpec.model_validate(spec)

@@ -2,13 +2,63 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from deepseek_operator.api.spec import Schema
 
-Phase = Literal["Pending", "Preparing", "Progressing", "Paused", "Healthy", "Degraded", "RolledBack"]
+
+class _Carried:
+    """Marks a status field that a pass changing nothing (a bad spec, no fit, a failed gate) carries over."""
+
+
+CARRIED = _Carried()
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    PREPARING = "Preparing"  # a gate is open: weights downloading, quantize Job, NCCL preflight
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    HEALTHY = "Healthy"
+    DEGRADED = "Degraded"
+    ROLLED_BACK = "RolledBack"
+
+
+class Outcome(StrEnum):
+    """How a rollout ended, for the rollouts counter."""
+
+    PROMOTED = "promoted"
+    ROLLED_BACK = "rolled_back"
+    ABORTED = "aborted"
+
+
+class AnalysisResult(StrEnum):
+    SUCCESSFUL = "Successful"
+    FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"
+
+
+class WeightsState(StrEnum):
+    PENDING = "Pending"
+    DOWNLOADING = "Downloading"
+    READY = "Ready"
+    FAILED = "Failed"
+
+
+class QuantizationState(StrEnum):
+    NOT_REQUIRED = "NotRequired"
+    PENDING = "Pending"
+    RUNNING = "Running"
+    COMPLETE = "Complete"
+    FAILED = "Failed"
+
+
+class PreflightState(StrEnum):
+    RUNNING = "Running"
+    PASSED = "Passed"
+    FAILED = "Failed"
 
 # Condition types.
 READY = "Ready"
@@ -46,8 +96,6 @@ class Reason:
     CONTAINERS_FAILING = "ContainersFailing"  # a serving pod crash-loops, cannot pull or fails its startup probe
     ROLLING_OUT = "RollingOut"
     SCALED_TO_ZERO = "ScaledToZero"
-    BLOCKED = "Blocked"
-    RECONCILED = "Reconciled"
     AS_EXPECTED = "AsExpected"
     # Rollouts.
     CANARY_STEP = "CanaryStep"
@@ -59,14 +107,12 @@ class Reason:
     ROLLED_BACK_BY_USER = "RolledBackByUser"
     PROMOTING = "Promoting"
     PROMOTED = "Promoted"
-    REVISION_HELD = "RevisionHeld"
     CANARY_UNSCHEDULABLE = "CanaryUnschedulable"
     CANARY_CONTAINERS_FAILING = "CanaryContainersFailing"
     # The NCCL preflight of a multi-GPU revision.
     PREFLIGHT_RUNNING = "PreflightRunning"
     PREFLIGHT_PASSED = "PreflightPassed"
     PREFLIGHT_FAILED = "PreflightFailed"
-    PREFLIGHT_NOT_REQUIRED = "PreflightNotRequired"
 
 
 class Condition(Schema):
@@ -118,9 +164,10 @@ class ModelStatus(Schema):
     source: str = Field(default="", description="Where the weights come from (pvc:, hf: or s3: and the location).")
     key: str = Field(default="", description="Download key: hash of the source location and revision; the "
                                              "checkpoint is at checkpoints/<key> in the model cache PVC.")
-    state: Literal["Pending", "Downloading", "Ready", "Failed"] = Field(
-        default="Pending", description="Pending (waiting for the cache PVC or the Job's pod), Downloading, Ready "
-                                       "(on the volume, complete and verified) or Failed.")
+    state: WeightsState = Field(
+        default=WeightsState.PENDING,
+        description="Pending (waiting for the cache PVC or the Job's pod), Downloading, Ready (on the volume, "
+                    "complete and verified) or Failed.")
     bytes_done: int = Field(default=0, description="Bytes downloaded and written so far.")
     bytes_total: int = Field(default=0, description="Bytes of the whole checkpoint.")
     bytes_per_second: int = Field(default=0, description="Download rate over the last seconds.")
@@ -134,7 +181,7 @@ class QuantizationStatus(Schema):
 
     key: str = Field(description="Checkpoint key: hash of model, revision, source, precision and image (the "
                                  "quantizer's version).")
-    state: Literal["NotRequired", "Pending", "Running", "Complete", "Failed"] = Field(
+    state: QuantizationState = Field(
         description="NotRequired (the published checkpoint is served as it is), Pending (waiting for the cache "
                     "PVC), Running (the quantize Job runs), Complete or Failed.")
     job: str = Field(default="", description="The quantize Job, when one exists.")
@@ -169,7 +216,7 @@ class PreflightStatus(Schema):
     revision: str = Field(description="The revision checked.")
     job: str = Field(description="The preflight Job.")
     job_uid: str = Field(default="", description="Its uid: a Job deleted and created again runs anew.")
-    state: Literal["Running", "Passed", "Failed"] = Field(description="Running, Passed or Failed.")
+    state: PreflightState = Field(description="Running, Passed or Failed.")
     message: str = Field(default="", description="The verdict with its figures, or progress.")
     backend: str = Field(default="", description="nccl (GPUs) or gloo (CPU).")
     world_size: int = Field(default=0, description="Ranks that took part.")
@@ -202,33 +249,46 @@ class HandledAction(Schema):
 
 class DeepSeekDeploymentStatus(Schema):
     observed_generation: int = Field(default=0, description="The metadata.generation last reconciled.")
-    phase: Phase = Field(default="Pending", description="Pending, Preparing (quantize Job or NCCL preflight), "
+    phase: Phase = Field(default=Phase.PENDING, description="Pending, Preparing (quantize Job or NCCL preflight), "
                                                         "Progressing, Paused, Healthy, Degraded or RolledBack.")
-    revision: str = Field(default="", description="Hash of everything that changes serving pods.")
-    replicas: int = Field(default=0, description="Desired replicas.")
-    ready_replicas: int = Field(default=0, description="Replicas whose pods are all Ready.")
-    ready: str = Field(default="0/0", description="ready/desired, for kubectl get.")
+    revision: Annotated[str, CARRIED] = Field(default="", description="Hash of everything that changes serving pods.")
+    replicas: Annotated[int, CARRIED] = Field(default=0, description="Desired replicas.")
+    ready_replicas: Annotated[int, CARRIED] = Field(default=0, description="Replicas whose pods are all Ready.")
+    ready: Annotated[str, CARRIED] = Field(default="0/0", description="ready/desired, for kubectl get.")
     model: ModelStatus | None = Field(default=None, description="The served model and its weights.")
     parallelism: Parallelism | None = Field(default=None, description="The parallel layout chosen by sizing.")
     sizing: Sizing | None = Field(default=None, description="Memory estimate behind FitsHardware.")
     runtime: RuntimeStatus | None = Field(default=None, description="The runtime recipe and its settings.")
     quantization: QuantizationStatus | None = Field(default=None, description="The checkpoint of the current "
                                                                                "revision.")
-    preflight: PreflightStatus | None = Field(default=None, description="The NCCL check of the newest "
-                                                                          "multi-GPU revision.")
-    stable_revision: str = Field(default="", description="The revision that serves (promoted).")
-    canary_revision: str = Field(default="", description="The revision being rolled out, if any.")
-    canary_weight: int = Field(default=0, description="Percent of traffic the canary receives.")
-    canary_replicas: int = Field(default=0, description="Replicas of the canary revision.")
-    current_step: int = Field(default=0, description="Index of the rollout step in progress.")
-    step_started_at: str = Field(default="", description="When the current step started (RFC 3339).")
-    paused: bool = Field(default=False, description="The rollout waits for `resume` or `promote`.")
-    pause_reason: str = Field(default="", description="Why the rollout is paused.")
-    rollout_kind: str = Field(default="", description="`rollback` while returning to an earlier revision.")
-    held_revision: str = Field(default="", description="A revision rolled back or aborted: not rolled out again "
-                                                       "until the spec changes or a `retry` action.")
-    held_reason: str = Field(default="", description="Why the held revision was rolled back.")
-    analysis: Analysis | None = Field(default=None, description="The last measurement of the new revision.")
-    history: list[HistoryEntry] = Field(default_factory=list, description="Promoted revisions, newest first.")
-    last_action: HandledAction | None = Field(default=None, description="The last annotation action handled.")
+    preflight: Annotated[PreflightStatus | None, CARRIED] = Field(
+        default=None, description="The NCCL check of the newest "
+        "multi-GPU revision.")
+    stable_revision: Annotated[str, CARRIED] = Field(default="", description="The revision that serves (promoted).")
+    canary_revision: Annotated[str, CARRIED] = Field(default="", description="The revision being rolled out, if any.")
+    canary_weight: Annotated[int, CARRIED] = Field(default=0, description="Percent of traffic the canary receives.")
+    canary_replicas: Annotated[int, CARRIED] = Field(default=0, description="Replicas of the canary revision.")
+    current_step: Annotated[int, CARRIED] = Field(default=0, description="Index of the rollout step in progress.")
+    step_started_at: Annotated[str, CARRIED] = Field(
+        default="", description="When the current step started (RFC 3339).")
+    paused: Annotated[bool, CARRIED] = Field(default=False, description="The rollout waits for `resume` or `promote`.")
+    pause_reason: Annotated[str, CARRIED] = Field(default="", description="Why the rollout is paused.")
+    rollout_kind: Annotated[str, CARRIED] = Field(
+        default="", description="`rollback` while returning to an earlier revision.")
+    held_revision: Annotated[str, CARRIED] = Field(
+        default="", description="A revision rolled back or aborted: not rolled out again "
+        "until the spec changes or a `retry` action.")
+    held_reason: Annotated[str, CARRIED] = Field(default="", description="Why the held revision was rolled back.")
+    analysis: Annotated[Analysis | None, CARRIED] = Field(
+        default=None, description="The last measurement of the new revision.")
+    history: Annotated[list[HistoryEntry], CARRIED] = Field(
+        default_factory=list, description="Promoted revisions, newest first.")
+    last_action: Annotated[HandledAction | None, CARRIED] = Field(
+        default=None, description="The last annotation action handled.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded, ...")
+
+
+def carried_keys() -> tuple[str, ...]:
+    """The status keys (as on the wire) a pass that changes nothing carries over as they are."""
+    fields = DeepSeekDeploymentStatus.model_fields
+    return tuple(f.alias or name for name, f in fields.items() if CARRIED in f.metadata)

@@ -111,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
             if staging.is_done(remote):
                 continue
             store.fetch(staging, remote, progress, throttle)
+        # hf_hub_download keeps its metadata and `.incomplete` files in `.cache` of its local_dir.
         staging.commit(store.uri, files, extra_cleanup=[".cache"])
     except PermanentError as err:
         return _failed(progress, str(err), True)

@@ -22,8 +22,6 @@ from tqdm.auto import tqdm
 
 from deepseek_operator.download import transfer
 
-# What hf_hub_download keeps in a local_dir besides the files: its metadata and `.incomplete` downloads.
-HUB_SCRATCH = ".cache"
 _PERMANENT = (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError, GatedRepoError)
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import Counter, Gauge, Histogram
+
+from deepseek_operator.api.status import AnalysisResult, DeepSeekDeploymentStatus, Outcome
 
 RECONCILE_SECONDS = Histogram("deepseek_operator_reconcile_duration_seconds", "Time of one reconcile pass.",
                               buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
@@ -27,29 +27,31 @@ GPUS = Gauge("deepseek_operator_gpus", "GPUs the resource's serving pods request
              ["namespace", "name"])
 
 
-OUTCOMES = ("promoted", "rolled_back", "aborted")
-VERDICTS = ("Successful", "Failed", "Inconclusive")
+OUTCOMES = tuple(Outcome)
+VERDICTS = tuple(AnalysisResult)
 
 
-def record_rollout(namespace: str, name: str, status: dict[str, Any], outcome: str, verdict: str) -> None:
+def record_rollout(namespace: str, name: str, status: DeepSeekDeploymentStatus, outcome: str, verdict: str) -> None:
     # Every counter of a resource exists at 0 from its first pass: Prometheus' increase() cannot see a series
     # that is born at 1, so a first rollback would never show on a dashboard.
     ROLLBACKS.labels(namespace, name)
-    for each in OUTCOMES:
-        ROLLOUTS.labels(namespace, name, each)
-    for each in VERDICTS:
-        ANALYSIS.labels(namespace, name, each)
-    CANARY_WEIGHT.labels(namespace, name).set(status.get("canaryWeight", 0))
-    gpus = (status.get("parallelism") or {}).get("gpusPerReplica", 0)
-    GPUS.labels(namespace, name).set(gpus * (status.get("replicas", 0) + status.get("canaryReplicas", 0)))
+    for each_outcome in OUTCOMES:
+        ROLLOUTS.labels(namespace, name, each_outcome)
+    for each_verdict in VERDICTS:
+        ANALYSIS.labels(namespace, name, each_verdict)
+    CANARY_WEIGHT.labels(namespace, name).set(status.canary_weight)
+    gpus = status.parallelism.gpus_per_replica if status.parallelism else 0
+    GPUS.labels(namespace, name).set(gpus * (status.replicas + status.canary_replicas))
     if outcome:
         ROLLOUTS.labels(namespace, name, outcome).inc()
-        if outcome in ("rolled_back", "aborted"):
+        if outcome in (Outcome.ROLLED_BACK, Outcome.ABORTED):
             ROLLBACKS.labels(namespace, name).inc()
-    analysis = status.get("analysis") or {}
-    if verdict:
+    analysis = status.analysis
+    if verdict and analysis is not None:
         ANALYSIS.labels(namespace, name, verdict).inc()
-        if analysis.get("errorRate") is not None:
-            ANALYSIS_ERROR_RATE.labels(namespace, name, analysis["revision"]).set(analysis["errorRate"])
-        if analysis.get("p99LatencySeconds") is not None:
-            ANALYSIS_P99.labels(namespace, name, analysis["revision"]).set(analysis["p99LatencySeconds"])
+        if analysis.error_rate is not None:
+            ANALYSIS_ERROR_RATE.labels(namespace, name, analysis.revision).set(analysis.error_rate)
+        if analysis.p99_latency_seconds is not None:
+            ANALYSIS_P99.labels(namespace, name, analysis.revision).set(analysis.p99_latency_seconds)
+    elif verdict:
+        ANALYSIS.labels(namespace, name, verdict).inc()

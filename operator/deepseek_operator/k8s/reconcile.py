@@ -5,17 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from deepseek_operator.api.status import DeepSeekDeploymentStatus
 from deepseek_operator.k8s import metrics
 from deepseek_operator.k8s.client import Kube
-from deepseek_operator.providers import download_progress
-from deepseek_operator.providers import metrics as metric_providers
+from deepseek_operator.k8s.scheduler import PassResult
+from deepseek_operator.plan import Observed, PassContext, Plan, download_progress_request, run, start
+from deepseek_operator.plan.rollout import analysis_request
+from deepseek_operator.providers import download_progress, provider_for
 from deepseek_operator.render import naming, weights
-from deepseek_operator.render.plan import Observed, analysis_request, download_progress_request, plan
 
 # A child as the indexes keep it: enough to plan with, small enough for thousands of resources.
 Summary = dict[str, Any]
@@ -74,34 +76,27 @@ def now_rfc3339() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def measure(kube: Kube, body: Mapping[str, Any], observed: Observed, now: str) -> Observed:
+def measure(kube: Kube, body: Mapping[str, Any], ctx: PassContext) -> PassContext:
     """The reads a pass makes beyond the indexes: the download pod's progress while the weights download, and
     the metric provider's figures for the canary when the analysis is due."""
+    observed = ctx.observed
     if (asked := download_progress_request(body, observed)) is not None:
         job_name, pod_ip = asked
         if (progress := download_progress.read(pod_ip, weights.PROGRESS_PORT)) is not None:
             observed = replace(observed, download_progress={job_name: progress})
-    request = analysis_request(body, observed, now)
-    if request is None:
-        return observed
-    provider = metric_providers.provider_for(request.provider, kube.read_secret)
-    measurement = provider.measure(request)
-    return replace(observed, measurement=measurement)
-
-
-@dataclass(frozen=True)
-class PassResult:
-    requeue_after: float | None  # seconds after which the resource wants another pass, if it does
-    wrote_status: bool  # the status changed: a body of this resourceVersion is stale from now on
+    request = analysis_request(ctx)
+    if request is not None:
+        provider = provider_for(request.provider, kube.read_secret)
+        observed = replace(observed, measurement=provider.measure(request))
+    return ctx.with_measurement(observed)
 
 
 def reconcile(kube: Kube, body: Mapping[str, Any], observed: Observed) -> PassResult:
     """Runs one pass: observe the metrics it needs, plan, apply, delete, post events, write the status."""
-    started = time.monotonic()
+    began = time.monotonic()
     try:
-        now = now_rfc3339()
-        observed = measure(kube, body, observed, now)
-        result = plan(dict(body), observed, now)
+        context = start(dict(body), observed, now_rfc3339())
+        result = context if isinstance(context, Plan) else run(measure(kube, body, context))
         meta = body["metadata"]
         for secret in result.ssh_secrets:  # before the pods that mount it
             kube.ensure_ssh_secret(secret)
@@ -122,13 +117,14 @@ def reconcile(kube: Kube, body: Mapping[str, Any], observed: Observed) -> PassRe
             except ApiException as e:
                 if e.status != 404:  # deleted meanwhile: nothing to report to
                     raise
-        metrics.record_rollout(meta["namespace"], meta["name"], result.status, result.outcome, result.verdict)
+        metrics.record_rollout(meta["namespace"], meta["name"], DeepSeekDeploymentStatus.model_validate(result.status),
+                               result.outcome, result.verdict)
         return PassResult(result.requeue_after, wrote)
     except Exception:
         metrics.RECONCILE_ERRORS.inc()
         raise
     finally:
-        metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+        metrics.RECONCILE_SECONDS.observe(time.monotonic() - began)
 
 
 def _comparable(status: Mapping[str, Any]) -> Any:

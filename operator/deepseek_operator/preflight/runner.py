@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from deepseek_operator.preflight import nccl_log
-from deepseek_operator.preflight.cli import EXIT_FAIL, Options, Rendezvous, nccl_environment
+from deepseek_operator.preflight.options import EXIT_FAIL, Options, Rendezvous, nccl_environment
 from deepseek_operator.preflight.report import (
     DEFAULT_SIZES,
     RankGpu,

@@ -126,6 +126,40 @@ def triton_command() -> list[str]:
             "--metrics-config=histogram_latencies=true"]
 
 
+def _ports_and_probes(startup_timeout_seconds: int, serves: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Triton's ports and health probes (a startup probe as long as the startup timeout); a multi-node worker's
+    sshd, which is ready once it takes the leader's MPI launch."""
+    if not serves:
+        return ([{"name": "ssh", "containerPort": SSH_PORT}],
+                {"readinessProbe": {"tcpSocket": {"port": "ssh"}, "periodSeconds": 5, "failureThreshold": 3}})
+    startup_failures = max(1, -(-startup_timeout_seconds // PROBE_PERIOD_S))  # rounded up
+    ports = [{"name": "http", "containerPort": HTTP_PORT}, {"name": "grpc", "containerPort": GRPC_PORT},
+             {"name": "metrics", "containerPort": METRICS_PORT}]
+    return ports, {
+        "startupProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
+                         "periodSeconds": PROBE_PERIOD_S, "failureThreshold": startup_failures},
+        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
+                           "periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"},
+                          "periodSeconds": 15, "failureThreshold": 4},
+    }
+
+
+def _server_volumes(owner: Owner, spec: DeepSeekDeploymentSpec, revision: str, gpus: int,
+                    mount_model_cache: bool, checkpoint: dict[str, Any]) -> list[dict[str, Any]]:
+    """The model repository (rendered, and the writable copy Triton loads), the model cache read-only when the
+    revision serves a quantized checkpoint, the checkpoint, and /dev/shm for NCCL."""
+    return [
+        {"name": "model-repository-src", "configMap": {
+            "name": naming.model_repo_configmap_name(owner.name, revision), "items": triton.configmap_volume_items()}},
+        {"name": "model-repository", "emptyDir": {}},
+        *([{"name": "model-cache", "persistentVolumeClaim": {"claimName": spec.runtime.cache.pvc, "readOnly": True}}]
+          if mount_model_cache else []),
+        checkpoint,
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size(gpus)}},
+    ]
+
+
 def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, checkpoint_key: str,
                         gpus: int, mount_model_cache: bool, command: list[str], component: str = "",
                         extra_labels: dict[str, str] | None = None, env: dict[str, str] | None = None,
@@ -143,21 +177,7 @@ def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuS
     resources["limits"] = {**resources["limits"], **net.resources, "nvidia.com/gpu": str(gpus)}
     if net.resources:
         resources["requests"] = {**resources["requests"], **net.resources}
-    startup_failures = max(1, -(-serving.startup_timeout_seconds // PROBE_PERIOD_S))  # rounded up
-    if serves:
-        ports = [{"name": "http", "containerPort": HTTP_PORT}, {"name": "grpc", "containerPort": GRPC_PORT},
-                 {"name": "metrics", "containerPort": METRICS_PORT}]
-        probes: dict[str, Any] = {
-            "startupProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
-                             "periodSeconds": PROBE_PERIOD_S, "failureThreshold": startup_failures},
-            "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"},
-                               "periodSeconds": 5, "failureThreshold": 3},
-            "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"},
-                              "periodSeconds": 15, "failureThreshold": 4},
-        }
-    else:  # a worker is ready once its sshd takes the leader's MPI launch
-        ports = [{"name": "ssh", "containerPort": SSH_PORT}]
-        probes = {"readinessProbe": {"tcpSocket": {"port": "ssh"}, "periodSeconds": 5, "failureThreshold": 3}}
+    ports, probes = _ports_and_probes(serving.startup_timeout_seconds, serves)
     return {
         "metadata": {"labels": labels, "annotations": annotations},
         "spec": {
@@ -192,17 +212,8 @@ def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuS
                     *(mount for _, mount in extra_volumes),
                 ],
             }],
-            "volumes": [
-                {"name": "model-repository-src", "configMap": {
-                    "name": naming.model_repo_configmap_name(owner.name, revision),
-                    "items": triton.configmap_volume_items()}},
-                {"name": "model-repository", "emptyDir": {}},
-                *([{"name": "model-cache", "persistentVolumeClaim": {
-                    "claimName": spec.runtime.cache.pvc, "readOnly": True}}] if mount_model_cache else []),
-                ckpt_volume,
-                {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size(gpus)}},
-                *(volume for volume, _ in extra_volumes),
-            ],
+            "volumes": [*_server_volumes(owner, spec, revision, gpus, mount_model_cache, ckpt_volume),
+                        *(volume for volume, _ in extra_volumes)],
         },
     }
 

@@ -19,15 +19,16 @@ import math
 from dataclasses import dataclass, replace
 
 from deepseek_operator.api.common import Precision
+from deepseek_operator.api.status import Reason
 from deepseek_operator.render.catalog import GPUS, GpuSpec, ModelSpec, bytes_per_param
 
-# SizingResult.reason values (condition reasons of FitsHardware).
-FITS = "Fits"
-DOES_NOT_FIT = "InsufficientGPUMemory"
-NO_FP8 = "PrecisionUnsupported"
-BAD_PARALLELISM = "InvalidParallelism"
-EXCEEDS_NODE = "ExceedsNode"
-GPU_UNSUPPORTED = "GPUUnsupported"
+# SizingResult.reason values: the FitsHardware condition's reasons.
+FITS = Reason.FITS
+DOES_NOT_FIT = Reason.INSUFFICIENT_GPU_MEMORY
+NO_FP8 = Reason.PRECISION_UNSUPPORTED
+BAD_PARALLELISM = Reason.INVALID_PARALLELISM
+EXCEEDS_NODE = Reason.EXCEEDS_NODE
+GPU_UNSUPPORTED = Reason.GPU_UNSUPPORTED
 NOT_FITTING_REASONS = (DOES_NOT_FIT, NO_FP8, BAD_PARALLELISM, EXCEEDS_NODE, GPU_UNSUPPORTED)
 
 # Share of a card's marketed memory we plan with. The marketed figure already under-states the bytes a process

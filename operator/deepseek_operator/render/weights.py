@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepseek_operator.api.spec import GROUP, DeepSeekDeploymentSpec
+from deepseek_operator.api.status import WeightsState
 from deepseek_operator.render import naming
 
 CACHE_MOUNT = "/model-cache"
@@ -155,7 +156,7 @@ def job(*, spec: DeepSeekDeploymentSpec, download_key: str, namespace: str, cr_n
 class Download:
     """What the Job, its newest pod and that pod's progress endpoint say, as `status.model` shows it."""
 
-    state: str  # Pending, Downloading, Ready, Failed
+    state: WeightsState
     message: str
     bytes_done: int = 0
     bytes_total: int = 0
@@ -203,32 +204,33 @@ def observe(job: Mapping[str, Any] | None, pods: list[Mapping[str, Any]],
             progress: Mapping[str, Any] | None) -> Download:
     """The download as the Job, its pods and the running pod's progress endpoint report it."""
     if job is None:
-        return Download("Pending", "download Job created")
+        return Download(WeightsState.PENDING, "download Job created")
     status = job.get("status") or {}
     for cond in status.get("conditions") or []:
         if cond.get("status") != "True":
             continue
         if cond.get("type") == "Complete":
-            outcome = next((o for o in map(_termination, pods) if o.get("state") == "Ready"), {})
+            outcome = next((o for o in map(_termination, pods) if o.get("state") == WeightsState.READY), {})
             total = int(outcome.get("bytes") or 0)
             rate, resumed = int(outcome.get("bytesPerSecond") or 0), int(outcome.get("resumedBytes") or 0)
             how = (f" at {rate / 1e6:.1f} MB/s" if rate else "") + \
                   (f", resumed from {resumed / 1e6:.1f} MB an earlier pod wrote" if resumed else "")
-            return Download("Ready", f"downloaded and verified {outcome.get('files', '?')} files, "
+            return Download(WeightsState.READY, f"downloaded and verified {outcome.get('files', '?')} files, "
                                      f"{gigabytes(total)} GB{how}" if outcome else "downloaded and verified",
                             total, total, 0)
         if cond.get("type") == "Failed":
             outcome = _failure(pods)
             error = outcome.get("error") or f"{cond.get('reason', '')}: {cond.get('message', '')}".strip(": ")
-            return Download("Failed", str(error), int(outcome.get("bytesDone") or 0),
+            return Download(WeightsState.FAILED, str(error), int(outcome.get("bytesDone") or 0),
                             int(outcome.get("bytesTotal") or 0), 0, str(cond.get("lastTransitionTime") or ""))
     if progress:
         done, total = int(progress.get("bytesDone") or 0), int(progress.get("bytesTotal") or 0)
         rate = int(progress.get("bytesPerSecond") or 0)
-        return Download("Downloading", f"downloading {progress.get('file') or 'the file list'}"
+        return Download(WeightsState.DOWNLOADING, f"downloading {progress.get('file') or 'the file list'}"
                         + (f" at {rate / 1e6:.1f} MB/s" if rate else ""), done, total, rate)
     retried = _failure(pods)
     if retried:  # a transient failure; the Job controller starts the next pod after its back-off
-        return Download("Downloading", f"retrying after: {retried['error']}", int(retried.get("bytesDone") or 0),
-                        int(retried.get("bytesTotal") or 0))
-    return Download("Pending" if not status.get("active") else "Downloading", "waiting for the download pod")
+        return Download(WeightsState.DOWNLOADING, f"retrying after: {retried['error']}",
+                        int(retried.get("bytesDone") or 0), int(retried.get("bytesTotal") or 0))
+    state = WeightsState.DOWNLOADING if status.get("active") else WeightsState.PENDING
+    return Download(state, "waiting for the download pod")

@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
 
-Result = Literal["Successful", "Failed", "Inconclusive"]
+from deepseek_operator.api.status import AnalysisResult
+
+Result = AnalysisResult
 
 
 @dataclass(frozen=True)
@@ -61,28 +62,29 @@ class Verdict:
 
 def analyse(m: Measurement, policy: Policy) -> Verdict:
     if m.error:
-        return Verdict("Inconclusive", f"provider could not measure: {m.error}")
+        return Verdict(AnalysisResult.INCONCLUSIVE, f"provider could not measure: {m.error}")
     if not math.isfinite(m.requests) or not math.isfinite(m.errors):
-        return Verdict("Inconclusive", "the provider returned no number (NaN)")
+        return Verdict(AnalysisResult.INCONCLUSIVE, "the provider returned no number (NaN)")
     if m.requests < policy.min_requests:
-        return Verdict("Inconclusive", f"{m.requests:.0f} requests in {m.window_seconds:.0f}s, fewer than "
+        return Verdict(AnalysisResult.INCONCLUSIVE, f"{m.requests:.0f} requests in {m.window_seconds:.0f}s, fewer than "
                                        f"minRequests {policy.min_requests}")
     rate = m.errors / m.requests
     figures = f"error rate {rate:.4f} ({m.errors:.0f}/{m.requests:.0f})"
     if rate > policy.max_error_rate:
-        return Verdict("Failed", f"{figures} > maxErrorRate {policy.max_error_rate}")
+        return Verdict(AnalysisResult.FAILED, f"{figures} > maxErrorRate {policy.max_error_rate}")
     if not m.errors_counted:
-        return Verdict("Inconclusive", f"{figures}, but Triton counts the llmapi model's error responses as "
-                                       "successes (triton-inference-server/server#7713): this provider cannot "
-                                       "show the canary healthy; use provider gateway")
+        return Verdict(AnalysisResult.INCONCLUSIVE,
+                       f"{figures}, but Triton counts the llmapi model's error responses as successes "
+                       "(triton-inference-server/server#7713): this provider cannot show the canary healthy; "
+                       "use provider gateway")
     if policy.max_p99_seconds is not None:
         if m.p99_seconds is None or not math.isfinite(m.p99_seconds):
-            return Verdict("Inconclusive", f"{figures}; no p99 latency measured for maxP99LatencySeconds")
+            return Verdict(AnalysisResult.INCONCLUSIVE, f"{figures}; no p99 latency measured for maxP99LatencySeconds")
         if m.p99_seconds > policy.max_p99_seconds:
-            return Verdict("Failed", f"{figures}; p99 {m.p99_seconds:.3f}s > maxP99LatencySeconds "
+            return Verdict(AnalysisResult.FAILED, f"{figures}; p99 {m.p99_seconds:.3f}s > maxP99LatencySeconds "
                                      f"{policy.max_p99_seconds}")
         figures += f", p99 {m.p99_seconds:.3f}s"
-    return Verdict("Successful", f"{figures} within bounds")
+    return Verdict(AnalysisResult.SUCCESSFUL, f"{figures} within bounds")
 
 
 def counter_increase(previous: float | None, current: float) -> float:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
-from deepseek_operator.api.status import Reason
+from deepseek_operator.api.status import AnalysisResult, Outcome, Phase, Reason
 from deepseek_operator.rollout.analysis import Measurement, Policy, Verdict, analyse
+from deepseek_operator.rollout.clock import epoch, rfc3339
 
 Strategy = Literal["canary", "abTest", "recreate"]
 Router = Literal["gatewayAPI", "service"]
@@ -81,6 +82,30 @@ class State:
     held_reason: str = ""
     analysis: LastAnalysis | None = None
     history: tuple[str, ...] = ()  # promoted revisions, newest first (the stable is history[0])
+
+    @classmethod
+    def from_status(cls, status: Mapping[str, Any]) -> State:
+        """The state as the last status write left it (the status fields `to_status` writes, and the last
+        analysis and the history's revisions)."""
+        a = status.get("analysis")
+        last = LastAnalysis(a["revision"], epoch(a["at"]), a["result"], int(a.get("failures", 0)),
+                            a.get("message", ""), int(a.get("step", -1))) if a else None
+        return cls(
+            stable=status.get("stableRevision", ""), canary=status.get("canaryRevision", ""),
+            weight=int(status.get("canaryWeight", 0)), canary_replicas=int(status.get("canaryReplicas", 0)),
+            step=int(status.get("currentStep", 0)), step_started_at=epoch(status.get("stepStartedAt", "")),
+            paused=bool(status.get("paused", False)), pause_reason=status.get("pauseReason", ""),
+            kind=status.get("rolloutKind", ""), held=status.get("heldRevision", ""),
+            held_reason=status.get("heldReason", ""), analysis=last,
+            history=tuple(h["revision"] for h in status.get("history") or []))
+
+    def to_status(self) -> dict[str, Any]:
+        """The status fields of the state; the analysis figures and history entries are the pass's to add."""
+        return {"stableRevision": self.stable, "canaryRevision": self.canary, "canaryWeight": self.weight,
+                "canaryReplicas": self.canary_replicas if self.canary else 0, "currentStep": self.step,
+                "stepStartedAt": rfc3339(self.step_started_at) if self.step_started_at else "",
+                "paused": self.paused, "pauseReason": self.pause_reason, "rolloutKind": self.kind,
+                "heldRevision": self.held, "heldReason": self.held_reason}
 
 
 @dataclass(frozen=True)
@@ -203,7 +228,7 @@ class _Pass:
         bad = self.state.canary
         self.end_canary()
         self.set(held=bad, held_reason=reason)
-        self.outcome = "aborted" if reason == Reason.ABORTED else "rolled_back"
+        self.outcome = Outcome.ABORTED if reason == Reason.ABORTED else Outcome.ROLLED_BACK
         self.say("Warning", reason, f"revision {bad} rolled back to {self.state.stable}: {message}")
 
     def promote(self) -> None:
@@ -213,7 +238,7 @@ class _Pass:
         self.set(stable=new, history=history)
         if self.state.held == new:
             self.set(held="", held_reason="")
-        self.outcome = "promoted"
+        self.outcome = Outcome.PROMOTED
         self.say("Normal", Reason.PROMOTED, f"revision {new} promoted to stable" + (f" (was {old})" if old else ""))
 
 
@@ -296,7 +321,7 @@ def _first_deployment(p: _Pass) -> Decision:
     """Nothing serves yet: the target comes up at full size and becomes stable once all its replicas are Ready."""
     w = p.world
     if not w.target_servable:
-        return _decision(p, {}, "Progressing", w.wait_reason, f"revision {w.target} waits for {w.waiting_for}")
+        return _decision(p, {}, Phase.PROGRESSING, w.wait_reason, f"revision {w.target} waits for {w.waiting_for}")
     ready = w.ready.get(w.target, 0)
     if ready >= w.replicas:
         p.set(canary=w.target)
@@ -304,7 +329,7 @@ def _first_deployment(p: _Pass) -> Decision:
         p.outcome = ""  # a first deployment is no rollout: the phase event (Healthy) says it all
         p.events.pop()
         return _steady(p)
-    return _decision(p, {w.target: w.replicas}, "Progressing", Reason.REPLICAS_NOT_READY,
+    return _decision(p, {w.target: w.replicas}, Phase.PROGRESSING, Reason.REPLICAS_NOT_READY,
                      f"{ready}/{w.replicas} replicas of revision {w.target} ready", wait=POLL_SECONDS)
 
 
@@ -332,14 +357,14 @@ def _steady(p: _Pass) -> Decision:
         degraded = s.held_reason != Reason.ROLLED_BACK_BY_USER
         message = f"revision {s.held} was rolled back ({s.held_reason}); serving {s.stable}. Change the spec or " \
                   "send the `retry` action to roll it out again"
-        return _decision(p, replicas, "RolledBack", s.held_reason, message, degraded=degraded)
+        return _decision(p, replicas, Phase.ROLLED_BACK, s.held_reason, message, degraded=degraded)
     if w.target != s.stable and not w.target_servable:
-        return _decision(p, replicas, "Preparing", w.wait_reason,
+        return _decision(p, replicas, Phase.PREPARING, w.wait_reason,
                          f"revision {w.target} waits for {w.waiting_for}; {s.stable} keeps serving")
     if ready >= n:
-        return _decision(p, replicas, "Healthy", Reason.SCALED_TO_ZERO if n == 0 else Reason.REPLICAS_READY,
+        return _decision(p, replicas, Phase.HEALTHY, Reason.SCALED_TO_ZERO if n == 0 else Reason.REPLICAS_READY,
                          f"{ready}/{n} replicas of revision {s.stable} ready")
-    return _decision(p, replicas, "Progressing", Reason.REPLICAS_NOT_READY,
+    return _decision(p, replicas, Phase.PROGRESSING, Reason.REPLICAS_NOT_READY,
                      f"{ready}/{n} replicas of revision {s.stable} ready", wait=POLL_SECONDS)
 
 
@@ -353,13 +378,16 @@ def _judge(p: _Pass, m: Measurement) -> None:
         return
     verdict = analyse(m, r.policy)
     p.verdict = verdict
-    failures = failures + 1 if verdict.result == "Failed" else (0 if verdict.result == "Successful" else failures)
+    if verdict.result == AnalysisResult.FAILED:
+        failures += 1
+    elif verdict.result == AnalysisResult.SUCCESSFUL:
+        failures = 0
     p.set(analysis=LastAnalysis(s.canary, p.world.now, verdict.result, failures, verdict.message, s.step))
-    p.say("Warning" if verdict.result == "Failed" else "Normal", f"Analysis{verdict.result}",
+    p.say("Warning" if verdict.result == AnalysisResult.FAILED else "Normal", f"Analysis{verdict.result}",
           f"revision {s.canary}: {verdict.message}")
-    if verdict.result == "Failed" and failures >= r.failure_limit:
+    if verdict.result == AnalysisResult.FAILED and failures >= r.failure_limit:
         p.roll_back(Reason.ANALYSIS_FAILED, f"{failures} consecutive failed measurements; last: {verdict.message}")
-    elif verdict.result == "Inconclusive":
+    elif verdict.result == AnalysisResult.INCONCLUSIVE:
         if r.on_inconclusive == "rollback":
             p.roll_back(Reason.ANALYSIS_FAILED, f"inconclusive analysis (onInconclusive: rollback): "
                                                 f"{verdict.message}")
@@ -375,7 +403,7 @@ def _gate_open(p: _Pass) -> tuple[bool, str]:
     last = s.analysis
     if last is None or last.revision != s.canary or last.step != s.step:
         return False, "waiting for a measurement in this step"
-    if last.result == "Successful" or (last.result == "Inconclusive" and r.on_inconclusive == "continue"):
+    if _counts_as_passed(last, r):
         return True, ""
     return False, f"waiting for a Successful measurement (last: {last.result})"
 
@@ -391,7 +419,7 @@ def _promotion_gate(p: _Pass) -> tuple[bool, str]:
         return False, "waiting for a first measurement before promotion"
     if last.failures:
         return False, "waiting until the last failed measurement is outweighed"
-    if last.result == "Successful" or (last.result == "Inconclusive" and r.on_inconclusive == "continue"):
+    if _counts_as_passed(last, r):
         return True, ""
     return False, f"waiting for a Successful measurement (last: {last.result})"
 
@@ -464,13 +492,14 @@ def _advance(p: _Pass) -> Decision:
                Reason.PAUSED_BY_USER: "paused by a person",
                Reason.CANARY_PAUSED: "an indefinite pause step"}.get(s.pause_reason, s.pause_reason)
         detail = f" ({s.analysis.message})" if s.pause_reason == Reason.ANALYSIS_INCONCLUSIVE and s.analysis else ""
-        return _decision(p, replicas, "Paused", s.pause_reason,
+        return _decision(p, replicas, Phase.PAUSED, s.pause_reason,
                          f"rollout of {s.canary} at step {s.step}/{len(r.steps)}, weight {s.weight}%, paused: "
                          f"{why}{detail}; send `resume` or `promote`")
     kind = "rollback to" if s.kind == ROLLBACK else "rollout of"
     message = f"{kind} {s.canary}: step {s.step}/{len(r.steps)}, weight {s.weight}%"
-    return _decision(p, replicas, "Progressing", Reason.PROMOTING if s.step >= len(r.steps) else Reason.CANARY_STEP,
-                     f"{message}; {waiting}" if waiting else message, wait=POLL_SECONDS)
+    reason = Reason.PROMOTING if s.step >= len(r.steps) else Reason.CANARY_STEP
+    return _decision(p, replicas, Phase.PROGRESSING, reason, f"{message}; {waiting}" if waiting else message,
+                     wait=POLL_SECONDS)
 
 
 def _recreate(p: _Pass) -> Decision:
@@ -518,3 +547,8 @@ def parse_action(annotations: Mapping[str, str], action_key: str, nonce_key: str
             else f"{verb} takes no argument"
     return Action(verb, nonce, argument)
 
+
+def _counts_as_passed(last: LastAnalysis, r: Rollout) -> bool:
+    """A Successful measurement, or an Inconclusive one where the rollout is told to go on regardless."""
+    return last.result == AnalysisResult.SUCCESSFUL or (
+        last.result == AnalysisResult.INCONCLUSIVE and r.on_inconclusive == "continue")

@@ -1,0 +1,118 @@
+"""When passes run: one at a time per resource, a bounded number at once, again when a pass asked for a time
+(a pause ends, an analysis is due, a download's progress) or failed, and never from a body older than the
+status the last pass wrote.
+
+- A pass requested while one for the same resource is queued and not started is covered by it: it reads the
+  newest body and indexes when it starts (a rollout's pods and Deployments send dozens of events).
+- Read-your-own-writes: after a pass wrote the status, a body of the version it started from is stale until
+  the watch delivers the newer one; planning from it would undo the pass (a rollback flapping back to the
+  canary it had just dropped). Such a request waits `stale_retry_s` instead.
+- Timed passes are kept in memory and lost on restart by design: the first pass after a restart computes them
+  again from status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+Key = tuple[str, str]  # (namespace, name)
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PassResult:
+    requeue_after: float | None  # seconds after which the resource wants another pass, if it does
+    wrote_status: bool  # the status changed: a body of this resourceVersion is stale from now on
+
+
+# The current body of a resource (None once it is gone), and the pass over a body: both get the latest
+# `context` a request brought (kopf's live indexes) and run in the event loop; the pass they prepare (observed
+# from the indexes there) runs in a worker thread, since it waits on the API server.
+Read = Callable[[Key, Any], Mapping[str, Any] | None]
+Prepare = Callable[[Key, Mapping[str, Any], Any], Callable[[], PassResult]]
+
+
+class PassScheduler:
+    def __init__(self, read: Read, prepare: Prepare, *, parallel: int, retry_s: float, stale_retry_s: float,
+                 tick_s: float = 1.0) -> None:
+        self._read, self._prepare = read, prepare
+        self.retry_s, self.stale_retry_s, self.tick_s = retry_s, stale_retry_s, tick_s
+        self._locks: defaultdict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._slots = asyncio.Semaphore(parallel)
+        # Passes wait on the API server most of the time: one thread each, however few cores the pod has.
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="pass")
+        self._queued: set[Key] = set()
+        self._written_from: dict[Key, str] = {}
+        self.wakeups: dict[Key, float] = {}  # resource -> loop time its timed pass is due
+        self._context: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def request(self, key: Key, context: Any) -> None:
+        """A pass for `key`, now (or covered by one queued); returns when it ran or was found not needed."""
+        self._context = context
+        if key in self._queued:
+            return
+        self._queued.add(key)
+        async with self._locks[key], self._slots:
+            self._queued.discard(key)
+            body = self._read(key, context)
+            if not body or body["metadata"].get("deletionTimestamp"):
+                return
+            version = body["metadata"].get("resourceVersion", "")
+            if version and self._written_from.get(key) == version:
+                # Our own status write has not come back through the watch yet; its event brings the next pass.
+                self.wakeups.setdefault(key, self._now() + self.stale_retry_s)
+                return
+            try:
+                work = self._prepare(key, body, context)
+                result = await asyncio.get_running_loop().run_in_executor(self._executor, work)
+            except Exception:
+                # A failed pass (API error, conflict) is tried again soon even if no event comes.
+                self.wakeups[key] = self._now() + self.retry_s
+                raise
+            if result.wrote_status and version:
+                self._written_from[key] = version
+            if result.requeue_after is None:
+                self.wakeups.pop(key, None)
+            else:
+                self.wakeups[key] = self._now() + result.requeue_after
+
+    def forget(self, key: Key) -> None:
+        """The resource is gone: its lock, timed pass and written version with it."""
+        self._locks.pop(key, None)
+        self.wakeups.pop(key, None)
+        self._written_from.pop(key, None)
+
+    async def run_due(self) -> list[Key]:
+        """The timed passes that are due, concurrently; a failed one is logged (and retried by `request`)."""
+        now = self._now()
+        due = [key for key, at in self.wakeups.items() if at <= now]
+        for key in due:
+            self.wakeups.pop(key, None)
+        results = await asyncio.gather(*(self.request(key, self._context) for key in due), return_exceptions=True)
+        for key, result in zip(due, results, strict=True):
+            if isinstance(result, Exception):
+                LOG.warning("timed pass of %s/%s failed: %s", *key, result)
+        return due
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_s)
+            if self._context is not None:
+                await self.run_due()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()

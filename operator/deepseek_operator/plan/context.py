@@ -1,0 +1,139 @@
+"""The pass context: what one reconcile pass knows, built once (the parsed spec, the runtime it resolves to,
+the revision it renders, the rollout's settings and state, ready counts) and read by every step, including the
+analysis request the provider answers before the pass goes on. Pure.
+
+`start` is the first two steps: a spec that does not parse, or a model that does not fit its GPUs, ends the
+pass there (reported in conditions, nothing changed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pydantic import ValidationError
+
+from deepseek_operator.api import status as st
+from deepseek_operator.api.spec import DeepSeekDeploymentSpec
+from deepseek_operator.api.status import Phase, Reason
+from deepseek_operator.plan import rollout_state
+from deepseek_operator.plan.observed import ChildRef, Observed, Plan
+from deepseek_operator.plan.pods import ready_by_revision
+from deepseek_operator.plan.revisions import RevisionRender, model_of, render, resolve, runtime_status
+from deepseek_operator.plan.status import (
+    KEPT_KEYS,
+    Conditions,
+    changed,
+    decided_events,
+    rendered_status,
+    validation_message,
+)
+from deepseek_operator.render import catalog, children, sizing, weights
+from deepseek_operator.render import runtime as runtimes
+from deepseek_operator.rollout import machine
+from deepseek_operator.rollout.machine import Event
+
+
+@dataclass
+class PassContext:
+    body: dict[str, Any]
+    observed: Observed
+    now: str
+    conds: Conditions
+    old_status: dict[str, Any]
+    spec: DeepSeekDeploymentSpec
+    model: catalog.ModelSpec
+    runtime: runtimes.Runtime
+    target: RevisionRender
+    owner: children.Owner
+    affinity: dict[str, Any]
+    rollout: machine.Rollout
+    state: machine.State
+    ready: dict[str, int]  # ready replicas per revision
+    desired: dict[str, int]  # desired replicas per revision
+    status: dict[str, Any]  # the status this pass writes, filled in by the steps
+    apply: list[dict[str, Any]] = field(default_factory=list)
+    delete: list[ChildRef] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    servable: bool = True  # the target revision may get pods (its weights and checkpoint are there)
+    waiting: dict[str, str] = field(default_factory=dict)  # what the target waits for, for the rollout machine
+    ssh_secrets: list[dict[str, Any]] = field(default_factory=list)  # of live multi-node revisions
+
+    @property
+    def fit(self) -> sizing.SizingResult:
+        return self.runtime.fit
+
+    @property
+    def serving(self) -> bool:
+        """A promoted revision serves: a gate that holds the new revision leaves it serving."""
+        return bool(self.old_status.get("stableRevision"))
+
+    def with_measurement(self, observed: Observed) -> PassContext:
+        return replace(self, observed=observed)
+
+    def finish(self, phase: str | None = None, **plan_kw: Any) -> Plan:
+        """The Plan: the status with this pass's conditions, the children that changed, and the events."""
+        status = {**self.status, "phase": phase} if phase else self.status
+        return finish(self.body, self.conds, status, self.observed, apply=self.apply, delete=self.delete,
+                      events=self.events, **plan_kw)
+
+
+def finish(body: dict[str, Any], conds: Conditions, status: dict[str, Any], observed: Observed,
+           apply: list[dict[str, Any]] | None = None, events: list[Event] | None = None, **plan_kw: Any) -> Plan:
+    rendered = rendered_status(status, conds)
+    return Plan(status=rendered, apply=changed(apply or [], observed),
+                events=[*(events or []), *decided_events(body.get("status") or {}, rendered)], **plan_kw)
+
+
+def start(body: dict[str, Any], observed: Observed, now: str) -> PassContext | Plan:
+    """The context of a spec that parses and fits; otherwise the Plan that reports why, changing nothing."""
+    meta = body["metadata"]
+    old_status = body.get("status") or {}
+    conds = Conditions(int(meta.get("generation", 1)), now,
+                       {c["type"]: c for c in old_status.get("conditions") or []})
+    keep = {k: old_status[k] for k in KEPT_KEYS if k in old_status}
+    parsed = _parse(body, conds, keep, observed)
+    if isinstance(parsed, Plan):
+        return parsed
+    spec, model = parsed
+    rt = resolve(spec, model)
+    fit = rt.fit
+    status = {**keep, "model": {"name": f"{spec.model.name}@{spec.model.precision.value}",
+                                "source": weights.location(spec)},
+              "sizing": {"weightsGb": round(fit.weights_gb, 1), "kvCacheGb": round(fit.kv_cache_gb, 1),
+                         "needPerGpuGb": round(fit.need_per_gpu_gb, 1),
+                         "budgetPerGpuGb": round(fit.budget_per_gpu_gb, 1)}}
+    if not fit.fits:
+        conds.set(st.FITS_HARDWARE, False, fit.reason, fit.message)
+        conds.set(st.READY, False, fit.reason, "the model does not fit the requested GPUs; nothing was changed")
+        conds.set(st.DEGRADED, True, fit.reason, fit.message)
+        return finish(body, conds, {**status, "phase": Phase.DEGRADED}, observed)
+    conds.set(st.FITS_HARDWARE, True, Reason.FITS, f"{fit.message}; {rt.reason}")
+    target = render(spec, model, rt)
+    status.update(parallelism=target.parallelism, runtime=runtime_status(rt), revision=target.name)
+    ready, desired = ready_by_revision(observed.deployments, observed.statefulsets, observed.leader_worker_sets)
+    return PassContext(
+        body=body, observed=observed, now=now, conds=conds, old_status=old_status, spec=spec, model=model,
+        runtime=rt, target=target, owner=children.Owner(meta["name"], meta["namespace"], meta["uid"]),
+        affinity=children.gpu_node_affinity(target.gpu, spec.serving.node_selector),
+        rollout=rollout_state.settings(spec), state=machine.State.from_status(old_status), ready=ready, desired=desired,
+        status=status)
+
+
+def _parse(body: dict[str, Any], conds: Conditions, keep: dict[str, Any],
+           observed: Observed) -> tuple[DeepSeekDeploymentSpec, catalog.ModelSpec] | Plan:
+    try:
+        spec = DeepSeekDeploymentSpec.model_validate(body.get("spec") or {})
+        model = model_of(spec)
+    except ValidationError as err:
+        message = validation_message(err)
+    except ValueError as err:  # custom figures that no model can have
+        message = f"spec.model.custom: {err}"
+    else:
+        problems = runtimes.problems(spec, model)
+        if not problems:
+            return spec, model
+        message = "; ".join(problems)
+    conds.set(st.READY, False, Reason.INVALID_SPEC, message)
+    conds.set(st.DEGRADED, True, Reason.INVALID_SPEC, message)
+    return finish(body, conds, {**keep, "phase": Phase.DEGRADED}, observed)

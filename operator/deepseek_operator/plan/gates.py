@@ -1,0 +1,203 @@
+"""The gates a new revision passes before it gets pods: its weights are on the cluster, its checkpoint has the
+served precision, its fabric passed the NCCL preflight. Each gate is a step of the pass: it adds what it needs
+to the context (the Job, the status, the condition) and returns the Plan that ends the pass when the revision
+cannot go on; a revision already serving keeps serving meanwhile. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from deepseek_operator.api import status as st
+from deepseek_operator.api.status import Phase, PreflightState, QuantizationState, Reason, WeightsState
+from deepseek_operator.plan.context import PassContext
+from deepseek_operator.plan.observed import ChildRef, Plan
+from deepseek_operator.render import children, naming, preflight, weights
+from deepseek_operator.render import quantize as quantization
+from deepseek_operator.rollout.clock import epoch, rfc3339
+from deepseek_operator.rollout.machine import Event
+
+DOWNLOAD_POLL_S = 3.0  # how often a resource waiting for its weights reads the download's progress
+
+
+def _held(ctx: PassContext, reason: str, lacking: str = "") -> None:
+    """Ready as the serving revision is, and why the new one gets no pods."""
+    serving = ctx.old_status.get("stableRevision")
+    ctx.conds.set(st.READY, ctx.serving, reason, f"revision {ctx.target.name} {lacking}gets no pods"
+                  + (f"; {serving} keeps serving" if serving else ""))
+
+
+def _waiting(ctx: PassContext, reason: str, ready_message: str, message: str, **plan_kw: Any) -> Plan | None:
+    """A gate still open: the new revision gets no pods; the pass ends in Preparing unless a revision serves
+    (then the rollout goes on, holding the new revision)."""
+    ctx.servable = False
+    if ctx.serving:
+        return None
+    ctx.conds.set(st.READY, False, reason, ready_message)
+    ctx.conds.set(st.PROGRESSING, True, reason, message)
+    ctx.conds.set(st.DEGRADED, False, Reason.AS_EXPECTED)
+    return ctx.finish(Phase.PREPARING, **plan_kw)
+
+
+def weights_gate(ctx: PassContext) -> Plan | None:
+    download = _download(ctx)
+    ctx.status["model"] = {**ctx.status["model"], **download.status()}
+    if download.state == WeightsState.FAILED:
+        retry = rfc3339(epoch(download.failed_at) + weights.RETRY_AFTER_S) if download.failed_at else "later"
+        ctx.conds.set(st.WEIGHTS_READY, False, Reason.DOWNLOAD_FAILED, download.message)
+        _held(ctx, Reason.DOWNLOAD_FAILED, "has no weights and ")
+        ctx.conds.set(st.DEGRADED, True, Reason.DOWNLOAD_FAILED,
+                      f"downloading {weights.location(ctx.spec)} failed: {download.message}; tried again at "
+                      f"{retry}, or at once when Job {download.job} is deleted")
+        wait = max(1.0, epoch(retry) - epoch(ctx.now)) if download.failed_at else None
+        return ctx.finish(Phase.DEGRADED, requeue_after=wait)
+    if download.state != WeightsState.READY:
+        reason = Reason.DOWNLOADING if download.state == WeightsState.DOWNLOADING else Reason.DOWNLOAD_PENDING
+        ctx.conds.set(st.WEIGHTS_READY, False, reason, download.message)
+        return _waiting(ctx, reason, "waiting for the weights", download.message, requeue_after=DOWNLOAD_POLL_S)
+    reason = Reason.DOWNLOADED if weights.downloads(ctx.spec) else Reason.ON_VOLUME
+    ctx.conds.set(st.WEIGHTS_READY, True, reason, download.message)
+    return None
+
+
+def _download(ctx: PassContext) -> weights.Download:
+    """The weights of the revision: read in place from a PVC, or the download Job of their key, created when
+    missing and started again RETRY_AFTER_S after it failed."""
+    spec, observed = ctx.spec, ctx.observed
+    where = weights.location(spec)
+    if not weights.downloads(spec):
+        return weights.Download(WeightsState.READY, f"read in place from {where}")
+    download_key, pvc = weights.key(spec), spec.runtime.cache.pvc
+    job_name = naming.download_job_name(download_key)
+    before = ctx.old_status.get("model")
+    before = before if isinstance(before, Mapping) else {}
+    if (pvc_uid := observed.pvc_uids.get(pvc)) is None:
+        ctx.apply.append(children.cache_pvc(spec, ctx.owner.namespace))
+        download = weights.Download(WeightsState.PENDING, f"waiting for the model cache PVC {pvc}")
+    elif (job := observed.download_jobs.get(job_name)) is None:
+        ctx.apply.append(weights.job(spec=spec, download_key=download_key, namespace=ctx.owner.namespace,
+                                     cr_name=ctx.owner.name, cache_pvc_uid=pvc_uid))
+        ctx.events.append(Event("Normal", "DownloadStarted", f"downloading {where} into PVC {pvc} at "
+                                f"{weights.cache_subpath(download_key)} with Job {job_name}"))
+        download = weights.Download(WeightsState.PENDING, f"download Job {job_name} created")
+    else:
+        download = weights.observe(job, list(observed.download_pods.get(job_name, ())),
+                                   observed.download_progress.get(job_name))
+        if download.state == WeightsState.FAILED and download.failed_at and \
+                epoch(ctx.now) - epoch(download.failed_at) >= weights.RETRY_AFTER_S:
+            ctx.delete.append(ChildRef("batch/v1", "Job", job_name))
+            download = weights.Download(WeightsState.PENDING, f"trying again after: {download.message}")
+    # A failure is said by the phase change to Degraded (a Warning with reason DownloadFailed).
+    if download.state == WeightsState.READY and before.get("state") != WeightsState.READY:
+        ctx.events.append(Event("Normal", "DownloadComplete", f"{where}: {download.message}"))
+    return replace(download, key=download_key, job=job_name)
+
+
+def _quantize_job_state(job: dict[str, Any]) -> tuple[QuantizationState, str]:
+    if (ended := children.finished_condition(job)) is not None:
+        if ended["type"] == "Complete":
+            return QuantizationState.COMPLETE, "quantized checkpoint in the cache"
+        detail = f"{ended.get('reason', '')} {ended.get('message', '')}".strip()
+        return QuantizationState.FAILED, f"quantize Job failed: {detail}"
+    active = job.get("status", {}).get("active", 0)
+    return QuantizationState.RUNNING, f"quantize Job running ({active} pod{'s' if active != 1 else ''} active)"
+
+
+def _quantize(ctx: PassContext) -> tuple[QuantizationState, str, str]:
+    """(state, message, Job name) of the checkpoint at the served precision; the quantize Job when it is due."""
+    spec, target, key = ctx.spec, ctx.target, ctx.target.key
+    if not target.quantize:
+        return QuantizationState.NOT_REQUIRED, "served from the checkpoint by the PyTorch backend", ""
+    if ctx.status["model"].get("state") != WeightsState.READY:
+        return QuantizationState.PENDING, "waiting for the weights to quantize", ""
+    if (cache_pvc_uid := ctx.observed.pvc_uids.get(spec.runtime.cache.pvc)) is None:
+        ctx.apply.append(children.cache_pvc(spec, ctx.owner.namespace))
+        return QuantizationState.PENDING, f"waiting for the model cache PVC {spec.runtime.cache.pvc}", ""
+    if (existing := ctx.observed.quantize_jobs.get(naming.quantize_job_name(key))) is not None:
+        return (*_quantize_job_state(existing), existing["metadata"]["name"])
+    ckpt_volume, ckpt_mount = children.checkpoint_volume(spec)
+    job = quantization.job(
+        spec=spec, key=key, namespace=ctx.owner.namespace, cr_name=ctx.owner.name,
+        # Quantization calibrates on one node's GPUs, whatever the serving layout.
+        cache_pvc_uid=cache_pvc_uid, gpus=target.world // ctx.fit.nodes_per_replica, node_affinity=ctx.affinity,
+        tolerations=children.tolerations(spec),
+        volumes=[{"name": "model-cache", "persistentVolumeClaim": {"claimName": spec.runtime.cache.pvc}},
+                 ckpt_volume],
+        volume_mounts=[{"name": "model-cache", "mountPath": quantization.CACHE_MOUNT}, ckpt_mount],
+        pod_annotations=dict(spec.serving.pod_annotations))
+    ctx.apply.append(job)
+    job_name = job["metadata"]["name"]
+    ctx.events.append(Event("Normal", "QuantizeStarted",
+                            f"quantizing the checkpoint to {spec.model.precision.value} as {key} with Job {job_name}"))
+    return QuantizationState.RUNNING, "quantize Job created", job_name
+
+
+def quantize_gate(ctx: PassContext) -> Plan | None:
+    state, message, job_name = _quantize(ctx)
+    ctx.status["quantization"] = {"key": ctx.target.key, "state": state, "job": job_name, "message": message}
+    if state == QuantizationState.FAILED:
+        ctx.conds.set(st.CHECKPOINT_READY, False, Reason.QUANTIZE_FAILED, message)
+        _held(ctx, Reason.QUANTIZE_FAILED, "has no quantized checkpoint and ")
+        ctx.conds.set(st.DEGRADED, True, Reason.QUANTIZE_FAILED,
+                      f"{message}; delete Job {job_name} to retry once the cause is fixed")
+        return ctx.finish(Phase.DEGRADED)
+    if state in (QuantizationState.RUNNING, QuantizationState.PENDING):
+        reason = Reason.QUANTIZING if state == QuantizationState.RUNNING else Reason.QUANTIZE_PENDING
+        ctx.conds.set(st.CHECKPOINT_READY, False, reason, message)
+        return _waiting(ctx, reason, "waiting for the quantized checkpoint", message)
+    reason = Reason.QUANTIZED if state == QuantizationState.COMPLETE else Reason.AS_PUBLISHED
+    ctx.conds.set(st.CHECKPOINT_READY, True, reason, message)
+    return None
+
+
+_PREFLIGHT_REASONS = {PreflightState.PASSED: (True, Reason.PREFLIGHT_PASSED),
+                      PreflightState.FAILED: (False, Reason.PREFLIGHT_FAILED),
+                      PreflightState.RUNNING: (None, Reason.PREFLIGHT_RUNNING)}
+
+
+def _preflight_verdict(ctx: PassContext) -> dict[str, Any] | None:
+    """The preflight Job of a new multi-GPU revision and its verdict so far; None when none is due: one GPU,
+    turned off, the revision already serves or was rolled back, or its checkpoint is not ready yet (the
+    quantize Job holds the GPUs the check needs)."""
+    spec, target = ctx.spec, ctx.target
+    if not ctx.servable or not preflight.required(spec, target.world) \
+            or target.name in (ctx.old_status.get("stableRevision"), ctx.old_status.get("heldRevision")):
+        return None
+    check = preflight.check_for(spec, target.gpu, target.world, ctx.fit.nodes_per_replica)
+    name = preflight.job_name(ctx.owner.name, target.name)
+    ctx.apply += [preflight.rendezvous_service(ctx.owner, target.name),
+                  preflight.job(owner=ctx.owner, spec=spec, gpu=target.gpu, revision=target.name, check=check,
+                                node_affinity=ctx.affinity, tolerations=children.tolerations(spec),
+                                shm_size=children.shm_size(check.gpus_per_node))]
+    return preflight.status(name=name, revision=target.name, check=check,
+                            job_obj=ctx.observed.preflight_jobs.get(name), pods=ctx.observed.preflight_pods,
+                            previous=ctx.old_status.get("preflight"))
+
+
+def stale_preflights(ctx: PassContext) -> list[ChildRef]:
+    """Preflight Jobs (and their rendezvous Services, of the same name) of revisions no longer rolled out."""
+    keep = (ctx.status.get("preflight") or {}).get("job", "")
+    return [ChildRef(api, kind, name) for name in sorted(ctx.observed.preflight_jobs) if name != keep
+            for api, kind in (("batch/v1", "Job"), ("v1", "Service"))]
+
+
+def preflight_gate(ctx: PassContext) -> Plan | None:
+    verdict = _preflight_verdict(ctx)
+    if verdict is not None:
+        ctx.status["preflight"] = verdict
+    # The check of the revision rolled out now, or the last one recorded (that revision serves).
+    if shown := ctx.status.get("preflight"):
+        value, reason = _PREFLIGHT_REASONS[shown["state"]]
+        ctx.conds.set(st.PREFLIGHT, value, reason, f"revision {shown['revision']}: {shown['message']}")
+    if verdict is not None and verdict["state"] == PreflightState.FAILED:
+        _held(ctx, Reason.PREFLIGHT_FAILED)
+        ctx.conds.set(st.DEGRADED, True, Reason.PREFLIGHT_FAILED,
+                      f"revision {ctx.target.name} failed its NCCL preflight: {verdict['message']}; fix the nodes "
+                      f"or spec.network.preflight, then delete Job {verdict['job']} to run it again")
+        ctx.delete += stale_preflights(ctx)
+        return ctx.finish(Phase.DEGRADED)
+    if verdict is not None and verdict["state"] == PreflightState.RUNNING:
+        ctx.servable = False
+        ctx.waiting = {"waiting_for": "its NCCL preflight", "wait_reason": Reason.PREFLIGHT_RUNNING}
+    return None

@@ -1,0 +1,95 @@
+"""What the serving workloads and pods say: ready replicas per revision, ready pod IPs, and the kubelet's and
+the scheduler's words for pods that will not come up. Pure."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from deepseek_operator.render import naming
+
+
+def ready_by_revision(deployments: Mapping[str, dict[str, Any]],
+                      statefulsets: Mapping[str, dict[str, Any]] | None = None,
+                      leader_worker_sets: Mapping[str, dict[str, Any]] | None = None,
+                      ) -> tuple[dict[str, int], dict[str, int]]:
+    """Ready replicas of each revision (at most its desired count), and each one's desired count.
+
+    A replica is one pod of a Deployment; of a multi-node revision, a group: a LeaderWorkerSet counts its groups
+    itself; with StatefulSets it is a Ready leader whose group's workers are all Ready."""
+    sets = (statefulsets or {}).values()
+    component = naming.LABEL_COMPONENT
+    leaders = [s for s in sets if s["metadata"]["labels"].get(component) == naming.COMPONENT_SERVER]
+    ready, desired = {}, {}
+    for d in [*deployments.values(), *(leader_worker_sets or {}).values(), *leaders]:
+        revision = (d["metadata"].get("labels") or {}).get(naming.LABEL_REVISION)
+        if not revision:
+            continue
+        desired[revision] = int((d.get("spec") or {}).get("replicas", 0))
+        status = d.get("status") or {}
+        # Not yet caught up with a scale we just applied: the pods it counted are still there and Ready.
+        ready[revision] = min(status.get("updatedReplicas", 0), status.get("readyReplicas", 0), desired[revision])
+    # With StatefulSets a Ready leader counts only once its group's workers are all Ready too.
+    full_groups = Counter(
+        s["metadata"]["labels"][naming.LABEL_REVISION] for s in sets
+        if s["metadata"]["labels"].get(component) == naming.COMPONENT_SERVER_WORKER
+        and min((s.get("status") or {}).get("readyReplicas", 0), (s.get("status") or {}).get("updatedReplicas", 0))
+        >= int((s.get("spec") or {}).get("replicas", 0)))
+    for s in leaders:
+        revision = s["metadata"]["labels"].get(naming.LABEL_REVISION)
+        if revision in ready:
+            ready[revision] = min(ready[revision], full_groups[revision])
+    return ready, desired
+
+
+def ready_pod_ips(pods: tuple[dict[str, Any], ...], revision: str) -> tuple[str, ...]:
+    out = []
+    for pod in pods:
+        if (pod["metadata"].get("labels") or {}).get(naming.LABEL_REVISION) != revision:
+            continue
+        status = pod.get("status") or {}
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+        if ready and status.get("podIP"):
+            out.append(str(status["podIP"]))
+    return tuple(sorted(out))
+
+
+# Container states a pod does not get out of by waiting (the kubelet's reasons).
+FAILING_WAITING_REASONS = frozenset({"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff",
+                                     "CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
+
+
+def failing_pods(pods: tuple[dict[str, Any], ...], revision: str) -> list[str]:
+    """`<pod>/<container>: <reason> ...` for this revision's pods whose containers (init containers included)
+    keep failing, with the last exit code, restarts and message the kubelet recorded."""
+    out = []
+    for pod in pods:
+        meta = pod["metadata"]
+        if (meta.get("labels") or {}).get(naming.LABEL_REVISION) != revision or meta.get("deletionTimestamp"):
+            continue
+        status = pod.get("status") or {}
+        for c in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+            waiting = (c.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") not in FAILING_WAITING_REASONS:
+                continue
+            last = (c.get("lastState") or {}).get("terminated") or {}
+            detail = (f" (exit code {last['exitCode']}, {c.get('restartCount', 0)} restarts)"
+                      if "exitCode" in last else "")
+            words = str(last.get("message") or waiting.get("message") or "").strip().splitlines()
+            tail = f": {words[-1][:300]}" if words else ""
+            out.append(f"{meta['name']}/{c.get('name')}: {waiting['reason']}{detail}{tail}")
+    return out
+
+
+def unschedulable_pods(pods: tuple[dict[str, Any], ...], revision: str) -> list[str]:
+    """The scheduler's messages for this revision's pods that it could not place."""
+    out = []
+    for pod in pods:
+        if (pod["metadata"].get("labels") or {}).get(naming.LABEL_REVISION) != revision:
+            continue
+        for cond in (pod.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False" \
+                    and cond.get("reason") == "Unschedulable":
+                out.append(str(cond.get("message", "")).strip())
+    return out

@@ -1,0 +1,113 @@
+"""How a pass ends: conditions with their transition times, the events that say each decision once, and the
+children worth sending (unchanged ones are not). Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from deepseek_operator.api import status as st
+from deepseek_operator.api.status import Phase, Reason
+from deepseek_operator.plan.observed import Observed
+from deepseek_operator.render import naming
+from deepseek_operator.rollout.machine import Event
+
+KEPT_KEYS = st.carried_keys()  # the status fields a pass that changes nothing carries over
+
+
+@dataclass
+class Conditions:
+    """Builds the condition list, keeping lastTransitionTime of conditions whose status did not change."""
+
+    generation: int
+    now: str
+    previous: dict[str, dict[str, Any]]
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+    def set(self, ctype: str, value: bool | None, reason: str, message: str = "") -> None:
+        status = "Unknown" if value is None else ("True" if value else "False")
+        prev = self.previous.get(ctype)
+        since = prev["lastTransitionTime"] if prev and prev.get("status") == status else self.now
+        self.items.append({"type": ctype, "status": status, "observedGeneration": self.generation,
+                           "lastTransitionTime": since, "reason": reason, "message": message})
+
+
+def validation_message(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"])
+        parts.append(f"spec.{path}: {e['msg']}" if path else f"spec: {e['msg']}")
+    return "; ".join(parts)
+
+
+# The condition whose reason and message explain each phase, in its event.
+_PHASE_CONDITION = {Phase.DEGRADED: st.DEGRADED, Phase.PREPARING: st.CHECKPOINT_READY, Phase.PROGRESSING: st.READY,
+                    Phase.HEALTHY: st.READY, Phase.PENDING: st.READY, Phase.PAUSED: st.PROGRESSING,
+                    Phase.ROLLED_BACK: st.DEGRADED}
+
+
+def decided_events(old: dict[str, Any], new: dict[str, Any]) -> list[Event]:
+    """What was decided, said once: the hardware verdict when it changes, and every change of phase with the
+    condition that explains it (a Warning when the resource is Degraded)."""
+    out = []
+    before = {c["type"]: c for c in old.get("conditions") or []}
+    after = {c["type"]: c for c in new.get("conditions") or []}
+    fits, fitted = after.get(st.FITS_HARDWARE), before.get(st.FITS_HARDWARE)
+    # A fit is said when it is news: a model that does not fit, or one that fits again. A first fit is in the
+    # FitsHardware condition; an event per new resource only loads the API server (500 resources: 500 writes).
+    first_fit = fitted is None and fits is not None and fits["status"] == "True"
+    if fits and not first_fit and (fitted is None or (fitted["status"], fitted["reason"]) !=
+                                   (fits["status"], fits["reason"])):
+        out.append(Event("Normal" if fits["status"] == "True" else "Warning", fits["reason"], fits["message"]))
+    phase = new["phase"]
+    explained = after.get(_PHASE_CONDITION[phase])
+    said_by_verdict = fits is not None and fits["status"] == "False" and explained is not None \
+        and explained["reason"] == fits["reason"]
+    if explained and (old.get("phase") != phase or _reason_changed(before, explained)) and not said_by_verdict \
+            and explained["reason"] != Reason.AS_EXPECTED:
+        message = f"{phase}: {explained['message']}" if explained["message"] else phase
+        degraded = explained["type"] == st.DEGRADED and explained["status"] == "True"
+        out.append(Event("Warning" if degraded else "Normal", explained["reason"], message))
+    return out
+
+
+def _reason_changed(before: dict[str, dict[str, Any]], condition: dict[str, Any]) -> bool:
+    prev = before.get(condition["type"])
+    return prev is None or prev["reason"] != condition["reason"]
+
+
+def with_applied_hash(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object with an annotation hashing its desired state, so an unchanged child is never re-sent."""
+    meta = obj["metadata"]
+    hashed = {**obj, "metadata": {k: v for k, v in meta.items() if k != "annotations"}}
+    annotations = {**meta.get("annotations", {}), naming.ANNOTATION_APPLIED_HASH: naming.digest(hashed, 16)}
+    return {**obj, "metadata": {**meta, "annotations": annotations}}
+
+
+def changed(objects: list[dict[str, Any]], observed: Observed) -> list[dict[str, Any]]:
+    out = []
+    for obj in map(with_applied_hash, objects):
+        key = (obj["kind"], obj["metadata"]["name"])
+        if observed.applied_hashes.get(key) != obj["metadata"]["annotations"][naming.ANNOTATION_APPLIED_HASH] \
+                or _drifted(obj, observed):
+            out.append(obj)
+    return out
+
+
+def _drifted(obj: dict[str, Any], observed: Observed) -> bool:
+    """A hand edit the hash cannot see: `kubectl scale` of a serving workload is put back."""
+    workloads = {"Deployment": observed.deployments, "StatefulSet": observed.statefulsets,
+                 "LeaderWorkerSet": observed.leader_worker_sets}
+    live = workloads.get(obj["kind"], {}).get(obj["metadata"]["name"])
+    if live is None:
+        return False
+    return bool((live.get("spec") or {}).get("replicas") != obj["spec"]["replicas"])
+
+
+def rendered_status(status: dict[str, Any], conds: Conditions) -> dict[str, Any]:
+    """The status as the API schema has it, with the pass's generation and conditions."""
+    checked = st.DeepSeekDeploymentStatus.model_validate(
+        {**status, "observedGeneration": conds.generation, "conditions": conds.items})
+    return checked.model_dump(by_alias=True, exclude_none=True)

@@ -1,0 +1,49 @@
+"""What every metric provider shares: the Protocol, the counters Triton exports for the client model, the one
+HTTP read a provider makes, and the error it raises when it cannot measure (the analysis calls that
+Inconclusive, never a pass)."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from deepseek_operator.plan import AnalysisRequest
+from deepseek_operator.render import triton
+from deepseek_operator.rollout.analysis import Measurement
+
+TIMEOUT_S = 5.0
+# Triton counts requests per model; clients call the `llmapi` model (TensorRT-LLM's PyTorch backend).
+CLIENT_MODEL = triton.MODEL_NAME
+SUCCESS, FAILURE = "nv_inference_request_success", "nv_inference_request_failure"
+# Triton's latency histogram (with --metrics-config histogram_latencies=true): time to the first response, which
+# for a non-streaming request is the whole request.
+LATENCY_HISTOGRAM = "nv_inference_first_response_histogram_ms"
+
+SecretReader = Callable[[str, str, str], str]  # (namespace, name, key) -> value
+
+
+class MetricProvider(Protocol):
+    def measure(self, request: AnalysisRequest) -> Measurement: ...
+
+
+class ProviderError(Exception):
+    """A provider could not measure: its source did not answer, or answered what it cannot use."""
+
+    def __init__(self, provider: str, detail: str) -> None:
+        super().__init__(f"{provider}: {detail}")
+        self.provider, self.detail = provider, detail
+
+
+def unmeasured(request: AnalysisRequest, err: ProviderError) -> Measurement:
+    """The Measurement of a provider that could not measure: Inconclusive, with its words."""
+    return Measurement(0, 0, window_seconds=request.window_seconds, error=str(err))
+
+
+def get(provider: str, url: str, headers: Mapping[str, str] | None = None) -> str:
+    req = urllib.request.Request(url, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
+            return str(resp.read().decode())
+    except (OSError, ValueError) as err:
+        raise ProviderError(provider, str(err)) from err

@@ -1,0 +1,62 @@
+"""`gateway`: the gateway's own per-backend response codes (Traefik's `traefik_service_requests_total`): what
+clients really saw, including failures Triton never counted."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from deepseek_operator.plan import AnalysisRequest
+from deepseek_operator.providers.base import FAILURE, SUCCESS, ProviderError, get, unmeasured
+from deepseek_operator.providers.counters import differenced
+from deepseek_operator.rollout.analysis import Measurement
+
+
+def gateway_counters(text: str, services: Mapping[str, str], failure_codes: str) -> dict[str, float]:
+    """Traefik's per-service request counters and latency buckets, for the services named {role: pattern}.
+
+    A status code matching `failure_codes` is a failure; any other answer counts as answered.
+    """
+    patterns = {role: re.compile(pattern) for role, pattern in services.items()}
+    failed = re.compile(failure_codes)
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            service = sample.labels.get("service", "")
+            role = next((r for r, p in patterns.items() if p.search(service)), None)
+            if role is None:
+                continue
+            if sample.name == "traefik_service_requests_total":
+                name = FAILURE if failed.search(sample.labels.get("code", "")) else SUCCESS
+                key = f"{role}:gateway|{name}"
+                out[key] = out.get(key, 0.0) + sample.value
+            elif sample.name == "traefik_service_request_duration_seconds_bucket" and role == "canary":
+                key = f"{role}:gateway|le={float(sample.labels['le']) * 1000}"  # ms, as the Triton histogram
+                out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
+def traefik_service_pattern(namespace: str, service: str, port: int) -> str:
+    """How Traefik's Gateway API provider names a backend in its metrics: <ns>-<svc>-<port name>-<port>@…"""
+    return rf"^{re.escape(namespace)}-{re.escape(service)}-(http-)?{port}(-|@|$)"
+
+
+@dataclass
+class GatewayProvider:
+    def measure(self, request: AnalysisRequest) -> Measurement:
+        settings = request.gateway
+        assert settings is not None
+        services = {"canary": traefik_service_pattern(request.namespace, request.canary_service, 8000),
+                    "stable": traefik_service_pattern(request.namespace, request.stable_service, 8000)}
+        try:
+            page = get("gateway metrics", settings.metrics_address)
+            try:
+                current = gateway_counters(page, services, settings.failure_status_codes)
+            except ValueError as err:  # not the exposition format
+                raise ProviderError("gateway metrics", str(err)) from err
+        except ProviderError as err:
+            return unmeasured(request, err)
+        return differenced(request, current)

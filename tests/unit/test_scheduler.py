@@ -1,0 +1,146 @@
+"""When passes run (k8s/scheduler.py): one at a time per resource, a bounded number at once, covered when
+queued, retried after a failure, timed when asked, and never from a body older than the last status write."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+
+from deepseek_operator.k8s.scheduler import Key, PassResult, PassScheduler
+
+A, B = ("ns", "a"), ("ns", "b")
+NOTHING_MORE = PassResult(None, False)
+
+
+class World:
+    """Resources by key (their bodies) and the passes run, with what each pass returns."""
+
+    def __init__(self, result: PassResult = NOTHING_MORE, hold_s: float = 0.0) -> None:
+        self.bodies: dict[Key, dict[str, Any]] = {k: self.body("1") for k in (A, B)}
+        self.result, self.hold_s = result, hold_s
+        self.passes: list[tuple[Key, str]] = []
+        self.running = 0
+        self.most_at_once = 0
+        self.running_per_key: dict[Key, int] = {}
+        self.overlap = False
+        self.fail = False
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def body(version: str, deleting: bool = False) -> dict[str, Any]:
+        meta: dict[str, Any] = {"resourceVersion": version}
+        if deleting:
+            meta["deletionTimestamp"] = "2025-01-20T10:00:00Z"
+        return {"metadata": meta}
+
+    def read(self, key: Key, context: Any) -> Mapping[str, Any] | None:
+        return self.bodies.get(key)
+
+    def prepare(self, key: Key, body: Mapping[str, Any], context: Any) -> Callable[[], PassResult]:
+        def work() -> PassResult:
+            with self._lock:
+                self.running += 1
+                self.running_per_key[key] = self.running_per_key.get(key, 0) + 1
+                self.overlap |= self.running_per_key[key] > 1
+                self.most_at_once = max(self.most_at_once, self.running)
+            time.sleep(self.hold_s)
+            with self._lock:
+                self.running -= 1
+                self.running_per_key[key] -= 1
+                self.passes.append((key, body["metadata"]["resourceVersion"]))
+            if self.fail:
+                raise RuntimeError("conflict")
+            return self.result
+        return work
+
+
+def scheduler(world: World, parallel: int = 8) -> PassScheduler:
+    return PassScheduler(world.read, world.prepare, parallel=parallel, retry_s=10.0, stale_retry_s=2.0, tick_s=0.01)
+
+
+def test_requests_queued_behind_a_running_pass_are_covered_by_one_more_pass() -> None:
+    async def scenario() -> list[tuple[Key, str]]:
+        world = World(hold_s=0.05)
+        s = scheduler(world)
+        await asyncio.gather(*(s.request(A, None) for _ in range(10)))
+        assert not world.overlap
+        return world.passes
+    # The first runs; the second queues behind it; the other eight are covered by the queued one.
+    assert asyncio.run(scenario()) == [(A, "1"), (A, "1")]
+
+
+def test_passes_of_different_resources_run_at_once_up_to_the_bound() -> None:
+    async def scenario() -> int:
+        world = World(hold_s=0.05)
+        world.bodies = {("ns", str(i)): World.body("1") for i in range(12)}
+        s = scheduler(world, parallel=3)
+        await asyncio.gather(*(s.request(key, None) for key in world.bodies))
+        assert len(world.passes) == 12
+        return world.most_at_once
+    assert asyncio.run(scenario()) == 3
+
+
+def test_a_gone_or_deleting_resource_gets_no_pass() -> None:
+    async def scenario() -> list[tuple[Key, str]]:
+        world = World()
+        world.bodies = {A: World.body("1", deleting=True)}
+        s = scheduler(world)
+        await s.request(A, None)
+        await s.request(B, None)
+        return world.passes
+    assert asyncio.run(scenario()) == []
+
+
+def test_a_failed_pass_is_tried_again_after_the_retry_interval() -> None:
+    async def scenario() -> float:
+        world = World()
+        world.fail = True
+        s = scheduler(world)
+        with pytest.raises(RuntimeError, match="conflict"):
+            await s.request(A, None)
+        return s.wakeups[A] - asyncio.get_running_loop().time()
+    assert 9.0 < asyncio.run(scenario()) <= 10.0
+
+
+def test_a_pass_that_asks_for_a_time_gets_one_and_runs_when_it_is_due() -> None:
+    async def scenario() -> tuple[int, bool]:
+        world = World(result=PassResult(0.05, False))
+        s = scheduler(world)
+        s.start()
+        try:
+            await s.request(A, "indexes")
+            assert A in s.wakeups
+            world.result = NOTHING_MORE  # the timed pass asks for nothing more
+            await asyncio.sleep(0.3)
+        finally:
+            s.stop()
+        return len(world.passes), A in s.wakeups
+    assert asyncio.run(scenario()) == (2, False)
+
+
+def test_a_body_older_than_the_status_just_written_waits_for_the_watch() -> None:
+    async def scenario() -> tuple[list[tuple[Key, str]], bool]:
+        world = World(result=PassResult(None, True))
+        s = scheduler(world)
+        await s.request(A, None)  # writes the status from version 1
+        await s.request(A, None)  # the watch has not brought version 2 yet: no pass from version 1
+        stale_wait = A in s.wakeups
+        world.bodies[A] = World.body("2")
+        await s.request(A, None)
+        return world.passes, stale_wait
+    assert asyncio.run(scenario()) == ([(A, "1"), (A, "2")], True)
+
+
+def test_a_deleted_resource_is_forgotten() -> None:
+    async def scenario() -> bool:
+        world = World(result=PassResult(30.0, True))
+        s = scheduler(world)
+        await s.request(A, None)
+        s.forget(A)
+        return A in s.wakeups
+    assert asyncio.run(scenario()) is False
