@@ -7,6 +7,8 @@ These models are the single source of truth: the CRD's OpenAPI schema (crds/) is
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -40,29 +42,43 @@ GPU_TYPES = ("A10-24GB", "L4-24GB", "L40S-48GB", "A100-40GB", "A100-80GB", "H100
 K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
+@dataclass(frozen=True)
+class Rule:
+    """A rule across fields, declared once: the CEL rule the API server checks at `kubectl apply`, the same
+    check in Python for every object the operator parses (one written before the rule existed, or a revision's
+    spec from history), and one message for both."""
+
+    cel: str
+    message: str
+    holds: Callable[[Any], bool]
+
+
+def exactly_one(names: tuple[str, ...], message: str) -> Rule:
+    """Exactly one of the fields named (as on the wire) is set."""
+    has = ", ".join(f"has(self.{n})" for n in names)
+
+    def holds(obj: BaseModel) -> bool:
+        attribute = {field.alias or name: name for name, field in type(obj).model_fields.items()}
+        return sum(getattr(obj, attribute[n]) is not None for n in names) == 1
+
+    return Rule(f"[{has}].filter(x, x).size() == 1", message, holds)
+
+
+def _with_rules(schema: dict[str, Any], cls: type[Any]) -> None:
+    if rules := getattr(cls, "rules", ()):
+        schema["x-kubernetes-validations"] = [{"rule": r.cel, "message": r.message} for r in rules]
+
+
 class Schema(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
-                              use_enum_values=False, frozen=True)
-
-
-def exactly_one_config(names: tuple[str, ...], message: str) -> ConfigDict:
-    """The CEL rule of a `Choice`, so `kubectl apply` rejects what the model's own check rejects."""
-    has = ", ".join(f"has(self.{n})" for n in names)
-    return ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": f"[{has}].filter(x, x).size() == 1", "message": message}]})
-
-
-class Choice(Schema):
-    """A set of alternatives of which exactly one is set: `choice` names them as on the wire."""
-
-    choice: ClassVar[tuple[str, ...]] = ()
-    choice_message: ClassVar[str] = ""
+                              use_enum_values=False, frozen=True, json_schema_extra=_with_rules)
+    rules: ClassVar[tuple[Rule, ...]] = ()
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> Self:
-        attribute = {field.alias or name: name for name, field in type(self).model_fields.items()}
-        if sum(getattr(self, attribute[n]) is not None for n in self.choice) != 1:
-            raise ValueError(self.choice_message)
+    def _rules_hold(self) -> Self:
+        for rule in type(self).rules:
+            if not rule.holds(self):
+                raise ValueError(rule.message)
         return self
 
 
@@ -110,12 +126,10 @@ class ModelDownload(Schema):
                                              "so a 700 GB checkpoint does not saturate the storage network.")
 
 
-class ModelSource(Choice):
+class ModelSource(Schema):
     """Where the checkpoint comes from: exactly one of pvc, hf, s3."""
 
-    choice = ("pvc", "hf", "s3")
-    choice_message = "set exactly one of pvc, hf, s3"
-    model_config = exactly_one_config(choice, choice_message)
+    rules = (exactly_one(("pvc", "hf", "s3"), "set exactly one of pvc, hf, s3"),)
 
     pvc: PvcSource | None = Field(default=None, description="A PersistentVolumeClaim that holds the checkpoint.")
     hf: HuggingFaceSource | None = Field(default=None, description="Download from the Hugging Face Hub.")
@@ -135,10 +149,9 @@ class CustomModel(Schema):
 
 
 class ModelRef(Schema):
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "self.name == 'custom' ? has(self.custom) : !has(self.custom)",
-         "message": "`custom` figures are required with name: custom, and only then"},
-    ]})
+    rules = (Rule("self.name == 'custom' ? has(self.custom) : !has(self.custom)",
+                  "`custom` figures are required with name: custom, and only then",
+                  lambda m: (m.name == "custom") == (m.custom is not None)),)
 
     name: Literal[MODEL_NAMES] = Field(  # type: ignore[valid-type]
         description="A model of the built-in catalog, or `custom` with `custom` figures.")
@@ -155,12 +168,6 @@ class ModelRef(Schema):
     custom: CustomModel | None = Field(default=None, description="Figures of a `custom` model.")
     download: ModelDownload = Field(default_factory=ModelDownload, description="How hf: and s3: checkpoints are "
                                     "downloaded, once per (source, revision), into the model cache PVC.")
-
-    @model_validator(mode="after")
-    def _custom_figures(self) -> ModelRef:
-        if (self.name == "custom") != (self.custom is not None):
-            raise ValueError("`custom` figures are required with name: custom, and only then")
-        return self
 
 
 # -------------------------------------------------------------------- runtime
@@ -224,11 +231,11 @@ class RuntimeSpec(Schema):
     Unset fields come from the recipe the fit check picks for the model, GPU type and objective
     (status.runtime.recipe says which); a field set here always wins over the recipe."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "!has(self.maxBatchSize) || !has(self.cudaGraphs) || !has(self.cudaGraphs.maxBatchSize) || "
-                 "self.cudaGraphs.maxBatchSize <= self.maxBatchSize",
-         "message": "cudaGraphs.maxBatchSize must not exceed maxBatchSize: no batch that large is ever scheduled"},
-    ]})
+    rules = (Rule("!has(self.maxBatchSize) || !has(self.cudaGraphs) || !has(self.cudaGraphs.maxBatchSize) || "
+                  "self.cudaGraphs.maxBatchSize <= self.maxBatchSize",
+                  "cudaGraphs.maxBatchSize must not exceed maxBatchSize: no batch that large is ever scheduled",
+                  lambda r: None in (r.cuda_graphs.max_batch_size, r.max_batch_size)
+                  or r.cuda_graphs.max_batch_size <= r.max_batch_size),)
 
     image: str = Field(default=DEFAULT_IMAGE, min_length=1,
                        description="Triton + TensorRT-LLM image (a tritonserver:*-trtllm-python-py3); its version "
@@ -258,14 +265,6 @@ class RuntimeSpec(Schema):
                                                "MTP module): draft tokens per step, 0 turns it off; unset: the "
                                                "recipe's. deepseek-r1 only.")
     cache: ModelCache = Field(default_factory=ModelCache, description="The cache PVC of quantized checkpoints.")
-
-    @model_validator(mode="after")
-    def _cuda_graph_batch(self) -> RuntimeSpec:
-        graphs, batch = self.cuda_graphs.max_batch_size, self.max_batch_size
-        if graphs is not None and batch is not None and graphs > batch:
-            raise ValueError("cudaGraphs.maxBatchSize must not exceed maxBatchSize: no batch that large is ever "
-                             "scheduled")
-        return self
 
 
 # Fields of the API before the PyTorch backend, and what replaced each: a CR that still sets one is rejected
@@ -306,29 +305,24 @@ class Toleration(Schema):
 
 
 class Resources(Schema):
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "(!has(self.requests) || !('nvidia.com/gpu' in self.requests)) && "
-                 "(!has(self.limits) || !('nvidia.com/gpu' in self.limits))",
-         "message": "nvidia.com/gpu is set from sizing (status.parallelism); do not set it here"},
-    ]})
+    rules = (Rule("(!has(self.requests) || !('nvidia.com/gpu' in self.requests)) && "
+                  "(!has(self.limits) || !('nvidia.com/gpu' in self.limits))",
+                  "nvidia.com/gpu is set from sizing (status.parallelism); do not set it here",
+                  lambda r: "nvidia.com/gpu" not in r.requests and "nvidia.com/gpu" not in r.limits),)
 
     requests: dict[str, str] = Field(default_factory=dict, description="cpu, memory, ...; GPUs are set by sizing.")
     limits: dict[str, str] = Field(default_factory=dict, description="cpu, memory, ...; GPUs are set by sizing.")
 
-    @model_validator(mode="after")
-    def _no_gpus(self) -> Resources:
-        if any(k == "nvidia.com/gpu" for k in (*self.requests, *self.limits)):
-            raise ValueError("nvidia.com/gpu is set from sizing (status.parallelism); do not set it here")
-        return self
-
 
 class ServingSpec(Schema):
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "!has(self.podLabels) || self.podLabels.all(k, !k.startsWith('serving.deepseek.ai/') && "
-                 "!k.startsWith('app.kubernetes.io/'))",
-         "message": "podLabels may not set the operator's own labels (serving.deepseek.ai/*, app.kubernetes.io/*)"},
-        {"rule": "!has(self.batching)", "message": REMOVED_BATCHING},
-    ]})
+    rules = (
+        Rule("!has(self.podLabels) || self.podLabels.all(k, !k.startsWith('serving.deepseek.ai/') && "
+             "!k.startsWith('app.kubernetes.io/'))",
+             "podLabels may not set the operator's own labels (serving.deepseek.ai/*, app.kubernetes.io/*)",
+             lambda s: not any(k.startswith((GROUP + "/", "app.kubernetes.io/")) for k in s.pod_labels)),
+        # The removed field's own validator names it (spec.serving.batching) before this rule runs.
+        Rule("!has(self.batching)", REMOVED_BATCHING, lambda s: s.batching is None),
+    )
 
     replicas: int = Field(default=1, ge=0, le=1000, description="Model replicas; each gets its own GPUs.")
     gpu: GpuRequest = Field(description="The GPUs to serve on.")
@@ -350,13 +344,6 @@ class ServingSpec(Schema):
     @classmethod
     def _no_batching(cls, value: Any) -> Any:
         raise ValueError(REMOVED_BATCHING)
-
-    @model_validator(mode="after")
-    def _reserved_labels(self) -> ServingSpec:
-        reserved = [k for k in self.pod_labels if k.startswith(GROUP + "/") or k.startswith("app.kubernetes.io/")]
-        if reserved:
-            raise ValueError(f"podLabels may not set the operator's own labels: {', '.join(sorted(reserved))}")
-        return self
 
 
 # -------------------------------------------------------------------- network
@@ -415,14 +402,17 @@ class PreflightSpec(Schema):
 class NetworkSpec(Schema):
     """How the ranks of a replica talk to each other (tensor/pipeline parallelism over NCCL)."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "self.fabric == 'ethernet' || has(self.rdmaResource)",
-         "message": "fabric infiniband/roce needs rdmaResource (the RDMA device the pods request, e.g. rdma/ib)"},
-        {"rule": "self.fabric != 'ethernet' || !has(self.nccl) || !has(self.nccl.ibHca)",
-         "message": "nccl.ibHca applies to fabric infiniband/roce only; ethernet disables NCCL's IB transport"},
-        {"rule": "self.fabric == 'roce' || !has(self.nccl) || !has(self.nccl.ibGidIndex)",
-         "message": "nccl.ibGidIndex applies to fabric roce only"},
-    ]})
+    rules = (
+        Rule("self.fabric == 'ethernet' || has(self.rdmaResource)",
+             "fabric infiniband/roce needs rdmaResource (the RDMA device the pods request, e.g. rdma/ib)",
+             lambda n: n.fabric is Fabric.ETHERNET or bool(n.rdma_resource)),
+        Rule("self.fabric != 'ethernet' || !has(self.nccl) || !has(self.nccl.ibHca)",
+             "nccl.ibHca applies to fabric infiniband/roce only; ethernet disables NCCL's IB transport",
+             lambda n: n.fabric is not Fabric.ETHERNET or n.nccl.ib_hca is None),
+        Rule("self.fabric == 'roce' || !has(self.nccl) || !has(self.nccl.ibGidIndex)",
+             "nccl.ibGidIndex applies to fabric roce only",
+             lambda n: n.fabric is Fabric.ROCE or n.nccl.ib_gid_index is None),
+    )
 
     fabric: Fabric = Field(default=Fabric.ETHERNET, description="infiniband, roce or ethernet (TCP sockets).")
     nccl: NcclSettings = Field(default_factory=NcclSettings, description="NCCL settings.")
@@ -434,16 +424,6 @@ class NetworkSpec(Schema):
     host_network: bool = Field(default=False, description="Run serving pods in the node's network namespace.")
     preflight: PreflightSpec = Field(default_factory=PreflightSpec,
                                      description="NCCL check run before a multi-GPU revision takes traffic.")
-
-    @model_validator(mode="after")
-    def _fabric_settings(self) -> NetworkSpec:
-        if self.fabric is not Fabric.ETHERNET and not self.rdma_resource:
-            raise ValueError("fabric infiniband/roce needs rdmaResource (the RDMA device the pods request)")
-        if self.fabric is Fabric.ETHERNET and self.nccl.ib_hca:
-            raise ValueError("nccl.ibHca applies to fabric infiniband/roce only")
-        if self.fabric is not Fabric.ROCE and self.nccl.ib_gid_index is not None:
-            raise ValueError("nccl.ibGidIndex applies to fabric roce only")
-        return self
 
 
 # -------------------------------------------------------------------- rollout
@@ -457,12 +437,10 @@ def duration_seconds(text: str) -> int:
     return sum(int(n) * units[u] for n, u in re.findall(r"([0-9]+)([smh])", text))
 
 
-class CanaryStep(Choice):
+class CanaryStep(Schema):
     """One step of a canary: shift `weight` percent of traffic to the new revision, or `pause`."""
 
-    choice = ("weight", "pause")
-    choice_message = "a step sets exactly one of weight, pause"
-    model_config = exactly_one_config(choice, choice_message)
+    rules = (exactly_one(("weight", "pause"), "a step sets exactly one of weight, pause"),)
 
     weight: int | None = Field(default=None, ge=0, le=100,
                                description="Percent of requests the new revision receives from this step on.")
@@ -472,12 +450,10 @@ class CanaryStep(Choice):
                                           "ends only on a Successful measurement.")
 
 
-class StringMatch(Choice):
+class StringMatch(Schema):
     """How a header value must look: exactly, or matching a regex."""
 
-    choice = ("exact", "regex")
-    choice_message = "set exactly one of exact, regex"
-    model_config = exactly_one_config(choice, choice_message)
+    rules = (exactly_one(("exact", "regex"), "set exactly one of exact, regex"),)
 
     exact: str | None = Field(default=None, max_length=4096, description="The value, exactly.")
     regex: str | None = Field(default=None, max_length=1024, description="A regular expression (RE2) the value "
@@ -494,20 +470,12 @@ class CookieMatch(Schema):
 class RequestMatch(Schema):
     """Requests that go to the new revision in an A/B test (all given conditions must hold)."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "(has(self.headers) && size(self.headers) > 0) || has(self.cookie)",
-         "message": "a match needs headers or a cookie"},
-    ]})
+    rules = (Rule("(has(self.headers) && size(self.headers) > 0) || has(self.cookie)",
+                  "a match needs headers or a cookie", lambda m: bool(m.headers) or m.cookie is not None),)
 
     headers: dict[str, StringMatch] = Field(default_factory=dict,
                                             description="Header name to the value it must have.")
     cookie: CookieMatch | None = Field(default=None, description="A cookie the request must carry.")
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> RequestMatch:
-        if not self.headers and self.cookie is None:
-            raise ValueError("a match needs headers or a cookie")
-        return self
 
 
 class PrometheusProvider(Schema):
@@ -541,12 +509,14 @@ class GatewayProvider(Schema):
 class Analysis(Schema):
     """How each measurement of the new revision is judged; failureLimit consecutive failures roll it back."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "self.provider != 'prometheus' || has(self.prometheus)",
-         "message": "provider prometheus needs `prometheus: {address: ...}`"},
-        {"rule": "self.provider != 'gateway' || has(self.gateway)",
-         "message": "provider gateway needs `gateway: {metricsAddress: ...}`"},
-    ]})
+    rules = (
+        Rule("self.provider != 'prometheus' || has(self.prometheus)",
+             "provider prometheus needs `prometheus: {address: ...}`",
+             lambda a: a.provider != "prometheus" or a.prometheus is not None),
+        Rule("self.provider != 'gateway' || has(self.gateway)",
+             "provider gateway needs `gateway: {metricsAddress: ...}`",
+             lambda a: a.provider != "gateway" or a.gateway is not None),
+    )
 
     interval: str = Field(default="30s", pattern=DURATION, description="Time between measurements.")
     max_error_rate: float = Field(default=0.02, ge=0, le=1,
@@ -565,14 +535,6 @@ class Analysis(Schema):
                                       "revision's pods directly) or gateway (the gateway's response codes).")
     prometheus: PrometheusProvider | None = Field(default=None, description="Settings of the prometheus provider.")
     gateway: GatewayProvider | None = Field(default=None, description="Settings of the gateway provider.")
-
-    @model_validator(mode="after")
-    def _provider_settings(self) -> Analysis:
-        if self.provider == "prometheus" and self.prometheus is None:
-            raise ValueError("provider prometheus needs `prometheus: {address: ...}`")
-        if self.provider == "gateway" and self.gateway is None:
-            raise ValueError("provider gateway needs `gateway: {metricsAddress: ...}`")
-        return self
 
 
 class ParentRef(Schema):
@@ -594,12 +556,10 @@ class ServiceRouting(Schema):
     """Traffic follows the replica ratio behind the `<name>` Service; weights are approximate."""
 
 
-class TrafficRouting(Choice):
+class TrafficRouting(Schema):
     """How traffic reaches the stable and the new revision."""
 
-    choice = ("gatewayAPI", "service")
-    choice_message = "set exactly one of gatewayAPI, service"
-    model_config = exactly_one_config(choice, choice_message)
+    rules = (exactly_one(("gatewayAPI", "service"), "set exactly one of gatewayAPI, service"),)
 
     gateway_api: GatewayApiRouting | None = Field(default=None, alias="gatewayAPI",
                                                   description="Weighted HTTPRoute (Gateway API).")
@@ -609,18 +569,21 @@ class TrafficRouting(Choice):
 class RolloutSpec(Schema):
     """How a new revision replaces the stable one."""
 
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "self.strategy != 'abTest' || (has(self.match) && size(self.match) > 0)",
-         "message": "strategy abTest needs `match` (which requests go to the new revision)"},
-        {"rule": "self.strategy == 'abTest' || !has(self.match) || size(self.match) == 0",
-         "message": "`match` applies to strategy abTest only"},
-        {"rule": "self.strategy != 'abTest' || (has(self.trafficRouting) && has(self.trafficRouting.gatewayAPI))",
-         "message": "strategy abTest needs trafficRouting.gatewayAPI: a Service cannot route by header"},
-        {"rule": "self.strategy != 'abTest' || !has(self.steps) || self.steps.all(s, !has(s.weight))",
-         "message": "an abTest has pause steps only (matching requests go to the new revision)"},
-        {"rule": "self.strategy != 'recreate' || !has(self.steps) || size(self.steps) == 0",
-         "message": "strategy recreate has no steps"},
-    ]})
+    rules = (
+        Rule("self.strategy != 'abTest' || (has(self.match) && size(self.match) > 0)",
+             "strategy abTest needs `match` (which requests go to the new revision)",
+             lambda r: r.strategy != "abTest" or bool(r.match)),
+        Rule("self.strategy == 'abTest' || !has(self.match) || size(self.match) == 0",
+             "`match` applies to strategy abTest only", lambda r: r.strategy == "abTest" or not r.match),
+        Rule("self.strategy != 'abTest' || (has(self.trafficRouting) && has(self.trafficRouting.gatewayAPI))",
+             "strategy abTest needs trafficRouting.gatewayAPI: a Service cannot route by header",
+             lambda r: r.strategy != "abTest" or r.traffic_routing.gateway_api is not None),
+        Rule("self.strategy != 'abTest' || !has(self.steps) || self.steps.all(s, !has(s.weight))",
+             "an abTest has pause steps only (matching requests go to the new revision)",
+             lambda r: r.strategy != "abTest" or all(s.weight is None for s in r.steps)),
+        Rule("self.strategy != 'recreate' || !has(self.steps) || size(self.steps) == 0",
+             "strategy recreate has no steps", lambda r: r.strategy != "recreate" or not r.steps),
+    )
 
     strategy: Literal["canary", "abTest", "recreate"] = Field(
         default="canary", description="canary (weighted steps), abTest (matching requests go to the new revision) "
@@ -638,25 +601,10 @@ class RolloutSpec(Schema):
     revision_history_limit: int = Field(default=5, ge=1, le=50,
                                         description="Earlier revisions kept (scaled to zero) for rollback-to.")
 
-    @model_validator(mode="after")
-    def _strategy_fields(self) -> RolloutSpec:
-        if self.strategy == "abTest":
-            if not self.match:
-                raise ValueError("strategy abTest needs `match` (which requests go to the new revision)")
-            if self.traffic_routing.gateway_api is None:
-                raise ValueError("strategy abTest needs trafficRouting.gatewayAPI: a Service cannot route by header")
-            if any(s.weight is not None for s in self.steps):
-                raise ValueError("an abTest has pause steps only (matching requests go to the new revision)")
-        elif self.match:
-            raise ValueError("`match` applies to strategy abTest only")
-        if self.strategy == "recreate" and self.steps:
-            raise ValueError("strategy recreate has no steps")
-        return self
-
 
 class DeepSeekDeploymentSpec(Schema):
-    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
-        {"rule": "!has(self.engine)", "message": REMOVED_ENGINE}]})
+    # The removed field's own validator names it (spec.engine) before this rule runs.
+    rules = (Rule("!has(self.engine)", REMOVED_ENGINE, lambda s: s.engine is None),)
 
     model: ModelRef = Field(description="Which DeepSeek-R1 model, from where, at which precision.")
     engine: dict[str, Any] | None = _removed(REMOVED_ENGINE)

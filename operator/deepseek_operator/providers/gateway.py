@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from deepseek_operator.plan import AnalysisRequest
 from deepseek_operator.providers.base import FAILURE, SUCCESS, ProviderError, get, unmeasured
 from deepseek_operator.providers.counters import differenced
+from deepseek_operator.render.children import HTTP_PORT
 from deepseek_operator.rollout.analysis import Measurement
 
 
@@ -49,8 +50,8 @@ class GatewayProvider:
     def measure(self, request: AnalysisRequest) -> Measurement:
         settings = request.gateway
         assert settings is not None
-        services = {"canary": traefik_service_pattern(request.namespace, request.canary_service, 8000),
-                    "stable": traefik_service_pattern(request.namespace, request.stable_service, 8000)}
+        services = {"canary": traefik_service_pattern(request.namespace, request.canary_service, HTTP_PORT),
+                    "stable": traefik_service_pattern(request.namespace, request.stable_service, HTTP_PORT)}
         try:
             page = get("gateway metrics", settings.metrics_address)
             try:
