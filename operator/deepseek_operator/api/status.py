@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from deepseek_operator.api.spec import Schema
 
@@ -248,6 +248,9 @@ class HandledAction(Schema):
 
 
 class DeepSeekDeploymentStatus(Schema):
+    # A pass builds its status step by step: each assignment is validated (a dict becomes its model).
+    model_config = ConfigDict(frozen=False, validate_assignment=True)
+
     observed_generation: int = Field(default=0, description="The metadata.generation last reconciled.")
     phase: Phase = Field(default=Phase.PENDING, description="Pending, Preparing (quantize Job or NCCL preflight), "
                                                         "Progressing, Paused, Healthy, Degraded or RolledBack.")

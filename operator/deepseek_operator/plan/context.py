@@ -21,8 +21,8 @@ from deepseek_operator.plan.observed import ChildRef, Observed, Plan
 from deepseek_operator.plan.pods import ready_by_revision
 from deepseek_operator.plan.revisions import RevisionRender, model_of, render, resolve, runtime_status
 from deepseek_operator.plan.status import (
-    KEPT_KEYS,
     Conditions,
+    carried_over,
     changed,
     decided_events,
     rendered_status,
@@ -51,7 +51,7 @@ class PassContext:
     state: machine.State
     ready: dict[str, int]  # ready replicas per revision
     desired: dict[str, int]  # desired replicas per revision
-    status: dict[str, Any]  # the status this pass writes, filled in by the steps
+    status: st.DeepSeekDeploymentStatus  # the status this pass writes, filled in by the steps
     apply: list[dict[str, Any]] = field(default_factory=list)
     delete: list[ChildRef] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
@@ -73,12 +73,13 @@ class PassContext:
 
     def finish(self, phase: str | None = None, **plan_kw: Any) -> Plan:
         """The Plan: the status with this pass's conditions, the children that changed, and the events."""
-        status = {**self.status, "phase": phase} if phase else self.status
-        return finish(self.body, self.conds, status, self.observed, apply=self.apply, delete=self.delete,
+        if phase:
+            self.status.phase = Phase(phase)
+        return finish(self.body, self.conds, self.status, self.observed, apply=self.apply, delete=self.delete,
                       events=self.events, **plan_kw)
 
 
-def finish(body: dict[str, Any], conds: Conditions, status: dict[str, Any], observed: Observed,
+def finish(body: dict[str, Any], conds: Conditions, status: st.DeepSeekDeploymentStatus, observed: Observed,
            apply: list[dict[str, Any]] | None = None, events: list[Event] | None = None, **plan_kw: Any) -> Plan:
     rendered = rendered_status(status, conds)
     return Plan(status=rendered, apply=changed(apply or [], observed),
@@ -91,26 +92,29 @@ def start(body: dict[str, Any], observed: Observed, now: str) -> PassContext | P
     old_status = body.get("status") or {}
     conds = Conditions(int(meta.get("generation", 1)), now,
                        {c["type"]: c for c in old_status.get("conditions") or []})
-    keep = {k: old_status[k] for k in KEPT_KEYS if k in old_status}
-    parsed = _parse(body, conds, keep, observed)
+    parsed = _parse(body, conds, old_status, observed)
     if isinstance(parsed, Plan):
         return parsed
     spec, model = parsed
     rt = resolve(spec, model)
     fit = rt.fit
-    status = {**keep, "model": {"name": f"{spec.model.name}@{spec.model.precision.value}",
-                                "source": weights.location(spec)},
-              "sizing": {"weightsGb": round(fit.weights_gb, 1), "kvCacheGb": round(fit.kv_cache_gb, 1),
-                         "needPerGpuGb": round(fit.need_per_gpu_gb, 1),
-                         "budgetPerGpuGb": round(fit.budget_per_gpu_gb, 1)}}
+    status = carried_over(old_status)
+    status.model = st.ModelStatus(name=f"{spec.model.name}@{spec.model.precision.value}",
+                                  source=weights.location(spec))
+    status.sizing = st.Sizing(weights_gb=round(fit.weights_gb, 1), kv_cache_gb=round(fit.kv_cache_gb, 1),
+                              need_per_gpu_gb=round(fit.need_per_gpu_gb, 1),
+                              budget_per_gpu_gb=round(fit.budget_per_gpu_gb, 1))
     if not fit.fits:
         conds.set(st.FITS_HARDWARE, False, fit.reason, fit.message)
         conds.set(st.READY, False, fit.reason, "the model does not fit the requested GPUs; nothing was changed")
         conds.set(st.DEGRADED, True, fit.reason, fit.message)
-        return finish(body, conds, {**status, "phase": Phase.DEGRADED}, observed)
+        status.phase = Phase.DEGRADED
+        return finish(body, conds, status, observed)
     conds.set(st.FITS_HARDWARE, True, Reason.FITS, f"{fit.message}; {rt.reason}")
     target = render(spec, model, rt)
-    status.update(parallelism=target.parallelism, runtime=runtime_status(rt), revision=target.name)
+    status.parallelism = target.parallelism  # type: ignore[assignment]  # validated on assignment
+    status.runtime = runtime_status(rt)  # type: ignore[assignment]
+    status.revision = target.name
     ready, desired = ready_by_revision(observed.deployments, observed.statefulsets, observed.leader_worker_sets)
     return PassContext(
         body=body, observed=observed, now=now, conds=conds, old_status=old_status, spec=spec, model=model,
@@ -120,7 +124,7 @@ def start(body: dict[str, Any], observed: Observed, now: str) -> PassContext | P
         status=status)
 
 
-def _parse(body: dict[str, Any], conds: Conditions, keep: dict[str, Any],
+def _parse(body: dict[str, Any], conds: Conditions, old_status: dict[str, Any],
            observed: Observed) -> tuple[DeepSeekDeploymentSpec, catalog.ModelSpec] | Plan:
     try:
         spec = DeepSeekDeploymentSpec.model_validate(body.get("spec") or {})
@@ -136,4 +140,6 @@ def _parse(body: dict[str, Any], conds: Conditions, keep: dict[str, Any],
         message = "; ".join(problems)
     conds.set(st.READY, False, Reason.INVALID_SPEC, message)
     conds.set(st.DEGRADED, True, Reason.INVALID_SPEC, message)
-    return finish(body, conds, {**keep, "phase": Phase.DEGRADED}, observed)
+    status = carried_over(old_status)
+    status.phase = Phase.DEGRADED
+    return finish(body, conds, status, observed)

@@ -42,7 +42,8 @@ def _waiting(ctx: PassContext, reason: str, ready_message: str, message: str, **
 
 def weights_gate(ctx: PassContext) -> Plan | None:
     download = _download(ctx)
-    ctx.status["model"] = {**ctx.status["model"], **download.status()}
+    assert ctx.status.model is not None  # set by start
+    ctx.status.model = {**ctx.status.model.model_dump(by_alias=True), **download.status()}  # type: ignore[assignment]
     if download.state == WeightsState.FAILED:
         retry = rfc3339(epoch(download.failed_at) + weights.RETRY_AFTER_S) if download.failed_at else "later"
         ctx.conds.set(st.WEIGHTS_READY, False, Reason.DOWNLOAD_FAILED, download.message)
@@ -109,7 +110,7 @@ def _quantize(ctx: PassContext) -> tuple[QuantizationState, str, str]:
     spec, target, key = ctx.spec, ctx.target, ctx.target.key
     if not target.quantize:
         return QuantizationState.NOT_REQUIRED, "served from the checkpoint by the PyTorch backend", ""
-    if ctx.status["model"].get("state") != WeightsState.READY:
+    if ctx.status.model is None or ctx.status.model.state != WeightsState.READY:
         return QuantizationState.PENDING, "waiting for the weights to quantize", ""
     if (cache_pvc_uid := ctx.observed.pvc_uids.get(spec.runtime.cache.pvc)) is None:
         ctx.apply.append(children.cache_pvc(spec, ctx.owner.namespace))
@@ -135,7 +136,7 @@ def _quantize(ctx: PassContext) -> tuple[QuantizationState, str, str]:
 
 def quantize_gate(ctx: PassContext) -> Plan | None:
     state, message, job_name = _quantize(ctx)
-    ctx.status["quantization"] = {"key": ctx.target.key, "state": state, "job": job_name, "message": message}
+    ctx.status.quantization = st.QuantizationStatus(key=ctx.target.key, state=state, job=job_name, message=message)
     if state == QuantizationState.FAILED:
         ctx.conds.set(st.CHECKPOINT_READY, False, Reason.QUANTIZE_FAILED, message)
         _held(ctx, Reason.QUANTIZE_FAILED, "has no quantized checkpoint and ")
@@ -177,7 +178,7 @@ def _preflight_verdict(ctx: PassContext) -> dict[str, Any] | None:
 
 def stale_preflights(ctx: PassContext) -> list[ChildRef]:
     """Preflight Jobs (and their rendezvous Services, of the same name) of revisions no longer rolled out."""
-    keep = (ctx.status.get("preflight") or {}).get("job", "")
+    keep = ctx.status.preflight.job if ctx.status.preflight else ""
     return [ChildRef(api, kind, name) for name in sorted(ctx.observed.preflight_jobs) if name != keep
             for api, kind in (("batch/v1", "Job"), ("v1", "Service"))]
 
@@ -185,11 +186,11 @@ def stale_preflights(ctx: PassContext) -> list[ChildRef]:
 def preflight_gate(ctx: PassContext) -> Plan | None:
     verdict = _preflight_verdict(ctx)
     if verdict is not None:
-        ctx.status["preflight"] = verdict
+        ctx.status.preflight = verdict  # type: ignore[assignment]  # validated on assignment
     # The check of the revision rolled out now, or the last one recorded (that revision serves).
-    if shown := ctx.status.get("preflight"):
-        value, reason = _PREFLIGHT_REASONS[shown["state"]]
-        ctx.conds.set(st.PREFLIGHT, value, reason, f"revision {shown['revision']}: {shown['message']}")
+    if shown := ctx.status.preflight:
+        value, reason = _PREFLIGHT_REASONS[shown.state]
+        ctx.conds.set(st.PREFLIGHT, value, reason, f"revision {shown.revision}: {shown.message}")
     if verdict is not None and verdict["state"] == PreflightState.FAILED:
         _held(ctx, Reason.PREFLIGHT_FAILED)
         ctx.conds.set(st.DEGRADED, True, Reason.PREFLIGHT_FAILED,

@@ -4,7 +4,6 @@ request the metric provider answers before the pass. Pure."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,19 +127,20 @@ def rollout_status(ctx: PassContext, decided: Decided) -> None:
     decision, new, replicas = decided.decision, decided.decision.state, ctx.spec.serving.replicas
     n_ready = min(ctx.ready.get(new.stable or ctx.target.name, 0), replicas)
     provider = ctx.spec.rollout.analysis.provider if ctx.spec.rollout.analysis else ""
-    ctx.status.update({
-        "phase": decision.phase, "replicas": replicas, "readyReplicas": n_ready, "ready": f"{n_ready}/{replicas}",
-        **new.to_status(),
-        "analysis": rollout_state.analysis_status(ctx.old_status.get("analysis"), new, ctx.observed, provider,
-                                                  ctx.now),
-        "history": history(ctx, new),
-    })
+    status = ctx.status
+    status.phase, status.replicas, status.ready_replicas = Phase(decision.phase), replicas, n_ready
+    status.ready = f"{n_ready}/{replicas}"
+    for name, value in new.to_status().items():
+        setattr(status, name, value)
+    status.analysis = rollout_state.analysis_status(  # type: ignore[assignment]  # validated on assignment
+        ctx.old_status.get("analysis"), new, ctx.observed, provider, ctx.now)
+    status.history = history(ctx, new)  # type: ignore[assignment]
     if decided.refused or decided.action is not None:
         annotations = ctx.body["metadata"].get("annotations") or {}
         name = annotations.get(naming.ANNOTATION_ACTION, "")
         result = decision.action_result if decided.action is not None else f"refused: {decided.refused}"
-        ctx.status["lastAction"] = {"nonce": annotations.get(naming.ANNOTATION_ACTION_NONCE, ""), "action": name,
-                                    "at": ctx.now, "result": result}
+        status.last_action = st.HandledAction(nonce=annotations.get(naming.ANNOTATION_ACTION_NONCE, ""),
+                                              action=name, at=ctx.now, result=result)
         if decided.refused:
             ctx.events.append(Event("Warning", "ActionRefused", f"action {name!r}: {decided.refused}"))
 
@@ -180,15 +180,15 @@ def conditions(ctx: PassContext, decision: machine.Decision) -> None:
     else:
         conds.set(st.PROGRESSING, False, Reason.AS_EXPECTED, "")
     if decision.degraded:
-        conds.set(st.DEGRADED, True, decision.reason, _with_figures(message, ctx.status.get("analysis")))
+        conds.set(st.DEGRADED, True, decision.reason, _with_figures(message, ctx.status.analysis))
     else:
         conds.set(st.DEGRADED, False, Reason.AS_EXPECTED)
 
 
-def _with_figures(message: str, analysis_status: Mapping[str, Any] | None) -> str:
-    if not analysis_status or analysis_status.get("result") != AnalysisResult.FAILED:
+def _with_figures(message: str, analysis_status: st.Analysis | None) -> str:
+    if analysis_status is None or analysis_status.result != AnalysisResult.FAILED.value:
         return message
-    return f"{message}; last analysis: {analysis_status.get('message', '')}"
+    return f"{message}; last analysis: {analysis_status.message}"
 
 
 def roll(ctx: PassContext) -> Plan:

@@ -14,8 +14,6 @@ from deepseek_operator.plan.observed import Observed
 from deepseek_operator.render import naming
 from deepseek_operator.rollout.machine import Event
 
-KEPT_KEYS = st.carried_keys()  # the status fields a pass that changes nothing carries over
-
 
 @dataclass
 class Conditions:
@@ -106,8 +104,13 @@ def _drifted(obj: dict[str, Any], observed: Observed) -> bool:
     return bool((live.get("spec") or {}).get("replicas") != obj["spec"]["replicas"])
 
 
-def rendered_status(status: dict[str, Any], conds: Conditions) -> dict[str, Any]:
-    """The status as the API schema has it, with the pass's generation and conditions."""
-    checked = st.DeepSeekDeploymentStatus.model_validate(
-        {**status, "observedGeneration": conds.generation, "conditions": conds.items})
-    return checked.model_dump(by_alias=True, exclude_none=True)
+def carried_over(old: dict[str, Any]) -> st.DeepSeekDeploymentStatus:
+    """The status a pass starts from: the fields it carries over from the last one (see `st.CARRIED`)."""
+    return st.DeepSeekDeploymentStatus.model_validate({k: old[k] for k in st.carried_keys() if k in old})
+
+
+def rendered_status(status: st.DeepSeekDeploymentStatus, conds: Conditions) -> dict[str, Any]:
+    """The status as written: with the pass's generation and conditions."""
+    status.observed_generation = conds.generation
+    status.conditions = conds.items  # type: ignore[assignment]  # validated into Conditions on assignment
+    return status.model_dump(by_alias=True, exclude_none=True)

@@ -100,12 +100,13 @@ class State:
             history=tuple(h["revision"] for h in status.get("history") or []))
 
     def to_status(self) -> dict[str, Any]:
-        """The status fields of the state; the analysis figures and history entries are the pass's to add."""
-        return {"stableRevision": self.stable, "canaryRevision": self.canary, "canaryWeight": self.weight,
-                "canaryReplicas": self.canary_replicas if self.canary else 0, "currentStep": self.step,
-                "stepStartedAt": rfc3339(self.step_started_at) if self.step_started_at else "",
-                "paused": self.paused, "pauseReason": self.pause_reason, "rolloutKind": self.kind,
-                "heldRevision": self.held, "heldReason": self.held_reason}
+        """The status fields of the state, by their names on DeepSeekDeploymentStatus; the analysis figures
+        and history entries are the pass's to add."""
+        return {"stable_revision": self.stable, "canary_revision": self.canary, "canary_weight": self.weight,
+                "canary_replicas": self.canary_replicas if self.canary else 0, "current_step": self.step,
+                "step_started_at": rfc3339(self.step_started_at) if self.step_started_at else "",
+                "paused": self.paused, "pause_reason": self.pause_reason, "rollout_kind": self.kind,
+                "held_revision": self.held, "held_reason": self.held_reason}
 
 
 @dataclass(frozen=True)
