@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from testbed.cluster import CACHE
-from testbed.objectstore import DOWNLOADER_PYTHON, REPO, ObjectStore
+from testbed.cluster import CACHE, DOWNLOADER_PYTHON
+from testbed.objectstore import REPO, ObjectStore
 
 BUCKET = "bench"
 

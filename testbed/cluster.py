@@ -33,6 +33,12 @@ REPO = Path(__file__).resolve().parent.parent
 TESTBED = REPO / "testbed"
 CACHE = Path(os.environ.get("DEEPSEEK_TESTBED_CACHE", Path.home() / ".cache" / "deepseek-operator"))
 BIN = CACHE / "bin"
+# The images' own environments (testbed/lib.sh makes them): PyTorch for the preflight, boto3 and
+# huggingface_hub for the downloader, each apart from the testbed's venv.
+PREFLIGHT_PYTHON = os.environ.get("DEEPSEEK_TESTBED_PREFLIGHT_PYTHON") or str(
+    CACHE / "preflight-venv" / "bin" / "python")
+DOWNLOADER_PYTHON = os.environ.get("DEEPSEEK_TESTBED_DOWNLOADER_PYTHON") or str(
+    CACHE / "downloader-venv" / "bin" / "python")
 PKI = CACHE / "pki"
 STATE_DIR = CACHE / "state"
 LOGS = CACHE / "logs"

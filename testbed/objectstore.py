@@ -19,10 +19,8 @@ import time
 from pathlib import Path
 
 from testbed import network
-from testbed.cluster import BIN, CACHE, free_port
+from testbed.cluster import BIN, CACHE, DOWNLOADER_PYTHON, free_port
 
-DOWNLOADER_PYTHON = os.environ.get("DEEPSEEK_TESTBED_DOWNLOADER_PYTHON") or str(
-    CACHE / "downloader-venv" / "bin" / "python")
 REPO = Path(__file__).resolve().parent.parent
 
 

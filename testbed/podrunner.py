@@ -51,7 +51,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from testbed import images, network, podspec, volumes
-from testbed.cluster import CACHE
+from testbed.cluster import CACHE, DOWNLOADER_PYTHON, PREFLIGHT_PYTHON
 
 LOG = logging.getLogger("pod-runner")
 REPO = Path(__file__).resolve().parent.parent
@@ -63,10 +63,6 @@ RETRY_S = 2.0  # a volume or object not there yet: tried again this often (the k
 # Where the testbed tells its stand-ins which pod they are in and what faults to inject (the pod's own
 # annotations: testbed.deepseek.ai/error-rate, testbed.deepseek.ai/latency-ms). A testbed-only file.
 TESTBED_POD_FILE = "/run/testbed/pod.json"
-PREFLIGHT_PYTHON = os.environ.get("DEEPSEEK_TESTBED_PREFLIGHT_PYTHON") or str(
-    CACHE / "preflight-venv" / "bin" / "python")
-DOWNLOADER_PYTHON = os.environ.get("DEEPSEEK_TESTBED_DOWNLOADER_PYTHON") or str(
-    CACHE / "downloader-venv" / "bin" / "python")
 CLUSTER_DOMAIN = "cluster.local"
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from deepseek_operator.download import transfer
-from testbed.objectstore import DOWNLOADER_PYTHON
+from testbed.cluster import DOWNLOADER_PYTHON
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = os.urandom(3 * 1024 * 1024 + 123)

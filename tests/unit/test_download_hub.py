@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.objectstore import DOWNLOADER_PYTHON
+from testbed.cluster import DOWNLOADER_PYTHON
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REPO, COMMIT = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", "ad9f0ae0864d7fbcd1cd905e3c6c5b069cc8b562"
