@@ -10,7 +10,6 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from deepseek_operator.api.status import DeepSeekDeploymentStatus
 from deepseek_operator.k8s import metrics
 from deepseek_operator.k8s.client import Kube
 from deepseek_operator.k8s.scheduler import PassResult
@@ -117,8 +116,7 @@ def reconcile(kube: Kube, body: Mapping[str, Any], observed: Observed) -> PassRe
             except ApiException as e:
                 if e.status != 404:  # deleted meanwhile: nothing to report to
                     raise
-        metrics.record_rollout(meta["namespace"], meta["name"], DeepSeekDeploymentStatus.model_validate(result.status),
-                               result.outcome, result.verdict)
+        metrics.record_rollout(meta["namespace"], meta["name"], result.typed, result.outcome, result.verdict)
         return PassResult(result.requeue_after, wrote)
     except Exception:
         metrics.RECONCILE_ERRORS.inc()

@@ -82,7 +82,7 @@ class PassContext:
 def finish(body: dict[str, Any], conds: Conditions, status: st.DeepSeekDeploymentStatus, observed: Observed,
            apply: list[dict[str, Any]] | None = None, events: list[Event] | None = None, **plan_kw: Any) -> Plan:
     rendered = rendered_status(status, conds)
-    return Plan(status=rendered, apply=changed(apply or [], observed),
+    return Plan(status=rendered, typed=status, apply=changed(apply or [], observed),
                 events=[*(events or []), *decided_events(body.get("status") or {}, rendered)], **plan_kw)
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deepseek_operator.api.spec import GatewayProvider, PrometheusProvider
+from deepseek_operator.api.status import DeepSeekDeploymentStatus
 from deepseek_operator.rollout import analysis
 from deepseek_operator.rollout.machine import Event
 
@@ -64,7 +65,8 @@ class ChildRef:
 
 @dataclass(frozen=True)
 class Plan:
-    status: dict[str, Any]
+    status: dict[str, Any]  # as written to the API: `typed` dumped by alias
+    typed: DeepSeekDeploymentStatus  # the same status as the model, for the k8s layer's metrics
     apply: list[dict[str, Any]] = field(default_factory=list)
     delete: list[ChildRef] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
