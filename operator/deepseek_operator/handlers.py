@@ -18,6 +18,7 @@ from kubernetes import client, config
 
 from deepseek_operator import __version__
 from deepseek_operator.api.spec import DEFAULT_MODEL_CACHE_PVC, GROUP, PLURAL, VERSION
+from deepseek_operator.api.status import Phase
 from deepseek_operator.k8s.client import Kube
 from deepseek_operator.k8s.reconcile import Summary, observe, reconcile, summarize
 from deepseek_operator.k8s.scheduler import Key, PassResult, PassScheduler
@@ -199,7 +200,8 @@ async def shared_child_changed(**kwargs: Any) -> None:
 
 def _waits_on(body: Mapping[str, Any], pvc: str, checkpoint_key: str | None, weights_key: str | None) -> bool:
     status = body.get("status") or {}
-    if status.get("phase") not in (None, "Pending", "Preparing", "Degraded") and not status.get("canaryRevision"):
+    if status.get("phase") not in (None, Phase.PENDING, Phase.PREPARING, Phase.DEGRADED) \
+            and not status.get("canaryRevision"):
         return False
     if weights_key is not None:  # a download Job or its pod: those waiting for those weights (or not yet knowing)
         model = status.get("model")

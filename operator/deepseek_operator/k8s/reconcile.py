@@ -87,7 +87,7 @@ def measure(kube: Kube, body: Mapping[str, Any], ctx: PassContext) -> PassContex
     if request is not None:
         provider = provider_for(request.provider, kube.read_secret)
         observed = replace(observed, measurement=provider.measure(request))
-    return ctx.with_measurement(observed)
+    return ctx.with_observed(observed)
 
 
 def reconcile(kube: Kube, body: Mapping[str, Any], observed: Observed) -> PassResult:

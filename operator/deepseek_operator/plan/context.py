@@ -68,13 +68,14 @@ class PassContext:
         """A promoted revision serves: a gate that holds the new revision leaves it serving."""
         return bool(self.old_status.get("stableRevision"))
 
-    def with_measurement(self, observed: Observed) -> PassContext:
+    def with_observed(self, observed: Observed) -> PassContext:
+        """The context with what the k8s layer read for it (the canary's figures, a download's progress)."""
         return replace(self, observed=observed)
 
-    def finish(self, phase: str | None = None, **plan_kw: Any) -> Plan:
+    def finish(self, phase: Phase | None = None, **plan_kw: Any) -> Plan:
         """The Plan: the status with this pass's conditions, the children that changed, and the events."""
         if phase:
-            self.status.phase = Phase(phase)
+            self.status.phase = phase
         return finish(self.body, self.conds, self.status, self.observed, apply=self.apply, delete=self.delete,
                       events=self.events, **plan_kw)
 

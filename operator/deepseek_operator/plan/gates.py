@@ -43,7 +43,7 @@ def _waiting(ctx: PassContext, reason: str, ready_message: str, message: str, **
 def weights_gate(ctx: PassContext) -> Plan | None:
     download = _download(ctx)
     assert ctx.status.model is not None  # set by start
-    ctx.status.model = {**ctx.status.model.model_dump(by_alias=True), **download.status()}  # type: ignore[assignment]
+    ctx.status.model = ctx.status.model.model_copy(update=download.status_fields())
     if download.state == WeightsState.FAILED:
         retry = rfc3339(epoch(download.failed_at) + weights.RETRY_AFTER_S) if download.failed_at else "later"
         ctx.conds.set(st.WEIGHTS_READY, False, Reason.DOWNLOAD_FAILED, download.message)

@@ -165,9 +165,10 @@ class Download:
     key: str = ""
     job: str = ""
 
-    def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"state": self.state, "message": self.message, "bytesDone": self.bytes_done,
-                               "bytesTotal": self.bytes_total, "bytesPerSecond": self.bytes_per_second}
+    def status_fields(self) -> dict[str, Any]:
+        """The fields of status.model (ModelStatus, by name) this download sets."""
+        out: dict[str, Any] = {"state": self.state, "message": self.message, "bytes_done": self.bytes_done,
+                               "bytes_total": self.bytes_total, "bytes_per_second": self.bytes_per_second}
         out.update({k: v for k, v in (("key", self.key), ("job", self.job)) if v})
         if self.bytes_total:
             out["progress"] = f"{gigabytes(self.bytes_done)}/{gigabytes(self.bytes_total)} GB"
