@@ -13,7 +13,7 @@ from deepseek_operator.api import status as st
 from deepseek_operator.api.status import Phase, PreflightState, QuantizationState, Reason, WeightsState
 from deepseek_operator.plan.context import PassContext
 from deepseek_operator.plan.observed import ChildRef, Plan
-from deepseek_operator.render import children, naming, preflight, weights
+from deepseek_operator.render import children, naming, preflight, reports, weights
 from deepseek_operator.render import quantize as quantization
 from deepseek_operator.rollout.clock import epoch, rfc3339
 from deepseek_operator.rollout.machine import Event
@@ -96,7 +96,7 @@ def _download(ctx: PassContext) -> weights.Download:
 
 
 def _quantize_job_state(job: dict[str, Any]) -> tuple[QuantizationState, str]:
-    if (ended := children.finished_condition(job)) is not None:
+    if (ended := reports.finished_condition(job)) is not None:
         if ended["type"] == "Complete":
             return QuantizationState.COMPLETE, "quantized checkpoint in the cache"
         detail = f"{ended.get('reason', '')} {ended.get('message', '')}".strip()

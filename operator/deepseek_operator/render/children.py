@@ -6,7 +6,6 @@ are shared between resources and are the exceptions, see render/quantize.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,12 +84,6 @@ def cache_pvc(spec: DeepSeekDeploymentSpec, namespace: str) -> dict[str, Any]:
     if cache.storage_class_name:
         pvc["spec"]["storageClassName"] = cache.storage_class_name
     return pvc
-
-
-def finished_condition(job: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The condition that ended a Job (Complete or Failed, status True), or None while it runs."""
-    return next((dict(c) for c in (job.get("status") or {}).get("conditions") or []
-                 if c.get("status") == "True" and c.get("type") in ("Complete", "Failed")), None)
 
 
 def model_repo_configmap(owner: Owner, revision: str, data: dict[str, str]) -> dict[str, Any]:

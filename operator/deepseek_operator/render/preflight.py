@@ -17,7 +17,8 @@ from deepseek_operator.api.common import Fabric
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec
 from deepseek_operator.render import naming, nccl
 from deepseek_operator.render.catalog import GpuSpec
-from deepseek_operator.render.children import Owner, child_metadata, finished_condition
+from deepseek_operator.render.children import Owner, child_metadata
+from deepseek_operator.render.reports import finished_condition, termination_message
 
 RENDEZVOUS_PORT = 29500
 TERMINATION_LOG = "/dev/termination-log"
@@ -141,14 +142,12 @@ def _rank0_summary(pods: Sequence[Mapping[str, Any]], name: str) -> dict[str, An
         if labels.get("batch.kubernetes.io/job-name", labels.get("job-name")) != name \
                 or labels.get(COMPLETION_INDEX_LABEL) != "0":
             continue
-        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-            text = ((cs.get("state") or {}).get("terminated") or {}).get("message")
-            if text:
-                try:
-                    parsed = json.loads(text)
-                except ValueError:
-                    return {"passed": False, "message": f"rank 0 wrote no verdict: {text[:300]}"}
-                return parsed if isinstance(parsed, dict) else None
+        if text := termination_message(pod):
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                return {"passed": False, "message": f"rank 0 wrote no verdict: {text[:300]}"}
+            return parsed if isinstance(parsed, dict) else None
     return None
 
 

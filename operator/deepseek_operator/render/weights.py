@@ -18,7 +18,7 @@ from typing import Any
 
 from deepseek_operator.api.spec import GROUP, DeepSeekDeploymentSpec
 from deepseek_operator.api.status import WeightsState
-from deepseek_operator.render import naming
+from deepseek_operator.render import naming, reports
 
 CACHE_MOUNT = "/model-cache"
 CHECKPOINTS_DIR = "checkpoints"
@@ -181,15 +181,13 @@ def gigabytes(n: int) -> str:
 
 def _termination(pod: Mapping[str, Any] | None) -> dict[str, Any]:
     """The downloader's JSON outcome from its terminated container, if any."""
-    for cs in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
-        message = ((cs.get("state") or {}).get("terminated") or {}).get("message")
-        if cs.get("name") == "download" and message:
-            try:
-                parsed = json.loads(message)
-            except ValueError:
-                return {"error": message.strip()[-500:]}
-            return parsed if isinstance(parsed, dict) else {}
-    return {}
+    if not (message := reports.termination_message(pod or {}, "download")):
+        return {}
+    try:
+        parsed = json.loads(message)
+    except ValueError:
+        return {"error": message.strip()[-500:]}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def _failure(pods: list[Mapping[str, Any]]) -> dict[str, Any]:
