@@ -18,7 +18,7 @@ cache fraction 0.9) with this operator's long-standing max_batch_size of 64 and 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from deepseek_operator.api.common import Precision
@@ -62,6 +62,15 @@ _FP8, _NVFP4 = frozenset({Precision.FP8}), frozenset({Precision.NVFP4})
 _CURATED = "NVIDIA/TensorRT-LLM examples/configs/curated/"
 _DATABASE = "NVIDIA/TensorRT-LLM examples/configs/database/deepseek-ai/DeepSeek-R1-0528/"
 
+# curated/deepseek-r1-throughput.yaml (lookup.yaml: B200 and GB200 for nvidia/DeepSeek-R1-FP4; H100 and H200
+# for deepseek-ai/DeepSeek-R1-0528): TP8 EP8, attention DP, max_num_tokens 3200, KV fraction 0.8, CUDA graphs
+# to 128, MTP 1, the default CUTLASS MoE. The recipes below that follow it differ in name and MoE backend only.
+_CURATED_THROUGHPUT = Recipe(
+    "deepseek-r1/blackwell-nvfp4-throughput", _CURATED + "deepseek-r1-throughput.yaml", "throughput",
+    tensor=8, pipeline=1, expert=8, attention_dp=True, max_batch_size=1024, max_num_tokens=3200,
+    free_gpu_memory_fraction=0.8, enable_block_reuse=True, kv_fp8=True, moe_backend="CUTLASS", mtp_layers=1,
+    cuda_graph_max_batch_size=128)
+
 # DeepSeek-R1 671B, most specific first. Every recipe puts the KV cache in FP8 and pads CUDA graphs, as every
 # published one does.
 _R1 = (
@@ -73,20 +82,12 @@ _R1 = (
         "throughput", tensor=32, pipeline=1, expert=32, attention_dp=True, max_batch_size=128,
         max_num_tokens=8448, free_gpu_memory_fraction=0.6, enable_block_reuse=False, kv_fp8=True,
         moe_backend="WIDEEP", mtp_layers=3, cuda_graph_max_batch_size=None)),
-    # curated/deepseek-r1-throughput.yaml (lookup.yaml: B200 and GB200 for nvidia/DeepSeek-R1-FP4): TP8 EP8,
-    # attention DP, max_num_tokens 3200, KV fraction 0.8, CUDA graphs to 128, MTP 1, the default CUTLASS MoE.
-    _Entry(_BLACKWELL, _NVFP4, Recipe(
-        "deepseek-r1/blackwell-nvfp4-throughput", _CURATED + "deepseek-r1-throughput.yaml", "throughput",
-        tensor=8, pipeline=1, expert=8, attention_dp=True, max_batch_size=1024, max_num_tokens=3200,
-        free_gpu_memory_fraction=0.8, enable_block_reuse=True, kv_fp8=True, moe_backend="CUTLASS", mtp_layers=1,
-        cuda_graph_max_batch_size=128)),
-    # curated/deepseek-r1-deepgemm.yaml (lookup.yaml: B200 and GB200 with the FP8 checkpoint): as above with
-    # the DEEPGEMM MoE backend the deployment guide requires for FP8 on Blackwell at EP <= 8.
-    _Entry(_BLACKWELL, _FP8, Recipe(
-        "deepseek-r1/blackwell-fp8-throughput", _CURATED + "deepseek-r1-deepgemm.yaml", "throughput",
-        tensor=8, pipeline=1, expert=8, attention_dp=True, max_batch_size=1024, max_num_tokens=3200,
-        free_gpu_memory_fraction=0.8, enable_block_reuse=True, kv_fp8=True, moe_backend="DEEPGEMM", mtp_layers=1,
-        cuda_graph_max_batch_size=128)),
+    # curated/deepseek-r1-throughput.yaml, for the NVFP4 checkpoint on Blackwell.
+    _Entry(_BLACKWELL, _NVFP4, _CURATED_THROUGHPUT),
+    # curated/deepseek-r1-deepgemm.yaml (lookup.yaml: B200 and GB200 with the FP8 checkpoint): the throughput
+    # recipe with the DEEPGEMM MoE backend the deployment guide requires for FP8 on Blackwell at EP <= 8.
+    _Entry(_BLACKWELL, _FP8, replace(_CURATED_THROUGHPUT, name="deepseek-r1/blackwell-fp8-throughput",
+                                     source=_CURATED + "deepseek-r1-deepgemm.yaml", moe_backend="DEEPGEMM")),
     # curated/deepseek-r1-latency.yaml (lookup.yaml: B200 and GB200, FP8 and FP4-v2 checkpoints): TP8 EP2,
     # no attention DP, max_batch_size 4, max_num_tokens 32768, KV fraction 0.75, TRTLLM MoE, MTP 3.
     _Entry(_BLACKWELL, _NVFP4 | _FP8, Recipe(
@@ -94,13 +95,9 @@ _R1 = (
         tensor=8, pipeline=1, expert=2, attention_dp=False, max_batch_size=4, max_num_tokens=32768,
         free_gpu_memory_fraction=0.75, enable_block_reuse=True, kv_fp8=True, moe_backend="TRTLLM", mtp_layers=3,
         cuda_graph_max_batch_size=None)),
-    # curated/deepseek-r1-throughput.yaml (lookup.yaml: H100 and H200 for deepseek-ai/DeepSeek-R1-0528), on the
-    # Hopper GPUs that hold the FP8 checkpoint on one node (the deepseek_v3 README: 8 H200 or 8 H20).
-    _Entry(_HOPPER_FP8, _FP8, Recipe(
-        "deepseek-r1/hopper-fp8-throughput", _CURATED + "deepseek-r1-throughput.yaml", "throughput",
-        tensor=8, pipeline=1, expert=8, attention_dp=True, max_batch_size=1024, max_num_tokens=3200,
-        free_gpu_memory_fraction=0.8, enable_block_reuse=True, kv_fp8=True, moe_backend="CUTLASS", mtp_layers=1,
-        cuda_graph_max_batch_size=128)),
+    # curated/deepseek-r1-throughput.yaml on the Hopper GPUs that hold the FP8 checkpoint on one node (the
+    # deepseek_v3 README: 8 H200 or 8 H20).
+    _Entry(_HOPPER_FP8, _FP8, replace(_CURATED_THROUGHPUT, name="deepseek-r1/hopper-fp8-throughput")),
     # database H200/1k1k_tp8_conc1.yaml (profile Min Latency): TP8 EP8, no attention DP, max_num_tokens 3136,
     # KV fraction 0.8, CUTLASS (the only MoE backend the guide lists for Hopper), MTP 3, CUDA graph batch 1.
     _Entry(_HOPPER_FP8, _FP8, Recipe(
