@@ -179,9 +179,9 @@ def gigabytes(n: int) -> str:
     return f"{n / 1e9:.2f}" if n < 10e9 else f"{n / 1e9:.0f}"
 
 
-def _termination(pod: Mapping[str, Any] | None) -> dict[str, Any]:
+def _termination(pod: Mapping[str, Any]) -> dict[str, Any]:
     """The downloader's JSON outcome from its terminated container, if any."""
-    if not (message := reports.termination_message(pod or {}, "download")):
+    if not (message := reports.termination_message(pod, "download")):
         return {}
     try:
         parsed = json.loads(message)
@@ -199,29 +199,27 @@ def _failure(pods: list[Mapping[str, Any]]) -> dict[str, Any]:
     return {}
 
 
-def observe(job: Mapping[str, Any] | None, pods: list[Mapping[str, Any]],
-            progress: Mapping[str, Any] | None) -> Download:
+def _completed(pods: list[Mapping[str, Any]]) -> Download:
+    outcome = next((o for o in map(_termination, pods) if o.get("state") == WeightsState.READY), {})
+    if not outcome:
+        return Download(WeightsState.READY, "downloaded and verified")
+    total = int(outcome.get("bytes") or 0)
+    rate, resumed = int(outcome.get("bytesPerSecond") or 0), int(outcome.get("resumedBytes") or 0)
+    how = (f" at {rate / 1e6:.1f} MB/s" if rate else "") + \
+          (f", resumed from {resumed / 1e6:.1f} MB an earlier pod wrote" if resumed else "")
+    return Download(WeightsState.READY, f"downloaded and verified {outcome.get('files', '?')} files, "
+                                        f"{gigabytes(total)} GB{how}", total, total, 0)
+
+
+def observe(job: Mapping[str, Any], pods: list[Mapping[str, Any]], progress: Mapping[str, Any] | None) -> Download:
     """The download as the Job, its pods and the running pod's progress endpoint report it."""
-    if job is None:
-        return Download(WeightsState.PENDING, "download Job created")
-    status = job.get("status") or {}
-    for cond in status.get("conditions") or []:
-        if cond.get("status") != "True":
-            continue
-        if cond.get("type") == "Complete":
-            outcome = next((o for o in map(_termination, pods) if o.get("state") == WeightsState.READY), {})
-            total = int(outcome.get("bytes") or 0)
-            rate, resumed = int(outcome.get("bytesPerSecond") or 0), int(outcome.get("resumedBytes") or 0)
-            how = (f" at {rate / 1e6:.1f} MB/s" if rate else "") + \
-                  (f", resumed from {resumed / 1e6:.1f} MB an earlier pod wrote" if resumed else "")
-            return Download(WeightsState.READY, f"downloaded and verified {outcome.get('files', '?')} files, "
-                                     f"{gigabytes(total)} GB{how}" if outcome else "downloaded and verified",
-                            total, total, 0)
-        if cond.get("type") == "Failed":
-            outcome = _failure(pods)
-            error = outcome.get("error") or f"{cond.get('reason', '')}: {cond.get('message', '')}".strip(": ")
-            return Download(WeightsState.FAILED, str(error), int(outcome.get("bytesDone") or 0),
-                            int(outcome.get("bytesTotal") or 0), 0, str(cond.get("lastTransitionTime") or ""))
+    if (ended := reports.finished_condition(job)) is not None:
+        if ended["type"] == "Complete":
+            return _completed(pods)
+        outcome = _failure(pods)
+        error = outcome.get("error") or f"{ended.get('reason', '')}: {ended.get('message', '')}".strip(": ")
+        return Download(WeightsState.FAILED, str(error), int(outcome.get("bytesDone") or 0),
+                        int(outcome.get("bytesTotal") or 0), 0, str(ended.get("lastTransitionTime") or ""))
     if progress:
         done, total = int(progress.get("bytesDone") or 0), int(progress.get("bytesTotal") or 0)
         rate = int(progress.get("bytesPerSecond") or 0)
@@ -231,5 +229,5 @@ def observe(job: Mapping[str, Any] | None, pods: list[Mapping[str, Any]],
     if retried:  # a transient failure; the Job controller starts the next pod after its back-off
         return Download(WeightsState.DOWNLOADING, f"retrying after: {retried['error']}",
                         int(retried.get("bytesDone") or 0), int(retried.get("bytesTotal") or 0))
-    state = WeightsState.DOWNLOADING if status.get("active") else WeightsState.PENDING
+    state = WeightsState.DOWNLOADING if (job.get("status") or {}).get("active") else WeightsState.PENDING
     return Download(state, "waiting for the download pod")
