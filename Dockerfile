@@ -1,9 +1,9 @@
-# The deepseek-operator image: `docker build -t deepseek-operator:0.1.0 .`
-# The NCCL preflight image (PyTorch with its CUDA and NCCL wheels, several GB):
-# `docker build --target preflight -t deepseek-operator-preflight:0.1.0 .`
-# The weights downloader (huggingface_hub and boto3, none of the operator's dependencies):
-# `docker build --target downloader -t deepseek-operator-downloader:0.1.0 .`
-# The Helm chart (charts/deepseek-operator) runs it as UID 10001 with a read-only root filesystem.
+# Four images, one per target; `deploy/build-images` builds them all under the references the CRD's defaults and
+# the Helm chart name (deepseek_operator/api/images.py):
+#   operator    the operator (the last stage); the chart runs it as UID 10001 with a read-only root filesystem
+#   preflight   the NCCL preflight: PyTorch with its CUDA and NCCL wheels, several GB
+#   downloader  the weights downloader: huggingface_hub and boto3, none of the operator's dependencies
+#   frontend    the OpenAI-compatible frontend beside Triton: jinja2 and prometheus_client
 
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -34,7 +34,19 @@ USER 10001:10001
 EXPOSE 8080
 ENTRYPOINT ["python", "-m", "deepseek_operator.download"]
 
-FROM python:3.11-slim
+FROM python:3.11-slim AS frontend
+ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONPATH=/app
+COPY operator/deepseek_operator/frontend/requirements.txt /tmp/requirements.txt
+RUN pip install -r /tmp/requirements.txt && rm /tmp/requirements.txt
+# Only the frontend's modules (an import contract holds it to them).
+COPY operator/deepseek_operator/__init__.py /app/deepseek_operator/__init__.py
+COPY operator/deepseek_operator/frontend/ /app/deepseek_operator/frontend/
+USER 10001:10001
+# 9000: the OpenAI API, /health/* and /metrics.
+EXPOSE 9000
+ENTRYPOINT ["python", "-m", "deepseek_operator.frontend"]
+
+FROM python:3.11-slim AS operator
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 COPY --from=build /install /usr/local
 # A numeric, non-root user, so that the kubelet can check runAsNonRoot.

@@ -30,7 +30,8 @@ RELEASE = "dso"
 # Panels whose series the testbed cannot produce, and why. The p99 gate reads Triton's latency histogram
 # (--metrics-config histogram_latencies=true), which the tritonserver nvidia-pytriton bundles does not export for
 # the stand-in's (non-decoupled) models: no p99 is ever measured here, so the operator never sets that gauge.
-NO_DATA_ON_TESTBED = {"Analysis p99 latency"}
+# The testbed's Triton build has no first-response histogram (newer Triton releases export it).
+NO_DATA_ON_TESTBED = {"Analysis p99 latency", "Time to first response (Triton)"}
 CRD = "customresourcedefinition/deepseekdeployments.serving.deepseek.ai"
 
 

@@ -3,6 +3,8 @@ operator writes, Prometheus scraping the pods, and a bounded load generator goin
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import re
 import signal
@@ -70,18 +72,37 @@ class Load:
     def _run(self) -> None:
         deadline = time.monotonic() + LOAD_LIMIT_S
         with requests.Session() as s:
-            while not self._stop.is_set() and time.monotonic() < deadline:
+            for n in itertools.count():
+                if self._stop.is_set() or time.monotonic() >= deadline:
+                    break
                 try:
-                    r = s.post(f"{self.url}/v2/models/tensorrt_llm/generate", timeout=5,
-                               json={"text_input": "which revision answers", "sampling_param_max_tokens": 4},
-                               headers={"Host": self.host, **self.headers})
-                    pod = re.match(r"\[([^\]]+)\]", r.json().get("text_output", "")) if r.ok else None
+                    # Every other request is a streamed chat through the OpenAI frontend: both clients count.
+                    status, text = (self._chat(s) if n % 2 else self._generate(s))
+                    pod = re.match(r"\[([^\]]+)\]", text) if status == 200 else None
                     # The pod that answered; for a failure, when and what, so a failed assertion can be placed.
-                    self.outcomes.append((r.status_code, pod.group(1).split("/")[-1] if pod else
-                                          f"{time.strftime('%H:%M:%S')} {r.text[:80]}"))
+                    self.outcomes.append((status, pod.group(1).split("/")[-1] if pod else
+                                          f"{time.strftime('%H:%M:%S')} {text[:80]}"))
                 except (requests.RequestException, ValueError) as e:  # status 0, with what went wrong
                     self.outcomes.append((0, f"{time.strftime('%H:%M:%S')} {type(e).__name__}: {e}"[:200]))
                 time.sleep(0.02)
+
+    def _generate(self, s: requests.Session) -> tuple[int, str]:
+        r = s.post(f"{self.url}/v2/models/tensorrt_llm/generate", timeout=5,
+                   json={"text_input": "which revision answers", "sampling_param_max_tokens": 4},
+                   headers={"Host": self.host, **self.headers})
+        return r.status_code, r.json().get("text_output", "") if r.ok else r.text
+
+    def _chat(self, s: requests.Session) -> tuple[int, str]:
+        r = s.post(f"{self.url}/v1/chat/completions", timeout=5, stream=True,
+                   json={"messages": [{"role": "user", "content": "which revision answers"}], "max_tokens": 12,
+                         "stream": True}, headers={"Host": self.host, **self.headers})
+        if not r.ok:
+            return r.status_code, r.text
+        chunks = [json.loads(line[len("data: "):]) for line in r.iter_lines(decode_unicode=True)
+                  if line.startswith("data: {")]
+        if any("error" in c for c in chunks):
+            return 500, json.dumps(chunks[-1])
+        return r.status_code, "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
 
     def __enter__(self) -> Load:
         for _ in range(self.threads):

@@ -3,6 +3,7 @@ with a quantized checkpoint made once, scaling, new revisions, deletion, an oper
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -110,12 +111,40 @@ def test_example_becomes_ready_and_serves_through_its_service(testbed: TestbedCl
     route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
              "metadata": {"name": "r1-llama-70b", "namespace": ns},
              "spec": {"parentRefs": [{"name": "llm-gateway", "namespace": "default"}], "hostnames": [f"{ns}.test"],
-                      "rules": [{"backendRefs": [{"name": "r1-llama-70b", "port": 8000}]}]}}
+                      "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}],
+                                 "backendRefs": [{"name": "r1-llama-70b", "port": 9000}]},
+                                {"backendRefs": [{"name": "r1-llama-70b", "port": 8000}]}]}}
     assert kubectl_apply([route]).returncode == 0
+    host = {"Host": f"{ns}.test"}
     via_gateway = eventually("the gateway to route to the Service", lambda: (
-        r if (r := generate(testbed.gateway, "through the gateway", headers={"Host": f"{ns}.test"})).status_code
+        r if (r := generate(testbed.gateway, "through the gateway", headers=host)).status_code
         == 200 else None), timeout=60)
     assert via_gateway.json()["text_output"] == f"[{ns}/{pod.metadata.name}] gateway the through"
+
+    # The OpenAI API of the same pod (its frontend sidecar over the same Triton), through the same gateway.
+    models = requests.get(f"{testbed.gateway}/v1/models", headers=host, timeout=10).json()
+    assert [m["id"] for m in models["data"]] == ["deepseek-r1-distill-llama-70b"]
+    question = {"model": "deepseek-r1-distill-llama-70b", "messages": [
+        {"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "what is served here"}]}
+    chat = requests.post(f"{testbed.gateway}/v1/chat/completions", json=question, headers=host, timeout=10)
+    assert chat.status_code == 200, chat.text
+    message = chat.json()["choices"][0]["message"]
+    assert message["reasoning_content"] == "The user wrote 4 words.\n"  # R1's thought, apart from the answer
+    assert message["content"] == f"[{ns}/{pod.metadata.name}] here served is what"
+    streamed = requests.post(f"{testbed.gateway}/v1/chat/completions", json={**question, "stream": True},
+                             headers=host, timeout=10, stream=True)
+    chunks = [json.loads(line[len("data: "):]) for line in streamed.iter_lines(decode_unicode=True)
+              if line.startswith("data: {")]
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    assert "".join(d.get("reasoning_content", "") for d in deltas) == message["reasoning_content"]
+    assert "".join(d.get("content", "") for d in deltas) == message["content"]
+    assert len(deltas) > 4 and chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    cut = requests.post(f"{testbed.gateway}/v1/completions", headers=host, timeout=10,
+                        json={"prompt": "one two three", "max_tokens": 2}).json()["choices"][0]
+    assert (cut["text"], cut["finish_reason"]) == (f"[{ns}/{pod.metadata.name}] three", "length")
+    wrong = requests.post(f"{testbed.gateway}/v1/completions", headers=host, timeout=10,
+                          json={"model": "gpt-4o", "prompt": "x"})
+    assert wrong.status_code == 404 and wrong.json()["error"]["param"] == "model"
 
     # The rendered llmapi repository is in the revision's ConfigMap; the LLM loads the FP8 checkpoint the
     # quantize Job wrote into the cache (the BF16 distill's checkpoint has no FP8 weights).
@@ -191,6 +220,29 @@ def test_a_quantized_checkpoint_is_made_once_per_key_and_shared(testbed: Testbed
     pods = testbed.core.list_namespaced_pod(ns, label_selector=f"serving.deepseek.ai/checkpoint-key={key},"
                                                                "app.kubernetes.io/component=quantize").items
     assert len(pods) == 1, "the second resource must not build again"
+
+
+def test_the_quantize_job_calibrates_on_a_configmap_and_an_empty_one_fails(testbed: TestbedClient, ns: str) -> None:
+    res = Resources(testbed, ns)
+    samples = "\n".join(json.dumps({"text": f"calibration sample {n}: what is {n} times {n}?"}) for n in range(8))
+    maps = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns},
+             "data": {"r1.jsonl": data}} for name, data in (("chats", samples), ("nothing", "\n"))]
+    assert kubectl_apply(maps).returncode == 0
+    docs = _docs("r1-distill-qwen-1.5b-l4.yaml", ns)  # FP8 of a BF16 checkpoint: a quantize Job
+    docs[0]["spec"]["model"]["calibration"] = {"configMap": {"name": "chats", "key": "r1.jsonl"}, "samples": 4}
+    empty = json.loads(json.dumps(docs[0]))
+    empty["metadata"]["name"] = "r1-no-samples"
+    empty["spec"]["serving"]["gpu"] = {"type": "H100-80GB", "perNode": 8}  # the L4s are the first one's
+    empty["spec"]["model"]["calibration"]["configMap"]["name"] = "nothing"
+    assert kubectl_apply([docs[0], empty]).returncode == 0
+    status = res.wait_phase("r1-qwen-1-5b", "Healthy", timeout=180)["status"]
+    assert status["quantization"]["state"] == "Complete"
+    job = res.batch.read_namespaced_job(status["quantization"]["job"], ns)
+    assert job.spec.template.spec.containers[0].command[-3:] == ["/calibration/samples.jsonl", "4", "512"]
+    # The same model and precision with other calibration data is another checkpoint, and this one fails.
+    failed = res.wait_phase("r1-no-samples", "Degraded", timeout=120)["status"]
+    assert failed["quantization"]["key"] != status["quantization"]["key"]
+    assert next(c for c in failed["conditions"] if c["type"] == "CheckpointReady")["reason"] == "QuantizeFailed"
 
 
 def test_a_failed_quantize_job_degrades_and_creates_no_serving_pods(testbed: TestbedClient, ns: str) -> None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from deepseek_operator.api import images
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "deepseek-operator"
@@ -141,7 +144,10 @@ def test_values_schema_is_draft7_and_accepts_the_defaults() -> None:
 
 def test_chart_metadata() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    assert chart["apiVersion"] == "v2" and chart["appVersion"] == "0.1.0" and chart["name"] == "deepseek-operator"
+    assert chart["apiVersion"] == "v2" and chart["name"] == "deepseek-operator"
+    # One version for the package, the chart's appVersion and every image tag the CRD's defaults name.
+    package = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert chart["appVersion"] == package == images.TAG
     assert (CHART / "dashboards" / "deepseek.json").exists()
 
 
@@ -179,7 +185,7 @@ def test_default_render() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     c = container(docs)
-    assert c["image"] == "deepseek-operator:0.1.0" and c["imagePullPolicy"] == "IfNotPresent"
+    assert c["image"] == images.OPERATOR_IMAGE and c["imagePullPolicy"] == "IfNotPresent"
     assert c["args"] == ["--liveness=http://0.0.0.0:8080/healthz", "--metrics-port=9090"]
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
@@ -301,7 +307,7 @@ def test_image_options() -> None:
     c = container(render("image.repository=reg.example/dso", "image.tag=1.2.3", "image.pullPolicy=Always"))
     assert (c["image"], c["imagePullPolicy"]) == ("reg.example/dso:1.2.3", "Always")
     digest = "sha256:" + "a" * 64
-    assert container(render(f"image.digest={digest}"))["image"] == f"deepseek-operator@{digest}"
+    assert container(render(f"image.digest={digest}"))["image"] == f"{images.REGISTRY}/deepseek-operator@{digest}"
 
 
 @pytest.mark.parametrize(("sets", "message"), [

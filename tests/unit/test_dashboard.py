@@ -22,6 +22,16 @@ EXPORTED = {
     "nv_inference_count",
     "nv_inference_request_duration_us",
     "nv_inference_queue_duration_us",
+    "nv_inference_pending_request_count",  # a gauge
+    # A histogram of newer Triton builds, exported with --metrics-config=histogram_latencies=true (the serving
+    # command sets it): not in the testbed's build, so test_helm.py lists its panel as having no data there.
+    "nv_inference_first_response_histogram_ms",
+    # The OpenAI frontend's registry on the serving pods' :9000/metrics, operator/deepseek_operator/frontend/
+    # server.py (checked below); the same pod labels as Triton's.
+    "deepseek_frontend_requests_total",  # endpoint, code
+    "deepseek_frontend_time_to_first_token_seconds",  # histograms: endpoint
+    "deepseek_frontend_inter_token_latency_seconds",
+    "deepseek_frontend_requests_in_flight",
     # Prometheus' own per-target series (testbed/cluster.py scrapes every pod with container port 8002).
     "up",
     # The operator's registry, operator/deepseek_operator/k8s/metrics.py (checked below).
@@ -38,11 +48,13 @@ EXPORTED = {
     "deepseek_operator_analysis_total",  # namespace, name, result
     "deepseek_operator_gpus",  # namespace, name: replicas x status.parallelism.gpusPerReplica
 }
-HISTOGRAMS = {"deepseek_operator_reconcile_duration_seconds"}
+HISTOGRAMS = {"deepseek_operator_reconcile_duration_seconds", "nv_inference_first_response_histogram_ms",
+              "deepseek_frontend_time_to_first_token_seconds", "deepseek_frontend_inter_token_latency_seconds"}
 
 # Labels as they reach Prometheus: the testbed's scrape config maps pod labels with `labelmap`, which turns
 # `serving.deepseek.ai/revision` into `serving_deepseek_ai_revision`; plus namespace and pod.
-TRITON_LABELS = {"serving_deepseek_ai_revision", "serving_deepseek_ai_deployment", "namespace", "pod", "model"}
+TRITON_LABELS = {"serving_deepseek_ai_revision", "serving_deepseek_ai_deployment", "namespace", "pod", "model",
+                 "container", "le"}  # le: a histogram's buckets
 
 PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
                    "offset", "inf", "nan"}
@@ -164,6 +176,12 @@ def test_operator_metrics_match_its_registry() -> None:
     registry = (ROOT / "operator" / "deepseek_operator" / "k8s" / "metrics.py").read_text()
     for name in sorted(n for n in EXPORTED if n.startswith("deepseek_operator_")):
         assert f'"{name}"' in registry, f"{name} is not in k8s/metrics.py"
+
+
+def test_frontend_metrics_match_its_registry() -> None:
+    registry = (ROOT / "operator" / "deepseek_operator" / "frontend" / "server.py").read_text()
+    for name in sorted(n for n in EXPORTED if n.startswith("deepseek_frontend_")):
+        assert f'"{name.removesuffix("_total")}"' in registry, f"{name} is not in frontend/server.py"
 
 
 def test_triton_queries_use_the_labels_prometheus_really_has() -> None:

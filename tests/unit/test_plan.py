@@ -317,6 +317,25 @@ def test_quantize_job_is_owned_by_the_cache_pvc_and_gets_tp_gpus(name: str, tp: 
     assert job["metadata"]["name"] in next(e.message for e in p.events if e.reason == "QuantizeStarted")
 
 
+@pytest.mark.parametrize(("calibration", "volume", "path"), [
+    ({"configMap": {"name": "chats", "key": "r1.jsonl"}, "samples": 64},
+     {"name": "calibration", "configMap": {"name": "chats", "items": [{"key": "r1.jsonl", "path": "samples.jsonl"}]}},
+     "/calibration/samples.jsonl"),
+    ({"pvc": {"claimName": "datasets", "path": "/cnn/lines.txt"}, "samples": 64},
+     {"name": "calibration", "persistentVolumeClaim": {"claimName": "datasets", "readOnly": True}},
+     "/calibration/cnn/lines.txt"),
+])
+def test_the_quantize_job_calibrates_on_data_from_the_cluster(calibration: dict[str, Any], volume: dict[str, Any],
+                                                              path: str) -> None:
+    body = edited(quantized(QWEN_7B), {"model.calibration": calibration})
+    p = plan(body, Observed(pvc_uids={"model-store": "uid-model-store", CACHE_PVC: "uid-cache"}), T0)
+    pod = child(p, "Job")["spec"]["template"]["spec"]
+    assert volume in pod["volumes"]
+    [container] = pod["containers"]
+    assert {"name": "calibration", "mountPath": "/calibration", "readOnly": True} in container["volumeMounts"]
+    assert container["command"][-3:] == [path, "64", "512"]  # file, samples, tokens per sample
+
+
 JOB_STATES = [
     # Job status, phase, engine state, engine message contains, kinds applied
     (job_done("Complete"), "Progressing", "Complete", "quantized checkpoint in the cache", SERVING_KINDS),
@@ -399,7 +418,9 @@ def test_quantized_checkpoint_is_what_triton_loads() -> None:
     job = lifecycle(quantized(QWEN_7B))[1]
     command = child(job, "Job")["spec"]["template"]["spec"]["containers"][0]["command"]
     # ModelOpt reads the source checkpoint and writes the cache folder the serving pods load.
-    assert command[3:] == ["/checkpoint/models/DeepSeek-R1-Distill-Qwen-7B", model_yaml["model"], "INT4_AWQ_CFG"]
+    # No calibration data named: an empty file argument (the program's built-in prompts).
+    assert command[3:] == ["/checkpoint/models/DeepSeek-R1-Distill-Qwen-7B", model_yaml["model"], "INT4_AWQ_CFG",
+                           "", "0", "0"]
 
 
 def test_a_precision_the_checkpoint_carries_is_served_from_it_without_a_job() -> None:
@@ -530,12 +551,14 @@ IDENTITY = [
     (quantized(QWEN_7B), {"runtime.maxBatchSize": 16}, True, False),
     (quantized(QWEN_7B), {"model.revision": "2025-05-28"}, True, True),
     (quantized(QWEN_7B), {"runtime.image": "nvcr.io/nvidia/tritonserver:26.08-trtllm-python-py3"}, True, True),
+    (quantized(QWEN_7B), {"model.calibration": {"configMap": {"name": "chats", "key": "r1.jsonl"}}}, True, True),
 ]
 
 
 @pytest.mark.parametrize(("base", "change", "new_revision", "new_key"), IDENTITY,
                          ids=["replicas", "bf16->fp8 on H100", "fp8->awq 70b", "podAnnotations", "podLabels",
-                              "startupTimeout", "queue delay", "maxBatchSize", "model revision", "image"])
+                              "startupTimeout", "queue delay", "maxBatchSize", "model revision", "image",
+                              "calibration data"])
 def test_what_changes_the_revision_and_the_checkpoint_key(base: str | dict[str, Any], change: dict[str, Any],
                                                       new_revision: bool, new_key: bool) -> None:
     before_body = example(base) if isinstance(base, str) else base
@@ -765,7 +788,8 @@ def test_serving_objects_select_the_pods_of_the_deployment() -> None:
             (child(p, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"], every_revision)):
         assert selector == expected
         assert selector.items() <= pod_labels.items()
-    assert all({port["port"] for port in svc["spec"]["ports"]} == {8000, 8001, 8002} for svc in services.values())
+    assert all({port["port"] for port in svc["spec"]["ports"]} == {8000, 8001, 8002, 9000}
+               for svc in services.values())
     assert child(p, "ConfigMap")["immutable"] is True
 
 

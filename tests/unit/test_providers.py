@@ -76,13 +76,14 @@ TRAEFIK = "\n".join(["# TYPE traefik_service_requests_total counter",
                      traefik_line(500, "llm-r1-canary-http-8000", 20),
                      traefik_line(404, "llm-r1-canary-http-8000", 3),
                      traefik_line(400, "llm-r1-canary-http-8000", 5),
-                     traefik_line(200, "llm-r1-stable-http-8000", 400),
+                     traefik_line(200, "llm-r1-stable-http-8000", 390),
+                     traefik_line(200, "llm-r1-stable-http-9000", 10),
                      traefik_line(500, "other-r1-canary-http-8000", 99), ""])
 
 
-def test_gateway_counts_5xx_and_triton_execution_errors_as_failures_per_backend() -> None:
-    services = {"canary": traefik_service_pattern("llm", "r1-canary", 8000),
-                "stable": traefik_service_pattern("llm", "r1-stable", 8000)}
+def test_gateway_counts_5xx_and_triton_execution_errors_as_failures_per_backend_on_both_ports() -> None:
+    services = {"canary": traefik_service_pattern("llm", "r1-canary", (8000, 9000)),
+                "stable": traefik_service_pattern("llm", "r1-stable", (8000, 9000))}
     default = GatewayProvider(metricsAddress="http://traefik:8080/metrics").failure_status_codes
     m = summarize_counters(gateway_counters(TRAEFIK, services, default), 30)
     assert (m.requests, m.errors) == (108, 25)  # 500s and 400s (a failed execution); a 404 is answered

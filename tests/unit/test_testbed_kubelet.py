@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from deepseek_operator.api import images as project_images
 from testbed import images, podspec
 
 POD: dict[str, Any] = {
@@ -145,8 +146,12 @@ def test_the_image_table_maps_each_image_the_project_uses() -> None:
     described = {d["image"]: d for d in images.describe(table)}["tritonserver-trtllm"]
     assert "/opt/tritonserver/bin/tritonserver" in described["real"]
     assert "/app/all_models/llmapi/tensorrt_llm/1/model.py" in described["standins"]
-    assert images.find(table, "deepseek-operator:0.1.0") is not None
-    assert images.find(table, "ghcr.io/acme/deepseek-operator-preflight:0.1.0") is not None
+    # The project's own images under exactly the references the CRD's defaults and the chart name, no others.
+    for target in project_images.TARGETS:
+        ref = project_images.reference(target)
+        assert images.find(table, ref) is not None, ref
+        assert images.find(table, ref.replace(":0.1.0", ":0.0.9")) is None
+    assert images.find(table, "deepseek-operator:0.1.0") is None
     assert images.find(table, "docker.io/library/nginx:1.27") is None  # not pullable here: ErrImagePull
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from deepseek_operator.api import images
 from deepseek_operator.api.common import Fabric, Precision
 
 GROUP = "serving.deepseek.ai"
@@ -26,9 +27,11 @@ SHORT_NAMES = ["dsd"]
 DEFAULT_MODEL_CACHE_PVC = "deepseek-model-cache"
 DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3"
 # The operator image built with the `preflight` extra (Dockerfile target `preflight`): PyTorch and NCCL.
-DEFAULT_PREFLIGHT_IMAGE = "ghcr.io/deepseek-operator/deepseek-operator-preflight:0.1.0"
+DEFAULT_PREFLIGHT_IMAGE = images.PREFLIGHT_IMAGE
 # The weights downloader (Dockerfile target `downloader`): huggingface_hub and boto3, nothing of the operator's.
-DEFAULT_DOWNLOADER_IMAGE = "ghcr.io/deepseek-operator/deepseek-operator-downloader:0.1.0"
+DEFAULT_DOWNLOADER_IMAGE = images.DOWNLOADER_IMAGE
+# The OpenAI-compatible frontend (Dockerfile target `frontend`): jinja2 and prometheus_client.
+DEFAULT_FRONTEND_IMAGE = images.FRONTEND_IMAGE
 # The catalog keys of render/catalog.py; the CRD enumerates them so `kubectl apply` rejects a typo.
 MODEL_NAMES = (
     "deepseek-r1-distill-qwen-1.5b", "deepseek-r1-distill-qwen-7b", "deepseek-r1-distill-qwen-14b",
@@ -126,6 +129,29 @@ class ModelDownload(Schema):
                                              "so a 700 GB checkpoint does not saturate the storage network.")
 
 
+class ConfigMapKeyRef(Schema):
+    name: str = Field(pattern=K8S_NAME, max_length=253, description="ConfigMap in the same namespace.")
+    key: str = Field(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253, description="Key in the ConfigMap.")
+
+
+class CalibrationFile(Schema):
+    claim_name: str = Field(pattern=K8S_NAME, max_length=253,
+                            description="PersistentVolumeClaim in the same namespace that holds the file.")
+    path: str = Field(pattern=r"^/[^\s]*[^/\s]$", max_length=4096, description="The file in the PVC.")
+
+
+class Calibration(Schema):
+    """Calibration text for the quantize Job (ModelOpt's activation statistics), from the cluster: never fetched
+    from the Hub at run time. A file of one sample per line, or JSON Lines with a `text` field (`.jsonl`)."""
+
+    rules = (exactly_one(("configMap", "pvc"), "set exactly one of configMap, pvc"),)
+
+    config_map: ConfigMapKeyRef | None = Field(default=None, description="A key of a ConfigMap (up to 1 MiB).")
+    pvc: CalibrationFile | None = Field(default=None, description="A file on a PersistentVolumeClaim.")
+    samples: int = Field(default=512, ge=1, le=100000, description="At most this many samples are used.")
+    max_length: int = Field(default=512, ge=16, le=131072, description="Tokens per sample; longer ones are cut.")
+
+
 class ModelSource(Schema):
     """Where the checkpoint comes from: exactly one of pvc, hf, s3."""
 
@@ -166,6 +192,10 @@ class ModelRef(Schema):
                                   "checkpoint carries is served as it is; any other is made once by a quantize "
                                   "Job.")
     custom: CustomModel | None = Field(default=None, description="Figures of a `custom` model.")
+    calibration: Calibration | None = Field(
+        default=None, description="Calibration data of the quantize Job; unset: a few built-in prompts (enough "
+        "for FP8's max calibration, too few for AWQ or NVFP4 to be accurate). Part of the quantized checkpoint's "
+        "key.")
     download: ModelDownload = Field(default_factory=ModelDownload, description="How hf: and s3: checkpoints are "
                                     "downloaded, once per (source, revision), into the model cache PVC.")
 
@@ -314,6 +344,23 @@ class Resources(Schema):
     limits: dict[str, str] = Field(default_factory=dict, description="cpu, memory, ...; GPUs are set by sizing.")
 
 
+class OpenAiFrontend(Schema):
+    """The OpenAI-compatible API of each serving pod: a sidecar in front of Triton's generate endpoint that
+    renders the checkpoint's chat template and keeps DeepSeek-R1's reasoning apart from its answer."""
+
+    enabled: bool = Field(default=True, description="Serve /v1/chat/completions, /v1/completions and /v1/models "
+                          "on the Services' `openai` port (9000), routed under /v1 by the HTTPRoute.")
+    image: str = Field(default=DEFAULT_FRONTEND_IMAGE, min_length=1,
+                       description="The frontend image (the Dockerfile's `frontend` target).")
+    served_model_name: str | None = Field(default=None, min_length=1, max_length=256, pattern=r"^[^\s]+$",
+                                          description="The `model` clients send; default spec.model.name.")
+    reasoning_parser: Literal["deepseek-r1", "none"] = Field(
+        default="deepseek-r1", description="deepseek-r1: the text before `</think>` is returned as "
+        "`reasoning_content`, the rest as `content`; none: all of it is `content`.")
+    default_max_tokens: int = Field(default=4096, ge=1, le=1048576, description="max_tokens of a request that "
+                                    "sets none (R1 thinks at length: a small default cuts answers off).")
+
+
 class ServingSpec(Schema):
     rules = (
         Rule("!has(self.podLabels) || self.podLabels.all(k, !k.startsWith('serving.deepseek.ai/') && "
@@ -328,6 +375,7 @@ class ServingSpec(Schema):
     gpu: GpuRequest = Field(description="The GPUs to serve on.")
     batching: dict[str, Any] | None = _removed(REMOVED_BATCHING)
     streaming: bool = Field(default=True, description="Decoupled (token streaming) Triton models.")
+    openai: OpenAiFrontend = Field(default_factory=OpenAiFrontend, description="The OpenAI-compatible API.")
     resources: Resources = Field(default_factory=Resources, description="Extra container resources.")
     node_selector: dict[str, str] = Field(default_factory=dict, description="Added to the GPU-type selector.")
     tolerations: list[Toleration] = Field(default_factory=list, description="Added to the GPU taint toleration.")

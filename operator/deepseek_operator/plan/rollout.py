@@ -75,14 +75,16 @@ def route(ctx: PassContext, decided: Decided) -> None:
     serving_revision = new.stable or next(iter(decision.replicas), "")
     if not serving_revision:
         return
-    router = routing.router_for(rollout.traffic_routing)
+    openai = ctx.spec.serving.openai.enabled
+    router = routing.router_for(rollout.traffic_routing, openai)
     split = routing.Split(canary_active=(bool(new.canary) and new.weight > 0) or decision.ab_routing,
                           canary_weight=new.weight, ab_matches=tuple(rollout.match) if decision.ab_routing else ())
-    ctx.apply += [children.service(owner), children.disruption_budget(owner)]
+    ctx.apply += [children.service(owner, openai), children.disruption_budget(owner)]
     if rollout.traffic_routing.gateway_api is not None:  # the HTTPRoute's two backends
         ctx.apply += [
-            children.revision_service(owner, naming.stable_service_name(owner.name), serving_revision),
-            children.revision_service(owner, naming.canary_service_name(owner.name), new.canary or serving_revision),
+            children.revision_service(owner, naming.stable_service_name(owner.name), serving_revision, openai),
+            children.revision_service(owner, naming.canary_service_name(owner.name), new.canary or serving_revision,
+                                      openai),
         ]
     ctx.apply += router.objects(owner, split)
 

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from deepseek_operator.plan import AnalysisRequest
 from deepseek_operator.providers.base import FAILURE, SUCCESS, ProviderError, get, unmeasured
 from deepseek_operator.providers.counters import differenced
-from deepseek_operator.render.children import HTTP_PORT
+from deepseek_operator.render.children import HTTP_PORT, OPENAI_PORT
 from deepseek_operator.rollout.analysis import Measurement
 
 
@@ -40,9 +40,11 @@ def gateway_counters(text: str, services: Mapping[str, str], failure_codes: str)
     return out
 
 
-def traefik_service_pattern(namespace: str, service: str, port: int) -> str:
-    """How Traefik's Gateway API provider names a backend in its metrics: <ns>-<svc>-<port name>-<port>@…"""
-    return rf"^{re.escape(namespace)}-{re.escape(service)}-(http-)?{port}(-|@|$)"
+def traefik_service_pattern(namespace: str, service: str, ports: tuple[int, ...]) -> str:
+    """How Traefik's Gateway API provider names a backend in its metrics: <ns>-<svc>-<port name>-<port>@…, for
+    any of `ports` (Triton's HTTP port and the OpenAI frontend's: clients of both count)."""
+    alternatives = "|".join(str(p) for p in ports)
+    return rf"^{re.escape(namespace)}-{re.escape(service)}-(http-)?({alternatives})(-|@|$)"
 
 
 @dataclass
@@ -50,8 +52,9 @@ class GatewayProvider:
     def measure(self, request: AnalysisRequest) -> Measurement:
         settings = request.gateway
         assert settings is not None
-        services = {"canary": traefik_service_pattern(request.namespace, request.canary_service, HTTP_PORT),
-                    "stable": traefik_service_pattern(request.namespace, request.stable_service, HTTP_PORT)}
+        ports = (HTTP_PORT, OPENAI_PORT)
+        services = {"canary": traefik_service_pattern(request.namespace, request.canary_service, ports),
+                    "stable": traefik_service_pattern(request.namespace, request.stable_service, ports)}
         try:
             page = get("gateway metrics", settings.metrics_address)
             try:

@@ -17,6 +17,7 @@ from deepseek_operator.render.catalog import GpuSpec
 MODEL_REPO_MOUNT = "/srv/model-repository"
 MODEL_REPO_SOURCE_MOUNT = "/srv/model-repository-src"
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
+OPENAI_PORT = 9000  # the OpenAI-compatible frontend (deepseek_operator.frontend), a sidecar of Triton
 SSH_PORT = 2222  # a multi-node replica's workers: the leader's mpirun starts their ranks over SSH
 # The startup probe: every 5 s, so that a server up in seconds takes traffic in seconds (it stops once passed).
 PROBE_PERIOD_S = 5
@@ -153,6 +154,33 @@ def _server_volumes(owner: Owner, spec: DeepSeekDeploymentSpec, revision: str, g
     ]
 
 
+def openai_container(spec: DeepSeekDeploymentSpec, checkpoint_mount: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAI-compatible frontend beside Triton: it calls Triton's generate endpoint on localhost and reads
+    the checkpoint's tokenizer_config.json (its chat template), so it needs the checkpoint and nothing else."""
+    frontend = spec.serving.openai
+    args = ["--port", str(OPENAI_PORT), "--triton-url", f"http://127.0.0.1:{HTTP_PORT}",
+            "--triton-model", triton.MODEL_NAME, "--served-model", frontend.served_model_name or spec.model.name,
+            "--checkpoint", quantization.CHECKPOINT_MOUNT, "--reasoning-parser", frontend.reasoning_parser,
+            # No answer is longer than the sequence the runtime holds.
+            "--default-max-tokens", str(min(frontend.default_max_tokens, spec.runtime.max_seq_len))]
+    if spec.serving.streaming:
+        args.append("--decoupled")
+    return {
+        "name": "openai",
+        "image": frontend.image,
+        "args": args,
+        "ports": [{"name": "openai", "containerPort": OPENAI_PORT}],
+        "readinessProbe": {"httpGet": {"path": "/health/ready", "port": "openai"}, "periodSeconds": 5,
+                           "failureThreshold": 3},
+        "livenessProbe": {"httpGet": {"path": "/health/live", "port": "openai"}, "periodSeconds": 15,
+                          "failureThreshold": 4},
+        # It keeps answering while the endpoint is dropped, as Triton does (DRAIN_SECONDS).
+        "lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}},
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        "volumeMounts": [checkpoint_mount],
+    }
+
+
 def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, checkpoint_key: str,
                         gpus: int, mount_model_cache: bool, command: list[str], component: str = "",
                         extra_labels: dict[str, str] | None = None, env: dict[str, str] | None = None,
@@ -204,7 +232,7 @@ def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuS
                     {"name": "dshm", "mountPath": "/dev/shm"},
                     *(mount for _, mount in extra_volumes),
                 ],
-            }],
+            }, *([openai_container(spec, dict(ckpt_mount))] if serves and spec.serving.openai.enabled else [])],
             "volumes": [*_server_volumes(owner, spec, revision, gpus, mount_model_cache, ckpt_volume),
                         *(volume for volume, _ in extra_volumes)],
         },
@@ -232,24 +260,27 @@ def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpe
     }
 
 
-_SERVICE_PORTS = [{"name": "http", "port": HTTP_PORT, "targetPort": "http"},
-                  {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc"},
-                  {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}]
+def _service_ports(openai: bool) -> list[dict[str, Any]]:
+    return [{"name": "http", "port": HTTP_PORT, "targetPort": "http"},
+            {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc"},
+            {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"},
+            *([{"name": "openai", "port": OPENAI_PORT, "targetPort": "openai"}] if openai else [])]
 
 
-def service(owner: Owner) -> dict[str, Any]:
+def service(owner: Owner, openai: bool) -> dict[str, Any]:
     """`<name>`: every serving pod of every live revision (the replica-ratio router's traffic split)."""
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": child_metadata(owner, owner.name, naming.COMPONENT_SERVER),
-            "spec": {"selector": naming.selector_labels(owner.name), "ports": _SERVICE_PORTS}}
+            "spec": {"selector": naming.selector_labels(owner.name), "ports": _service_ports(openai)}}
 
 
-def revision_service(owner: Owner, name: str, revision: str) -> dict[str, Any]:
+def revision_service(owner: Owner, name: str, revision: str, openai: bool) -> dict[str, Any]:
     """`<name>-stable` / `<name>-canary`: the pods of one revision, for HTTPRoute backends and for clients that
     must reach one version."""
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": child_metadata(owner, name, naming.COMPONENT_SERVER),
-            "spec": {"selector": naming.revision_selector_labels(owner.name, revision), "ports": _SERVICE_PORTS}}
+            "spec": {"selector": naming.revision_selector_labels(owner.name, revision),
+                     "ports": _service_ports(openai)}}
 
 
 def disruption_budget(owner: Owner) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from deepseek_operator.render import naming
 
 CACHE_MOUNT = "/model-cache"
 CHECKPOINT_MOUNT = "/checkpoint"
+CALIBRATION_MOUNT = "/calibration"
 COMPLETE_MARKER = ".complete"
 
 # ModelOpt's quantization configs (modelopt.torch.quantization) per precision the checkpoint lacks.
@@ -32,25 +33,33 @@ MODELOPT_CONFIG = {Precision.FP8: "FP8_DEFAULT_CFG", Precision.INT8: "INT8_WEIGH
 _CASTS = frozenset({Precision.BF16, Precision.FP16})
 
 # The quantize Job's program, run by the serving image's python3 (which has torch, transformers and ModelOpt).
-# Calibration: a few generic prompts; max calibration of FP8 and AWQ's activation statistics need only a small
-# sample. It writes to `<out>.partial` and renames: a half-written checkpoint is never visible under its key.
+# Calibration: the resource's file (spec.model.calibration: one sample per line, or JSON Lines with `text`), or
+# without one a few generic prompts. It writes to `<out>.partial` and renames: a half-written checkpoint is never
+# visible under its key.
 QUANTIZE_PROGRAM = """\
-import os, shutil, sys
+import json, os, shutil, sys
 from pathlib import Path
-src, out, config_name = sys.argv[1:4]
+src, out, config_name, calibration, samples, max_length = sys.argv[1:7]
 if (Path(out) / ".complete").exists():
     print(f"{out} already holds the quantized checkpoint"); sys.exit(0)
+prompts = ["The capital of France is", "Explain the theory of relativity in simple terms.",
+           "Write a Python function that reverses a list.", "What is 17 times 23? Think step by step."]
+if calibration:
+    lines = [line for line in Path(calibration).read_text().splitlines() if line.strip()]
+    prompts = [json.loads(line)["text"] if calibration.endswith(".jsonl") else line for line in lines]
+    prompts = prompts[: int(samples)]
+    if not prompts:
+        sys.exit(f"calibration file {calibration} holds no samples")
 import torch
 import modelopt.torch.quantization as mtq
 from modelopt.torch.export import export_hf_checkpoint
 from transformers import AutoModelForCausalLM, AutoTokenizer
 tokenizer = AutoTokenizer.from_pretrained(src)
 model = AutoModelForCausalLM.from_pretrained(src, torch_dtype="auto", device_map="auto")
-prompts = ["The capital of France is", "Explain the theory of relativity in simple terms.",
-           "Write a Python function that reverses a list.", "What is 17 times 23? Think step by step."]
+print(f"calibrating {config_name} on {len(prompts)} samples", flush=True)
 def calibrate(m):
     for text in prompts:
-        m(**tokenizer(text, return_tensors="pt").to(m.device))
+        m(**tokenizer(text, return_tensors="pt", truncation=True, max_length=int(max_length)).to(m.device))
 model = mtq.quantize(model, getattr(mtq, config_name), calibrate)
 partial = Path(out + ".partial")
 shutil.rmtree(partial, ignore_errors=True)
@@ -71,13 +80,35 @@ def needs_quantize(spec: DeepSeekDeploymentSpec, native: Precision) -> bool:
 
 
 def checkpoint_key(spec: DeepSeekDeploymentSpec) -> str:
-    """What makes a quantized checkpoint: the source weights, the precision and the quantizer (the image)."""
+    """What makes a quantized checkpoint: the source weights, the precision, the quantizer (the image) and the
+    calibration data."""
     model = spec.model
-    return naming.digest({
+    identity: dict[str, Any] = {
         "model": model.name, "revision": model.revision, "precision": model.precision.value,
         "custom": model.custom.model_dump() if model.custom else None,
         "source": model.source.model_dump(mode="json", exclude_none=True), "image": spec.runtime.image,
-    }, 16)
+    }
+    if model.calibration is not None:  # absent otherwise, so that existing keys stay as they are
+        identity["calibration"] = model.calibration.model_dump(mode="json", exclude_none=True)
+    return naming.digest(identity, 16)
+
+
+def calibration_volume(spec: DeepSeekDeploymentSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    """(volumes, mounts, file path in the pod) of the calibration data; nothing without any."""
+    calibration = spec.model.calibration
+    if calibration is None:
+        return [], [], ""
+    mount = {"name": "calibration", "mountPath": CALIBRATION_MOUNT, "readOnly": True}
+    if calibration.config_map is not None:
+        ref = calibration.config_map
+        suffix = ".jsonl" if ref.key.endswith(".jsonl") else ".txt"
+        volume = {"name": "calibration", "configMap": {"name": ref.name, "items": [
+            {"key": ref.key, "path": f"samples{suffix}"}]}}
+        return [volume], [mount], f"{CALIBRATION_MOUNT}/samples{suffix}"
+    assert calibration.pvc is not None
+    volume = {"name": "calibration",
+              "persistentVolumeClaim": {"claimName": calibration.pvc.claim_name, "readOnly": True}}
+    return [volume], [mount], f"{CALIBRATION_MOUNT}{calibration.pvc.path}"
 
 
 def quantized_dir(key: str) -> str:
@@ -98,6 +129,8 @@ def job(*, spec: DeepSeekDeploymentSpec, key: str, namespace: str, cr_name: str,
     # The checkpoint is shared: the Job belongs to the cache PVC, not to the resource that first asked for it.
     del labels[naming.LABEL_DEPLOYMENT]
     labels["app.kubernetes.io/instance"] = spec.runtime.cache.pvc
+    calibration_volumes, calibration_mounts, calibration_file = calibration_volume(spec)
+    calibration = spec.model.calibration
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -121,12 +154,14 @@ def job(*, spec: DeepSeekDeploymentSpec, key: str, namespace: str, cr_name: str,
                         "name": "quantize",
                         "image": spec.runtime.image,
                         "command": ["python3", "-c", QUANTIZE_PROGRAM, checkpoint_dir(spec), quantized_dir(key),
-                                    MODELOPT_CONFIG[spec.model.precision]],
+                                    MODELOPT_CONFIG[spec.model.precision], calibration_file,
+                                    str(calibration.samples if calibration else 0),
+                                    str(calibration.max_length if calibration else 0)],
                         "terminationMessagePolicy": "FallbackToLogsOnError",
                         "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
-                        "volumeMounts": volume_mounts,
+                        "volumeMounts": [*volume_mounts, *calibration_mounts],
                     }],
-                    "volumes": volumes,
+                    "volumes": [*volumes, *calibration_volumes],
                 },
             },
         },

@@ -7,7 +7,10 @@ place of the LLM (no GPU kernels or real weights here) it checks what `LLM()` wo
 `model` that is not a Hugging Face checkpoint folder, keys `LlmArgs` does not define (the stand-in
 `tensorrt_llm.LLM` checks them against TensorRT-LLM's own definitions), parallel sizes that are
 not positive) and serves a tiny deterministic text model: the prompt's words reversed, prefixed with
-`[<namespace>/<pod>]`, so a test behind a gateway can tell which pod answered.
+`[<namespace>/<pod>]`, so a test behind a gateway can tell which pod answered. A prompt in DeepSeek-R1's chat
+format (ending in the Assistant tag and `<think>\n`) is answered as R1 answers: a short thought closed by `</think>`,
+then the last user turn's words reversed. Streamed responses carry the text so far, as upstream's do (the LLM
+API's `CompletionOutput.text`), and `finish_reason` is `length` when `max_tokens` cut the answer.
 
 Faults for tests come from the pod's own annotations, which the testbed writes to /run/testbed/pod.json:
 `testbed.deepseek.ai/error-rate` (0..1, that share of requests fails inside Triton, so
@@ -32,6 +35,8 @@ from tensorrt_llm import LLM
 
 HERE = Path(__file__).resolve().parent
 TESTBED_POD_FILE = Path("/run/testbed/pod.json")
+R1_USER = "<\uff5cUser\uff5c>"
+R1_GENERATION_PROMPT = "<\uff5cAssistant\uff5c><think>\n"
 ERROR_RATE = "testbed.deepseek.ai/error-rate"
 LATENCY_MS = "testbed.deepseek.ai/latency-ms"
 
@@ -87,9 +92,18 @@ class TritonPythonModel:
                                                 f"(found {sorted(p.name for p in folder.iterdir())[:10]})")
         json.loads(config.read_text())
 
-    def _answer(self, prompt: str, max_tokens: int) -> list[str]:
-        words = prompt.split()[::-1][: max(max_tokens, 0)]
-        return [f"[{self.identity}]", *words]
+    def _answer(self, prompt: str, max_tokens: int) -> tuple[list[str], str]:
+        """The answer's pieces (as tokens) and why it ended."""
+        pieces: list[str] = []
+        if prompt.endswith(R1_GENERATION_PROMPT):
+            turn = prompt[: -len(R1_GENERATION_PROMPT)].rsplit(R1_USER, 1)[-1]
+            words = turn.split()[::-1]
+            pieces = ["The ", "user ", "wrote ", f"{len(words)} ", "words.\n", "</think>\n\n"]
+        else:
+            words = prompt.split()[::-1]
+        pieces += [f"[{self.identity}]"] + [" " + w for w in words]
+        cut = pieces[: max(max_tokens, 0)]
+        return cut, "length" if len(cut) < len(pieces) else "stop"
 
     def _fails(self) -> bool:
         if self.latency_s:
@@ -121,21 +135,24 @@ class TritonPythonModel:
                 else:
                     responses.append(pb_utils.InferenceResponse(error=error))
                 continue
-            words = self._answer(prompt, max_tokens)
+            pieces, finish = self._answer(prompt, max_tokens)
+            reason = finish if bool(self._input(request, "return_finish_reason", False)) else None
             if not self.decoupled:
-                responses.append(self._response(" ".join(words)))
+                responses.append(self._response("".join(pieces), reason))
                 continue
             sender = request.get_response_sender()
-            pieces = [w + " " for w in words[:-1]] + words[-1:] if streaming else [" ".join(words)]
-            for piece in pieces:
-                sender.send(self._response(piece))
+            texts = ["".join(pieces[: n + 1]) for n in range(len(pieces))] if streaming else ["".join(pieces)]
+            for n, text in enumerate(texts):
+                sender.send(self._response(text, reason if n == len(texts) - 1 else None))
             sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         return None if self.decoupled else responses
 
     @staticmethod
-    def _response(text: str) -> Any:
-        return pb_utils.InferenceResponse(output_tensors=[
-            pb_utils.Tensor("text_output", np.array([text.encode()], dtype=np.object_))])
+    def _response(text: str, finish_reason: str | None = None) -> Any:
+        tensors = [pb_utils.Tensor("text_output", np.array([text.encode()], dtype=np.object_))]
+        if finish_reason is not None:
+            tensors.append(pb_utils.Tensor("finish_reason", np.array([finish_reason.encode()], dtype=np.object_)))
+        return pb_utils.InferenceResponse(output_tensors=tensors)
 
     def finalize(self) -> None:
         print("[testbed stand-in] llmapi model unloaded", flush=True)

@@ -1,0 +1,3 @@
+from deepseek_operator.frontend.server import main
+
+raise SystemExit(main())
