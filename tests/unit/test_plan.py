@@ -631,21 +631,21 @@ def test_last_transition_time_moves_only_when_a_condition_status_changes() -> No
     for now in (T0, T0, T1):  # PVC, Job, Job running: nothing changes status after the first pass
         p = cluster.reconcile(body, now)
     assert {c["type"]: c["lastTransitionTime"] for c in p.status["conditions"]} == {
-        "FitsHardware": T0, "WeightsReady": T0, "CheckpointReady": T0, "Ready": T0, "Progressing": T0,
-        "Degraded": T0}
+        "FitsHardware": T0, "SpecValid": T0, "WeightsReady": T0, "CheckpointReady": T0, "Ready": T0,
+        "Progressing": T0, "Degraded": T0}
 
     cluster.finish_job()
     p = cluster.reconcile(body, T2)
     assert {c["type"]: c["lastTransitionTime"] for c in p.status["conditions"]} == {
-        "FitsHardware": T0, "WeightsReady": T0, "CheckpointReady": T2, "Ready": T0, "Progressing": T0,
-        "Degraded": T0}
+        "FitsHardware": T0, "SpecValid": T0, "WeightsReady": T0, "CheckpointReady": T2, "Ready": T0,
+        "Progressing": T0, "Degraded": T0}
     assert cond(p, "Ready")["reason"] == "ReplicasNotReady"  # reason changed, status did not: time kept
 
     cluster.roll_out()
     p = cluster.reconcile(body, T3)
     assert {c["type"]: c["lastTransitionTime"] for c in p.status["conditions"]} == {
-        "FitsHardware": T0, "WeightsReady": T0, "CheckpointReady": T2, "Ready": T3, "Progressing": T3,
-        "Degraded": T0}
+        "FitsHardware": T0, "SpecValid": T0, "WeightsReady": T0, "CheckpointReady": T2, "Ready": T3,
+        "Progressing": T3, "Degraded": T0}
 
 
 def test_events_say_each_change_once() -> None:
@@ -679,7 +679,7 @@ def test_conditions_carry_the_generation_they_were_computed_for(name: str) -> No
     body["metadata"]["generation"] = 8  # a spec edit that changes nothing the plan renders (same values)
     p = cluster.reconcile(body, T1)
     assert p.status["observedGeneration"] == 8
-    assert [c["observedGeneration"] for c in p.status["conditions"]] == [8] * (7 if name == R1_671B else 6)
+    assert [c["observedGeneration"] for c in p.status["conditions"]] == [8] * (8 if name == R1_671B else 7)
     assert {c["lastTransitionTime"] for c in p.status["conditions"]} == {T0}  # no status changed
 
 
@@ -718,7 +718,8 @@ def test_invalid_spec_is_reported_and_changes_nothing(change: dict[str, Any], pa
 def test_invalid_spec_on_a_fresh_resource() -> None:
     p = plan(edited(quantized(QWEN_7B), {"model.name": "deepseek-r2"}), Observed(), T0)
     assert p.status["phase"] == "Degraded"
-    assert [c["type"] for c in p.status["conditions"]] == ["Ready", "Degraded"]
+    assert [c["type"] for c in p.status["conditions"]] == ["SpecValid", "Ready", "Degraded"]
+    assert cond(p, "SpecValid")["status"] == "False" and cond(p, "SpecValid")["reason"] == "InvalidSpec"
     assert "deepseek-r1-distill-qwen-7b" in cond(p, "Degraded")["message"]  # lists what is allowed
     assert p.apply == [] and p.delete == []
     assert p.status["observedGeneration"] == GENERATION

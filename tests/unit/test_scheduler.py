@@ -107,6 +107,26 @@ def test_a_failed_pass_is_tried_again_after_the_retry_interval() -> None:
     assert 9.0 < asyncio.run(scenario()) <= 10.0
 
 
+def test_consecutive_failures_back_off_and_a_success_resets_the_delay() -> None:
+    async def scenario() -> list[float]:
+        world = World()
+        world.fail = True
+        s = scheduler(world)
+        delays = []
+        for _ in range(7):
+            with pytest.raises(RuntimeError):
+                await s.request(A, None)
+            delays.append(round(s.wakeups[A] - asyncio.get_running_loop().time()))
+        world.fail = False
+        await s.request(A, None)
+        world.fail = True
+        with pytest.raises(RuntimeError):
+            await s.request(A, None)
+        delays.append(round(s.wakeups[A] - asyncio.get_running_loop().time()))
+        return delays
+    assert asyncio.run(scenario()) == [10, 20, 40, 80, 160, 300, 300, 10]
+
+
 def test_a_pass_that_asks_for_a_time_gets_one_and_runs_when_it_is_due() -> None:
     async def scenario() -> tuple[int, bool]:
         world = World(result=PassResult(0.05, False))

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from deepseek_operator.api import names
 from deepseek_operator.api import spec as api
 from deepseek_operator.api.status import DeepSeekDeploymentStatus
 
@@ -129,9 +130,15 @@ def crd_manifest() -> dict[str, Any]:
                     "description": "DeepSeekDeployment serves one DeepSeek-R1 model on Triton with TensorRT-LLM.",
                     "required": ["spec"],
                     # Pod names are <name>-<replicaset hash>-<suffix> and must stay within 63 characters.
-                    "x-kubernetes-validations": [{"rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
-                                                  "message": f"metadata.name must be at most {MAX_NAME_LENGTH} "
-                                                             "characters (pod names derive from it)"}],
+                    "x-kubernetes-validations": [
+                        {"rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
+                         "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters (pod names "
+                                    "derive from it)"},
+                        # The Services are named after the resource, and a Service name is a DNS-1035 label.
+                        {"rule": f"self.metadata.name.matches('^{names.DNS1035_LABEL}$')",
+                         "message": "metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', "
+                                    "starting with a letter): the Services are named after it"},
+                    ],
                     "properties": {
                         "apiVersion": {"type": "string"},
                         "kind": {"type": "string"},

@@ -6,6 +6,7 @@ These models are the single source of truth: the CRD's OpenAPI schema (crds/) is
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from pydantic.alias_generators import to_camel
 
 from deepseek_operator.api import images
+from deepseek_operator.api import names as k8s
 from deepseek_operator.api.common import Fabric, Precision
 
 GROUP = "serving.deepseek.ai"
@@ -43,6 +45,10 @@ GPU_TYPES = ("A10-24GB", "L4-24GB", "L40S-48GB", "A100-40GB", "A100-80GB", "H100
              "RTX-PRO-6000-96GB")
 
 K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+IMAGE = r"^[^\s]+$"  # an image reference: no whitespace (the registry decides the rest)
+NO_SPACE_PATH = r"^/[^\s]*$"
+# Map-valued fields are bounded so that the API server can price their CEL rules.
+MAX_MAP_ENTRIES = 64
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,25 @@ class Rule:
     cel: str
     message: str
     holds: Callable[[Any], bool]
+    field_path: str | None = None  # where the API server reports it (`.podLabels`), when it is one field's
+
+
+def map_keys(field: str, attr: str, cel_check: str, check: Callable[[str], bool], what: str) -> Rule:
+    """Every key of the map `field` (wire name; `attr` in Python) passes one of Kubernetes' checks (api/names.py)."""
+    return Rule(f"!has(self.{field}) || self.{field}.all(k, {k8s.cel(cel_check, 'k')})",
+                f"{field}: every key must be {what}", lambda o: all(check(k) for k in getattr(o, attr)),
+                f".{field}")
+
+
+def map_values(field: str, attr: str, cel_check: str, check: Callable[[str], bool], what: str) -> Rule:
+    return Rule(f"!has(self.{field}) || self.{field}.all(k, {k8s.cel(cel_check, f'self.{field}[k]')})",
+                f"{field}: every value must be {what}", lambda o: all(check(v) for v in getattr(o, attr).values()),
+                f".{field}")
+
+
+LABEL_KEY = "a label key: [prefix/]name, name of at most 63 of [A-Za-z0-9-_.] starting and ending alphanumeric"
+LABEL_VALUE = "a label value: at most 63 of [A-Za-z0-9-_.], starting and ending alphanumeric"
+QUANTITY = "a quantity, e.g. 500m, 2, 16Gi"
 
 
 def exactly_one(names: tuple[str, ...], message: str) -> Rule:
@@ -69,7 +94,9 @@ def exactly_one(names: tuple[str, ...], message: str) -> Rule:
 
 def _with_rules(schema: dict[str, Any], cls: type[Any]) -> None:
     if rules := getattr(cls, "rules", ()):
-        schema["x-kubernetes-validations"] = [{"rule": r.cel, "message": r.message} for r in rules]
+        schema["x-kubernetes-validations"] = [
+            {"rule": r.cel, "message": r.message, **({"fieldPath": r.field_path} if r.field_path else {})}
+            for r in rules]
 
 
 class Schema(BaseModel):
@@ -91,12 +118,16 @@ class Schema(BaseModel):
 class PvcSource(Schema):
     claim_name: str = Field(pattern=K8S_NAME, max_length=253,
                             description="PersistentVolumeClaim in the same namespace that holds the checkpoint.")
-    path: str = Field(default="/", pattern=r"^/", description="Directory of the Hugging Face checkpoint in the PVC.")
+    path: str = Field(default="/", pattern=NO_SPACE_PATH, max_length=4096,
+                      description="Directory of the Hugging Face checkpoint in the PVC (no whitespace).")
 
 
 class SecretKeyRef(Schema):
-    name: str = Field(pattern=K8S_NAME, description="Secret in the same namespace.")
-    key: str = Field(description="Key in the Secret.")
+    rules = (Rule(k8s.cel(k8s.CEL_DNS1123_SUBDOMAIN, "self.name"), "name must be a DNS subdomain (a Secret's name)",
+                  lambda r: k8s.is_dns1123_subdomain(r.name)),)
+
+    name: str = Field(max_length=253, description="Secret in the same namespace.")
+    key: str = Field(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253, description="Key in the Secret.")
 
 
 class HuggingFaceSource(Schema):
@@ -118,12 +149,13 @@ class S3Source(Schema):
     path_style: bool = Field(default=False, description="Path-style addressing (endpoint/bucket/key), which most "
                              "S3-compatible stores need; AWS uses virtual-hosted style.")
     credentials_secret_ref: str | None = Field(
-        default=None, pattern=K8S_NAME, description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-        "(and optionally AWS_SESSION_TOKEN); only the download Job's environment reads it. Unset: anonymous.")
+        default=None, pattern=K8S_NAME, max_length=253, description="Secret with AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY (and optionally AWS_SESSION_TOKEN); only the download Job's environment reads it. "
+        "Unset: anonymous.")
 
 
 class ModelDownload(Schema):
-    image: str = Field(default=DEFAULT_DOWNLOADER_IMAGE, min_length=1,
+    image: str = Field(default=DEFAULT_DOWNLOADER_IMAGE, pattern=IMAGE, max_length=512,
                        description="The downloader image (huggingface_hub and boto3).")
     max_bytes_per_second: int | None = Field(default=None, ge=1024, description="Cap on the download rate, "
                                              "so a 700 GB checkpoint does not saturate the storage network.")
@@ -165,6 +197,15 @@ class ModelSource(Schema):
 class CustomModel(Schema):
     """Figures for a model outside the catalog (from its config.json), so it can be sized."""
 
+    rules = (
+        Rule("self.attentionHeads % self.kvHeads == 0",
+             "kvHeads must divide attentionHeads (grouped-query attention shares each KV head among a whole "
+             "number of attention heads)", lambda m: m.attention_heads % m.kv_heads == 0),
+        Rule("has(self.headDim) || self.hiddenSize % self.attentionHeads == 0",
+             "hiddenSize must be a multiple of attentionHeads, or headDim must be given",
+             lambda m: m.head_dim is not None or m.hidden_size % m.attention_heads == 0),
+    )
+
     params_billion: float = Field(gt=0, le=5000, description="Total parameters, in billions.")
     layers: int = Field(ge=1, le=1000, description="num_hidden_layers.")
     hidden_size: int = Field(ge=64, description="hidden_size.")
@@ -181,7 +222,8 @@ class ModelRef(Schema):
 
     name: Literal[MODEL_NAMES] = Field(  # type: ignore[valid-type]
         description="A model of the built-in catalog, or `custom` with `custom` figures.")
-    revision: str = Field(min_length=1, max_length=63, description="Checkpoint revision; part of the version identity.")
+    revision: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+                          description="Checkpoint revision (letters, digits, - _ .); part of the version identity.")
     source: ModelSource = Field(description="Where the checkpoint is read from.")
     precision: Precision = Field(default=Precision.BF16, description="Weight precision served: the checkpoint's "
                                  "own, or quantized once by a ModelOpt Job into the cache.")
@@ -221,7 +263,8 @@ class ModelCache(Schema):
                                  "when missing (ReadWriteMany) and kept when a DeepSeekDeployment is deleted: "
                                  "downloads and quantizing cost hours, and other resources may use them.")
     size: str = Field(default="500Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$", description="Size of a created cache PVC.")
-    storage_class_name: str | None = Field(default=None, description="StorageClass of a created cache PVC.")
+    storage_class_name: str | None = Field(default=None, max_length=253, pattern=k8s.DNS1123_SUBDOMAIN.join("^$"),
+                                           description="StorageClass of a created cache PVC.")
 
 
 class RuntimeParallelism(Schema):
@@ -267,7 +310,7 @@ class RuntimeSpec(Schema):
                   lambda r: None in (r.cuda_graphs.max_batch_size, r.max_batch_size)
                   or r.cuda_graphs.max_batch_size <= r.max_batch_size),)
 
-    image: str = Field(default=DEFAULT_IMAGE, min_length=1,
+    image: str = Field(default=DEFAULT_IMAGE, pattern=IMAGE, max_length=512,
                        description="Triton + TensorRT-LLM image (a tritonserver:*-trtllm-python-py3); its version "
                                    "is part of the quantized checkpoint's key.")
     objective: Literal["throughput", "latency"] = Field(
@@ -327,21 +370,39 @@ class GpuRequest(Schema):
 class Toleration(Schema):
     """A toleration added to the serving and build pods (core/v1 Toleration)."""
 
-    key: str | None = Field(default=None, description="Taint key.")
+    rules = (
+        Rule("!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+             "a toleration with operator Exists has no value", lambda t: t.operator != "Exists" or not t.value),
+        Rule("!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+             "tolerationSeconds applies to effect NoExecute only",
+             lambda t: t.toleration_seconds is None or t.effect == "NoExecute"),
+        Rule(f"!has(self.key) || self.key == '' || {k8s.cel(k8s.CEL_QUALIFIED_NAME, 'self.key')}",
+             f"key must be {LABEL_KEY}", lambda t: not t.key or k8s.is_qualified_name(t.key), ".key"),
+    )
+
+    key: str | None = Field(default=None, max_length=317, description="Taint key.")
     operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal.")
-    value: str | None = Field(default=None, description="Taint value.")
+    value: str | None = Field(default=None, max_length=63, description="Taint value.")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(default=None, description="Effect.")
     toleration_seconds: int | None = Field(default=None, description="For NoExecute.")
 
 
 class Resources(Schema):
-    rules = (Rule("(!has(self.requests) || !('nvidia.com/gpu' in self.requests)) && "
-                  "(!has(self.limits) || !('nvidia.com/gpu' in self.limits))",
-                  "nvidia.com/gpu is set from sizing (status.parallelism); do not set it here",
-                  lambda r: "nvidia.com/gpu" not in r.requests and "nvidia.com/gpu" not in r.limits),)
+    rules = (
+        Rule("(!has(self.requests) || !('nvidia.com/gpu' in self.requests)) && "
+             "(!has(self.limits) || !('nvidia.com/gpu' in self.limits))",
+             "nvidia.com/gpu is set from sizing (status.parallelism); do not set it here",
+             lambda r: "nvidia.com/gpu" not in r.requests and "nvidia.com/gpu" not in r.limits),
+        map_keys("requests", "requests", k8s.CEL_QUALIFIED_NAME, k8s.is_qualified_name, "a resource name"),
+        map_values("requests", "requests", k8s.CEL_QUANTITY, k8s.is_quantity, QUANTITY),
+        map_keys("limits", "limits", k8s.CEL_QUALIFIED_NAME, k8s.is_qualified_name, "a resource name"),
+        map_values("limits", "limits", k8s.CEL_QUANTITY, k8s.is_quantity, QUANTITY),
+    )
 
-    requests: dict[str, str] = Field(default_factory=dict, description="cpu, memory, ...; GPUs are set by sizing.")
-    limits: dict[str, str] = Field(default_factory=dict, description="cpu, memory, ...; GPUs are set by sizing.")
+    requests: dict[str, Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=dict, max_length=16, description="cpu, memory, ...; GPUs are set by sizing.")
+    limits: dict[str, Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=dict, max_length=16, description="cpu, memory, ...; GPUs are set by sizing.")
 
 
 class OpenAiFrontend(Schema):
@@ -350,7 +411,7 @@ class OpenAiFrontend(Schema):
 
     enabled: bool = Field(default=True, description="Serve /v1/chat/completions, /v1/completions and /v1/models "
                           "on the Services' `openai` port (9000), routed under /v1 by the HTTPRoute.")
-    image: str = Field(default=DEFAULT_FRONTEND_IMAGE, min_length=1,
+    image: str = Field(default=DEFAULT_FRONTEND_IMAGE, pattern=IMAGE, max_length=512,
                        description="The frontend image (the Dockerfile's `frontend` target).")
     served_model_name: str | None = Field(default=None, min_length=1, max_length=256, pattern=r"^[^\s]+$",
                                           description="The `model` clients send; default spec.model.name.")
@@ -369,6 +430,12 @@ class ServingSpec(Schema):
              lambda s: not any(k.startswith((GROUP + "/", "app.kubernetes.io/")) for k in s.pod_labels)),
         # The removed field's own validator names it (spec.serving.batching) before this rule runs.
         Rule("!has(self.batching)", REMOVED_BATCHING, lambda s: s.batching is None),
+        map_keys("podLabels", "pod_labels", k8s.CEL_QUALIFIED_NAME, k8s.is_qualified_name, LABEL_KEY),
+        map_values("podLabels", "pod_labels", k8s.CEL_LABEL_VALUE, k8s.is_label_value, LABEL_VALUE),
+        map_keys("podAnnotations", "pod_annotations", k8s.CEL_QUALIFIED_NAME, k8s.is_qualified_name,
+                 "an annotation key ([prefix/]name, as a label key)"),
+        map_keys("nodeSelector", "node_selector", k8s.CEL_QUALIFIED_NAME, k8s.is_qualified_name, LABEL_KEY),
+        map_values("nodeSelector", "node_selector", k8s.CEL_LABEL_VALUE, k8s.is_label_value, LABEL_VALUE),
     )
 
     replicas: int = Field(default=1, ge=0, le=1000, description="Model replicas; each gets its own GPUs.")
@@ -377,10 +444,14 @@ class ServingSpec(Schema):
     streaming: bool = Field(default=True, description="Decoupled (token streaming) Triton models.")
     openai: OpenAiFrontend = Field(default_factory=OpenAiFrontend, description="The OpenAI-compatible API.")
     resources: Resources = Field(default_factory=Resources, description="Extra container resources.")
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Added to the GPU-type selector.")
-    tolerations: list[Toleration] = Field(default_factory=list, description="Added to the GPU taint toleration.")
-    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Annotations on every pod.")
-    pod_labels: dict[str, str] = Field(default_factory=dict, description="Labels on every pod.")
+    node_selector: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=dict, max_length=MAX_MAP_ENTRIES, description="Added to the GPU-type selector.")
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32,
+                                          description="Added to the GPU taint toleration.")
+    pod_annotations: dict[str, str] = Field(default_factory=dict, max_length=MAX_MAP_ENTRIES,
+                                            description="Annotations on every pod.")
+    pod_labels: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=dict, max_length=MAX_MAP_ENTRIES, description="Labels on every pod.")
     startup_timeout_seconds: int = Field(default=1800, ge=60, le=86400,
                                          description="How long an engine may take to load before the pod restarts.")
     group_topology_key: str | None = Field(
@@ -397,10 +468,16 @@ class ServingSpec(Schema):
 # -------------------------------------------------------------------- network
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+NetworkName = Annotated[str, Field(pattern=rf"^({k8s.DNS1123_LABEL}/)?{k8s.DNS1123_LABEL}$", max_length=253)]
 
 
 class NcclSettings(Schema):
     """NCCL settings rendered into every serving pod's environment (render/nccl.py)."""
+
+    rules = (Rule(f"!has(self.extraEnv) || self.extraEnv.all(k, k.matches('{ENV_NAME}'))",
+                  "extraEnv names must be valid environment variable names (C identifiers: letters, digits, _, "
+                  "not starting with a digit)", lambda n: all(re.match(ENV_NAME, k) for k in n.extra_env),
+                  ".extraEnv"),)
 
     algo: str | None = Field(default=None, pattern=r"^[A-Za-z]+(,[A-Za-z]+)*$",
                              description="NCCL_ALGO: collective algorithms NCCL may use; unset: NCCL's own "
@@ -414,23 +491,16 @@ class NcclSettings(Schema):
                                description="NCCL_IB_HCA: which RDMA devices to use (infiniband/roce only).")
     ib_gid_index: int | None = Field(default=None, ge=0, le=255,
                                      description="NCCL_IB_GID_INDEX for RoCE (default 3: RoCE v2 over IPv4).")
-    extra_env: dict[str, str] = Field(default_factory=dict,
+    extra_env: dict[str, str] = Field(default_factory=dict, max_length=MAX_MAP_ENTRIES,
                                       description="Any other variables (e.g. NCCL_P2P_LEVEL); they win over the "
                                                   "rendered ones.")
-
-    @model_validator(mode="after")
-    def _env_names(self) -> NcclSettings:
-        bad = [k for k in self.extra_env if not re.match(ENV_NAME, k)]
-        if bad:
-            raise ValueError(f"extraEnv names must be valid environment variable names: {', '.join(bad)}")
-        return self
 
 
 class PreflightSpec(Schema):
     """The NCCL all-reduce check a multi-GPU revision must pass before it gets traffic."""
 
     enabled: bool = Field(default=True, description="Run the preflight for revisions of more than one GPU.")
-    image: str = Field(default=DEFAULT_PREFLIGHT_IMAGE, min_length=1,
+    image: str = Field(default=DEFAULT_PREFLIGHT_IMAGE, pattern=IMAGE, max_length=512,
                        description="Image with deepseek-operator and PyTorch (the operator image's preflight "
                                    "variant).")
     min_bus_bandwidth_gbps: float | None = Field(
@@ -467,8 +537,8 @@ class NetworkSpec(Schema):
     rdma_resource: str | None = Field(default=None, pattern=r"^[a-z0-9.-]+/[A-Za-z0-9_.-]+$",
                                       description="Extended resource for the RDMA device, one per pod "
                                                   "(e.g. rdma/ib); required with infiniband/roce.")
-    networks: list[str] = Field(default_factory=list,
-                                description="Multus NetworkAttachmentDefinitions to attach (secondary NICs).")
+    networks: list[NetworkName] = Field(default_factory=list, max_length=16, description="Multus "
+                                        "NetworkAttachmentDefinitions to attach (secondary NICs): [namespace/]name.")
     host_network: bool = Field(default=False, description="Run serving pods in the node's network namespace.")
     preflight: PreflightSpec = Field(default_factory=PreflightSpec,
                                      description="NCCL check run before a multi-GPU revision takes traffic.")
@@ -485,10 +555,19 @@ def duration_seconds(text: str) -> int:
     return sum(int(n) * units[u] for n, u in re.findall(r"([0-9]+)([smh])", text))
 
 
+def positive_duration(cel_field: str, attr: str, message: str, also: str = "") -> Rule:
+    """A duration field (DURATION's format) longer than 0s; `also` is a CEL value that passes as it is."""
+    passes = f"self.{cel_field} == '{also}' || " if also else ""
+    return Rule(f"!has(self.{cel_field}) || {passes}duration(self.{cel_field}) > duration('0s')", message,
+                lambda o: getattr(o, attr) is None or getattr(o, attr) == also
+                or duration_seconds(getattr(o, attr)) > 0, f".{cel_field}")
+
+
 class CanaryStep(Schema):
     """One step of a canary: shift `weight` percent of traffic to the new revision, or `pause`."""
 
-    rules = (exactly_one(("weight", "pause"), "a step sets exactly one of weight, pause"),)
+    rules = (exactly_one(("weight", "pause"), "a step sets exactly one of weight, pause"),
+             positive_duration("pause", "pause", "a pause lasts longer than 0s (or is `indefinite`)", "indefinite"))
 
     weight: int | None = Field(default=None, ge=0, le=100,
                                description="Percent of requests the new revision receives from this step on.")
@@ -501,11 +580,13 @@ class CanaryStep(Schema):
 class StringMatch(Schema):
     """How a header value must look: exactly, or matching a regex."""
 
-    rules = (exactly_one(("exact", "regex"), "set exactly one of exact, regex"),)
-
     exact: str | None = Field(default=None, max_length=4096, description="The value, exactly.")
     regex: str | None = Field(default=None, max_length=1024, description="A regular expression (RE2) the value "
                                                                            "must match.")
+
+    rules = (exactly_one(("exact", "regex"), "set exactly one of exact, regex"),
+             Rule(f"!has(self.regex) || {k8s.cel(k8s.CEL_RE2, 'self.regex')}", "regex must be an RE2 regular "
+                  "expression", lambda m: m.regex is None or k8s.re2_problem(m.regex) is None, ".regex"))
 
 
 class CookieMatch(Schema):
@@ -515,13 +596,19 @@ class CookieMatch(Schema):
     value: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Cookie value, exactly.")
 
 
+HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,256}$"
+
+
 class RequestMatch(Schema):
     """Requests that go to the new revision in an A/B test (all given conditions must hold)."""
 
     rules = (Rule("(has(self.headers) && size(self.headers) > 0) || has(self.cookie)",
-                  "a match needs headers or a cookie", lambda m: bool(m.headers) or m.cookie is not None),)
+                  "a match needs headers or a cookie", lambda m: bool(m.headers) or m.cookie is not None),
+             Rule(f'!has(self.headers) || self.headers.all(k, k.matches("{HEADER_NAME}"))',
+                  "header names are tokens of RFC 7230 (letters, digits and !#$%&'*+-.^_`|~), as Gateway API's "
+                  "HTTPHeaderName", lambda m: all(re.fullmatch(HEADER_NAME, k) for k in m.headers), ".headers"))
 
-    headers: dict[str, StringMatch] = Field(default_factory=dict,
+    headers: dict[str, StringMatch] = Field(default_factory=dict, max_length=16,
                                             description="Header name to the value it must have.")
     cookie: CookieMatch | None = Field(default=None, description="A cookie the request must carry.")
 
@@ -548,6 +635,9 @@ class GatewayProvider(Schema):
                                  description="The gateway's Prometheus endpoint, e.g. "
                                              "http://traefik-metrics:8080/metrics (Traefik with "
                                              "metrics.prometheus.addServicesLabels).")
+    rules = (Rule(k8s.cel(k8s.CEL_RE2, "self.failureStatusCodes"), "failureStatusCodes must be an RE2 regular "
+                  "expression", lambda g: k8s.re2_problem(g.failure_status_codes) is None, ".failureStatusCodes"),)
+
     failure_status_codes: str = Field(
         default=r"^(5[0-9][0-9]|400)$", max_length=256,
         description="Regular expression of the HTTP status codes that count as failed requests. Triton answers "
@@ -564,6 +654,7 @@ class Analysis(Schema):
         Rule("self.provider != 'gateway' || has(self.gateway)",
              "provider gateway needs `gateway: {metricsAddress: ...}`",
              lambda a: a.provider != "gateway" or a.gateway is not None),
+        positive_duration("interval", "interval", "analysis.interval must be longer than 0s"),
     )
 
     interval: str = Field(default="30s", pattern=DURATION, description="Time between measurements.")
@@ -588,16 +679,24 @@ class Analysis(Schema):
 class ParentRef(Schema):
     """A Gateway the HTTPRoute attaches to."""
 
-    name: str = Field(pattern=K8S_NAME, description="Gateway name.")
-    namespace: str | None = Field(default=None, pattern=K8S_NAME, description="Gateway namespace (default: ours).")
-    section_name: str | None = Field(default=None, description="Listener name on the Gateway.")
+    name: str = Field(pattern=K8S_NAME, max_length=253, description="Gateway name.")
+    namespace: str | None = Field(default=None, pattern=K8S_NAME, max_length=63,
+                                  description="Gateway namespace (default: ours).")
+    section_name: str | None = Field(default=None, pattern=K8S_NAME, max_length=253,
+                                     description="Listener name on the Gateway (Gateway API's SectionName).")
+
+
+# Gateway API's Hostname: a lowercase DNS name, optionally a wildcard for one leading label; no IP, no port.
+Hostname = Annotated[str, Field(pattern=rf"^(\*\.)?{k8s.DNS1123_SUBDOMAIN}$", max_length=253)]
 
 
 class GatewayApiRouting(Schema):
     """Split traffic with a Gateway API HTTPRoute."""
 
     parent_refs: list[ParentRef] = Field(min_length=1, description="Gateways the HTTPRoute attaches to.")
-    hostnames: list[str] = Field(default_factory=list, description="Hostnames the HTTPRoute serves (all if empty).")
+    hostnames: list[Hostname] = Field(default_factory=list, max_length=16,
+                                      description="Hostnames the HTTPRoute serves (all if empty); lowercase, no "
+                                                  "port, `*.` allowed first (Gateway API's Hostname).")
 
 
 class ServiceRouting(Schema):
@@ -612,6 +711,10 @@ class TrafficRouting(Schema):
     gateway_api: GatewayApiRouting | None = Field(default=None, alias="gatewayAPI",
                                                   description="Weighted HTTPRoute (Gateway API).")
     service: ServiceRouting | None = Field(default=None, description="Replica ratio behind one Service.")
+
+
+def _sorted(values: list[int]) -> bool:
+    return all(a <= b for a, b in itertools.pairwise(values))
 
 
 class RolloutSpec(Schema):
@@ -631,6 +734,15 @@ class RolloutSpec(Schema):
              lambda r: r.strategy != "abTest" or all(s.weight is None for s in r.steps)),
         Rule("self.strategy != 'recreate' || !has(self.steps) || size(self.steps) == 0",
              "strategy recreate has no steps", lambda r: r.strategy != "recreate" or not r.steps),
+        Rule("!has(self.steps) || !self.steps.exists(s, has(s.weight)) || "
+             "self.steps.exists(s, has(s.weight) && s.weight > 0)",
+             "a canary needs a step with a weight above 0: with every weight 0 the new revision never gets "
+             "traffic to be judged by", lambda r: not any(s.weight is not None for s in r.steps)
+             or any((s.weight or 0) > 0 for s in r.steps), ".steps"),
+        Rule("!has(self.steps) || self.steps.filter(s, has(s.weight)).map(s, s.weight).isSorted()",
+             "step weights must not go down (a canary only ever gets more traffic; a rollback is the analysis' "
+             "or an `abort` action's)", lambda r: _sorted([s.weight for s in r.steps if s.weight is not None]),
+             ".steps"),
     )
 
     strategy: Literal["canary", "abTest", "recreate"] = Field(

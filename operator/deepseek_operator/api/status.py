@@ -68,6 +68,7 @@ CHECKPOINT_READY = "CheckpointReady"
 WEIGHTS_READY = "WeightsReady"
 FITS_HARDWARE = "FitsHardware"
 PREFLIGHT = "Preflight"
+SPEC_VALID = "SpecValid"  # False: the spec cannot work as written; True with IgnoredSetting: parts of it do not apply
 
 
 class Reason:
@@ -78,7 +79,13 @@ class Reason:
     PRECISION_UNSUPPORTED = "PrecisionUnsupported"
     INVALID_PARALLELISM = "InvalidParallelism"
     EXCEEDS_NODE = "ExceedsNode"
+    EXCEEDS_CONTEXT = "ExceedsContext"  # runtime.maxSeqLen beyond the model's context window
+    NO_SUCH_NODE = "NoSuchNode"  # serving.gpu.perNode beyond what a node of the GPU type has
     INVALID_SPEC = "InvalidSpec"
+    VALID_SPEC = "Valid"
+    IGNORED_SETTING = "IgnoredSetting"  # a setting the serving path does not use for this spec, named
+    CHILD_REJECTED = "ChildRejected"  # the API server refused an object the operator applies for the resource
+    RECONCILE_ERROR = "ReconcileError"  # the operator's pass failed on the resource (a bug): logged, retried
     GPU_UNSUPPORTED = "GPUUnsupported"
     ON_VOLUME = "OnVolume"  # a pvc: source, read in place
     DOWNLOADED = "Downloaded"

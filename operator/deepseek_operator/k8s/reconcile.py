@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -10,14 +12,18 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from deepseek_operator.api.status import Reason
 from deepseek_operator.k8s import metrics
 from deepseek_operator.k8s.client import Kube
 from deepseek_operator.k8s.scheduler import PassResult
 from deepseek_operator.plan import Observed, PassContext, Plan, download_progress_request, run, start
 from deepseek_operator.plan.rollout import analysis_request
+from deepseek_operator.plan.status import rejected_children_message, retry_after, with_trouble
 from deepseek_operator.providers import download_progress, provider_for
 from deepseek_operator.render import naming, weights
+from deepseek_operator.rollout.machine import Event
 
+LOG = logging.getLogger(__name__)
 # A child as the indexes keep it: enough to plan with, small enough for thousands of resources.
 Summary = dict[str, Any]
 
@@ -90,39 +96,93 @@ def measure(kube: Kube, body: Mapping[str, Any], ctx: PassContext) -> PassContex
     return ctx.with_observed(observed)
 
 
-def reconcile(kube: Kube, body: Mapping[str, Any], observed: Observed) -> PassResult:
-    """Runs one pass: observe the metrics it needs, plan, apply, delete, post events, write the status."""
-    began = time.monotonic()
+# What the API server answers when it refuses an object as written (invalid, forbidden by a policy or a quota, its
+# API not served): the pass goes on with the other children and reports it. Other errors (5xx, connection
+# errors) fail the pass, which the scheduler retries.
+REFUSED = frozenset({400, 403, 404, 409, 422})
+
+
+def _refusal(err: ApiException) -> str:
     try:
-        context = start(dict(body), observed, now_rfc3339())
-        result = context if isinstance(context, Plan) else run(measure(kube, body, context))
-        meta = body["metadata"]
+        message = json.loads(err.body or "{}").get("message")
+    except (TypeError, ValueError):
+        message = None
+    return str(message or f"{err.status} {err.reason}")
+
+
+def reconcile(kube: Kube, body: Mapping[str, Any], observed: Observed) -> PassResult:
+    """Runs one pass: observe the metrics it needs, plan, apply, delete, post events, write the status.
+
+    A child the API server refuses is reported in status (Degraded, reason ChildRejected, quoting the API server)
+    while the other children are still applied; a pass that raises (a bug in planning) is reported as
+    ReconcileError. Both are retried with back-off and said in a Warning event once per distinct message."""
+    began = time.monotonic()
+    meta = body["metadata"]
+    old_status = dict(body.get("status") or {})
+    now = now_rfc3339()
+    generation = int(meta.get("generation", 1))
+    try:
+        try:
+            context = start(dict(body), observed, now)
+            result = context if isinstance(context, Plan) else run(measure(kube, body, context))
+        except ApiException:
+            raise  # a read of measure(): the API server's trouble, not the plan's
+        except Exception as err:  # a bug: this resource says so, the others go on
+            LOG.exception("the pass of %s/%s failed", meta.get("namespace"), meta["name"])
+            metrics.RECONCILE_ERRORS.inc()
+            message = (f"the operator's pass failed: {type(err).__name__}: {err}; it is retried with back-off "
+                       "(see the operator's log)")[:2048]
+            status, event = with_trouble(old_status or {"phase": "Pending"}, old_status, Reason.RECONCILE_ERROR,
+                                         message, generation, now)
+            status["observedGeneration"] = generation
+            events = [event] if event else []
+            wrote = _write(kube, body, old_status, status, events)
+            return PassResult(retry_after(old_status, Reason.RECONCILE_ERROR, now), wrote)
         for secret in result.ssh_secrets:  # before the pods that mount it
             kube.ensure_ssh_secret(secret)
+        refused: list[tuple[str, str]] = []
         for obj in result.apply:
-            kube.apply(obj)
+            try:
+                kube.apply(obj)
+            except ApiException as err:
+                if err.status not in REFUSED:
+                    raise
+                refused.append((f"{obj['kind']} {obj['metadata']['name']}", _refusal(err)))
         for ref in result.delete:
             kube.delete(ref.api_version, ref.kind, meta["namespace"], ref.name)
-        for event in result.events:
-            kube.event(dict(body), event.type, event.reason, event.message)
-        old_status = dict(body.get("status") or {})
-        wrote = False
-        if _comparable(old_status) != _comparable(result.status):
-            try:
-                version = kube.write_status(meta["namespace"], meta["name"], old_status, result.status)
-                # A write the server found to change nothing keeps the version and sends no watch event: the body
-                # of this pass is then not stale, and treating it so would wait for an event that never comes.
-                wrote = version != meta.get("resourceVersion")
-            except ApiException as e:
-                if e.status != 404:  # deleted meanwhile: nothing to report to
-                    raise
+        status, events, requeue = result.status, list(result.events), result.requeue_after
+        if refused:
+            status, event = with_trouble(status, old_status, Reason.CHILD_REJECTED,
+                                         rejected_children_message(refused), generation, now)
+            events = [e for e in events if e.type != "Warning"] + ([event] if event else [])
+            requeue = retry_after(old_status, Reason.CHILD_REJECTED, now)  # no sooner: nothing moves meanwhile
+        wrote = _write(kube, body, old_status, status, events)
         metrics.record_rollout(meta["namespace"], meta["name"], result.typed, result.outcome, result.verdict)
-        return PassResult(result.requeue_after, wrote)
+        return PassResult(requeue, wrote)
     except Exception:
         metrics.RECONCILE_ERRORS.inc()
         raise
     finally:
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - began)
+
+
+def _write(kube: Kube, body: Mapping[str, Any], old_status: dict[str, Any], status: dict[str, Any],
+           events: list[Event]) -> bool:
+    """Posts the events and writes the status when it changed; whether the write changed the resource."""
+    meta = body["metadata"]
+    for event in events:
+        kube.event(dict(body), event.type, event.reason, event.message)
+    if _comparable(old_status) == _comparable(status):
+        return False
+    try:
+        version = kube.write_status(meta["namespace"], meta["name"], old_status, status)
+    except ApiException as e:
+        if e.status != 404:  # deleted meanwhile: nothing to report to
+            raise
+        return False
+    # A write the server found to change nothing keeps the version and sends no watch event: the body of this
+    # pass is then not stale, and treating it so would wait for an event that never comes.
+    return bool(version != meta.get("resourceVersion"))
 
 
 def _comparable(status: Mapping[str, Any]) -> Any:

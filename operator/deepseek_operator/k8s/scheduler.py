@@ -7,6 +7,8 @@ status the last pass wrote.
 - Read-your-own-writes: after a pass wrote the status, a body of the version it started from is stale until
   the watch delivers the newer one; planning from it would undo the pass (a rollback flapping back to the
   canary it had just dropped). Such a request waits `stale_retry_s` instead.
+- A pass that fails (the API server unreachable, a conflict) is tried again after `retry_s`, doubling with each
+  consecutive failure up to `max_retry_s`, even if no event comes.
 - Timed passes are kept in memory and lost on restart by design: the first pass after a restart computes them
   again from status.
 """
@@ -40,9 +42,10 @@ Prepare = Callable[[Key, Mapping[str, Any], Any], Callable[[], PassResult]]
 
 class PassScheduler:
     def __init__(self, read: Read, prepare: Prepare, *, parallel: int, retry_s: float, stale_retry_s: float,
-                 tick_s: float = 1.0) -> None:
+                 tick_s: float = 1.0, max_retry_s: float = 300.0) -> None:
         self._read, self._prepare = read, prepare
-        self.retry_s, self.stale_retry_s, self.tick_s = retry_s, stale_retry_s, tick_s
+        self.retry_s, self.stale_retry_s, self.tick_s, self.max_retry_s = retry_s, stale_retry_s, tick_s, max_retry_s
+        self._failures: defaultdict[Key, int] = defaultdict(int)  # consecutive failed passes
         self._locks: defaultdict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._slots = asyncio.Semaphore(parallel)
         # Passes wait on the API server most of the time: one thread each, however few cores the pod has.
@@ -76,9 +79,12 @@ class PassScheduler:
                 work = self._prepare(key, body, context)
                 result = await asyncio.get_running_loop().run_in_executor(self._executor, work)
             except Exception:
-                # A failed pass (API error, conflict) is tried again soon even if no event comes.
-                self.wakeups[key] = self._now() + self.retry_s
+                # A failed pass (API error, conflict) is tried again even if no event comes, later each time.
+                self._failures[key] += 1
+                delay = min(self.max_retry_s, self.retry_s * 2 ** (self._failures[key] - 1))
+                self.wakeups[key] = self._now() + delay
                 raise
+            self._failures.pop(key, None)
             if result.wrote_status and version:
                 self._written_from[key] = version
             if result.requeue_after is None:
@@ -89,6 +95,7 @@ class PassScheduler:
     def forget(self, key: Key) -> None:
         """The resource is gone: its lock, timed pass and written version with it."""
         self._locks.pop(key, None)
+        self._failures.pop(key, None)
         self.wakeups.pop(key, None)
         self._written_from.pop(key, None)
 

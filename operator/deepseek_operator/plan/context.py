@@ -106,6 +106,7 @@ def start(body: dict[str, Any], observed: Observed, now: str) -> PassContext | P
                               need_per_gpu_gb=round(fit.need_per_gpu_gb, 1),
                               budget_per_gpu_gb=round(fit.budget_per_gpu_gb, 1))
     if not fit.fits:
+        conds.set(st.SPEC_VALID, True, Reason.VALID_SPEC, "")  # valid as written; the hardware is the trouble
         conds.set(st.FITS_HARDWARE, False, fit.reason, fit.message)
         conds.set(st.READY, False, fit.reason, "the model does not fit the requested GPUs; nothing was changed")
         conds.set(st.DEGRADED, True, fit.reason, fit.message)
@@ -113,6 +114,10 @@ def start(body: dict[str, Any], observed: Observed, now: str) -> PassContext | P
         return finish(body, conds, status, observed)
     conds.set(st.FITS_HARDWARE, True, Reason.FITS, f"{fit.message}; {rt.reason}")
     target = render(spec, model, rt)
+    if ignored := runtimes.ignored_settings(spec, model, fit.nodes_per_replica, target.quantize):
+        conds.set(st.SPEC_VALID, True, Reason.IGNORED_SETTING, "; ".join(ignored))
+    else:
+        conds.set(st.SPEC_VALID, True, Reason.VALID_SPEC, "")
     status.parallelism = target.parallelism  # type: ignore[assignment]  # validated on assignment
     status.runtime = runtime_status(rt)  # type: ignore[assignment]
     status.revision = target.name
@@ -139,6 +144,7 @@ def _parse(body: dict[str, Any], conds: Conditions, old_status: dict[str, Any],
         if not problems:
             return spec, model
         message = "; ".join(problems)
+    conds.set(st.SPEC_VALID, False, Reason.INVALID_SPEC, message)
     conds.set(st.READY, False, Reason.INVALID_SPEC, message)
     conds.set(st.DEGRADED, True, Reason.INVALID_SPEC, message)
     status = carried_over(old_status)

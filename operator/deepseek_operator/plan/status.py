@@ -12,6 +12,7 @@ from deepseek_operator.api import status as st
 from deepseek_operator.api.status import Phase, Reason
 from deepseek_operator.plan.observed import Observed
 from deepseek_operator.render import naming
+from deepseek_operator.rollout.clock import epoch
 from deepseek_operator.rollout.machine import Event
 
 
@@ -114,3 +115,36 @@ def rendered_status(status: st.DeepSeekDeploymentStatus, conds: Conditions) -> d
     status.observed_generation = conds.generation
     status.conditions = conds.items  # type: ignore[assignment]  # validated into Conditions on assignment
     return status.model_dump(by_alias=True, exclude_none=True)
+
+
+# After a child refused by the API server, or a pass that raised: the next try after as long as the trouble has
+# lasted (10 s, 10 s, 20 s, 40 s, ... up to 5 minutes), so a lasting error costs a few requests an hour.
+RETRY_MIN_S, RETRY_MAX_S = 10.0, 300.0
+
+
+def retry_after(old_status: dict[str, Any], reason: str, now: str) -> float:
+    """Back-off for a trouble of `reason` that old_status's Degraded condition may already report."""
+    degraded = next((c for c in old_status.get("conditions") or [] if c["type"] == st.DEGRADED), None)
+    if not degraded or degraded.get("status") != "True" or degraded.get("reason") != reason:
+        return RETRY_MIN_S
+    lasted = epoch(now) - epoch(degraded["lastTransitionTime"])
+    return min(RETRY_MAX_S, max(RETRY_MIN_S, lasted))
+
+
+def with_trouble(status: dict[str, Any], old_status: dict[str, Any], reason: str, message: str, generation: int,
+                 now: str) -> tuple[dict[str, Any], Event | None]:
+    """`status` with Degraded=True for `reason` (ChildRejected, ReconcileError) and its message, phase Degraded,
+    and the Warning event to post when this message is news (an error said once, not every retry)."""
+    before = next((c for c in old_status.get("conditions") or [] if c["type"] == st.DEGRADED), None)
+    since = before["lastTransitionTime"] if before and before.get("status") == "True" else now
+    degraded = {"type": st.DEGRADED, "status": "True", "observedGeneration": generation, "lastTransitionTime": since,
+                "reason": reason, "message": message}
+    conditions = [c for c in status.get("conditions") or [] if c["type"] != st.DEGRADED] + [degraded]
+    said = before is not None and before.get("reason") == reason and before.get("message") == message
+    return ({**status, "conditions": conditions, "phase": Phase.DEGRADED.value},
+            None if said else Event("Warning", reason, message))
+
+
+def rejected_children_message(rejected: list[tuple[str, str]]) -> str:
+    """One line per refused child: `<Kind> <name>: <the API server's message>`."""
+    return "the API server refused " + "; ".join(f"{child}: {why}" for child, why in rejected)

@@ -172,6 +172,9 @@ class GpuSpec:
     # GPUs one NVLink domain joins: tensor parallelism stays inside it. A node for HGX boards; 72 GPUs over 18
     # trays of 4 for GB200 NVL72; 2 for NVLink-bridged PCIe pairs; 1 without NVLink.
     nvlink_domain: int = 8
+    # The most GPUs of this type one node has: 8 on an HGX board of SXM GPUs (its 4- and 8-GPU forms), 4 on a
+    # GB200 NVL72 compute tray; PCIe cards go as far as the CRD's bound (servers of 8 or 10 cards are common).
+    max_per_node: int = 16
 
 
 _GPUS = (
@@ -196,7 +199,7 @@ _GPUS = (
     # nvidia.com/en-us/data-center/h100 (datasheet): H100 SXM5, 80 GB HBM3, fourth-generation NVLink 900 GB/s.
     GpuSpec("H100-80GB", 80, fp8=True, nvlink=True, nvlink_bandwidth_gbps=900,
             product_labels=("NVIDIA-H100-80GB-HBM3",), min_bus_bandwidth_gbps=150,
-            compute_capability="9.0", fp8_block_scales=True),
+            compute_capability="9.0", fp8_block_scales=True, max_per_node=8),
     # Same datasheet: H100 PCIe, 80 GB HBM2e on PCIe Gen5 (NVLink bridges in pairs at most: planned as none).
     GpuSpec("H100-PCIe-80GB", 80, fp8=True, nvlink=False, nvlink_bandwidth_gbps=None,
             product_labels=("NVIDIA-H100-PCIe",), min_bus_bandwidth_gbps=15, compute_capability="9.0",
@@ -208,26 +211,26 @@ _GPUS = (
     # nvidia.com/en-us/data-center/h200 (datasheet): 141 GB HBM3e, NVLink 900 GB/s.
     GpuSpec("H200-141GB", 141, fp8=True, nvlink=True, nvlink_bandwidth_gbps=900,
             product_labels=("NVIDIA-H200",), min_bus_bandwidth_gbps=150,
-            compute_capability="9.0", fp8_block_scales=True),
+            compute_capability="9.0", fp8_block_scales=True, max_per_node=8),
     # NVIDIA's H20 (Hopper, sold in China, the common DeepSeek GPU there): 96 GB HBM3, NVLink 900 GB/s, FP8,
     # far fewer tensor-core FLOPS than the H100 (the memory is what matters for serving).
     GpuSpec("H20-96GB", 96, fp8=True, nvlink=True, nvlink_bandwidth_gbps=900,
             product_labels=("NVIDIA-H20",), min_bus_bandwidth_gbps=150,
-            compute_capability="9.0", fp8_block_scales=True),
+            compute_capability="9.0", fp8_block_scales=True, max_per_node=8),
     # nvidia.com/en-us/data-center/dgx-b200 and hgx: B200 SXM, 180 GB HBM3e per GPU on HGX B200 (1,440 GB for
     # 8), fifth-generation NVLink 1.8 TB/s, FP8 and NVFP4.
     GpuSpec("B200-180GB", 180, fp8=True, nvlink=True, nvlink_bandwidth_gbps=1800,
             product_labels=("NVIDIA-B200",), min_bus_bandwidth_gbps=300,
-            compute_capability="10.0", fp4=True, fp8_block_scales=True),
+            compute_capability="10.0", fp4=True, fp8_block_scales=True, max_per_node=8),
     # nvidia.com/en-us/data-center/hgx (HGX B300): Blackwell Ultra, 288 GB HBM3e per GPU, NVLink 1.8 TB/s.
     GpuSpec("B300-288GB", 288, fp8=True, nvlink=True, nvlink_bandwidth_gbps=1800,
             product_labels=("NVIDIA-B300-SXM6-AC",), min_bus_bandwidth_gbps=300, compute_capability="10.3",
-            fp4=True, fp8_block_scales=True),
+            fp4=True, fp8_block_scales=True, max_per_node=8),
     # nvidia.com/en-us/data-center/gb200-nvl72: 72 Blackwell GPUs with 13.4 TB HBM3e (186 GB each), one
     # NVLink domain over 18 compute trays of 4 GPUs (a tray is a Kubernetes node), NVLink 1.8 TB/s per GPU.
     GpuSpec("GB200-186GB", 186, fp8=True, nvlink=True, nvlink_bandwidth_gbps=1800,
             product_labels=("NVIDIA-GB200",), min_bus_bandwidth_gbps=300, compute_capability="10.0", fp4=True,
-            nvlink_domain=72, fp8_block_scales=True),
+            nvlink_domain=72, fp8_block_scales=True, max_per_node=4),
     # nvidia.com/en-us/data-center/rtx-pro-6000-blackwell-server-edition: 96 GB GDDR7, PCIe Gen5, no NVLink,
     # FP8 and NVFP4 (sm_120).
     GpuSpec("RTX-PRO-6000-96GB", 96, fp8=True, nvlink=False, nvlink_bandwidth_gbps=None,

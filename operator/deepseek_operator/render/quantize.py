@@ -20,6 +20,7 @@ from typing import Any
 from deepseek_operator.api.common import Precision
 from deepseek_operator.api.spec import GROUP, DeepSeekDeploymentSpec
 from deepseek_operator.render import naming
+from deepseek_operator.render.catalog import ModelSpec
 
 CACHE_MOUNT = "/model-cache"
 CHECKPOINT_MOUNT = "/checkpoint"
@@ -77,6 +78,25 @@ def needs_quantize(spec: DeepSeekDeploymentSpec, native: Precision) -> bool:
     """Whether the served precision differs from the checkpoint's (`native`: the published checkpoint's)."""
     precision, carried = spec.model.precision, spec.model.checkpoint_precision or native
     return precision != carried and not (precision in _CASTS and carried in _CASTS)
+
+
+def unreachable_precision(spec: DeepSeekDeploymentSpec, model: ModelSpec) -> str | None:
+    """Why the served precision cannot be made from the checkpoint, if it cannot: ModelOpt lowers the precision
+    of 16-bit weights (and of DeepSeek-R1's FP8, which its DeepSeek path dequantizes first); it never raises
+    it, nor re-quantizes another quantized format."""
+    if not needs_quantize(spec, model.native_precision):
+        return None
+    precision, carried = spec.model.precision, spec.model.checkpoint_precision or model.native_precision
+    if precision not in MODELOPT_CONFIG:
+        return (f"spec.model.precision {precision.value} cannot be made from a checkpoint that carries "
+                f"{carried.value}: quantization only lowers precision; serve {carried.value}, or point "
+                f"spec.model.source at a {precision.value} checkpoint")
+    sources = _CASTS | ({Precision.FP8} if model.native_precision is Precision.FP8 else set())
+    if carried not in sources:
+        return (f"spec.model.precision {precision.value} cannot be made from a {carried.value} checkpoint: "
+                f"ModelOpt quantizes 16-bit weights; point spec.model.source at a bf16 checkpoint, or serve "
+                f"{carried.value}")
+    return None
 
 
 def checkpoint_key(spec: DeepSeekDeploymentSpec) -> str:

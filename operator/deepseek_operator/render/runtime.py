@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from deepseek_operator.api.common import Precision
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec
-from deepseek_operator.render import recipes, sizing
+from deepseek_operator.render import quantize, recipes, sizing
 from deepseek_operator.render.catalog import GpuSpec, ModelSpec
 
 # What DeepSeek-R1's checkpoint carries for speculative decoding: one MTP module (num_nextn_predict_layers 1
@@ -58,6 +58,21 @@ def problems(spec: DeepSeekDeploymentSpec, model: ModelSpec) -> list[str]:
     if isinstance(tp, int) and isinstance(ep, int) and tp % ep:
         found.append(f"spec.runtime.parallelism.expert {ep} must divide parallelism.tensor {tp} (experts are "
                      f"split over the tensor-parallel ranks)")
+    if (unreachable := quantize.unreachable_precision(spec, model)) is not None:
+        found.append(unreachable)
+    return found
+
+
+def ignored_settings(spec: DeepSeekDeploymentSpec, model: ModelSpec, nodes_per_replica: int,
+                     quantizes: bool) -> list[str]:
+    """Settings that are valid but do nothing for this spec, each with its field path and why."""
+    found = []
+    if spec.serving.group_topology_key and nodes_per_replica == 1:
+        found.append("spec.serving.groupTopologyKey is ignored: each replica of this layout runs on one node "
+                     "(it groups the nodes of replicas that span nodes)")
+    if spec.model.calibration is not None and not quantizes:
+        found.append(f"spec.model.calibration is ignored: {model.name} at {spec.model.precision.value} is served "
+                     "from the checkpoint as it is (calibration data is for quantize Jobs)")
     return found
 
 

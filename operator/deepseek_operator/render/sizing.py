@@ -29,7 +29,12 @@ NO_FP8 = Reason.PRECISION_UNSUPPORTED
 BAD_PARALLELISM = Reason.INVALID_PARALLELISM
 EXCEEDS_NODE = Reason.EXCEEDS_NODE
 GPU_UNSUPPORTED = Reason.GPU_UNSUPPORTED
-NOT_FITTING_REASONS = (DOES_NOT_FIT, NO_FP8, BAD_PARALLELISM, EXCEEDS_NODE, GPU_UNSUPPORTED)
+EXCEEDS_CONTEXT = Reason.EXCEEDS_CONTEXT
+NO_SUCH_NODE = Reason.NO_SUCH_NODE
+NOT_FITTING_REASONS = (DOES_NOT_FIT, NO_FP8, BAD_PARALLELISM, EXCEEDS_NODE, GPU_UNSUPPORTED, EXCEEDS_CONTEXT,
+                       NO_SUCH_NODE)
+# What no other GPU type or layout mends: the message says what to change, without suggestions.
+_SPEC_LIMITS = (EXCEEDS_CONTEXT, NO_SUCH_NODE)
 
 # Share of a card's marketed memory we plan with. The marketed figure already under-states the bytes a process
 # sees (an "80 GB" H100 shows 81,559 MiB = 85.5 GB), which covers the CUDA driver's own reservation; the 5%
@@ -212,6 +217,14 @@ class _Placement:
 def _layout_problem(req: SizingRequest) -> tuple[str, str] | None:
     """A user-fixed layout that can never work, as (reason, why)."""
     model, tp, pp, per_node = req.model, req.tensor_parallel, req.pipeline_parallel, req.gpus_per_node
+    context = model.max_position_embeddings
+    if context is not None and req.max_seq_len > context:
+        return EXCEEDS_CONTEXT, (f"runtime.maxSeqLen {req.max_seq_len} exceeds the {context}-token context window "
+                                 f"of {model.name} (its max_position_embeddings): set maxSeqLen to at most "
+                                 f"{context}")
+    if per_node > req.gpu.max_per_node:
+        return NO_SUCH_NODE, (f"serving.gpu.perNode {per_node}: no {req.gpu.name} node has that many GPUs (at "
+                              f"most {req.gpu.max_per_node} per node): set perNode to the GPUs your nodes have")
     limit = tensor_parallel_limit(req.gpu, per_node)
     valid = ", ".join(map(str, tensor_parallel_options(model, limit)))
     if tp is not None and not tensor_parallel_valid(model, tp):
@@ -357,6 +370,8 @@ def _message(req: SizingRequest, placed: _Placement) -> str:
         per_gpu += " (attention data parallel: every GPU holds all non-expert weights)"
     if placed.reason == FITS:
         return f"{what} fits on {hardware}: {per_gpu}; estimates"
+    if placed.reason in _SPEC_LIMITS:
+        return placed.problem
     if placed.reason == DOES_NOT_FIT:
         problem = (f"{what} needs ~{_gb(est.need_per_gpu_gb * est.gpus)} GB on {hardware}, {per_gpu}; "
                    f"{est.gpus}x{gpu.name} has {_gb(gpu.memory_gb * est.gpus)} GB "

@@ -1,0 +1,250 @@
+"""Specs that cannot work, as a new user writes them, and what each must get: rejected by the API server with the
+field named, or accepted and conditioned (the condition, its reason, and text its message names) with nothing
+created. One table for the end-to-end test (tests/e2e/test_bad_input.py) and the count of inputs that go
+nowhere without a word (benchmarks/bad_input.py).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+GROUP, VERSION = "serving.deepseek.ai", "v1alpha1"
+DELETE = object()  # as a patch value: remove the field
+
+
+@dataclass(frozen=True)
+class Replace:
+    """As a patch value: this value instead of the field's, not merged into it."""
+
+    value: Any
+
+VALID: dict[str, Any] = {
+    "apiVersion": f"{GROUP}/{VERSION}", "kind": "DeepSeekDeployment", "metadata": {"name": "bad"},
+    "spec": {"model": {"name": "deepseek-r1-distill-qwen-7b", "revision": "r1",
+                       "source": {"pvc": {"claimName": "model-store", "path": "/models/q7"}}},
+             "serving": {"gpu": {"type": "A100-80GB", "perNode": 4}}},
+}
+
+
+@dataclass(frozen=True)
+class Bad:
+    """`patch` is merged into VALID (dicts merge, DELETE removes, Replace and anything else replace)."""
+
+    id: str
+    patch: dict[str, Any]
+    text: str  # what the API server's answer, or the condition's message, must contain
+    condition: str | None = None  # "Type/Reason" of the condition that says why; None: admission must reject
+
+    def document(self, namespace: str, name: str | None = None) -> dict[str, Any]:
+        doc = merge(VALID, self.patch)
+        doc["metadata"] = {**doc["metadata"], "namespace": namespace}
+        if name is not None and "name" not in self.patch.get("metadata", {}):
+            doc["metadata"]["name"] = name
+        return doc
+
+
+def merge(base: Any, patch: Any) -> Any:
+    if isinstance(patch, Replace):
+        return copy.deepcopy(patch.value)
+    if not isinstance(patch, dict) or not isinstance(base, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        if value is DELETE:
+            out.pop(key, None)
+        else:
+            out[key] = merge(out.get(key), value)
+    return out
+
+
+def at(path: str, value: Any) -> dict[str, Any]:
+    """`at("spec.model.name", "x")` -> {"spec": {"model": {"name": "x"}}}, the value replacing the field's."""
+    out: Any = value if value is DELETE else Replace(value)
+    for key in reversed(path.split(".")):
+        out = {key: out}
+    return dict(out)
+
+
+def rejected(path: str, value: Any, text: str | None = None) -> Bad:
+    return Bad(f"{path}={value}"[:70], at(path, value), text or path)
+
+
+def conditioned(id: str, spec: dict[str, Any], condition: str, text: str) -> Bad:
+    return Bad(id, {"spec": spec}, text, condition)
+
+
+CUSTOM = {"paramsBillion": 7, "layers": 28, "hiddenSize": 3584, "attentionHeads": 28, "kvHeads": 4}
+GATEWAY = {"gatewayAPI": {"parentRefs": [{"name": "llm-gateway"}]}}
+
+REJECTED = [
+    # --- the model
+    rejected("spec.model.name", "gpt-4"),
+    rejected("spec.model.precision", "fp4"),
+    rejected("spec.model.source", {}, "exactly one of pvc, hf, s3"),
+    rejected("spec.model.source", {"pvc": {"claimName": "a"}, "hf": {"repo": "a/b", "revision": "0" * 40}},
+             "exactly one of pvc, hf, s3"),
+    rejected("spec.model.name", "custom", "`custom` figures are required"),
+    rejected("spec.model.custom", CUSTOM, "`custom` figures are required"),
+    rejected("spec.model.revision", ""),
+    rejected("spec.model.revision", "2025 01 20", "spec.model.revision"),
+    rejected("spec.model.source", {"hf": {"repo": "no-slash"}}, "spec.model.source.hf.repo"),
+    rejected("spec.model.source", {"s3": {"uri": "https://bucket/x"}}, "spec.model.source.s3.uri"),
+    rejected("spec.model.source", {"s3": {"uri": "s3://Bad_Bucket/x"}}, "spec.model.source.s3.uri"),
+    rejected("spec.model.source", {"s3": {"uri": "s3://models/x", "endpointUrl": "minio:9000"}},
+             "spec.model.source.s3.endpointUrl"),
+    rejected("spec.model.source", {"s3": {"uri": "s3://models/x", "credentialsSecretRef": "Bad_Name"}},
+             "spec.model.source.s3.credentialsSecretRef"),
+    rejected("spec.model.source", {"hf": {"repo": "deepseek-ai/DeepSeek-R1"}}, "spec.model.source.hf.revision"),
+    rejected("spec.model.source", {"hf": {"repo": "deepseek-ai/DeepSeek-R1", "revision": "main"}},
+             "spec.model.source.hf.revision"),
+    rejected("spec.model.source", {"hf": {"repo": "deepseek-ai/DeepSeek-R1", "revision": "0" * 40,
+                                          "tokenSecretRef": {"name": "x" * 254, "key": "token"}}},
+             "spec.model.source.hf.tokenSecretRef.name"),
+    rejected("spec.model.source", {"hf": {"repo": "deepseek-ai/DeepSeek-R1", "revision": "0" * 40,
+                                          "tokenSecretRef": {"name": "hf", "key": "a key"}}},
+             "spec.model.source.hf.tokenSecretRef.key"),
+    rejected("spec.model.source.pvc.path", "/models/my model", "spec.model.source.pvc.path"),
+    rejected("spec.model.download", {"maxBytesPerSecond": 10}, "spec.model.download.maxBytesPerSecond"),
+    rejected("spec.model.download", {"image": " "}, "spec.model.download.image"),
+    rejected("spec.model.calibration", {"configMap": {"name": "c", "key": "k"}, "pvc": {"claimName": "p",
+                                                                                       "path": "/f"}},
+             "exactly one of configMap, pvc"),
+    rejected("spec.model.custom", {**CUSTOM, "kvHeads": 32}, "kvHeads must divide attentionHeads"),
+    rejected("spec.model.custom", {**CUSTOM, "kvHeads": 5}, "kvHeads must divide attentionHeads"),
+    rejected("spec.model.custom", {**CUSTOM, "hiddenSize": 3585}, "hiddenSize must be a multiple of "
+                                                                  "attentionHeads"),
+    # --- the runtime
+    rejected("spec.runtime", {"parallelism": {"tensor": 3}}, "power of two"),
+    rejected("spec.runtime", {"parallelism": {"tensor": "four"}}, "power of two"),
+    rejected("spec.runtime", {"parallelism": {"pipeline": 0}}, "power of two"),
+    rejected("spec.runtime", {"maxBatchSize": 8, "cudaGraphs": {"maxBatchSize": 16}},
+             "cudaGraphs.maxBatchSize must not exceed maxBatchSize"),
+    rejected("spec.runtime", {"maxBatchSize": 0}, "spec.runtime.maxBatchSize"),
+    rejected("spec.runtime", {"cache": {"size": "lots"}}, "spec.runtime.cache.size"),
+    rejected("spec.runtime", {"cache": {"storageClassName": "Fast SSD"}}, "spec.runtime.cache.storageClassName"),
+    rejected("spec.runtime", {"kvCache": {"freeGpuMemoryFraction": 1.5}}, "freeGpuMemoryFraction"),
+    rejected("spec.runtime", {"schedulerPolicy": "fifo"}, "schedulerPolicy"),
+    rejected("spec.runtime", {"image": ""}, "spec.runtime.image"),
+    rejected("spec.runtime", {"image": "nvcr.io/nvidia/tritonserver: 26.07"}, "spec.runtime.image"),
+    rejected("spec.engine", {"maxBatchSize": 8}, "spec.engine was replaced by spec.runtime"),
+    # --- serving
+    rejected("spec.serving.batching", {"kvCacheFreeGpuMemFraction": 0.9}, "spec.serving.batching was replaced"),
+    rejected("spec.serving.gpu", {"type": "H100"}, "spec.serving.gpu.type"),
+    rejected("spec.serving.gpu", {"type": "H100-80GB", "perNode": 0}, "spec.serving.gpu.perNode"),
+    rejected("spec.serving.replicas", -1),
+    rejected("spec.serving.podLabels", {"serving.deepseek.ai/revision": "x"}, "podLabels may not set"),
+    rejected("spec.serving.podLabels", {"team name": "ml"}, "spec.serving.podLabels"),
+    rejected("spec.serving.podLabels", {"team": "machine learning"}, "spec.serving.podLabels"),
+    rejected("spec.serving.podLabels", {"team": "x" * 64}, "spec.serving.podLabels"),
+    rejected("spec.serving.podAnnotations", {"not/a/key": "x"}, "spec.serving.podAnnotations"),
+    rejected("spec.serving.nodeSelector", {"pool": "gpu nodes"}, "spec.serving.nodeSelector"),
+    rejected("spec.serving.resources", {"limits": {"nvidia.com/gpu": "2"}}, "nvidia.com/gpu is set from sizing"),
+    rejected("spec.serving.resources", {"requests": {"cpu": "lots"}}, "spec.serving.resources.requests"),
+    rejected("spec.serving.resources", {"limits": {"memory": "1.5.5Gi"}}, "spec.serving.resources.limits"),
+    rejected("spec.serving.resources", {"limits": {"memory bandwidth": "1"}}, "spec.serving.resources.limits"),
+    rejected("spec.serving.tolerations", [{"key": "gpu", "operator": "Exists", "value": "x"}],
+             "a toleration with operator Exists has no value"),
+    rejected("spec.serving.tolerations", [{"key": "gpu", "effect": "NoSchedule", "tolerationSeconds": 30}],
+             "tolerationSeconds applies to effect NoExecute only"),
+    rejected("spec.serving.tolerations", [{"key": "bad key"}], "spec.serving.tolerations[0].key"),
+    rejected("spec.serving.startupTimeoutSeconds", 10),
+    rejected("spec.serving.unknownField", 1, "unknownField"),
+    rejected("spec.serving", DELETE, "spec.serving"),
+    rejected("spec.serving.openai", {"image": " "}, "spec.serving.openai.image"),
+    rejected("spec.serving.openai", {"servedModelName": "my model"}, "spec.serving.openai.servedModelName"),
+    rejected("metadata.name", "a-name-that-is-far-too-long-for-the-pods-it-would-make", "at most 47 characters"),
+    rejected("metadata.name", "7b-model", "a DNS-1035 label"),
+    rejected("metadata.name", "r1.distill", "a DNS-1035 label"),
+    # --- the network
+    rejected("spec.network", {"fabric": "infiniband"}, "fabric infiniband/roce needs rdmaResource"),
+    rejected("spec.network", {"nccl": {"ibHca": "mlx5"}}, "nccl.ibHca applies to fabric infiniband/roce only"),
+    rejected("spec.network", {"fabric": "infiniband", "rdmaResource": "rdma/ib", "nccl": {"ibGidIndex": 3}},
+             "nccl.ibGidIndex applies to fabric roce only"),
+    rejected("spec.network", {"nccl": {"extraEnv": {"1BAD": "x"}}}, "extraEnv names must be"),
+    rejected("spec.network", {"nccl": {"extraEnv": {"NCCL-DEBUG": "x"}}}, "extraEnv names must be"),
+    rejected("spec.network", {"networks": ["bad net"]}, "spec.network.networks"),
+    rejected("spec.network", {"preflight": {"image": "a b"}}, "spec.network.preflight.image"),
+    # --- the rollout
+    rejected("spec.rollout", {"steps": [{"weight": 0}, {"pause": "1m"}, {"weight": 0}]},
+             "a canary needs a step with a weight above 0"),
+    rejected("spec.rollout", {"steps": [{"weight": 50}, {"weight": 20}]}, "step weights must not go down"),
+    rejected("spec.rollout", {"steps": [{"pause": "0s"}]}, "a pause lasts longer than 0s"),
+    rejected("spec.rollout", {"analysis": {"interval": "0s"}}, "analysis.interval must be longer than 0s"),
+    rejected("spec.rollout", {"analysis": {"interval": "0m0s"}}, "analysis.interval must be longer than 0s"),
+    rejected("spec.rollout", {"analysis": {"maxP99LatencySeconds": 0}}, "maxP99LatencySeconds"),
+    rejected("spec.rollout", {"analysis": {"provider": "prometheus"}}, "provider prometheus needs"),
+    rejected("spec.rollout", {"analysis": {"provider": "gateway", "gateway": {
+        "metricsAddress": "http://t/metrics", "failureStatusCodes": "(5"}}}, "failureStatusCodes"),
+    rejected("spec.rollout", {"strategy": "abTest", "steps": [{"pause": "indefinite"}], "trafficRouting": GATEWAY,
+                              "match": [{"headers": {"x-variant": {"regex": "(b"}}}]}, "regex"),
+    rejected("spec.rollout", {"strategy": "abTest", "steps": [{"pause": "indefinite"}], "trafficRouting": GATEWAY,
+                              "match": [{"headers": {"x-variant": {"regex": "(?=b)"}}}]}, "RE2"),
+    rejected("spec.rollout", {"strategy": "abTest", "steps": [{"pause": "indefinite"}], "trafficRouting": GATEWAY,
+                              "match": [{"headers": {"bad header": {"exact": "b"}}}]}, "header names"),
+    rejected("spec.rollout", {"strategy": "abTest", "steps": [{"pause": "indefinite"}]},
+             "strategy abTest needs"),
+    rejected("spec.rollout", {"trafficRouting": {"gatewayAPI": {"parentRefs": [{"name": "gw"}],
+                                                                "hostnames": ["LLM.example.com"]}}},
+             "spec.rollout.trafficRouting.gatewayAPI.hostnames"),
+    rejected("spec.rollout", {"trafficRouting": {"gatewayAPI": {"parentRefs": [{"name": "gw"}],
+                                                                "hostnames": ["llm.example.com:443"]}}},
+             "spec.rollout.trafficRouting.gatewayAPI.hostnames"),
+    rejected("spec.rollout", {"trafficRouting": {"gatewayAPI": {"parentRefs": [{"name": "gw",
+                                                                                "sectionName": "Bad Name"}]}}},
+             "sectionName"),
+]
+
+CONDITIONED = [
+    conditioned("r1-on-8-h100", {"model": {"name": "deepseek-r1", "precision": "fp8"},
+                                 "runtime": {"parallelism": {"pipeline": 1}},
+                                 "serving": {"gpu": {"type": "H100-80GB", "perNode": 8}}},
+                "FitsHardware/InsufficientGPUMemory", "H200-141GB"),
+    conditioned("fp8-on-a100", {"model": {"precision": "fp8"}}, "FitsHardware/PrecisionUnsupported", "fp8"),
+    conditioned("70b-on-one-l4", {"model": {"name": "deepseek-r1-distill-llama-70b"},
+                                  "serving": {"gpu": {"type": "L4-24GB", "perNode": 1}}},
+                "FitsHardware/InsufficientGPUMemory", "L4-24GB"),
+    conditioned("tp8-on-4-per-node", {"model": {"name": "deepseek-r1-distill-qwen-14b"},
+                                      "runtime": {"parallelism": {"tensor": 8}}}, "FitsHardware/ExceedsNode", "4"),
+    conditioned("tp64", {"model": {"name": "deepseek-r1-distill-qwen-1.5b"}, "runtime": {"parallelism": {"tensor": 64}},
+                         "serving": {"gpu": {"type": "A100-80GB", "perNode": 16}}},
+                "FitsHardware/InvalidParallelism", "heads"),
+    conditioned("nvfp4-on-h200", {"model": {"name": "deepseek-r1", "precision": "nvfp4"},
+                                  "serving": {"gpu": {"type": "H200-141GB", "perNode": 8}}},
+                "FitsHardware/PrecisionUnsupported", "Blackwell"),
+    conditioned("r1-on-a100", {"model": {"name": "deepseek-r1", "precision": "awq"},
+                               "serving": {"gpu": {"type": "A100-80GB", "perNode": 8}}},
+                "FitsHardware/GPUUnsupported", "compute capability 9.0"),
+    # What only the catalog knows: the model's context window, the GPUs a node of the type has.
+    conditioned("seq-beyond-context", {"runtime": {"maxSeqLen": 262144}}, "FitsHardware/ExceedsContext",
+                "131072"),
+    conditioned("r1-seq-beyond-context", {"model": {"name": "deepseek-r1", "precision": "fp8"},
+                                          "runtime": {"maxSeqLen": 200000},
+                                          "serving": {"gpu": {"type": "H200-141GB", "perNode": 8}}},
+                "FitsHardware/ExceedsContext", "163840"),
+    conditioned("16-h100-per-node", {"serving": {"gpu": {"type": "H100-80GB", "perNode": 16}}},
+                "FitsHardware/NoSuchNode", "8"),
+    conditioned("8-gb200-per-node", {"serving": {"gpu": {"type": "GB200-186GB", "perNode": 8}}},
+                "FitsHardware/NoSuchNode", "4"),
+    conditioned("kv-fp8-on-a100", {"runtime": {"kvCache": {"dtype": "fp8"}}}, "FitsHardware/PrecisionUnsupported",
+                "an FP8 KV cache"),
+    # Settings of mixture-of-experts models on a dense one: refused, naming the field.
+    conditioned("mtp-on-a-dense-model", {"runtime": {"mtpLayers": 1}}, "SpecValid/InvalidSpec",
+                "spec.runtime.mtpLayers"),
+    conditioned("expert-parallel-on-dense", {"runtime": {"parallelism": {"expert": 2}}}, "SpecValid/InvalidSpec",
+                "spec.runtime.parallelism.expert"),
+    conditioned("attention-dp-on-dense", {"runtime": {"parallelism": {"attentionDataParallel": True}}},
+                "SpecValid/InvalidSpec", "spec.runtime.parallelism.attentionDataParallel"),
+    conditioned("moe-backend-on-dense", {"runtime": {"moeBackend": "CUTLASS"}}, "SpecValid/InvalidSpec",
+                "spec.runtime.moeBackend"),
+    # Settings the serving path would ignore: said, not silently dropped.
+    conditioned("topology-key-one-node", {"serving": {"groupTopologyKey": "network.example.com/rack"}},
+                "SpecValid/IgnoredSetting", "spec.serving.groupTopologyKey"),
+    conditioned("calibration-without-quantize", {"model": {"calibration": {"configMap": {"name": "c", "key": "k"}}}},
+                "SpecValid/IgnoredSetting", "spec.model.calibration"),
+    conditioned("bf16-from-an-nvfp4-checkpoint", {"model": {"precision": "bf16", "checkpointPrecision": "nvfp4"}},
+                "SpecValid/InvalidSpec", "quantization only lowers precision"),
+]
+
+ALL = REJECTED + CONDITIONED

@@ -1,0 +1,80 @@
+"""The k8s layer's pass around the pure plan: a child the API server refuses, and a pass that raises, each end in
+a status write that says so (not in a pass that stops before it), one Warning event, and a retry with back-off.
+The API server here is a recording stand-in for `Kube`; tests/e2e/test_bad_input.py has the real one."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from deepseek_operator.k8s import reconcile as pass_
+from deepseek_operator.plan import Observed
+from tests.unit.test_plan import QWEN_7B, example
+
+
+class RecordingKube:
+    """What the pass asks of the API server; `refuse` kinds are answered as a 422 with that message."""
+
+    def __init__(self, refuse: dict[str, str] | None = None) -> None:
+        self.refuse = refuse or {}
+        self.applied: list[str] = []
+        self.events: list[tuple[str, str, str]] = []
+        self.statuses: list[dict[str, Any]] = []
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        if obj["kind"] in self.refuse:
+            err = ApiException(status=422, reason="Unprocessable Entity")
+            err.body = json.dumps({"kind": "Status", "message": self.refuse[obj["kind"]]})
+            raise err
+        self.applied.append(obj["kind"])
+
+    def delete(self, *_: Any) -> None:
+        pass
+
+    def ensure_ssh_secret(self, _: dict[str, Any]) -> None:
+        pass
+
+    def event(self, _: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self.events.append((type_, reason, message))
+
+    def write_status(self, namespace: str, name: str, old: dict[str, Any], new: dict[str, Any]) -> str:
+        self.statuses.append(new)
+        return str(len(self.statuses))
+
+
+def _degraded(status: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == "Degraded")
+
+
+def test_a_refused_child_is_reported_and_the_others_are_applied() -> None:
+    kube = RecordingKube(refuse={"Deployment": 'Deployment.apps "r1" is invalid: bad label'})
+    body = example(QWEN_7B)
+    result = pass_.reconcile(kube, body, Observed(pvc_uids={"model-store": "uid"}))  # type: ignore[arg-type]
+    status = kube.statuses[-1]
+    assert status["phase"] == "Degraded" and _degraded(status)["reason"] == "ChildRejected"
+    assert "Deployment r1-qwen-7b-" in _degraded(status)["message"] and "bad label" in _degraded(status)["message"]
+    assert "ConfigMap" in kube.applied  # the others went ahead
+    assert [e[1] for e in kube.events if e[0] == "Warning"] == ["ChildRejected"]
+    assert result.requeue_after == 10
+    body["status"] = status  # the next pass sees what was written: the same error is not said again
+    pass_.reconcile(kube, body, Observed(pvc_uids={"model-store": "uid"}))  # type: ignore[arg-type]
+    assert [e[1] for e in kube.events if e[0] == "Warning"] == ["ChildRejected"]
+
+
+def test_a_pass_that_raises_is_reported_in_status_and_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: Any) -> Any:
+        raise KeyError("bf16")
+
+    monkeypatch.setattr(pass_, "run", broken)
+    kube = RecordingKube()
+    body = example(QWEN_7B)
+    body["status"] = {"phase": "Healthy", "stableRevision": "abc"}
+    result = pass_.reconcile(kube, body, Observed(pvc_uids={"model-store": "uid"}))  # type: ignore[arg-type]
+    status = kube.statuses[-1]
+    assert _degraded(status)["reason"] == "ReconcileError" and "KeyError: 'bf16'" in _degraded(status)["message"]
+    assert status["stableRevision"] == "abc"  # nothing of the status is lost
+    assert kube.applied == [] and result.requeue_after == 10
+    assert [e[:2] for e in kube.events] == [("Warning", "ReconcileError")]
