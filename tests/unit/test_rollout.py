@@ -314,3 +314,27 @@ def test_triton_counters_can_prove_a_canary_bad_but_never_good() -> None:
     blind = analyse(Measurement(requests=100, errors=0, errors_counted=False), policy)
     assert blind.result == "Inconclusive" and "provider gateway" in blind.message
     assert analyse(Measurement(requests=100, errors=0), policy).result == "Successful"
+
+
+def test_a_differencing_provider_takes_its_baseline_when_the_canary_gets_traffic() -> None:
+    """No wasted window: the first judged window closes one interval after the weight went up, so a bad canary
+    is at weight 0 within interval x failureLimit (+ a pass) of its first traffic, not one interval later."""
+    rollout = replace(CANARY, baseline_first=True, interval_seconds=10)
+    sim = Sim(rollout)
+    first_traffic = None
+    for _ in range(100):
+        due = machine.analysis_due(rollout, sim.state, sim.now + 1, sim.live.get(sim.state.canary, 0) > 0)
+        first = sim.state.analysis is None or sim.state.analysis.revision != sim.state.canary
+        m = (Measurement(0, 0, baseline_only=True) if first else BAD) if due else None
+        d = sim.step(measurement=m, advance=1)
+        if first_traffic is None and d.state.weight > 0:
+            first_traffic = sim.now
+        if d.outcome:
+            break
+    assert d.outcome == "rolled_back" and first_traffic is not None
+    assert sim.now - first_traffic <= rollout.interval_seconds * rollout.failure_limit + 5
+    without = Sim(replace(rollout, baseline_first=False))
+    assert machine.next_analysis_at(without.rollout, replace(d.state, canary=NEW, analysis=None,
+                                                             step_started_at=100.0)) == 110.0
+    assert machine.next_analysis_at(rollout, replace(d.state, canary=NEW, analysis=None, step_started_at=100.0)) \
+        == 100.0

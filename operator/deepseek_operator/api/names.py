@@ -22,10 +22,6 @@ def is_dns1123_subdomain(value: str) -> bool:
     return len(value) <= 253 and re.fullmatch(DNS1123_SUBDOMAIN, value) is not None
 
 
-def is_dns1035_label(value: str) -> bool:
-    return len(value) <= 63 and re.fullmatch(DNS1035_LABEL, value) is not None
-
-
 def is_qualified_name(value: str) -> bool:
     """A label or annotation key: `[prefix/]name`, the prefix a DNS subdomain, the name 63 characters at most."""
     prefix, slash, name = value.rpartition("/")
@@ -57,7 +53,6 @@ def re2_problem(pattern: str) -> str | None:
 CEL_QUALIFIED_NAME = "!format.qualifiedName().validate({}).hasValue()"
 CEL_LABEL_VALUE = "!format.labelValue().validate({}).hasValue()"
 CEL_DNS1123_SUBDOMAIN = "!format.dns1123Subdomain().validate({}).hasValue()"
-CEL_DNS1035_LABEL = "!format.dns1035Label().validate({}).hasValue()"
 CEL_QUANTITY = "isQuantity({})"
 # `''.matches(p)` compiles p with the API server's RE2 and fails the rule with RE2's own error when it cannot.
 CEL_RE2 = "''.matches({0}) || !''.matches({0})"

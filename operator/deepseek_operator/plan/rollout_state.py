@@ -10,6 +10,9 @@ from deepseek_operator.plan.observed import Observed
 from deepseek_operator.rollout import analysis, machine
 from deepseek_operator.rollout.clock import rfc3339
 
+# The providers that difference counters between samples (providers/counters.py): a window needs a baseline.
+DIFFERENCING = frozenset({"triton", "gateway"})
+
 
 def settings(spec: DeepSeekDeploymentSpec) -> machine.Rollout:
     r = spec.rollout
@@ -23,7 +26,7 @@ def settings(spec: DeepSeekDeploymentSpec) -> machine.Rollout:
         strategy=r.strategy, steps=steps, router="gatewayAPI" if r.traffic_routing.gateway_api else "service",
         policy=policy, interval_seconds=duration_seconds(a.interval) if a else 30,
         failure_limit=a.failure_limit if a else 1, on_inconclusive=a.on_inconclusive if a else "pause",
-        history_limit=r.revision_history_limit)
+        history_limit=r.revision_history_limit, baseline_first=a is not None and a.provider in DIFFERENCING)
 
 
 def analysis_status(previous: Mapping[str, Any] | None, state: machine.State, observed: Observed,

@@ -48,6 +48,9 @@ class Rollout:
     failure_limit: int = 2
     on_inconclusive: Literal["pause", "continue", "rollback"] = "pause"
     history_limit: int = 5
+    # A provider that differences counters (triton, gateway) needs a baseline before its first window: taken as
+    # soon as the canary gets traffic, so that its first window is judged one interval later, not two.
+    baseline_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -178,9 +181,14 @@ def window_start(state: State) -> float:
 
 
 def next_analysis_at(rollout: Rollout, state: State) -> float | None:
-    """When the canary's next measurement is due; None while nothing is to be analysed."""
+    """When the canary's next measurement is due; None while nothing is to be analysed. The baseline of a
+    differencing provider is due when the canary's step starts: its first judged window closes one interval
+    after the canary got traffic."""
     if rollout.policy is None or not state.canary or state.kind in FAST or state.paused:
         return None
+    measured = state.analysis is not None and state.analysis.revision == state.canary
+    if rollout.baseline_first and not measured:
+        return state.step_started_at
     return window_start(state) + rollout.interval_seconds
 
 
