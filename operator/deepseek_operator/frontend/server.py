@@ -273,7 +273,6 @@ class Handler(BaseHTTPRequestHandler):
             return
         metrics = self.server.metrics
         started = time.monotonic()
-        metrics.in_flight.inc()
         self.server.answering(+1)
         try:
             self._complete(endpoint, started)
@@ -283,7 +282,6 @@ class Handler(BaseHTTPRequestHandler):
             self._error(err.status, str(err), endpoint)
         finally:
             self.server.answering(-1)
-            metrics.in_flight.dec()
             metrics.duration.labels(endpoint).observe(time.monotonic() - started)
 
     def _complete(self, endpoint: str, started: float) -> None:
@@ -392,8 +390,9 @@ class FrontendServer(ThreadingHTTPServer):
         self.triton = Triton(settings)
         self.metrics = Metrics()
         self.started = int(time.time())
-        self._answering = 0
+        self._answering = 0  # what `drain` waits on, and what the in-flight gauge shows
         self._lock = threading.Lock()
+        self.metrics.in_flight.set_function(lambda: self._answering)
 
     def answering(self, delta: int) -> None:
         with self._lock:

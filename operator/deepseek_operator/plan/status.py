@@ -122,9 +122,13 @@ def rendered_status(status: st.DeepSeekDeploymentStatus, conds: Conditions) -> d
 RETRY_MIN_S, RETRY_MAX_S = 10.0, 300.0
 
 
+def _degraded(status: dict[str, Any]) -> dict[str, Any] | None:
+    return next((c for c in status.get("conditions") or [] if c["type"] == st.DEGRADED), None)
+
+
 def retry_after(old_status: dict[str, Any], reason: str, now: str) -> float:
     """Back-off for a trouble of `reason` that old_status's Degraded condition may already report."""
-    degraded = next((c for c in old_status.get("conditions") or [] if c["type"] == st.DEGRADED), None)
+    degraded = _degraded(old_status)
     if not degraded or degraded.get("status") != "True" or degraded.get("reason") != reason:
         return RETRY_MIN_S
     lasted = epoch(now) - epoch(degraded["lastTransitionTime"])
@@ -135,7 +139,7 @@ def with_trouble(status: dict[str, Any], old_status: dict[str, Any], reason: str
                  now: str) -> tuple[dict[str, Any], Event | None]:
     """`status` with Degraded=True for `reason` (ChildRejected, ReconcileError) and its message, phase Degraded,
     and the Warning event to post when this message is news (an error said once, not every retry)."""
-    before = next((c for c in old_status.get("conditions") or [] if c["type"] == st.DEGRADED), None)
+    before = _degraded(old_status)
     since = before["lastTransitionTime"] if before and before.get("status") == "True" else now
     degraded = {"type": st.DEGRADED, "status": "True", "observedGeneration": generation, "lastTransitionTime": since,
                 "reason": reason, "message": message}

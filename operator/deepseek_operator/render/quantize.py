@@ -113,22 +113,26 @@ def checkpoint_key(spec: DeepSeekDeploymentSpec) -> str:
     return naming.digest(identity, 16)
 
 
-def calibration_volume(spec: DeepSeekDeploymentSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
-    """(volumes, mounts, file path in the pod) of the calibration data; nothing without any."""
+def calibration_volume(spec: DeepSeekDeploymentSpec
+                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """(volumes, mounts, the program's arguments: file in the pod, samples, tokens per sample) of the calibration
+    data; without any, no volume and an empty file (the program's built-in prompts)."""
     calibration = spec.model.calibration
     if calibration is None:
-        return [], [], ""
+        return [], [], ["", "0", "0"]
     mount = {"name": "calibration", "mountPath": CALIBRATION_MOUNT, "readOnly": True}
     if calibration.config_map is not None:
         ref = calibration.config_map
         suffix = ".jsonl" if ref.key.endswith(".jsonl") else ".txt"
         volume = {"name": "calibration", "configMap": {"name": ref.name, "items": [
             {"key": ref.key, "path": f"samples{suffix}"}]}}
-        return [volume], [mount], f"{CALIBRATION_MOUNT}/samples{suffix}"
-    assert calibration.pvc is not None
-    volume = {"name": "calibration",
-              "persistentVolumeClaim": {"claimName": calibration.pvc.claim_name, "readOnly": True}}
-    return [volume], [mount], f"{CALIBRATION_MOUNT}{calibration.pvc.path}"
+        path = f"{CALIBRATION_MOUNT}/samples{suffix}"
+    else:
+        assert calibration.pvc is not None
+        volume = {"name": "calibration",
+                  "persistentVolumeClaim": {"claimName": calibration.pvc.claim_name, "readOnly": True}}
+        path = f"{CALIBRATION_MOUNT}{calibration.pvc.path}"
+    return [volume], [mount], [path, str(calibration.samples), str(calibration.max_length)]
 
 
 def quantized_dir(key: str) -> str:
@@ -149,8 +153,7 @@ def job(*, spec: DeepSeekDeploymentSpec, key: str, namespace: str, cr_name: str,
     # The checkpoint is shared: the Job belongs to the cache PVC, not to the resource that first asked for it.
     del labels[naming.LABEL_DEPLOYMENT]
     labels["app.kubernetes.io/instance"] = spec.runtime.cache.pvc
-    calibration_volumes, calibration_mounts, calibration_file = calibration_volume(spec)
-    calibration = spec.model.calibration
+    calibration_volumes, calibration_mounts, calibration_args = calibration_volume(spec)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -174,9 +177,7 @@ def job(*, spec: DeepSeekDeploymentSpec, key: str, namespace: str, cr_name: str,
                         "name": "quantize",
                         "image": spec.runtime.image,
                         "command": ["python3", "-c", QUANTIZE_PROGRAM, checkpoint_dir(spec), quantized_dir(key),
-                                    MODELOPT_CONFIG[spec.model.precision], calibration_file,
-                                    str(calibration.samples if calibration else 0),
-                                    str(calibration.max_length if calibration else 0)],
+                                    MODELOPT_CONFIG[spec.model.precision], *calibration_args],
                         "terminationMessagePolicy": "FallbackToLogsOnError",
                         "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
                         "volumeMounts": [*volume_mounts, *calibration_mounts],
