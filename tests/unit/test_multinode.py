@@ -66,6 +66,13 @@ def test_a_two_node_replica_is_a_leader_and_a_worker_statefulset() -> None:
     assert leader["spec"]["template"]["metadata"]["labels"][naming.LABEL_COMPONENT] == "server"
     assert workers["spec"]["template"]["metadata"]["labels"][naming.LABEL_COMPONENT] == "server-worker"
     assert cluster.ssh_secrets == {f"{NAME}-{revision}-ssh"}
+    # A worker holds ranks of its leader's model: it stops only after the leader has drained and stopped, so
+    # deleting a group never kills the leader's model under the requests still routed to it.
+    def pre_stop(sts: dict[str, Any]) -> int:
+        seconds: int = sts["spec"]["template"]["spec"]["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+        return seconds
+    assert pre_stop(workers) >= pre_stop(leader) + 15
+    assert pre_stop(workers) < workers["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
 
 
 def test_rendered_statefulsets_and_launch_match_golden() -> None:

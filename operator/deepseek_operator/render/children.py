@@ -24,6 +24,10 @@ PROBE_PERIOD_S = 5
 # On deletion a pod keeps serving this long before Triton is told to stop, so gateways and Services drop its
 # endpoint first: without it a scale-down or promotion turns in-flight routing into 502s and "model not found".
 DRAIN_SECONDS = 10
+# A multi-node replica's worker runs ranks of its leader's model: were it to stop with the leader, the leader's
+# mpirun would lose them mid-drain and its Triton would die under the requests still routed to it. The worker
+# outlives the leader's drain and Triton's exit, within the grace period.
+WORKER_DRAIN_SECONDS = DRAIN_SECONDS + 20
 # NCCL and the TensorRT-LLM runtime share tensors across ranks through /dev/shm; the container default (64 MiB)
 # is far too small for tensor parallelism.
 SHM_PER_GPU_GI = 8
@@ -222,7 +226,7 @@ def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuS
                    if net.capabilities else {}),
                 "ports": ports,
                 "resources": resources,
-                **({"lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}}} if serves else {}),
+                "lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS if serves else WORKER_DRAIN_SECONDS}}},
                 **probes,
                 "volumeMounts": [
                     {"name": "model-repository", "mountPath": MODEL_REPO_MOUNT},
