@@ -430,6 +430,24 @@ def start_traefik(state: State) -> None:
     ], env={"KUBECONFIG": str(KUBECONFIG)})
 
 
+# What the testbed offers a resource's analysis by name (the operator's --metric-sources; the chart's
+# metricSources): its Prometheus and Traefik's metrics.
+PROMETHEUS_SOURCE, GATEWAY_SOURCE = "prometheus", "traefik"
+
+
+def metric_sources(state: State) -> list[dict[str, str]]:
+    return [{"name": PROMETHEUS_SOURCE, "provider": "prometheus",
+             "address": f"http://127.0.0.1:{state.ports['prometheus']}"},
+            {"name": GATEWAY_SOURCE, "provider": "gateway",
+             "address": f"http://{network.HOST_IP}:{state.ports['traefik-metrics']}/metrics"}]
+
+
+def metric_sources_file(state: State) -> Path:
+    path = STATE_DIR / "metric-sources.yaml"
+    path.write_text(yaml.safe_dump({"sources": metric_sources(state)}))
+    return path
+
+
 def start_local_operator(state: State) -> None:
     """The operator as a local process against the testbed (until it runs in-cluster from the Helm chart)."""
     if "operator" in state.pids and pid_alive(state.pids["operator"]):
@@ -439,7 +457,8 @@ def start_local_operator(state: State) -> None:
     port = free_port()
     state.ports["operator-metrics"] = port
     start_process(state, "operator", [sys.executable, "-m", "deepseek_operator", "--liveness", "",
-                                      "--metrics-port", str(port), "--metrics-address", "127.0.0.1"],
+                                      "--metrics-port", str(port), "--metrics-address", "127.0.0.1",
+                                      "--metric-sources", str(metric_sources_file(state))],
                   env={"KUBECONFIG": str(KUBECONFIG), "PYTHONUNBUFFERED": "1"})
     wait_for("the operator's metrics endpoint",
              lambda: http_ok(f"http://127.0.0.1:{port}/metrics"), 60, "operator", state.pids["operator"])

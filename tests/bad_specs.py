@@ -176,7 +176,14 @@ REJECTED = [
     rejected("spec.rollout", {"analysis": {"maxP99LatencySeconds": 0}}, "maxP99LatencySeconds"),
     rejected("spec.rollout", {"analysis": {"provider": "prometheus"}}, "provider prometheus needs"),
     rejected("spec.rollout", {"analysis": {"provider": "gateway", "gateway": {
-        "metricsAddress": "http://t/metrics", "failureStatusCodes": "(5"}}}, "failureStatusCodes"),
+        "source": "traefik", "failureStatusCodes": "(5"}}}, "failureStatusCodes"),
+    # An address and a Secret of the author's choosing (a confused deputy): a resource only names a source.
+    rejected("spec.rollout", {"analysis": {"provider": "prometheus", "prometheus": {
+        "address": "http://collector.example:9090", "bearerTokenSecretRef": {"name": "db", "key": "password"}}}},
+        'unknown field "spec.rollout.analysis.prometheus.address"'),
+    rejected("spec.rollout", {"analysis": {"provider": "gateway", "gateway": {
+        "metricsAddress": "http://collector.example/metrics"}}},
+        'unknown field "spec.rollout.analysis.gateway.metricsAddress"'),
     rejected("spec.rollout", {"strategy": "abTest", "steps": [{"pause": "indefinite"}], "trafficRouting": GATEWAY,
                               "match": [{"headers": {"x-variant": {"regex": "(b"}}}]}, "regex"),
     rejected("spec.rollout", {"strategy": "abTest", "steps": [{"pause": "indefinite"}], "trafficRouting": GATEWAY,
@@ -245,6 +252,10 @@ CONDITIONED = [
                 "SpecValid/IgnoredSetting", "spec.model.calibration"),
     conditioned("bf16-from-an-nvfp4-checkpoint", {"model": {"precision": "bf16", "checkpointPrecision": "nvfp4"}},
                 "SpecValid/InvalidSpec", "quantization only lowers precision"),
+    conditioned("a-metric-source-the-operator-lacks",
+                {"rollout": {"strategy": "canary", "analysis": {"provider": "prometheus",
+                                                                "prometheus": {"source": "finance-prometheus"}}}},
+                "SpecValid/InvalidSpec", "no prometheus metric source named 'finance-prometheus'"),
 ]
 
 ALL = REJECTED + CONDITIONED

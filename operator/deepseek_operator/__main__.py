@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="port of the Prometheus metrics endpoint; 0 to turn it off")
     parser.add_argument("--metrics-address", default="0.0.0.0",
                         help="address the metrics endpoint binds (the pod's interfaces in a cluster)")
+    parser.add_argument("--metric-sources", default=None, metavar="FILE",
+                        help="YAML `sources: [{name, provider, address, bearerTokenFile, caFile}]`: the metric "
+                             "endpoints a resource's analysis may name (the chart's metricSources)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.verbose:
         # kopf logs every handler run at INFO; our own events and logs say what was decided.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    handlers.load()
+    handlers.load(args.metric_sources)
     if args.metrics_port:
         prometheus_client.start_http_server(args.metrics_port, addr=args.metrics_address)
     asyncio.run(kopf.operator(

@@ -17,6 +17,7 @@ import kopf
 from kubernetes import client, config
 
 from deepseek_operator import __version__
+from deepseek_operator.api.sources import MetricSource, parse_sources
 from deepseek_operator.api.spec import DEFAULT_MODEL_CACHE_PVC, GROUP, PLURAL, VERSION
 from deepseek_operator.api.status import Phase
 from deepseek_operator.k8s.client import Kube
@@ -33,10 +34,17 @@ STALE_RETRY_SECONDS = 2.0
 LOG = logging.getLogger(__name__)
 _kube: Kube | None = None
 _scheduler: PassScheduler | None = None
+_metric_sources: dict[str, MetricSource] = {}
 
 
-def load() -> None:
-    """Importing this module registers the handlers; the function makes that explicit at start-up."""
+def load(metric_sources_file: str | None = None) -> None:
+    """Importing this module registers the handlers; the function makes that explicit at start-up, and reads
+    the operator's metric sources (the only addresses and credentials the analysis may use)."""
+    global _metric_sources
+    if metric_sources_file:
+        with open(metric_sources_file) as f:
+            _metric_sources = parse_sources(f.read())
+    LOG.info("metric sources: %s", ", ".join(f"{n} ({s.provider})" for n, s in _metric_sources.items()) or "none")
 
 
 @kopf.on.startup()
@@ -146,7 +154,8 @@ def _prepare(key: Key, body: Mapping[str, Any], indexes: Mapping[str, kopf.Index
     observed = observe(body, owned, list(indexes["pvcs"].get(namespace, [])),
                        list(indexes["quantize_jobs"].get(namespace, [])), lws_installed=_lws_installed,
                        download_jobs=list(indexes["download_jobs"].get(namespace, [])),
-                       download_pods=list(indexes["download_pods"].get(namespace, [])))
+                       download_pods=list(indexes["download_pods"].get(namespace, [])),
+                       metric_sources=_metric_sources)
     assert _kube is not None
     return functools.partial(reconcile, _kube, body, observed)
 

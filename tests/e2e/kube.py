@@ -49,7 +49,14 @@ class TestbedClient:
         return name
 
     def delete_namespace(self, name: str) -> None:
-        self.core.delete_namespace(name)
+        """Deletes a test's namespace, after checking that none of its Secrets' values is readable elsewhere."""
+        from tests.e2e.secret_scan import leaks
+
+        try:
+            found = leaks(self.api, name, cluster.LOGS)
+        finally:
+            self.core.delete_namespace(name)
+        assert not found, f"Secret values in the open: {found}"
 
     def apply(self, manifest: str | list[dict[str, Any]], namespace: str) -> None:
         docs = list(yaml.safe_load_all(manifest)) if isinstance(manifest, str) else manifest

@@ -39,12 +39,18 @@ class OperatorProcess:
         env.pop("KUBERNETES_SERVICE_HOST", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "deepseek_operator", "--liveness", "", "--metrics-port", str(self.metrics_port),
-             "--metrics-address", "127.0.0.1"],
+             "--metrics-address", "127.0.0.1", "--metric-sources", str(self.metric_sources_file())],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
         log.close()
         time.sleep(1.0)
         if self.proc.poll() is not None:
             raise RuntimeError(f"operator exited at start; see {self.log_path}")
+
+    @staticmethod
+    def metric_sources_file() -> Path:
+        state = cluster.State.load()
+        assert state is not None, "the testbed is not up"
+        return cluster.metric_sources_file(state)
 
     def kill(self) -> None:
         """SIGKILL: what a crash or an OOM kill looks like to the cluster."""

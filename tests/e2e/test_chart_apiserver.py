@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from testbed import cluster
-from tests.e2e.kube import TestbedClient
+from tests.e2e.kube import TestbedClient, eventually
 
 pytestmark = pytest.mark.e2e
 CHART = Path(__file__).resolve().parents[2] / "charts" / "deepseek-operator"
@@ -81,9 +81,38 @@ def test_namespaced_rbac_reaches_the_watched_namespace_only(namespaces: list[str
                            ("watch", "deepseekdeployments.serving.deepseek.ai"), ("create", "events"),
                            ("patch", "httproutes.gateway.networking.k8s.io"), ("list", "pods"),
                            ("patch", "statefulsets.apps"),
-                           ("watch", "jobs.batch"), ("create", "secrets"), ("get", "secrets")]:
+                           ("watch", "jobs.batch"), ("create", "secrets"), ("delete", "secrets")]:
         assert can(verb, resource, watched), f"{verb} {resource} in {watched}"
         assert not can(verb, resource, other), f"{verb} {resource} in {other}"
     assert not can("patch", "deployments.apps", None)
     assert not can("update", "deepseekdeployments.serving.deepseek.ai", watched)  # never writes spec
-    assert not can("list", "secrets", watched)  # the SSH keys it makes are fetched by name, never listed
+    # It reads no Secret at all: the SSH keys it makes are created (AlreadyExists: there), never read back, and
+    # metric credentials are files the kubelet mounts into its pod.
+    for verb in ("get", "list", "watch", "patch", "update"):
+        assert not can(verb, "secrets", watched), f"{verb} secrets"
+
+
+def test_namespace_editors_and_viewers_get_deepseekdeployments_through_the_default_roles(
+        namespaces: list[str]) -> None:
+    home, team, _ = namespaces
+    rendered = helm_template(home, "crds.install=false")
+    assert kubectl("apply", "--server-side", "-f", "-", stdin=rendered).returncode == 0
+    # A department's namespace: one person edits, another only looks, through Kubernetes' own roles.
+    for user, role in (("editor", "edit"), ("viewer", "view")):
+        assert kubectl("create", "rolebinding", f"{user}-{role}", f"--clusterrole={role}", f"--user={user}",
+                       "-n", team).returncode == 0
+
+    def can(user: str, verb: str, resource: str = "deepseekdeployments.serving.deepseek.ai", *extra: str) -> bool:
+        return kubectl("auth", "can-i", verb, resource, *extra, "--as", user, "-n", team).stdout.strip() == "yes"
+
+    # The controller manager aggregates the chart's roles into edit/view: eventually, not at once.
+    eventually("edit to include DeepSeekDeployments", lambda: can("editor", "create"), timeout=30)
+    for verb in ("get", "list", "watch", "create", "patch", "delete"):
+        assert can("editor", verb), f"an editor may {verb}"
+    for verb in ("get", "list", "watch"):
+        assert can("viewer", verb), f"a viewer may {verb}"
+    for verb in ("create", "patch", "delete"):
+        assert not can("viewer", verb), f"a viewer may not {verb}"
+    assert not can("viewer", "get", "secrets")  # view never reads Secrets, ours included
+    # Status is the operator's: an editor changes spec and annotations (rollout actions), never status.
+    assert not can("editor", "patch", "deepseekdeployments.serving.deepseek.ai", "--subresource=status")

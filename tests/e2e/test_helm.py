@@ -35,6 +35,15 @@ NO_DATA_ON_TESTBED = {"Analysis p99 latency", "Time to first response (Triton)"}
 CRD = "customresourcedefinition/deepseekdeployments.serving.deepseek.ai"
 
 
+def metric_sources() -> list[str]:
+    """The chart's metricSources: the testbed's Traefik metrics, which the operator's pod reaches on the bridge
+    (the testbed's Prometheus listens on loopback, out of a pod's reach)."""
+    state = cluster.State.load()
+    assert state is not None
+    gateway = [s for s in cluster.metric_sources(state) if s["provider"] == "gateway"]
+    return ["--set-json", f"metricSources={json.dumps(gateway)}"]
+
+
 def helm(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(cluster.BIN / "helm"), f"--kubeconfig={cluster.KUBECONFIG}", *args],
                           capture_output=True, text=True, timeout=300)
@@ -98,7 +107,7 @@ def test_helm_install_upgrade_uninstall_with_the_operator_in_a_pod(testbed: Test
 
     # Namespaced: the operator's pod runs under its own service account, with rights in `watched` only.
     installed = helm("install", RELEASE, str(CHART), "-n", home, "--wait", "--timeout=180s",
-                     "--set", "rbac.scope=namespaced", "--set", f"rbac.namespaces={{{watched}}}")
+                     "--set", "rbac.scope=namespaced", "--set", f"rbac.namespaces={{{watched}}}", *metric_sources())
     assert installed.returncode == 0, installed.stderr
     assert "kubectl get dsd -w" in installed.stdout  # NOTES.txt tells the next step
     [pod] = operator_pods(testbed, home)
@@ -114,7 +123,7 @@ def test_helm_install_upgrade_uninstall_with_the_operator_in_a_pod(testbed: Test
 
     # Upgrade to cluster scope: a new pod, and the other namespace's resource is served too.
     upgraded = helm("upgrade", RELEASE, str(CHART), "-n", home, "--wait", "--timeout=180s",
-                    "--set", "rbac.scope=cluster")
+                    "--set", "rbac.scope=cluster", *metric_sources())
     assert upgraded.returncode == 0, upgraded.stderr
     assert _revision(home) == 2
     eventually("the upgraded operator pod", lambda: [p for p in operator_pods(testbed, home)

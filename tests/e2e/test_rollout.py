@@ -192,7 +192,7 @@ def gateway_analysis(testbed: TestbedClient, **settings: Any) -> dict[str, Any]:
     """Analysis on what clients saw (the gateway's status codes): the provider that sees the llmapi model's
     failures (Triton counts its error responses as successes, triton-inference-server/server#7713)."""
     return {"interval": "4s", "maxErrorRate": 0.05, "minRequests": 20, "failureLimit": 2, "provider": "gateway",
-            "gateway": {"metricsAddress": f"{testbed.traefik_metrics}/metrics"}, **settings}
+            "gateway": {"source": cluster.GATEWAY_SOURCE}, **settings}
 
 
 @pytest.mark.parametrize("provider", ["triton", "prometheus"])
@@ -202,7 +202,7 @@ def test_triton_counters_never_show_a_failing_canary_healthy_so_it_pauses(testbe
     analysis: dict[str, Any] = {"interval": "4s", "maxErrorRate": 0.05, "minRequests": 20, "failureLimit": 2,
                                 "provider": provider, "onInconclusive": "pause"}
     if provider == "prometheus":
-        analysis["prometheus"] = {"address": testbed.prometheus}
+        analysis["prometheus"] = {"source": cluster.PROMETHEUS_SOURCE}
     old = serve_first_revision(res, canary_cr(ns, analysis=analysis), testbed)
     with Load(testbed.gateway, f"{ns}.llm.test"):
         res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/error-rate": "0.3"}}})
@@ -276,7 +276,7 @@ def test_low_traffic_does_not_promote_it_pauses(testbed: TestbedClient, ns: str)
 def test_prometheus_down_mid_analysis_is_inconclusive_never_a_promotion(testbed: TestbedClient, ns: str) -> None:
     res = Resources(testbed, ns)
     analysis = {"interval": "3s", "maxErrorRate": 0.05, "minRequests": 10, "provider": "prometheus",
-                "prometheus": {"address": testbed.prometheus}, "onInconclusive": "pause"}
+                "prometheus": {"source": cluster.PROMETHEUS_SOURCE}, "onInconclusive": "pause"}
     old = serve_first_revision(res, canary_cr(ns, analysis=analysis, steps=[{"weight": 50}, {"pause": "30s"}]),
                                testbed)
     pid = _prometheus_pid()

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from deepseek_operator.api import images
+from deepseek_operator.api.sources import parse_sources
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "deepseek-operator"
@@ -176,7 +177,7 @@ def test_lint_is_clean() -> None:
 def test_default_render() -> None:
     docs = render()
     assert kinds(docs) == sorted(["ServiceAccount", "CustomResourceDefinition", "ClusterRole", "ClusterRole",
-                                  "ClusterRole", "ClusterRoleBinding", "Service", "Deployment"])
+                                  "ClusterRole", "ClusterRoleBinding", "Service", "Deployment", "ConfigMap"])
     deployment = one(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
@@ -186,7 +187,8 @@ def test_default_render() -> None:
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     c = container(docs)
     assert c["image"] == images.OPERATOR_IMAGE and c["imagePullPolicy"] == "IfNotPresent"
-    assert c["args"] == ["--liveness=http://0.0.0.0:8080/healthz", "--metrics-port=9090"]
+    assert c["args"] == ["--liveness=http://0.0.0.0:8080/healthz", "--metrics-port=9090",
+                         "--metric-sources=/etc/deepseek-operator/metric-sources.yaml"]
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
@@ -208,10 +210,13 @@ def test_cluster_scope_rbac_covers_the_operator() -> None:
     assert set(granted) == {("ClusterRole", "*")}
     rules = granted[("ClusterRole", "*")]
     for kind, (group, plural) in CHILDREN.items():
+        if kind == "Secret":  # create and delete only, below
+            continue
         verbs = verbs_on(rules, group, plural)
         assert {"create", "patch", "delete", "get"} <= verbs, kind
         assert "update" not in verbs
-    assert not verbs_on(rules, "", "secrets") & {"list", "watch"}, "the operator must not read every Secret"
+    # No read of any Secret (metric credentials are mounted files): only its own SSH keys, created and deleted.
+    assert verbs_on(rules, "", "secrets") == {"create", "delete"}
     assert verbs_on(rules, "", "pods") == READ
     assert verbs_on(rules, "", "events") == {"create", "patch"}
     assert verbs_on(rules, "serving.deepseek.ai", "deepseekdeployments") == READ
@@ -219,6 +224,34 @@ def test_cluster_scope_rbac_covers_the_operator() -> None:
     assert verbs_on(rules, "apiextensions.k8s.io", "customresourcedefinitions") == {"list", "watch"}
     assert not verbs_on(rules, "kopf.dev", "clusterkopfpeerings"), "peering rights only with replicas > 1"
     assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in rules)
+
+
+@needs_helm
+def test_metric_sources_reach_the_operator_as_a_file_and_their_credentials_as_mounted_secrets(
+        tmp_path: Path) -> None:
+    docs = render(values={"metricSources": [
+        {"name": "cluster-prometheus", "provider": "prometheus", "address": "https://prometheus.monitoring:9090",
+         "bearerTokenSecret": {"name": "prometheus-reader", "key": "token"},
+         "caSecret": {"name": "prometheus-ca", "key": "ca.crt"}},
+        {"name": "traefik", "provider": "gateway", "address": "http://traefik-metrics.traefik:9100/metrics"}]},
+        tmp_path=tmp_path)
+    sources = parse_sources(one(docs, "ConfigMap", f"{FULLNAME}-metric-sources")["data"]["metric-sources.yaml"])
+    assert sorted(sources) == ["cluster-prometheus", "traefik"]
+    prom = sources["cluster-prometheus"]
+    assert (prom.bearer_token_file, prom.ca_file) == ("/etc/deepseek-operator/credentials/cluster-prometheus/token",
+                                                      "/etc/deepseek-operator/credentials/cluster-prometheus/ca.crt")
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    [projected] = [v["projected"] for v in pod["volumes"] if v["name"] == "metric-credentials"]
+    assert [(s["secret"]["name"], s["secret"]["items"]) for s in projected["sources"]] == [
+        ("prometheus-reader", [{"key": "token", "path": "cluster-prometheus/token"}]),
+        ("prometheus-ca", [{"key": "ca.crt", "path": "cluster-prometheus/ca.crt"}])]
+    mounts = {m["name"]: m["mountPath"] for m in container(docs)["volumeMounts"]}
+    assert mounts["metric-credentials"] == "/etc/deepseek-operator/credentials"
+    # The kubelet reads those Secrets for the pod; the operator itself still may not.
+    assert verbs_on(operator_rules(docs)[("ClusterRole", "*")], "", "secrets") == {"create", "delete"}
+    bad = helm("template", RELEASE, str(CHART), "--set-json",
+               'metricSources=[{"name": "x", "provider": "prometheus", "address": "file:///etc/passwd"}]', check=False)
+    assert bad.returncode != 0 and "address" in bad.stderr
 
 
 @needs_helm

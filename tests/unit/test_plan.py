@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from deepseek_operator.api.sources import MetricSource
 from deepseek_operator.plan import ChildRef, Observed, Plan, plan
 from deepseek_operator.plan.pods import ready_by_revision
 from deepseek_operator.plan.status import with_applied_hash
@@ -113,6 +114,10 @@ class Cluster:
     leader_worker_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
     ssh_secrets: set[str] = field(default_factory=set)
     lws_installed: bool = False
+    # What the operator is configured with (--metric-sources).
+    metric_sources: dict[str, MetricSource] = field(default_factory=lambda: {
+        "prometheus": MetricSource(name="prometheus", provider="prometheus", address="http://prometheus:9090"),
+        "traefik": MetricSource(name="traefik", provider="gateway", address="http://traefik:9100/metrics")})
 
     @property
     def deployment(self) -> dict[str, Any] | None:
@@ -129,7 +134,7 @@ class Cluster:
                         preflight_jobs=copy.deepcopy(self.preflight_jobs), preflight_pods=tuple(self.preflight_pods),
                         statefulsets=copy.deepcopy(self.statefulsets),
                         leader_worker_sets=copy.deepcopy(self.leader_worker_sets),
-                        lws_installed=self.lws_installed)
+                        lws_installed=self.lws_installed, metric_sources=self.metric_sources)
 
     def reconcile(self, body: dict[str, Any], now: str) -> Plan:
         """One operator pass: plan, apply, delete, write the status into body."""

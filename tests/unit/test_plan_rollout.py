@@ -122,9 +122,10 @@ def test_analysis_is_requested_when_due_and_a_failure_rolls_back_with_the_figure
     baseline = analysis_request(body, cluster.observed(), at(10))
     assert baseline is not None and baseline.previous_counters == {}
     prometheus = edited(body, {"rollout.analysis": {**ANALYSIS, "provider": "prometheus",
-                                                    "prometheus": {"address": "http://prometheus:9090"}}})
+                                                    "prometheus": {"source": "prometheus"}}})
     assert analysis_request(prometheus, cluster.observed(), at(10)) is None  # not due before the interval
-    assert analysis_request(prometheus, cluster.observed(), at(40)) is not None
+    asked = analysis_request(prometheus, cluster.observed(), at(40))
+    assert asked is not None and asked.source == cluster.metric_sources["prometheus"]  # the operator's, by name
     request = analysis_request(body, cluster.observed(), at(40))
     assert request is not None
     assert (request.provider, request.canary_revision, request.stable_revision) == (

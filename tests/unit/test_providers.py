@@ -84,7 +84,7 @@ TRAEFIK = "\n".join(["# TYPE traefik_service_requests_total counter",
 def test_gateway_counts_5xx_and_triton_execution_errors_as_failures_per_backend_on_both_ports() -> None:
     services = {"canary": traefik_service_pattern("llm", "r1-canary", (8000, 9000)),
                 "stable": traefik_service_pattern("llm", "r1-stable", (8000, 9000))}
-    default = GatewayProvider(metricsAddress="http://traefik:8080/metrics").failure_status_codes
+    default = GatewayProvider(source="traefik").failure_status_codes
     m = summarize_counters(gateway_counters(TRAEFIK, services, default), 30)
     assert (m.requests, m.errors) == (108, 25)  # 500s and 400s (a failed execution); a 404 is answered
     assert (m.stable_requests, m.stable_errors) == (400, 0)

@@ -123,11 +123,11 @@ and the API server also checks `create` when an apply creates the object; `updat
 - apiGroups: [monitoring.coreos.com]
   resources: [podmonitors]
   verbs: [get, list, watch, create, patch, delete]
-# SSH keys of multi-node (MPI) replicas. No list/watch: that would let the operator read every Secret of
-# the namespace; it only needs the ones it names.
+# SSH keys of multi-node (MPI) replicas: created (AlreadyExists means there) and deleted with their revision.
+# No get/list/watch: the operator reads no Secret (metric credentials are files mounted into its pod).
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, create, patch, delete]
+  verbs: [create, delete]
 # Serving pods: readiness and scheduling failures for the status. Read-only.
 - apiGroups: [""]
   resources: [pods]
@@ -136,4 +136,9 @@ and the API server also checks `create` when an apply creates the object; `updat
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
+{{- end }}
+
+{{/* Where the metric sources' credentials are mounted in the operator's pod. */}}
+{{- define "deepseek-operator.credentialsDir" -}}
+/etc/deepseek-operator/credentials
 {{- end }}

@@ -614,12 +614,12 @@ class RequestMatch(Schema):
 
 
 class PrometheusProvider(Schema):
-    """Where Prometheus is, and how Triton's metrics are labelled there."""
+    """Which Prometheus (one the operator is configured with), and how Triton's metrics are labelled there."""
 
-    address: str = Field(pattern=r"^https?://",
-                         description="Prometheus base URL, e.g. http://prometheus.monitoring:9090.")
-    bearer_token_secret_ref: SecretKeyRef | None = Field(
-        default=None, description="Secret key holding a bearer token for Prometheus.")
+    source: str = Field(pattern=K8S_NAME, max_length=63,
+                        description="The name of a prometheus metric source of the operator's configuration (the "
+                                    "chart's metricSources): its address and credentials are the installer's, not "
+                                    "the resource's.")
     min_range: str = Field(default="30s", pattern=DURATION,
                            description="Shortest range of the increase() queries: it must hold at least two scrapes "
                                        "(a measurement looks back max(interval, minRange)).")
@@ -629,12 +629,12 @@ class PrometheusProvider(Schema):
 
 
 class GatewayProvider(Schema):
-    """Where the gateway's own metrics are, and which answers count as failures."""
+    """Which gateway metrics (a source the operator is configured with), and which answers count as failures."""
 
-    metrics_address: str = Field(pattern=r"^https?://",
-                                 description="The gateway's Prometheus endpoint, e.g. "
-                                             "http://traefik-metrics:8080/metrics (Traefik with "
-                                             "metrics.prometheus.addServicesLabels).")
+    source: str = Field(pattern=K8S_NAME, max_length=63,
+                        description="The name of a gateway metric source of the operator's configuration (the "
+                                    "chart's metricSources), e.g. Traefik's metrics with "
+                                    "metrics.prometheus.addServicesLabels.")
     rules = (Rule(k8s.cel(k8s.CEL_RE2, "self.failureStatusCodes"), "failureStatusCodes must be an RE2 regular "
                   "expression", lambda g: k8s.re2_problem(g.failure_status_codes) is None, ".failureStatusCodes"),)
 
@@ -649,10 +649,10 @@ class Analysis(Schema):
 
     rules = (
         Rule("self.provider != 'prometheus' || has(self.prometheus)",
-             "provider prometheus needs `prometheus: {address: ...}`",
+             "provider prometheus needs `prometheus: {source: ...}`",
              lambda a: a.provider != "prometheus" or a.prometheus is not None),
         Rule("self.provider != 'gateway' || has(self.gateway)",
-             "provider gateway needs `gateway: {metricsAddress: ...}`",
+             "provider gateway needs `gateway: {source: ...}`",
              lambda a: a.provider != "gateway" or a.gateway is not None),
         positive_duration("interval", "interval", "analysis.interval must be longer than 0s"),
     )
@@ -674,6 +674,15 @@ class Analysis(Schema):
                                       "revision's pods directly) or gateway (the gateway's response codes).")
     prometheus: PrometheusProvider | None = Field(default=None, description="Settings of the prometheus provider.")
     gateway: GatewayProvider | None = Field(default=None, description="Settings of the gateway provider.")
+
+    def named_source(self) -> tuple[Literal["prometheus", "gateway"], str] | None:
+        """The metric source this analysis reads, by kind and name (prometheus and gateway read one of the
+        operator's sources; triton scrapes the pods)."""
+        if self.provider == "prometheus" and self.prometheus is not None:
+            return "prometheus", self.prometheus.source
+        if self.provider == "gateway" and self.gateway is not None:
+            return "gateway", self.gateway.source
+        return None
 
 
 class ParentRef(Schema):

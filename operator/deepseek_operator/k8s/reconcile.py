@@ -12,6 +12,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from deepseek_operator.api.sources import MetricSource
 from deepseek_operator.api.status import Reason
 from deepseek_operator.k8s import metrics
 from deepseek_operator.k8s.client import Kube
@@ -44,7 +45,8 @@ def summarize(body: Mapping[str, Any]) -> Summary:
 
 def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: list[Summary],
             jobs: list[Summary], lws_installed: bool = False, download_jobs: Sequence[Summary] = (),
-            download_pods: Sequence[Summary] = ()) -> Observed:
+            download_pods: Sequence[Summary] = (), metric_sources: Mapping[str, MetricSource] | None = None
+            ) -> Observed:
     """Turns what the indexes hold for one resource (and its namespace's shared objects) into the planner's input."""
     hashes: dict[tuple[str, str], str] = {}
     pods_by_job: dict[str, list[Summary]] = {}
@@ -71,6 +73,7 @@ def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: l
         statefulsets={s["metadata"]["name"]: s for s in owned.get("StatefulSet", [])},
         leader_worker_sets={s["metadata"]["name"]: s for s in owned.get("LeaderWorkerSet", [])},
         lws_installed=lws_installed,
+        metric_sources=metric_sources or {},
         preflight_jobs={j["metadata"]["name"]: j for j in owned.get("Job", [])},
         preflight_pods=tuple(owned.get("PreflightPod", [])),
         applied_hashes=hashes,
@@ -91,7 +94,7 @@ def measure(kube: Kube, body: Mapping[str, Any], ctx: PassContext) -> PassContex
             observed = replace(observed, download_progress={job_name: progress})
     request = analysis_request(ctx)
     if request is not None:
-        provider = provider_for(request.provider, kube.read_secret)
+        provider = provider_for(request.provider)
         observed = replace(observed, measurement=provider.measure(request))
     return ctx.with_observed(observed)
 

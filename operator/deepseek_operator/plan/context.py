@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from deepseek_operator.api import status as st
+from deepseek_operator.api.sources import source_problem
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec
 from deepseek_operator.api.status import Phase, Reason
 from deepseek_operator.plan import rollout_state
@@ -130,6 +131,16 @@ def start(body: dict[str, Any], observed: Observed, now: str) -> PassContext | P
         status=status)
 
 
+def _source_problems(spec: DeepSeekDeploymentSpec, observed: Observed) -> list[str]:
+    """A prometheus or gateway analysis must name a source of that kind that the operator is configured with."""
+    analysis = spec.rollout.analysis
+    if analysis is None or (named := analysis.named_source()) is None:
+        return []
+    kind, name = named
+    problem = source_problem(f"rollout.analysis.{kind}.source", kind, name, observed.metric_sources)
+    return [problem] if problem else []
+
+
 def _parse(body: dict[str, Any], conds: Conditions, old_status: dict[str, Any],
            observed: Observed) -> tuple[DeepSeekDeploymentSpec, catalog.ModelSpec] | Plan:
     try:
@@ -140,7 +151,7 @@ def _parse(body: dict[str, Any], conds: Conditions, old_status: dict[str, Any],
     except ValueError as err:  # custom figures that no model can have
         message = f"spec.model.custom: {err}"
     else:
-        problems = runtimes.problems(spec, model)
+        problems = [*runtimes.problems(spec, model), *_source_problems(spec, observed)]
         if not problems:
             return spec, model
         message = "; ".join(problems)

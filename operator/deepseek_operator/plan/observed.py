@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from deepseek_operator.api.sources import MetricSource
 from deepseek_operator.api.spec import GatewayProvider, PrometheusProvider
 from deepseek_operator.api.status import DeepSeekDeploymentStatus
 from deepseek_operator.rollout import analysis
@@ -21,6 +22,8 @@ class Observed:
     statefulsets: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     leader_worker_sets: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     lws_installed: bool = False  # the LeaderWorkerSet API is served: multi-node revisions become LWS
+    # The metric sources of the operator's configuration, by name: what a resource's analysis may pick.
+    metric_sources: Mapping[str, MetricSource] = field(default_factory=dict)
     model_repo_configmaps: tuple[str, ...] = ()
     http_routes: tuple[str, ...] = ()
     pods: tuple[dict[str, Any], ...] = ()  # the serving pods, as summaries (labels, status)
@@ -54,6 +57,7 @@ class AnalysisRequest:
     stable_service: str
     prometheus: PrometheusProvider | None = None
     gateway: GatewayProvider | None = None
+    source: MetricSource | None = None  # what the prometheus or gateway settings name, from the operator's config
 
 
 @dataclass(frozen=True)

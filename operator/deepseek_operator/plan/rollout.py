@@ -216,9 +216,11 @@ def analysis_request(ctx: PassContext) -> AnalysisRequest | None:
     last = state.analysis
     previous = (status.get("analysis") or {}).get("counters", {}) if last and last.revision == state.canary else {}
     name, pods = ctx.owner.name, ctx.observed.pods
+    named = a.named_source()
     return AnalysisRequest(
         provider=a.provider, namespace=ctx.owner.namespace, name=name, canary_revision=state.canary,
         stable_revision=state.stable, window_seconds=max(1.0, epoch(ctx.now) - machine.window_start(state)),
         previous_counters=dict(previous), canary_pod_ips=ready_pod_ips(pods, state.canary),
         stable_pod_ips=ready_pod_ips(pods, state.stable), canary_service=naming.canary_service_name(name),
-        stable_service=naming.stable_service_name(name), prometheus=a.prometheus, gateway=a.gateway)
+        stable_service=naming.stable_service_name(name), prometheus=a.prometheus, gateway=a.gateway,
+        source=ctx.observed.metric_sources.get(named[1]) if named is not None else None)

@@ -4,14 +4,14 @@ progress reader. `provider_for` picks one by the name in spec.rollout.analysis.p
 
 from __future__ import annotations
 
-from deepseek_operator.providers.base import MetricProvider, SecretReader
+from deepseek_operator.providers.base import MetricProvider
 
 
-def provider_for(name: str, read_secret: SecretReader) -> MetricProvider:
+def provider_for(name: str) -> MetricProvider:
     from deepseek_operator.providers.gateway import GatewayProvider
     from deepseek_operator.providers.prometheus import PrometheusProvider
     from deepseek_operator.providers.triton import TritonProvider
 
-    providers: dict[str, MetricProvider] = {"prometheus": PrometheusProvider(read_secret),
+    providers: dict[str, MetricProvider] = {"prometheus": PrometheusProvider(),
                                             "triton": TritonProvider(), "gateway": GatewayProvider()}
     return providers[name]

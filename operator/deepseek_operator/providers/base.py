@@ -4,10 +4,13 @@ Inconclusive, never a pass)."""
 
 from __future__ import annotations
 
+import ssl
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Protocol
 
+from deepseek_operator.api.sources import MetricSource
 from deepseek_operator.plan import AnalysisRequest
 from deepseek_operator.render import triton
 from deepseek_operator.rollout.analysis import Measurement
@@ -20,7 +23,6 @@ SUCCESS, FAILURE = "nv_inference_request_success", "nv_inference_request_failure
 # for a non-streaming request is the whole request.
 LATENCY_HISTOGRAM = "nv_inference_first_response_histogram_ms"
 
-SecretReader = Callable[[str, str, str], str]  # (namespace, name, key) -> value
 
 
 class MetricProvider(Protocol):
@@ -40,10 +42,26 @@ def unmeasured(request: AnalysisRequest, err: ProviderError) -> Measurement:
     return Measurement(0, 0, window_seconds=request.window_seconds, error=str(err))
 
 
-def get(provider: str, url: str, headers: Mapping[str, str] | None = None) -> str:
+def get(provider: str, url: str, headers: Mapping[str, str] | None = None,
+        context: ssl.SSLContext | None = None) -> str:
     req = urllib.request.Request(url, headers=dict(headers or {}))
     try:
-        with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
+        with urllib.request.urlopen(req, timeout=TIMEOUT_S, context=context) as resp:
             return str(resp.read().decode())
     except (OSError, ValueError) as err:
         raise ProviderError(provider, str(err)) from err
+
+
+def get_from(provider: str, source: MetricSource | None, url_path: str = "") -> str:
+    """A read of one of the operator's metric sources: its address (+ `url_path`), its bearer token, and its
+    server verified against its CA bundle (or the system's); a source that cannot be read is a ProviderError."""
+    if source is None:
+        raise ProviderError(provider, "the metric source is not in the operator's configuration")
+    headers = {}
+    try:
+        if source.bearer_token_file:
+            headers["Authorization"] = f"Bearer {Path(source.bearer_token_file).read_text().strip()}"
+        context = ssl.create_default_context(cafile=source.ca_file) if source.address.startswith("https") else None
+    except (OSError, ssl.SSLError) as err:
+        raise ProviderError(provider, f"source {source.name}: {err}") from err
+    return get(provider, source.address.rstrip("/") + url_path if url_path else source.address, headers, context)

@@ -16,8 +16,7 @@ from deepseek_operator.providers.base import (
     LATENCY_HISTOGRAM,
     SUCCESS,
     ProviderError,
-    SecretReader,
-    get,
+    get_from,
     unmeasured,
 )
 from deepseek_operator.rollout.analysis import Measurement
@@ -25,15 +24,9 @@ from deepseek_operator.rollout.analysis import Measurement
 
 @dataclass
 class PrometheusProvider:
-    read_secret: SecretReader
-
     def measure(self, request: AnalysisRequest) -> Measurement:
         settings = request.prometheus
         assert settings is not None
-        headers = {}
-        if settings.bearer_token_secret_ref is not None:
-            ref = settings.bearer_token_secret_ref
-            headers["Authorization"] = f"Bearer {self.read_secret(request.namespace, ref.name, ref.key).strip()}"
         span = f"{max(math.ceil(request.window_seconds), duration_seconds(settings.min_range))}s"
 
         def selector(revision: str) -> str:
@@ -41,9 +34,9 @@ class PrometheusProvider:
                     f'model="{CLIENT_MODEL}"')
 
         def scalar(query: str) -> float | None:
-            url = f"{settings.address.rstrip('/')}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+            path = "/api/v1/query?" + urllib.parse.urlencode({"query": query})
             try:
-                body = json.loads(get("prometheus", url, headers))
+                body = json.loads(get_from("prometheus", request.source, path))
                 if body.get("status") != "success":
                     raise ProviderError("prometheus", f"query failed: {body.get('error', body)}")
                 result = body["data"]["result"]
