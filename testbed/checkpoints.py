@@ -45,7 +45,14 @@ def loader_job(claim: str, paths: list[str]) -> dict[str, object]:
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": JOB_NAME},
             "spec": {"backoffLimit": 2, "template": {"spec": {
                 "restartPolicy": "Never",
+                "automountServiceAccountToken": False,
+                # The servers' user (spec.pods' default) writes the store: the namespace enforces `restricted`.
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+                                    "seccompProfile": {"type": "RuntimeDefault"}},
                 "containers": [{"name": "load", "image": LOADER_IMAGE, "command": ["sh", "-c", "\n".join(lines)],
+                                "securityContext": {"allowPrivilegeEscalation": False,
+                                                    "readOnlyRootFilesystem": True,
+                                                    "capabilities": {"drop": ["ALL"]}},
                                 "volumeMounts": [{"name": "store", "mountPath": "/store"}]}],
                 "volumes": [{"name": "store", "persistentVolumeClaim": {"claimName": claim}}]}}}}
 

@@ -9,8 +9,9 @@ container's first process, PID 1 of a fresh PID namespace, which:
 2. mounts /proc for its PID namespace, the host's /dev and /sys, a 64 MiB /dev/shm (a container runtime's
    default), the pod's /etc/hosts and /etc/hostname, the termination-message file, and every volume at its
    mount path (bind mounts, read-only where asked, or tmpfs);
-3. sets the pod's hostname, chroots, changes to the working directory and execs the command with exactly the
-   container's environment.
+3. sets the pod's hostname, chroots, changes to the working directory, becomes the container's user
+   (runAsUser, runAsGroup, fsGroup and supplementalGroups, or the image's USER) and execs the command with
+   exactly the container's environment.
 
 When the command (PID 1) exits, the kernel kills every other process of the PID namespace: a launcher that
 starts its server in the background and returns ends its container, as under a real runtime.
@@ -135,6 +136,11 @@ def run_container(spec: dict[str, Any]) -> int:
     except OSError as e:
         print(f"testbed: chdir to working directory {workdir!r}: {e.strerror}", file=sys.stderr)
         return EXIT_START_ERROR
+    user = spec.get("user") or {"uid": 0, "gid": 0, "groups": []}
+    if user["uid"] != 0 or user["gid"] != 0:  # the container's user, last, as a runtime sets it before exec
+        os.setgroups(user["groups"])
+        os.setgid(user["gid"])
+        os.setuid(user["uid"])
     command = spec["argv"]
     try:
         os.execvpe(command[0], command, spec["env"])

@@ -30,6 +30,7 @@ class Image:
     working_dir: str = ""
     env: dict[str, str] = field(default_factory=dict)
     files: dict[str, dict[str, str]] = field(default_factory=dict)
+    user: int = 0  # the image's USER (numeric), which runs the container unless runAsUser says otherwise
 
     def matches(self, reference: str) -> bool:
         return any(fnmatch.fnmatch(reference, pattern) for pattern in self.match)

@@ -20,8 +20,9 @@ kubelet's own layout (`/var/log/pods`); `python -m testbed.podrunner logs NS POD
 There is no kubelet API, so `kubectl logs` does not reach it.
 
 What stands in for a node: the host's filesystem is every image's base layer; no cgroups (resources are not
-enforced); no user namespaces (containers run as root; runAsUser is not honoured); Service ClusterIPs are not
-routed (there is no kube-proxy: KUBERNETES_SERVICE_HOST points at the API server's own address).
+enforced); no user namespaces (a container runs as its runAsUser/runAsGroup/fsGroup, or its image's USER, on
+the host's user ids); Service ClusterIPs are not routed (there is no kube-proxy: KUBERNETES_SERVICE_HOST points
+at the API server's own address).
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class Container:
     crashes: int = 0  # crashes since the back-off was last reset
     runs: int = 0  # times started
     env: dict[str, str] = field(default_factory=dict)
+    user: podspec.RunAs = field(default_factory=lambda: podspec.RunAs(0, 0, ()))  # exec handlers run as it too
     run_dir: Path | None = None
 
     @property
@@ -258,6 +260,7 @@ class Pod:
                                         lookup=self.setup.lookup, lookup_all=self.setup.lookup_all)
             argv = podspec.argv(c.spec, c.image.entrypoint, c.image.cmd, env)
             mounts = volumes.container_mounts(c.spec, self.volumes)
+            user = podspec.run_as(self.pod, c.spec, c.image.user)
         except (podspec.SpecError, volumes.VolumeNotReady, ApiException) as e:
             with self.lock:
                 c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(e)}}
@@ -270,8 +273,13 @@ class Pod:
         upper, work = run_dir / "upper", run_dir / "work"
         work.mkdir(parents=True)
         images.copy_tree(self.runner.tree(c.image), upper)
+        # The host's /root (700) holds the testbed's programs (the venv, Triton's build): the image layer opens
+        # it to other users, so that a container running as one reaches them, as an image's own files would be.
+        (upper / "root").mkdir(exist_ok=True)
+        (upper / "root").chmod(0o755)
         termination = run_dir / "termination-log"
         termination.touch()
+        termination.chmod(0o666)  # the kubelet's file: writable by whichever user the container runs as
         files = [("hosts", "/etc/hosts"), ("hostname", "/etc/hostname"), ("testbed-pod.json", TESTBED_POD_FILE)]
         mounts = [*({"type": "bind", "source": str(self.dir / src), "target": dst, "readOnly": False}
                     for src, dst in files),
@@ -281,6 +289,7 @@ class Pod:
         security = c.spec.get("securityContext") or {}
         spec = {"rootfs": {"upper": str(upper), "work": str(work), "merged": str(run_dir / "root"),
                            "readOnly": bool(security.get("readOnlyRootFilesystem"))},
+                "user": {"uid": user.uid, "gid": user.gid, "groups": list(user.groups)},
                 "hostname": self.hostname, "mounts": mounts,
                 "workingDir": c.spec.get("workingDir") or c.image.working_dir, "argv": argv, "env": env}
         (run_dir / "spec.json").write_text(json.dumps(spec))
@@ -296,7 +305,7 @@ class Pod:
         with self.lock:
             c.started_at, c.started_mono = now(), time.monotonic()
             c.state = {"running": {"startedAt": c.started_at}}
-            c.env, c.run_dir = env, run_dir
+            c.env, c.run_dir, c.user = env, run_dir, user
             c.probes = {k: podspec.ProbeState(p) for k in ("startup", "readiness", "liveness")
                         if (p := podspec.Probe.of(c.spec, k)) is not None}
             c.next_probe = {k: c.started_mono + s.probe.initial_delay_s for k, s in c.probes.items()}
@@ -396,7 +405,8 @@ class Pod:
                 pid = self.pid1(c)
                 if pid is None:
                     return False
-                res = subprocess.run(["nsenter", "-t", str(pid), "-m", "-u", "-n", "-p", "-r", "-w", "--",
+                user = ["-S", str(c.user.uid), "-G", str(c.user.gid)] if c.user.uid or c.user.gid else []
+                res = subprocess.run(["nsenter", "-t", str(pid), "-m", "-u", "-n", "-p", "-r", "-w", *user, "--",
                                       *action["exec"]["command"]], capture_output=True,
                                      timeout=timeout_s, env=c.env)
                 return res.returncode == 0

@@ -128,6 +128,33 @@ def argv(container: Mapping[str, Any], image_entrypoint: list[str], image_cmd: l
     return [expand(str(p), env) for p in parts]
 
 
+@dataclass(frozen=True)
+class RunAs:
+    """Who a container's processes are: the kubelet's reading of the pod's and the container's securityContext."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]  # supplementalGroups and fsGroup
+
+
+def run_as(pod: Mapping[str, Any], container: Mapping[str, Any], image_user: int) -> RunAs:
+    """The container's user (its securityContext over the pod's, over the image's USER); a runAsNonRoot
+    container that would run as root is refused, as the kubelet refuses it (CreateContainerConfigError)."""
+    pod_sc = pod["spec"].get("securityContext") or {}
+    sc = {**pod_sc, **(container.get("securityContext") or {})}
+    uid = int(sc.get("runAsUser", image_user))
+    if sc.get("runAsNonRoot") and uid == 0:
+        meta = pod["metadata"]
+        raise SpecError(f'container has runAsNonRoot and image will run as root (pod: "{meta["namespace"]}/'
+                        f'{meta["name"]}", container: {container["name"]})')
+    groups = [int(g) for g in pod_sc.get("supplementalGroups") or []]
+    if "fsGroup" in pod_sc:
+        groups.append(int(pod_sc["fsGroup"]))
+    # The primary group: runAsGroup, else the image's (our images' USER is uid:gid alike), else root's.
+    gid = int(sc.get("runAsGroup", 0 if "runAsUser" in sc else image_user))
+    return RunAs(uid, gid, tuple(groups))
+
+
 # ------------------------------------------------------------------------------------------------ probes
 
 

@@ -49,6 +49,9 @@ class VolumeSetup:
         self.ns = pod["metadata"]["namespace"]
         self.root = root
         self.tmpfs: list[Path] = []
+        # The kubelet gives a volume's files to the pod's fsGroup (and makes them group-readable), so that the
+        # container's user reads a Secret's 0400 file; without fsGroup they stay root's.
+        self.fs_group: int | None = (pod["spec"].get("securityContext") or {}).get("fsGroup")
 
     # ---------------------------------------------------------------- API reads
 
@@ -116,6 +119,7 @@ class VolumeSetup:
         self.tmpfs.clear()
 
     def _empty_dir(self, folder: Path, spec: Mapping[str, Any]) -> None:
+        folder.chmod(0o777)  # as the kubelet makes an emptyDir: writable by whichever user the containers run as
         if spec.get("medium") == "Memory" and not any(folder == t for t in self.tmpfs):
             size = int(podspec.quantity(spec["sizeLimit"])) if spec.get("sizeLimit") else 0
             options = f"size={size}" if size else "defaults"
@@ -123,13 +127,15 @@ class VolumeSetup:
                            capture_output=True)
             self.tmpfs.append(folder)
 
-    @staticmethod
-    def _write(folder: Path, rel: str, content: bytes, mode: int) -> None:
+    def _write(self, folder: Path, rel: str, content: bytes, mode: int) -> None:
         target = folder / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             target.chmod(0o600)
         target.write_bytes(content)
+        if self.fs_group is not None:
+            os.chown(target, 0, self.fs_group)
+            mode |= 0o440
         target.chmod(mode)
 
     def _keys(self, folder: Path, kind: str, spec: Mapping[str, Any]) -> None:

@@ -252,6 +252,8 @@ CONDITIONED = [
                 "SpecValid/IgnoredSetting", "spec.model.calibration"),
     conditioned("bf16-from-an-nvfp4-checkpoint", {"model": {"precision": "bf16", "checkpointPrecision": "nvfp4"}},
                 "SpecValid/InvalidSpec", "quantization only lowers precision"),
+    conditioned("a-fabric-for-a-one-node-replica", {"network": {"fabric": "infiniband", "rdmaResource": "rdma/ib"}},
+                "SpecValid/IgnoredSetting", "spec.network.fabric infiniband is ignored"),
     conditioned("a-metric-source-the-operator-lacks",
                 {"rollout": {"strategy": "canary", "analysis": {"provider": "prometheus",
                                                                 "prometheus": {"source": "finance-prometheus"}}}},

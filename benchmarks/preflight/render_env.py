@@ -27,7 +27,8 @@ FORCED_OFF = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", 
 def render(resource: Path) -> tuple[str, dict[str, str]]:
     doc = yaml.safe_load(resource.read_text())
     spec = DeepSeekDeploymentSpec.model_validate(doc["spec"])
-    return str(doc.get("metadata", {}).get("name", resource.stem)), dict(pod_network(spec.network).env)
+    env = pod_network(spec.network, spans_nodes=True).env
+    return str(doc.get("metadata", {}).get("name", resource.stem)), dict(env)
 
 
 def main(argv: list[str]) -> int:

@@ -43,9 +43,13 @@ class TestbedClient:
     def core(self) -> client.CoreV1Api:
         return client.CoreV1Api(self.api)
 
-    def namespace(self, prefix: str = "t") -> str:
+    def namespace(self, prefix: str = "t", pod_security: str | None = None) -> str:
+        """A fresh namespace; `pod_security` (restricted, baseline, privileged) is the Pod Security Standard the
+        API server enforces on its pods."""
         name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-        self.core.create_namespace({"metadata": {"name": name}})
+        labels = {"pod-security.kubernetes.io/enforce": pod_security,
+                  "pod-security.kubernetes.io/enforce-version": "latest"} if pod_security else {}
+        self.core.create_namespace({"metadata": {"name": name, "labels": labels}})
         return name
 
     def delete_namespace(self, name: str) -> None:

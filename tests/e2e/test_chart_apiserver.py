@@ -85,6 +85,12 @@ def test_namespaced_rbac_reaches_the_watched_namespace_only(namespaces: list[str
         assert can(verb, resource, watched), f"{verb} {resource} in {watched}"
         assert not can(verb, resource, other), f"{verb} {resource} in {other}"
     assert not can("patch", "deployments.apps", None)
+
+    def can_read_namespace(namespace: str) -> bool:  # its Pod Security label
+        answer = kubectl("auth", "can-i", "get", f"namespaces/{namespace}", "--as", account, "-n", namespace)
+        return answer.stdout.strip() == "yes"
+
+    assert can_read_namespace(watched) and not can_read_namespace(other)
     assert not can("update", "deepseekdeployments.serving.deepseek.ai", watched)  # never writes spec
     # It reads no Secret at all: the SSH keys it makes are created (AlreadyExists: there), never read back, and
     # metric credentials are files the kubelet mounts into its pod.

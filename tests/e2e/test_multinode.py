@@ -25,7 +25,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def ns(testbed: TestbedClient, operator: OperatorProcess) -> Iterator[str]:
-    yield from model_store_namespace(testbed, "mn")
+    # InfiniBand: NCCL pins memory (IPC_LOCK), which only the `privileged` profile admits.
+    yield from model_store_namespace(testbed, "mn", pod_security="privileged")
 
 
 def two_node_cr(ns: str, testbed: TestbedClient) -> dict[str, Any]:

@@ -52,7 +52,7 @@ def collector() -> Iterator[str]:
 
 @pytest.fixture
 def ns(testbed: TestbedClient, operator: OperatorProcess) -> Iterator[str]:
-    name = testbed.namespace("sec")
+    name = testbed.namespace("sec", pod_security="restricted")
     testbed.core.create_namespaced_secret(name, {"metadata": {"name": "db"}, "data": {
         "password": base64.b64encode(PASSWORD.encode()).decode()}})
     yield name
@@ -100,3 +100,30 @@ def test_a_resource_cannot_send_a_secret_to_its_own_address(testbed: TestbedClie
         ns, label_selector="app.kubernetes.io/instance=unknown").items
     time.sleep(3)  # passes at a 1 s analysis interval would have called by now
     assert _Collector.seen == []
+
+
+def test_a_layout_the_namespace_refuses_waits_with_a_reason_until_the_label_allows_it(
+        testbed: TestbedClient, operator: OperatorProcess) -> None:
+    from tests.e2e.test_multinode import two_node_cr
+    from tests.e2e.test_serving import Resources, model_store_namespace
+
+    namespaces = model_store_namespace(testbed, "psa", pod_security="restricted")
+    ns = next(namespaces)
+    try:
+        res = Resources(testbed, ns)
+        assert kubectl_apply([two_node_cr(ns, testbed)]).returncode == 0
+        name = two_node_cr(ns, testbed)["metadata"]["name"]
+
+        def degraded() -> dict[str, Any] | None:
+            conditions = (res.get(name).get("status") or {}).get("conditions") or []
+            return next((c for c in conditions if c["type"] == "Degraded" and c["status"] == "True"), None)
+
+        condition = eventually("the resource to say why", degraded, timeout=60)
+        assert condition["reason"] == "PodSecurityForbids" and "IPC_LOCK" in condition["message"]
+        assert not client.AppsV1Api(testbed.api).list_namespaced_stateful_set(ns).items  # nothing half-applied
+        # The platform team allows it: the operator notices without any change to the resource.
+        testbed.core.patch_namespace(ns, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}})
+        eventually("the workloads", lambda: client.AppsV1Api(testbed.api).list_namespaced_stateful_set(ns).items,
+                   timeout=90)
+    finally:
+        next(namespaces, None)

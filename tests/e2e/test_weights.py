@@ -46,7 +46,7 @@ def store(testbed: TestbedClient) -> Iterator[tuple[ObjectStore, dict[str, bytes
 
 @pytest.fixture
 def ns(testbed: TestbedClient, operator: OperatorProcess, store: tuple[ObjectStore, dict[str, bytes]]) -> Iterator[str]:
-    name = testbed.namespace("weights")
+    name = testbed.namespace("weights", pod_security="restricted")
     s3, _ = store
     # The example's Secret with the store's keys, and one with a wrong secret key.
     [example_secret] = [d for d in _docs("r1-distill-qwen-7b-s3.yaml", name) if d["kind"] == "Secret"]
@@ -81,8 +81,13 @@ def files_on_the_cache(testbed: TestbedClient, ns: str, key: str, pvc: str = "de
     script = f"cd /cache/checkpoints/{key} && sha256sum $(find . -type f ! -name .complete | sort) " \
              "> /dev/termination-log"
     testbed.apply([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"check-{key[:8]}"},
-                    "spec": {"restartPolicy": "Never", "containers": [{
+                    "spec": {"restartPolicy": "Never",
+                             # The namespace enforces `restricted`: a reader as the servers are.
+                             "securityContext": {"runAsNonRoot": True, "runAsUser": 1000,
+                                                 "seccompProfile": {"type": "RuntimeDefault"}},
+                             "containers": [{
                         "name": "check", "image": "busybox:1.36", "command": ["sh", "-c", script],
+                        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                         "volumeMounts": [{"name": "cache", "mountPath": "/cache", "readOnly": True}]}],
                         "volumes": [{"name": "cache", "persistentVolumeClaim": {"claimName": pvc}}]}}], ns)
 

@@ -60,7 +60,7 @@ def test_a_two_node_replica_is_a_leader_and_a_worker_statefulset() -> None:
         assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
             "nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["NVIDIA-H100-80GB-HBM3"]
         assert pod["subdomain"] == f"{NAME}-{revision}"
-        assert {"name": "ssh", "secret": {"secretName": f"{NAME}-{revision}-ssh", "defaultMode": 0o400}} \
+        assert {"name": "ssh", "secret": {"secretName": f"{NAME}-{revision}-ssh", "defaultMode": 0o440}} \
             in pod["volumes"]
     # Only leaders are behind the client Services: workers carry another component label.
     assert leader["spec"]["template"]["metadata"]["labels"][naming.LABEL_COMPONENT] == "server"

@@ -31,13 +31,17 @@ def test_profiles(network: dict[str, Any], expected: dict[str, str], absent: set
     assert not absent & env.keys()
 
 
-def test_rdma_fabrics_add_the_device_ipc_lock_and_multus() -> None:
-    pod = nccl.pod_network(NetworkSpec.model_validate(
-        {"fabric": "infiniband", "rdmaResource": "rdma/ib", "networks": ["ib-net", "ib-net-2"]}))
+def test_rdma_fabrics_add_the_device_ipc_lock_and_multus_to_replicas_that_span_nodes() -> None:
+    ib = NetworkSpec.model_validate({"fabric": "infiniband", "rdmaResource": "rdma/ib",
+                                     "networks": ["ib-net", "ib-net-2"]})
+    pod = nccl.pod_network(ib, spans_nodes=True)
     assert pod.resources == {"rdma/ib": "1"}
     assert pod.capabilities == ("IPC_LOCK",)
     assert pod.annotations == {"k8s.v1.cni.cncf.io/networks": "ib-net,ib-net-2"}
-    plain = nccl.pod_network(NetworkSpec())
+    # Within one node the ranks use NVLink: none of it, so the pod stays `restricted`.
+    one_node = nccl.pod_network(ib, spans_nodes=False)
+    assert (one_node.resources, one_node.capabilities, one_node.annotations) == ({}, (), {})
+    plain = nccl.pod_network(NetworkSpec(), spans_nodes=True)
     assert (plain.resources, plain.capabilities, plain.annotations, plain.host_network) == ({}, (), {}, False)
 
 

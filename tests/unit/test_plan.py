@@ -43,8 +43,10 @@ SERVING_KINDS = ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget"]
 
 
 def example(name: str, generation: int = GENERATION) -> dict[str, Any]:
-    """An example CR as the API server hands it to the operator: the YAML plus uid and generation."""
-    doc: dict[str, Any] = yaml.safe_load((REPO / "examples" / f"{name}.yaml").read_text())
+    """An example CR as the API server hands it to the operator: the YAML plus uid and generation (the example's
+    DeepSeekDeployment, where it holds other objects too)."""
+    doc: dict[str, Any] = next(d for d in yaml.safe_load_all((REPO / "examples" / f"{name}.yaml").read_text())
+                               if d and d.get("kind") == "DeepSeekDeployment")
     doc["metadata"].update(uid=UID, generation=generation)
     return doc
 
@@ -114,6 +116,7 @@ class Cluster:
     leader_worker_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
     ssh_secrets: set[str] = field(default_factory=set)
     lws_installed: bool = False
+    pod_security: str | None = None  # the namespace's enforced Pod Security Standard
     # What the operator is configured with (--metric-sources).
     metric_sources: dict[str, MetricSource] = field(default_factory=lambda: {
         "prometheus": MetricSource(name="prometheus", provider="prometheus", address="http://prometheus:9090"),
@@ -134,7 +137,8 @@ class Cluster:
                         preflight_jobs=copy.deepcopy(self.preflight_jobs), preflight_pods=tuple(self.preflight_pods),
                         statefulsets=copy.deepcopy(self.statefulsets),
                         leader_worker_sets=copy.deepcopy(self.leader_worker_sets),
-                        lws_installed=self.lws_installed, metric_sources=self.metric_sources)
+                        lws_installed=self.lws_installed, metric_sources=self.metric_sources,
+                        pod_security=self.pod_security)
 
     def reconcile(self, body: dict[str, Any], now: str) -> Plan:
         """One operator pass: plan, apply, delete, write the status into body."""
@@ -817,8 +821,9 @@ def test_the_serving_deployment() -> None:
     gpus = p.status["parallelism"]["gpusPerReplica"]
     assert gpus == 4
     assert deployment["spec"]["replicas"] == 1
-    # The example runs over InfiniBand: one RDMA device per pod next to the GPUs.
-    assert container["resources"]["limits"] == {"memory": "256Gi", "nvidia.com/gpu": "4", "rdma/ib": "1"}
+    # One node's GPUs, over NVLink: no RDMA device, no IPC_LOCK.
+    assert container["resources"]["limits"] == {"memory": "256Gi", "nvidia.com/gpu": "4"}
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     # The server is the container's main process: a crash of tritonserver is a crash of the container.
     assert container["command"][:3] == ["trtllm-llmapi-launch", "tritonserver",
                                         "--model-repository=/srv/model-repository"]

@@ -100,7 +100,10 @@ def test_two_node_job_puts_one_pod_on_each_node_and_rendezvous_at_rank_0() -> No
     assert pod["subdomain"] == job["metadata"]["name"]
     assert "--node-rank=$(JOB_COMPLETION_INDEX)" in args
     assert pod["containers"][0]["resources"]["limits"] == {"rdma/ib": "1", "nvidia.com/gpu": "8"}
-    assert pod["containers"][0]["securityContext"] == {"capabilities": {"add": ["IPC_LOCK"]}}
+    # RDMA pins memory: exactly IPC_LOCK on top of `restricted` (which then only a privileged namespace admits).
+    assert pod["containers"][0]["securityContext"] == {"allowPrivilegeEscalation": False,
+                                                       "readOnlyRootFilesystem": True,
+                                                       "capabilities": {"drop": ["ALL"], "add": ["IPC_LOCK"]}}
     env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
     assert env["NCCL_IB_HCA"] == "mlx5" and env["NCCL_IB_DISABLE"] == "0"
     service = preflight.rendezvous_service(OWNER, "abc1234567")

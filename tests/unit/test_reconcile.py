@@ -37,6 +37,9 @@ class RecordingKube:
     def ensure_ssh_secret(self, _: dict[str, Any]) -> None:
         pass
 
+    def pod_security(self, _: str) -> str | None:
+        return "restricted"
+
     def event(self, _: dict[str, Any], type_: str, reason: str, message: str) -> None:
         self.events.append((type_, reason, message))
 

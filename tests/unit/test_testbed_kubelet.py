@@ -180,3 +180,16 @@ def test_mount_targets_resolve_symlinks_inside_the_container(tmp_path: Path) -> 
     assert in_root(tmp_path, "/var/run/secrets/token") == tmp_path / "run" / "secrets" / "token"
     assert in_root(tmp_path, "/etc/alt/x") == tmp_path / "run" / "x"
     assert in_root(tmp_path, "/../../etc") == tmp_path / "etc"
+
+
+def test_a_container_runs_as_its_security_context_says_and_never_as_root_when_told_not_to() -> None:
+    pod = {"metadata": {"namespace": "llm", "name": "p"},
+           "spec": {"securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 2000,
+                                        "supplementalGroups": [3000], "runAsNonRoot": True}}}
+    assert podspec.run_as(pod, {"name": "c"}, image_user=0) == podspec.RunAs(1000, 1000, (3000, 2000))
+    assert podspec.run_as(pod, {"name": "c", "securityContext": {"runAsUser": 1001}}, 0).uid == 1001
+    # An image's USER stands when nothing overrides it; root is refused under runAsNonRoot, as the kubelet does.
+    bare = {"metadata": {"namespace": "llm", "name": "p"}, "spec": {}}
+    assert podspec.run_as(bare, {"name": "c"}, image_user=10001) == podspec.RunAs(10001, 10001, ())
+    with pytest.raises(podspec.SpecError, match="runAsNonRoot and image will run as root"):
+        podspec.run_as(bare, {"name": "c", "securityContext": {"runAsNonRoot": True}}, image_user=0)

@@ -132,6 +132,10 @@ and the API server also checks `create` when an apply creates the object; `updat
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
+# The namespace itself, read for its Pod Security label (a layout its level refuses is reported, not applied).
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [get]
 # Events: one per decision, posted on the DeepSeekDeployment (core v1 Events API).
 - apiGroups: [""]
   resources: [events]

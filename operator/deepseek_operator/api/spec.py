@@ -465,6 +465,39 @@ class ServingSpec(Schema):
         raise ValueError(REMOVED_BATCHING)
 
 
+class PodSettings(Schema):
+    """What every pod the operator makes gets (serving, multi-node workers, download, quantize and preflight
+    Jobs). They run as a non-root user under the Pod Security Standard `restricted` profile, except where RDMA
+    needs IPC_LOCK (then the namespace must allow `privileged`)."""
+
+    rules = (Rule(f"!has(self.serviceAccountName) || "
+                  f"{k8s.cel(k8s.CEL_DNS1123_SUBDOMAIN, 'self.serviceAccountName')}",
+                  "serviceAccountName must be a DNS subdomain (a ServiceAccount's name)",
+                  lambda p: p.service_account_name is None or k8s.is_dns1123_subdomain(p.service_account_name),
+                  ".serviceAccountName"),)
+
+    service_account_name: str | None = Field(
+        default=None, max_length=253,
+        description="The pods' ServiceAccount (e.g. one bound to a cloud identity for S3 downloads); default: the "
+                    "namespace's `default`.")
+    automount_service_account_token: bool = Field(
+        default=False, description="Mount an API token into the pods. None of them talks to the Kubernetes API, "
+                                   "so none gets one unless asked.")
+    image_pull_secrets: list[Annotated[str, Field(pattern=K8S_NAME, max_length=253)]] = Field(
+        default_factory=list, max_length=16, description="Secrets (by name) for pulling the images.")
+    priority_class_name: str | None = Field(default=None, pattern=K8S_NAME, max_length=253,
+                                            description="PriorityClass of the pods.")
+    runtime_class_name: str | None = Field(default=None, pattern=K8S_NAME, max_length=253,
+                                           description="RuntimeClass of the GPU pods (e.g. `nvidia`).")
+    run_as_user: int = Field(default=1000, ge=1, le=2147483647,
+                             description="The non-root user the containers run as (1000: `triton-server` of "
+                                         "NVIDIA's Triton images; the operator's own images accept any).")
+    run_as_group: int = Field(default=1000, ge=1, le=2147483647, description="Its group.")
+    fs_group: int = Field(default=1000, ge=1, le=2147483647,
+                          description="The group that owns the pods' volumes (the model cache is written by one "
+                                      "Job's user and read by another's).")
+
+
 # -------------------------------------------------------------------- network
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -781,6 +814,8 @@ class DeepSeekDeploymentSpec(Schema):
                                  description="TensorRT-LLM's PyTorch backend: parallelism, batching, KV cache.")
     serving: ServingSpec = Field(description="Where and how the model is served.")
     network: NetworkSpec = Field(default_factory=NetworkSpec, description="NCCL fabric between a replica's ranks.")
+    pods: PodSettings = Field(default_factory=PodSettings,
+                              description="Identity, priority and runtime of every pod the operator makes.")
     rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="How new revisions are rolled out.")
 
     @field_validator("engine")

@@ -86,6 +86,7 @@ class Reason:
     IGNORED_SETTING = "IgnoredSetting"  # a setting the serving path does not use for this spec, named
     CHILD_REJECTED = "ChildRejected"  # the API server refused an object the operator applies for the resource
     RECONCILE_ERROR = "ReconcileError"  # the operator's pass failed on the resource (a bug): logged, retried
+    POD_SECURITY_FORBIDS = "PodSecurityForbids"  # the namespace's Pod Security level admits none of the pods
     GPU_UNSUPPORTED = "GPUUnsupported"
     ON_VOLUME = "OnVolume"  # a pvc: source, read in place
     DOWNLOADED = "Downloaded"

@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import json
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -15,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from deepseek_operator.api.spec import GROUP, KIND, PLURAL, VERSION
 from deepseek_operator.k8s import metrics
 from deepseek_operator.render.naming import FIELD_MANAGER
+from deepseek_operator.render.security import ENFORCE_LABEL
 
 LOG = logging.getLogger(__name__)
 
@@ -46,10 +48,14 @@ def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return patch
 
 
+POD_SECURITY_TTL_S = 20.0
+
+
 class Kube:
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
         self._ssh_secrets: set[tuple[str, str]] = set()  # (namespace, name) of key Secrets known to exist
+        self._pod_security: dict[str, tuple[float, str | None]] = {}  # namespace -> (read at, enforced level)
 
     def _call(self, method: str, path: str, body: Any = None, content_type: str = "application/json",
               query: list[tuple[str, str]] | None = None, count: bool = True) -> Any:
@@ -119,6 +125,24 @@ class Kube:
                 return False
             raise
         return any(r.get("name") == plural for r in json.loads(response.data).get("resources") or [])
+
+    def pod_security(self, namespace: str) -> str | None:
+        """The Pod Security Standard the namespace enforces (its pod-security.kubernetes.io/enforce label), read
+        at most every POD_SECURITY_TTL_S seconds per namespace."""
+        read_at, level = self._pod_security.get(namespace, (-POD_SECURITY_TTL_S, None))
+        if time.monotonic() - read_at < POD_SECURITY_TTL_S:
+            return level
+        try:
+            response = self._call("GET", f"/api/v1/namespaces/{namespace}", count=False)
+        except ApiException as e:
+            if e.status != 403:
+                raise
+            LOG.warning("may not read namespace %s (get namespaces): its Pod Security level is not checked", namespace)
+            level = None
+        else:
+            level = (json.loads(response.data).get("metadata", {}).get("labels") or {}).get(ENFORCE_LABEL)
+        self._pod_security[namespace] = (time.monotonic(), level)
+        return level
 
     def write_status(self, namespace: str, name: str, old: dict[str, Any], new: dict[str, Any]) -> str:
         """Turns status `old` into `new`; returns the resourceVersion the resource has after the write."""

@@ -126,6 +126,7 @@ def reconcile(kube: Kube, body: Mapping[str, Any], observed: Observed) -> PassRe
     generation = int(meta.get("generation", 1))
     try:
         try:
+            observed = replace(observed, pod_security=kube.pod_security(meta["namespace"]))
             context = start(dict(body), observed, now)
             result = context if isinstance(context, Plan) else run(measure(kube, body, context))
         except ApiException:

@@ -29,7 +29,7 @@ from deepseek_operator.plan.status import (
     rendered_status,
     validation_message,
 )
-from deepseek_operator.render import catalog, children, sizing, weights
+from deepseek_operator.render import catalog, children, security, sizing, weights
 from deepseek_operator.render import runtime as runtimes
 from deepseek_operator.rollout import machine
 from deepseek_operator.rollout.machine import Event
@@ -88,6 +88,9 @@ def finish(body: dict[str, Any], conds: Conditions, status: st.DeepSeekDeploymen
                 events=[*(events or []), *decided_events(body.get("status") or {}, rendered)], **plan_kw)
 
 
+POD_SECURITY_RECHECK_S = 30.0
+
+
 def start(body: dict[str, Any], observed: Observed, now: str) -> PassContext | Plan:
     """The context of a spec that parses and fits; otherwise the Plan that reports why, changing nothing."""
     meta = body["metadata"]
@@ -114,6 +117,13 @@ def start(body: dict[str, Any], observed: Observed, now: str) -> PassContext | P
         status.phase = Phase.DEGRADED
         return finish(body, conds, status, observed)
     conds.set(st.FITS_HARDWARE, True, Reason.FITS, f"{fit.message}; {rt.reason}")
+    if (forbidden := security.pod_security_problem(spec, fit.nodes_per_replica, observed.pod_security)) is not None:
+        conds.set(st.SPEC_VALID, True, Reason.VALID_SPEC, "")  # valid as written; the namespace is the trouble
+        conds.set(st.READY, False, Reason.POD_SECURITY_FORBIDS, f"{forbidden}; nothing was changed")
+        conds.set(st.DEGRADED, True, Reason.POD_SECURITY_FORBIDS, forbidden)
+        status.phase = Phase.DEGRADED
+        # A namespace's label changes without an event of ours: look again a while later.
+        return finish(body, conds, status, observed, requeue_after=POD_SECURITY_RECHECK_S)
     target = render(spec, model, rt)
     if ignored := runtimes.ignored_settings(spec, model, fit.nodes_per_replica, target.quantize):
         conds.set(st.SPEC_VALID, True, Reason.IGNORED_SETTING, "; ".join(ignored))

@@ -22,6 +22,8 @@ class Observed:
     statefulsets: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     leader_worker_sets: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     lws_installed: bool = False  # the LeaderWorkerSet API is served: multi-node revisions become LWS
+    # The namespace's pod-security.kubernetes.io/enforce label (None: none, the cluster's default applies).
+    pod_security: str | None = None
     # The metric sources of the operator's configuration, by name: what a resource's analysis may pick.
     metric_sources: Mapping[str, MetricSource] = field(default_factory=dict)
     model_repo_configmaps: tuple[str, ...] = ()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepseek_operator.api.spec import GROUP, KIND, VERSION, DeepSeekDeploymentSpec
-from deepseek_operator.render import naming, nccl, triton, weights
+from deepseek_operator.render import naming, nccl, security, triton, weights
 from deepseek_operator.render import quantize as quantization
 from deepseek_operator.render.catalog import GpuSpec
 
@@ -155,6 +155,7 @@ def _server_volumes(owner: Owner, spec: DeepSeekDeploymentSpec, revision: str, g
           if mount_model_cache else []),
         checkpoint,
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size(gpus)}},
+        security.tmp_volume(),
     ]
 
 
@@ -181,6 +182,7 @@ def openai_container(spec: DeepSeekDeploymentSpec, checkpoint_mount: dict[str, A
         # It keeps answering while the endpoint is dropped, as Triton does (DRAIN_SECONDS).
         "lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}},
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        "securityContext": security.container_context(),  # it writes nothing
         "volumeMounts": [checkpoint_mount],
     }
 
@@ -189,11 +191,11 @@ def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuS
                         gpus: int, mount_model_cache: bool, command: list[str], component: str = "",
                         extra_labels: dict[str, str] | None = None, env: dict[str, str] | None = None,
                         extra_volumes: tuple[tuple[dict[str, Any], dict[str, Any]], ...] = (),
-                        serves: bool = True) -> dict[str, Any]:
+                        serves: bool = True, spans_nodes: bool = False) -> dict[str, Any]:
     """The pod of one node of a replica: Triton (or, `serves` False, a multi-node replica's worker, which runs
     ranks for its leader and answers no client), with the node's GPUs, the fabric and the model repository."""
     serving = spec.serving
-    net = nccl.pod_network(spec.network)
+    net = nccl.pod_network(spec.network, spans_nodes=spans_nodes)
     labels = {**naming.common_labels(owner.name, component or naming.COMPONENT_SERVER), **serving.pod_labels,
               naming.LABEL_REVISION: revision, naming.LABEL_CHECKPOINT_KEY: checkpoint_key, **(extra_labels or {})}
     annotations = {**serving.pod_annotations, **net.annotations, f"{GROUP}/revision": revision}
@@ -210,10 +212,12 @@ def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuS
             **({"hostNetwork": True, "dnsPolicy": "ClusterFirstWithHostNet"} if net.host_network else {}),
             "tolerations": tolerations(spec),
             "terminationGracePeriodSeconds": 60,
+            **security.pod_fields(spec, gpu=True),
             "initContainers": [{
                 "name": "model-repository",
                 "image": spec.runtime.image,
                 "command": ["/bin/sh", "-c", _layout_script()],
+                "securityContext": security.container_context(),
                 "volumeMounts": [{"name": "model-repository-src", "mountPath": MODEL_REPO_SOURCE_MOUNT},
                                  {"name": "model-repository", "mountPath": MODEL_REPO_MOUNT}],
             }],
@@ -221,9 +225,10 @@ def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuS
                 "name": "triton",
                 "image": spec.runtime.image,
                 "command": command,
-                "env": [{"name": k, "value": v} for k, v in sorted({**net.env, **(env or {})}.items())],
-                **({"securityContext": {"capabilities": {"add": list(net.capabilities)}}}
-                   if net.capabilities else {}),
+                # HOME under /tmp: the CUDA, Triton-kernel and Hugging Face caches, under a read-only root.
+                "env": [{"name": k, "value": v} for k, v in sorted(
+                    {**net.env, **(env or {}), "HOME": security.TMP_MOUNT}.items())],
+                "securityContext": security.container_context(net.capabilities),
                 "ports": ports,
                 "resources": resources,
                 "lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS if serves else WORKER_DRAIN_SECONDS}}},
@@ -234,6 +239,7 @@ def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuS
                       if mount_model_cache else []),
                     ckpt_mount,
                     {"name": "dshm", "mountPath": "/dev/shm"},
+                    security.tmp_mount(),
                     *(mount for _, mount in extra_volumes),
                 ],
             }, *([openai_container(spec, dict(ckpt_mount))] if serves and spec.serving.openai.enabled else [])],

@@ -75,7 +75,7 @@ def leader_command(*, layout: Layout, env_names: list[str], service: str, namesp
     ssh = f"-p {SSH_PORT} -i {SSH_MOUNT}/{SSH_PRIVATE_KEY} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
     # Open MPI shortens hostfile names to their first label before it ssh-es to them; a pod's short name does
     # not resolve (the pod's DNS search path holds its namespace, not the headless Service): keep them whole.
-    mpirun = ["mpirun", "--allow-run-as-root", "--hostfile", "/tmp/hostfile", "-np", str(layout.world_size),
+    mpirun = ["mpirun", "--hostfile", "/tmp/hostfile", "-np", str(layout.world_size),
               "--map-by", f"ppr:{slots}:node", "--bind-to", "none", "--mca", "orte_keep_fqdn_hostnames", "1",
               "--mca", "plm_rsh_args", ssh,
               *(arg for name in env_names for arg in ("-x", name)), *triton_command()]
@@ -99,17 +99,22 @@ def leader_command(*, layout: Layout, env_names: list[str], service: str, namesp
 
 
 def worker_command() -> list[str]:
-    """sshd in the foreground for the leader's mpirun. It refuses to start without its privilege-separation
-    directory, which only a booted system's tmpfiles create: the container makes it."""
-    key = f"{SSH_MOUNT}/{SSH_PRIVATE_KEY}"
-    sshd = ["/usr/sbin/sshd", "-D", "-e", "-p", str(SSH_PORT), "-h", key,
-            "-o", f"AuthorizedKeysFile={SSH_MOUNT}/{SSH_PUBLIC_KEY}", "-o", "PermitRootLogin=prohibit-password",
-            "-o", "PasswordAuthentication=no"]
-    return ["/bin/sh", "-c", f"mkdir -p /run/sshd && exec {shlex.join(sshd)}"]
+    """sshd in the foreground for the leader's mpirun, as the pod's non-root user: it serves that user only
+    (whom the leader's mpirun logs in as), needs no privilege-separation directory and no PAM. Its host key is
+    the revision's key, copied where only this user can read it (the Secret's files are group-readable, for
+    fsGroup, and sshd refuses a host key others can read)."""
+    keys = "/tmp/ssh"
+    sshd = ["/usr/sbin/sshd", "-D", "-e", "-p", str(SSH_PORT), "-h", f"{keys}/{SSH_PRIVATE_KEY}",
+            "-o", f"AuthorizedKeysFile={keys}/{SSH_PUBLIC_KEY}", "-o", "PasswordAuthentication=no",
+            "-o", "UsePAM=no", "-o", f"PidFile={keys}/sshd.pid",
+            # /tmp is a world-writable emptyDir of this pod alone, which StrictModes would refuse as a key's home.
+            "-o", "StrictModes=no"]
+    return ["/bin/sh", "-c", f"mkdir -p {keys} && install -m 600 {SSH_MOUNT}/{SSH_PRIVATE_KEY} "
+                             f"{SSH_MOUNT}/{SSH_PUBLIC_KEY} {keys}/ && exec {shlex.join(sshd)}"]
 
 
 def _ssh_volume(owner: Owner, revision: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    return ({"name": "ssh", "secret": {"secretName": ssh_secret_name(owner.name, revision), "defaultMode": 0o400}},
+    return ({"name": "ssh", "secret": {"secretName": ssh_secret_name(owner.name, revision), "defaultMode": 0o440}},
             {"name": "ssh", "mountPath": SSH_MOUNT, "readOnly": True})
 
 
@@ -123,12 +128,12 @@ def _anti_affinity(owner: Owner, revision: str) -> dict[str, Any]:
 def _templates(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, checkpoint_key: str,
                layout: Layout, mount_model_cache: bool, service: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The leader's and a worker's pod templates."""
-    net = nccl.pod_network(spec.network)
+    net = nccl.pod_network(spec.network, spans_nodes=True)
 
     def template(command: list[str], role: str, serves: bool) -> dict[str, Any]:
         t = server_pod_template(
             owner=owner, spec=spec, gpu=gpu, revision=revision, checkpoint_key=checkpoint_key,
-            gpus=layout.gpus_per_node,
+            gpus=layout.gpus_per_node, spans_nodes=True,
             mount_model_cache=mount_model_cache, command=command, serves=serves,
             component=naming.COMPONENT_SERVER if serves else naming.COMPONENT_SERVER_WORKER,
             extra_labels={LABEL_ROLE: role}, extra_volumes=(_ssh_volume(owner, revision),))

@@ -46,11 +46,14 @@ def nccl_env(network: NetworkSpec) -> dict[str, str]:
     return {**env, **nccl.extra_env}
 
 
-def pod_network(network: NetworkSpec) -> PodNetwork:
-    rdma = network.fabric is not Fabric.ETHERNET
+def pod_network(network: NetworkSpec, *, spans_nodes: bool) -> PodNetwork:
+    """What a pod of a replica (or of its preflight) gets of the network spec. The fabric joins nodes: ranks on
+    one node talk over NVLink or PCIe, so a one-node replica gets no HCA, no secondary network and no IPC_LOCK
+    (and its pods stay within the `restricted` Pod Security Standard)."""
+    rdma = spans_nodes and network.fabric is not Fabric.ETHERNET
     return PodNetwork(
         env=nccl_env(network),
-        annotations={MULTUS_ANNOTATION: ",".join(network.networks)} if network.networks else {},
+        annotations={MULTUS_ANNOTATION: ",".join(network.networks)} if rdma and network.networks else {},
         resources={network.rdma_resource: "1"} if rdma and network.rdma_resource else {},
         # Registering GPU memory with the HCA pins pages: RDMA needs IPC_LOCK (memlock).
         capabilities=("IPC_LOCK",) if rdma else (),

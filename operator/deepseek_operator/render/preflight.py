@@ -15,7 +15,7 @@ from typing import Any
 
 from deepseek_operator.api.common import Fabric
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec
-from deepseek_operator.render import naming, nccl
+from deepseek_operator.render import naming, nccl, security
 from deepseek_operator.render.catalog import GpuSpec
 from deepseek_operator.render.children import Owner, child_metadata
 from deepseek_operator.render.reports import finished_condition, termination_message
@@ -85,7 +85,7 @@ def rendezvous_service(owner: Owner, revision: str) -> dict[str, Any]:
 def job(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: str, check: Check,
         node_affinity: dict[str, Any], tolerations: list[dict[str, Any]], shm_size: str) -> dict[str, Any]:
     settings = spec.network.preflight
-    net = nccl.pod_network(spec.network)
+    net = nccl.pod_network(spec.network, spans_nodes=check.nodes > 1)
     name = job_name(owner.name, revision)
     master = naming.pod_dns_name(f"{name}-0", name, owner.namespace) if check.nodes > 1 else "127.0.0.1"
     args = [f"--nnodes={check.nodes}", f"--nproc-per-node={check.gpus_per_node}",
@@ -111,6 +111,7 @@ def job(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: s
                 "metadata": {"labels": dict(meta["labels"]), "annotations": dict(net.annotations)},
                 "spec": {
                     "restartPolicy": "Never",
+                    **security.pod_fields(spec, gpu=True),
                     "subdomain": name,
                     "affinity": affinity,
                     "tolerations": tolerations,
@@ -120,16 +121,16 @@ def job(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revision: s
                         "image": settings.image,
                         "command": ["torchrun"],
                         "args": args,
-                        "env": [{"name": k, "value": v} for k, v in sorted(net.env.items())],
-                        **({"securityContext": {"capabilities": {"add": list(net.capabilities)}}}
-                           if net.capabilities else {}),
+                        "env": [{"name": k, "value": v} for k, v in sorted(net.env.items())] + [security.home_env()],
+                        "securityContext": security.container_context(net.capabilities),
                         "ports": [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}],
                         "resources": {"limits": resources, "requests": dict(resources)},
                         "terminationMessagePath": TERMINATION_LOG,
                         "terminationMessagePolicy": "File",
-                        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
+                        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}, security.tmp_mount()],
                     }],
-                    "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}}],
+                    "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}},
+                                security.tmp_volume()],
                 },
             },
         },

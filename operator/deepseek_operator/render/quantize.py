@@ -19,7 +19,7 @@ from typing import Any
 
 from deepseek_operator.api.common import Precision
 from deepseek_operator.api.spec import GROUP, DeepSeekDeploymentSpec
-from deepseek_operator.render import naming
+from deepseek_operator.render import naming, security
 from deepseek_operator.render.catalog import ModelSpec
 
 CACHE_MOUNT = "/model-cache"
@@ -171,6 +171,7 @@ def job(*, spec: DeepSeekDeploymentSpec, key: str, namespace: str, cr_name: str,
                 "metadata": {"labels": labels, "annotations": pod_annotations},
                 "spec": {
                     "restartPolicy": "Never",
+                    **security.pod_fields(spec, gpu=True),
                     "affinity": {"nodeAffinity": node_affinity},
                     "tolerations": tolerations,
                     "containers": [{
@@ -178,11 +179,13 @@ def job(*, spec: DeepSeekDeploymentSpec, key: str, namespace: str, cr_name: str,
                         "image": spec.runtime.image,
                         "command": ["python3", "-c", QUANTIZE_PROGRAM, checkpoint_dir(spec), quantized_dir(key),
                                     MODELOPT_CONFIG[spec.model.precision], *calibration_args],
+                        "env": [security.home_env()],  # torch's and ModelOpt's caches, under a read-only root
                         "terminationMessagePolicy": "FallbackToLogsOnError",
                         "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
-                        "volumeMounts": [*volume_mounts, *calibration_mounts],
+                        "securityContext": security.container_context(),
+                        "volumeMounts": [*volume_mounts, *calibration_mounts, security.tmp_mount()],
                     }],
-                    "volumes": [*volumes, *calibration_volumes],
+                    "volumes": [*volumes, *calibration_volumes, security.tmp_volume()],
                 },
             },
         },

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from deepseek_operator.api.common import Precision
+from deepseek_operator.api.common import Fabric, Precision
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec
 from deepseek_operator.render import quantize, recipes, sizing
 from deepseek_operator.render.catalog import GpuSpec, ModelSpec
@@ -70,6 +70,10 @@ def ignored_settings(spec: DeepSeekDeploymentSpec, model: ModelSpec, nodes_per_r
     if spec.serving.group_topology_key and nodes_per_replica == 1:
         found.append("spec.serving.groupTopologyKey is ignored: each replica of this layout runs on one node "
                      "(it groups the nodes of replicas that span nodes)")
+    if spec.network.fabric is not Fabric.ETHERNET and nodes_per_replica == 1:
+        found.append(f"spec.network.fabric {spec.network.fabric.value} is ignored: each replica of this layout runs "
+                     "on one node, whose GPUs talk over NVLink or PCIe (the HCA, IPC_LOCK and secondary networks "
+                     "are for replicas that span nodes)")
     if spec.model.calibration is not None and not quantizes:
         found.append(f"spec.model.calibration is ignored: {model.name} at {spec.model.precision.value} is served "
                      "from the checkpoint as it is (calibration data is for quantize Jobs)")

@@ -18,7 +18,7 @@ from typing import Any
 
 from deepseek_operator.api.spec import GROUP, DeepSeekDeploymentSpec
 from deepseek_operator.api.status import WeightsState
-from deepseek_operator.render import naming, reports
+from deepseek_operator.render import naming, reports, security
 
 CACHE_MOUNT = "/model-cache"
 CHECKPOINTS_DIR = "checkpoints"
@@ -26,8 +26,6 @@ PROGRESS_PORT = 8080
 EXIT_PERMANENT = 2  # the downloader's exit code for a failure another try cannot mend (download/cli.py)
 BACKOFF_LIMIT = 4  # retries of a transient failure; the Job controller waits 10 s, 20 s, 40 s, 80 s between
 RETRY_AFTER_S = 600.0  # a failed download is tried again this long after it failed (a fixed Secret, a grown PVC)
-TEMP_MOUNT = "/tmp"
-DOWNLOADER_UID = 10001  # the Dockerfile's `downloader` target runs as this user
 
 
 def downloads(spec: DeepSeekDeploymentSpec) -> bool:
@@ -82,7 +80,7 @@ def _args(spec: DeepSeekDeploymentSpec, download_key: str) -> list[str]:
 def _secret_env(spec: DeepSeekDeploymentSpec) -> list[dict[str, Any]]:
     """The credentials, by reference only: the kubelet resolves them into this container's environment."""
     src = spec.model.source
-    env: list[dict[str, Any]] = [{"name": "HF_HOME", "value": f"{TEMP_MOUNT}/hf"},
+    env: list[dict[str, Any]] = [{"name": "HF_HOME", "value": f"{security.TMP_MOUNT}/hf"},
                                  {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"}]
     if src.hf and src.hf.token_secret_ref:
         token = src.hf.token_secret_ref
@@ -126,11 +124,8 @@ def job(*, spec: DeepSeekDeploymentSpec, download_key: str, namespace: str, cr_n
                 "metadata": {"labels": labels},
                 "spec": {
                     "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,  # it reads no API
-                    # The image's non-root user; fsGroup makes a fresh cache volume writable by it.
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": DOWNLOADER_UID,
-                                        "runAsGroup": DOWNLOADER_UID, "fsGroup": DOWNLOADER_UID,
-                                        "fsGroupChangePolicy": "OnRootMismatch"},
+                    # A non-root user; fsGroup makes a fresh cache volume writable by it.
+                    **security.pod_fields(spec, gpu=False),
                     "containers": [{
                         "name": "download",
                         "image": spec.model.download.image,
@@ -138,14 +133,13 @@ def job(*, spec: DeepSeekDeploymentSpec, download_key: str, namespace: str, cr_n
                         "env": _secret_env(spec),
                         "ports": [{"name": "progress", "containerPort": PROGRESS_PORT}],
                         "resources": {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
-                        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                            "capabilities": {"drop": ["ALL"]}},
+                        "securityContext": security.container_context(),
                         "volumeMounts": [{"name": "model-cache", "mountPath": CACHE_MOUNT},
-                                         {"name": "tmp", "mountPath": TEMP_MOUNT}],
+                                         security.tmp_mount()],
                     }],
                     "volumes": [{"name": "model-cache",
                                  "persistentVolumeClaim": {"claimName": spec.runtime.cache.pvc}},
-                                {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+                                security.tmp_volume()],
                 },
             },
         },

@@ -12,4 +12,4 @@ while True:
         if time.time() > deadline: sys.exit("worker " + sys.argv[1] + " never answered")
         time.sleep(2)' "$host"
 done
-exec mpirun --allow-run-as-root --hostfile /tmp/hostfile -np 16 --map-by ppr:8:node --bind-to none --mca orte_keep_fqdn_hostnames 1 --mca plm_rsh_args '-p 2222 -i /etc/deepseek/ssh/id_ed25519 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null' -x NCCL_DEBUG -x NCCL_IB_DISABLE -x NCCL_IB_HCA -x NCCL_NET_GDR_LEVEL -x NCCL_SOCKET_IFNAME trtllm-llmapi-launch tritonserver --model-repository=/srv/model-repository --http-port=8000 --grpc-port=8001 --metrics-port=8002 --metrics-config=histogram_latencies=true
+exec mpirun --hostfile /tmp/hostfile -np 16 --map-by ppr:8:node --bind-to none --mca orte_keep_fqdn_hostnames 1 --mca plm_rsh_args '-p 2222 -i /etc/deepseek/ssh/id_ed25519 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null' -x NCCL_DEBUG -x NCCL_IB_DISABLE -x NCCL_IB_HCA -x NCCL_NET_GDR_LEVEL -x NCCL_SOCKET_IFNAME trtllm-llmapi-launch tritonserver --model-repository=/srv/model-repository --http-port=8000 --grpc-port=8001 --metrics-port=8002 --metrics-config=histogram_latencies=true
