@@ -9,6 +9,7 @@ State (pids, ports) lives in $DEEPSEEK_TESTBED_CACHE/state/testbed.json so `up` 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -50,6 +51,8 @@ SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 GATEWAY_NAMESPACE = "default"
 GATEWAY_NAME = "llm-gateway"
 GATEWAY_CLASS = "traefik"
+# The Gateway's HTTPS listener and its certificate's Secret (made at `up`, self-signed; a test may replace it).
+GATEWAY_TLS_LISTENER, GATEWAY_TLS_SECRET = "websecure", "llm-gateway-tls"
 
 
 class TestbedError(RuntimeError):
@@ -415,6 +418,7 @@ def start_traefik(state: State) -> None:
     start_process(state, "traefik", [
         str(BIN / "traefik"),
         f"--entryPoints.web.address=127.0.0.1:{web}",
+        f"--entryPoints.{GATEWAY_TLS_LISTENER}.address=127.0.0.1:{state.ports['gateway-tls']}",
         # Metrics on the bridge address: an operator running as a pod reads them for the gateway provider.
         f"--entryPoints.traefik.address={network.HOST_IP}:{api}",
         "--providers.kubernetesgateway=true",
@@ -423,6 +427,7 @@ def start_traefik(state: State) -> None:
         "--metrics.prometheus.addRoutersLabels=true", "--metrics.prometheus.entryPoint=traefik",
         "--ping=true", "--ping.entryPoint=traefik",
         f"--providers.file.filename={dynamic}", "--entryPoints.web.http.middlewares=request-buffer@file",
+        f"--entryPoints.{GATEWAY_TLS_LISTENER}.http.middlewares=request-buffer@file",
         # Requests answered 5xx, with the backend that answered, to place a failed request in time.
         "--accesslog=true", f"--accesslog.filePath={LOGS / 'traefik-access.log'}", "--accesslog.format=json",
         "--accesslog.filters.statusCodes=500-599",
@@ -464,6 +469,31 @@ def start_local_operator(state: State) -> None:
              lambda: http_ok(f"http://127.0.0.1:{port}/metrics"), 60, "operator", state.pids["operator"])
 
 
+def gateway_tls_secret() -> dict[str, object]:
+    """The HTTPS listener's certificate: self-signed for *.llm.test, made here (tests bring their own CA's)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "*.llm.test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("*.llm.test")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    pem = (cert.public_bytes(serialization.Encoding.PEM),
+           key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()))
+    return {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": GATEWAY_TLS_SECRET, "namespace": GATEWAY_NAMESPACE},
+            "data": {"tls.crt": base64.b64encode(pem[0]).decode(), "tls.key": base64.b64encode(pem[1]).decode()}}
+
+
 def apply_base_objects(state: State) -> None:
     kubectl("apply", "--server-side", "-f", str(CACHE / "crds" / "gateway-api-standard.yaml"))
     kubectl("wait", "--for=condition=Established", "crd/gateways.gateway.networking.k8s.io",
@@ -481,10 +511,14 @@ def apply_base_objects(state: State) -> None:
     docs.append({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
         "metadata": {"name": GATEWAY_NAME, "namespace": GATEWAY_NAMESPACE},
-        "spec": {"gatewayClassName": GATEWAY_CLASS, "listeners": [{
-            "name": "web", "protocol": "HTTP", "port": state.ports["gateway"],
-            "allowedRoutes": {"namespaces": {"from": "All"}}}]},
+        "spec": {"gatewayClassName": GATEWAY_CLASS, "listeners": [
+            {"name": "web", "protocol": "HTTP", "port": state.ports["gateway"],
+             "allowedRoutes": {"namespaces": {"from": "All"}}},
+            {"name": GATEWAY_TLS_LISTENER, "protocol": "HTTPS", "port": state.ports["gateway-tls"],
+             "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": GATEWAY_TLS_SECRET}]},
+             "allowedRoutes": {"namespaces": {"from": "All"}}}]},
     })
+    docs.append(gateway_tls_secret())
     kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
             stdin="\n---\n".join(yaml.safe_dump(d) for d in docs))
     # Node status (capacity) is a subresource: apply it separately so kwok sees the GPUs at once.
@@ -513,6 +547,7 @@ def up(mode: str, nodes_file: str | Path = TESTBED / "nodes.yaml") -> State:
     network.ensure_bridge()
     state = State(mode=mode, nodes_file=nodes_file, started_at=time.time())
     state.ports["gateway"] = free_port()
+    state.ports["gateway-tls"] = free_port()
     state.ports["traefik-metrics"] = free_port(network.HOST_IP)
     state.save()
     try:

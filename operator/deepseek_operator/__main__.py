@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metric-sources", default=None, metavar="FILE",
                         help="YAML `sources: [{name, provider, address, bearerTokenFile, caFile}]`: the metric "
                              "endpoints a resource's analysis may name (the chart's metricSources)")
+    parser.add_argument("--operator-namespace", default=None,
+                        help="the namespace the operator runs in: its pods may scrape the serving pods' metrics "
+                             "through their NetworkPolicies (the chart sets it)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.verbose:
         # kopf logs every handler run at INFO; our own events and logs say what was decided.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    handlers.load(args.metric_sources)
+    handlers.load(args.metric_sources, args.operator_namespace)
     if args.metrics_port:
         prometheus_client.start_http_server(args.metrics_port, addr=args.metrics_address)
     asyncio.run(kopf.operator(

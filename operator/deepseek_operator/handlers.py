@@ -35,12 +35,15 @@ LOG = logging.getLogger(__name__)
 _kube: Kube | None = None
 _scheduler: PassScheduler | None = None
 _metric_sources: dict[str, MetricSource] = {}
+_operator_namespace: str | None = None
 
 
-def load(metric_sources_file: str | None = None) -> None:
+def load(metric_sources_file: str | None = None, operator_namespace: str | None = None) -> None:
     """Importing this module registers the handlers; the function makes that explicit at start-up, and reads
-    the operator's metric sources (the only addresses and credentials the analysis may use)."""
-    global _metric_sources
+    the operator's metric sources (the only addresses and credentials the analysis may use) and where the
+    operator runs (its namespace may scrape the pods through their NetworkPolicies)."""
+    global _metric_sources, _operator_namespace
+    _operator_namespace = operator_namespace or None
     if metric_sources_file:
         with open(metric_sources_file) as f:
             _metric_sources = parse_sources(f.read())
@@ -99,6 +102,7 @@ OWNED = {
     "PreflightPod": ("", "pods", PREFLIGHT, "owned_preflight_pods"),
     "StatefulSet": ("apps", "statefulsets", OURS, "owned_statefulsets"),
     "LeaderWorkerSet": (multinode.LWS_API_VERSION.split("/")[0], "leaderworkersets", OURS, "owned_leaderworkersets"),
+    "NetworkPolicy": ("networking.k8s.io", "networkpolicies", OURS, "owned_networkpolicies"),
 }
 # Multi-node revisions become LeaderWorkerSets where the LWS API is served (checked at start-up: installing LWS
 # later takes an operator restart), StatefulSets elsewhere.
@@ -155,7 +159,7 @@ def _prepare(key: Key, body: Mapping[str, Any], indexes: Mapping[str, kopf.Index
                        list(indexes["quantize_jobs"].get(namespace, [])), lws_installed=_lws_installed,
                        download_jobs=list(indexes["download_jobs"].get(namespace, [])),
                        download_pods=list(indexes["download_pods"].get(namespace, [])),
-                       metric_sources=_metric_sources)
+                       metric_sources=_metric_sources, operator_namespace=_operator_namespace)
     assert _kube is not None
     return functools.partial(reconcile, _kube, body, observed)
 

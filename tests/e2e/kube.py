@@ -25,6 +25,7 @@ class TestbedClient:
     __test__ = False  # not a test class, whatever its name
     kubeconfig: str
     gateway: str
+    gateway_tls: str  # the Gateway's HTTPS listener (127.0.0.1:<port>)
     prometheus: str
     traefik_metrics: str
     api: client.ApiClient
@@ -34,6 +35,7 @@ class TestbedClient:
         return cls(
             kubeconfig=str(cluster.KUBECONFIG),
             gateway=f"http://127.0.0.1:{state.ports['gateway']}",
+            gateway_tls=f"127.0.0.1:{state.ports.get('gateway-tls', 0)}",
             prometheus=f"http://127.0.0.1:{state.ports['prometheus']}",
             traefik_metrics=f"http://{network.HOST_IP}:{state.ports['traefik-metrics']}",
             api=config.new_client_from_config(str(cluster.KUBECONFIG)),

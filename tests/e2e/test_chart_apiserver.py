@@ -81,7 +81,8 @@ def test_namespaced_rbac_reaches_the_watched_namespace_only(namespaces: list[str
                            ("watch", "deepseekdeployments.serving.deepseek.ai"), ("create", "events"),
                            ("patch", "httproutes.gateway.networking.k8s.io"), ("list", "pods"),
                            ("patch", "statefulsets.apps"),
-                           ("watch", "jobs.batch"), ("create", "secrets"), ("delete", "secrets")]:
+                           ("watch", "jobs.batch"), ("create", "secrets"), ("delete", "secrets"),
+                           ("patch", "networkpolicies.networking.k8s.io")]:
         assert can(verb, resource, watched), f"{verb} {resource} in {watched}"
         assert not can(verb, resource, other), f"{verb} {resource} in {other}"
     assert not can("patch", "deployments.apps", None)

@@ -71,6 +71,9 @@ def test_two_node_replica_preflight_and_canary(testbed: TestbedClient, ns: str) 
     # (The leader also runs the OpenAI frontend beside Triton; the worker serves no client and has none.)
     assert sorted((c.name, c.restart_count) for c in roles["leader"].status.container_statuses) == [
         ("openai", 0), ("triton", 0)]
+    # Leader and worker reach each other (SSH, NCCL) through their revision's NetworkPolicy.
+    policies = client.NetworkingV1Api(testbed.api).list_namespaced_network_policy(ns).items
+    assert f"{NAME}-{stable}-group" in {p.metadata.name for p in policies}
     # The client Service reaches the leader only.
     endpoints = testbed.core.read_namespaced_endpoints(NAME, ns)
     assert [a.ip for s in endpoints.subsets or [] for a in s.addresses or []] == [roles["leader"].status.pod_ip]

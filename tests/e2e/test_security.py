@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import http.server
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -126,4 +128,121 @@ def test_a_layout_the_namespace_refuses_waits_with_a_reason_until_the_label_allo
         eventually("the workloads", lambda: client.AppsV1Api(testbed.api).list_namespaced_stateful_set(ns).items,
                    timeout=90)
     finally:
+        next(namespaces, None)
+
+
+def test_a_departments_gpu_quota_stops_a_rollout_with_the_quotas_words_and_raising_it_lets_it_finish(
+        testbed: TestbedClient, operator: OperatorProcess) -> None:
+    from tests.e2e.test_serving import Resources, _docs, model_store_namespace
+
+    namespaces = model_store_namespace(testbed, "quota")
+    ns = next(namespaces)
+    try:
+        quota = {"metadata": {"name": "gpus"}, "spec": {"hard": {"requests.nvidia.com/gpu": "1"}}}
+        testbed.core.create_namespaced_resource_quota(ns, quota)
+        res = Resources(testbed, ns)
+        assert kubectl_apply(_docs("r1-distill-qwen-7b-a100.yaml", ns)).returncode == 0  # 2 replicas x 1 GPU
+
+        def refused() -> dict[str, Any] | None:
+            conditions = (res.get("r1-qwen-7b").get("status") or {}).get("conditions") or []
+            return next((c for c in conditions if c["type"] == "Progressing" and c["reason"] == "QuotaExceeded"),
+                        None)
+
+        condition = eventually("the quota in the conditions", refused, timeout=180)
+        assert "exceeded quota: gpus" in condition["message"] and "requests.nvidia.com/gpu" in condition["message"]
+        testbed.core.patch_namespaced_resource_quota("gpus", ns, {"spec": {"hard": {"requests.nvidia.com/gpu": "2"}}})
+        res.wait_phase("r1-qwen-7b", "Healthy", timeout=240)
+    finally:
+        next(namespaces, None)
+
+
+def test_triton_grpc_speaks_tls_from_the_secret_and_nothing_else(testbed: TestbedClient,
+                                                                  operator: OperatorProcess) -> None:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    from tests.e2e.test_serving import Resources, _docs, model_store_namespace
+    from tests.unit.test_metric_sources import _cert, _pem
+
+    ca_key, ca = _cert("test CA")
+    key, cert = _cert("localhost", ca_key, ca.subject)
+    namespaces = model_store_namespace(testbed, "tls")
+    ns = next(namespaces)
+    try:
+        testbed.core.create_namespaced_secret(ns, {"metadata": {"name": "triton-grpc"}, "type": "kubernetes.io/tls",
+                                                   "data": {"tls.crt": base64.b64encode(_pem(cert)).decode(),
+                                                            "tls.key": base64.b64encode(_pem(key)).decode()}})
+        [doc] = [d for d in _docs("r1-distill-qwen-7b-a100.yaml", ns) if d["kind"] == "DeepSeekDeployment"]
+        doc["spec"]["serving"] |= {"replicas": 1, "grpcTls": {"secretName": "triton-grpc"}}
+        assert kubectl_apply([doc]).returncode == 0
+        Resources(testbed, ns).wait_phase("r1-qwen-7b", "Healthy", timeout=240)
+        [pod] = testbed.ready_pods(ns, "serving.deepseek.ai/deployment=r1-qwen-7b")
+        url = f"{pod.status.pod_ip}:8001"
+        # The name the certificate carries (the client dials the pod's IP).
+        tls = grpcclient.InferenceServerClient(url, ssl=True, root_certificates=None,
+                                               channel_args=[("grpc.ssl_target_name_override", "localhost")])
+        ca_file = Path(tempfile.mkdtemp()) / "ca.crt"
+        ca_file.write_bytes(_pem(ca))
+        trusted = grpcclient.InferenceServerClient(url, ssl=True, root_certificates=str(ca_file),
+                                                   channel_args=[("grpc.ssl_target_name_override", "localhost")])
+        assert trusted.is_server_live() and trusted.is_model_ready("tensorrt_llm")
+        for refused in (grpcclient.InferenceServerClient(url), tls):  # plaintext; a CA that did not sign it
+            with pytest.raises(InferenceServerException):
+                refused.is_server_live(client_timeout=5)
+    finally:
+        next(namespaces, None)
+
+
+def _https_get(address: str, host: str, path: str, ca: Path) -> str:
+    """One GET over TLS to `address` for `host` (SNI and Host), trusting only `ca`; the status line."""
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(ca))
+    ip, port = address.rsplit(":", 1)
+    with socket.create_connection((ip, int(port)), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname=host) as tls:
+        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        return tls.recv(4096).decode(errors="replace").split("\r\n", 1)[0]
+
+
+def test_https_at_the_gateway_listener_with_a_certificate_the_test_made(testbed: TestbedClient,
+                                                                         operator: OperatorProcess) -> None:
+    import ssl
+
+    from tests.e2e.test_rollout import canary_cr
+    from tests.e2e.test_serving import Resources, model_store_namespace
+    from tests.unit.test_metric_sources import _cert, _pem
+
+    ca_key, ca = _cert("department CA")
+    key, cert = _cert("*.llm.test", ca_key, ca.subject, san="*.llm.test")
+    ca_file = Path(tempfile.mkdtemp()) / "ca.crt"
+    ca_file.write_bytes(_pem(ca))
+    listener = testbed.core.read_namespaced_secret(cluster.GATEWAY_TLS_SECRET, cluster.GATEWAY_NAMESPACE)
+    namespaces = model_store_namespace(testbed, "https")
+    ns = next(namespaces)
+    try:
+        testbed.core.patch_namespaced_secret(cluster.GATEWAY_TLS_SECRET, cluster.GATEWAY_NAMESPACE, {"data": {
+            "tls.crt": base64.b64encode(_pem(cert)).decode(), "tls.key": base64.b64encode(_pem(key)).decode()}})
+        cr = canary_cr(ns, replicas=1)
+        cr["spec"]["rollout"]["trafficRouting"]["gatewayAPI"]["parentRefs"][0]["sectionName"] = \
+            cluster.GATEWAY_TLS_LISTENER  # the HTTPS listener only
+        assert kubectl_apply([cr]).returncode == 0
+        Resources(testbed, ns).wait_phase(cr["metadata"]["name"], "Healthy", timeout=240)
+        host = f"{ns}.llm.test"
+        # Traefik presents the test's certificate (the handshake trusts only the test's CA) and routes to Triton.
+        status = eventually("Triton over HTTPS", lambda: (s := _https_get(
+            testbed.gateway_tls, host, "/v2/health/ready", ca_file)).endswith("200 OK") and s, timeout=60)
+        assert status.startswith("HTTP/1.1 200")
+        # The route is attached to the HTTPS listener alone: plain HTTP does not reach it.
+        import requests
+
+        assert requests.get(f"{testbed.gateway}/v2/health/ready", headers={"Host": host}, timeout=5).status_code == 404
+        other_ca = Path(tempfile.mkdtemp()) / "other.crt"
+        other_ca.write_bytes(_pem(_cert("another CA")[1]))
+        with pytest.raises(ssl.SSLCertVerificationError):
+            _https_get(testbed.gateway_tls, host, "/v2/health/ready", other_ca)
+    finally:
+        testbed.core.patch_namespaced_secret(cluster.GATEWAY_TLS_SECRET, cluster.GATEWAY_NAMESPACE,
+                                             {"data": listener.data})
         next(namespaces, None)

@@ -39,6 +39,7 @@ CHILDREN = {
     "StatefulSet": ("apps", "statefulsets"), "HTTPRoute": ("gateway.networking.k8s.io", "httproutes"),
     "LeaderWorkerSet": ("leaderworkerset.x-k8s.io", "leaderworkersets"),
     "PodMonitor": ("monitoring.coreos.com", "podmonitors"), "Secret": ("", "secrets"),
+    "NetworkPolicy": ("networking.k8s.io", "networkpolicies"),
 }
 
 needs_helm = pytest.mark.skipif(not HELM.exists(), reason=f"helm not built yet at {HELM} (testbed/build helm)")
@@ -188,7 +189,8 @@ def test_default_render() -> None:
     c = container(docs)
     assert c["image"] == images.OPERATOR_IMAGE and c["imagePullPolicy"] == "IfNotPresent"
     assert c["args"] == ["--liveness=http://0.0.0.0:8080/healthz", "--metrics-port=9090",
-                         "--metric-sources=/etc/deepseek-operator/metric-sources.yaml"]
+                         "--metric-sources=/etc/deepseek-operator/metric-sources.yaml",
+                         f"--operator-namespace={NAMESPACE}"]
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert c["securityContext"]["allowPrivilegeEscalation"] is False

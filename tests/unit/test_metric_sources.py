@@ -56,8 +56,8 @@ def test_a_resource_naming_a_source_the_operator_lacks_is_invalid_and_changes_no
 # ------------------------------------------------------------------ reading a source for real
 
 
-def _cert(subject: str, issuer_key: ec.EllipticCurvePrivateKey | None = None,
-          issuer: x509.Name | None = None) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def _cert(subject: str, issuer_key: ec.EllipticCurvePrivateKey | None = None, issuer: x509.Name | None = None,
+          san: str = "localhost") -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     now = dt.datetime.now(dt.UTC)
@@ -67,7 +67,7 @@ def _cert(subject: str, issuer_key: ec.EllipticCurvePrivateKey | None = None,
     if issuer is None:
         builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
     else:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), critical=False)
     return key, builder.sign(issuer_key or key, hashes.SHA256())
 
 

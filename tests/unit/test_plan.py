@@ -34,9 +34,10 @@ QWEN_1_5B = "r1-distill-qwen-1.5b-l4"  # r1-qwen-1-5b: 1 replica on one L4, engi
 LLAMA_70B = "r1-distill-llama-70b-h100-fp8"  # r1-llama-70b: TP 4 on H100-80GB, engine built
 R1_671B = "r1-671b-h200-fp8"  # r1-671b: deepseek_v3 on 8 H200, served from the checkpoint (no engine build)
 
-# A revision's model repository and Deployment, then the Service `<name>` and the PDB (`<name>-stable` and
-# `<name>-canary` come with a gatewayAPI route: test_plan_rollout.py).
-SERVING_KINDS = ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget"]
+# The resource's NetworkPolicies (its pods isolated; its servers' clients and scrapers), a revision's model
+# repository and Deployment, then the Service `<name>` and the PDB (`<name>-stable` and `<name>-canary` come with
+# a gatewayAPI route: test_plan_rollout.py).
+SERVING_KINDS = ["NetworkPolicy", "NetworkPolicy", "ConfigMap", "Deployment", "Service", "PodDisruptionBudget"]
 
 
 # ---------------------------------------------------------------------------------------------------- builders
@@ -398,7 +399,7 @@ def test_671b_needs_no_engine_build_and_serves_once_its_preflight_passed() -> No
                                             "job": "",
                                       "message": "served from the checkpoint by the PyTorch backend"}
     # Eight GPUs: the NCCL preflight comes first, and no serving pod exists until it passed.
-    assert kinds(first) == ["Service", "Job"]
+    assert kinds(first) == ["Service", "Job", "NetworkPolicy", "NetworkPolicy"]
     assert (cond(first, "Preflight")["status"], cond(first, "Preflight")["reason"]) == ("Unknown", "PreflightRunning")
     assert cond(first, "Progressing")["message"] == f"revision {first.status['revision']} waits for its NCCL preflight"
     [job_name] = cluster.preflight_jobs
@@ -406,7 +407,7 @@ def test_671b_needs_no_engine_build_and_serves_once_its_preflight_passed() -> No
     p = cluster.reconcile(body, T0)
     assert (cond(p, "Preflight")["status"], cond(p, "Preflight")["reason"]) == ("True", "PreflightPassed")
     assert p.status["preflight"]["busBandwidthGBps"] == 460.0
-    assert kinds(p) == SERVING_KINDS
+    assert kinds(p) == SERVING_KINDS[2:]  # its NetworkPolicies came with the first pass, before any pod
     assert p.status["phase"] == "Progressing"
     assert cond(p, "CheckpointReady")["status"] == "True"
     assert p.status["parallelism"] == {"tensor": 8, "pipeline": 1, "expert": 8, "nodesPerReplica": 1,
@@ -771,7 +772,8 @@ def test_every_serving_child_is_owned_and_labelled(name: str) -> None:
     body = example(name)
     p = serving_pass(body)
     cr_name = body["metadata"]["name"]
-    assert kinds(p) == SERVING_KINDS
+    # (Where a preflight ran first, the NetworkPolicies came with its pass, before any pod.)
+    assert [k for k in kinds(p) if k != "NetworkPolicy"] == SERVING_KINDS[2:]
     for obj in p.apply:
         meta = obj["metadata"]
         assert meta["namespace"] == "default"

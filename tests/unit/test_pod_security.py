@@ -71,3 +71,32 @@ def test_a_one_node_replica_needs_no_rdma_and_serves_under_restricted() -> None:
     assert p.apply, p.status
     valid = cond(p, "SpecValid")
     assert valid["reason"] == "IgnoredSetting" and "spec.network.fabric infiniband is ignored" in valid["message"]
+
+
+def test_pods_a_quota_refuses_are_said_in_the_conditions_with_the_quota_words() -> None:
+    cluster = Cluster()
+    body = example(QWEN_7B)  # two replicas, one GPU each
+    for _ in range(2):
+        cluster.reconcile(body, T0)
+    deployment = cluster.deployments[cluster.newest]
+    words = ('pods "r1-qwen-7b-x" is forbidden: exceeded quota: gpus, requested: requests.nvidia.com/gpu=1, '
+             'used: requests.nvidia.com/gpu=1, limited: requests.nvidia.com/gpu=1')
+    deployment["status"] = {"replicas": 1, "readyReplicas": 0, "conditions": [
+        {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": words}]}
+    p = cluster.reconcile(body, T0)
+    progressing = cond(p, "Progressing")
+    assert progressing["reason"] == "QuotaExceeded" and words in progressing["message"]
+    assert cond(p, "Ready")["reason"] == "QuotaExceeded"
+
+
+@pytest.mark.parametrize("mutual", [False, True])
+def test_grpc_tls_mounts_the_secret_and_turns_on_tritons_flags(mutual: bool) -> None:
+    body = edited(example(QWEN_7B), {"serving.grpcTls": {"secretName": "triton-grpc", "mutual": mutual}})
+    cluster = drive(body)
+    pod = pod_spec(cluster.deployments[cluster.newest])
+    triton = pod["containers"][0]
+    flags = [a for a in triton["command"] if a.startswith("--grpc-")]
+    assert flags[:3] == ["--grpc-port=8001", "--grpc-use-ssl=true", "--grpc-server-cert=/etc/triton/grpc-tls/tls.crt"]
+    assert ("--grpc-root-cert=/etc/triton/grpc-tls/ca.crt" in flags) is mutual
+    assert {"name": "grpc-tls", "secret": {"secretName": "triton-grpc", "defaultMode": 0o440}} in pod["volumes"]
+    assert {"name": "grpc-tls", "mountPath": "/etc/triton/grpc-tls", "readOnly": True} in triton["volumeMounts"]

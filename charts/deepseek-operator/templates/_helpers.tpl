@@ -123,6 +123,9 @@ and the API server also checks `create` when an apply creates the object; `updat
 - apiGroups: [monitoring.coreos.com]
   resources: [podmonitors]
   verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch, create, patch, delete]
 # SSH keys of multi-node (MPI) replicas: created (AlreadyExists means there) and deleted with their revision.
 # No get/list/watch: the operator reads no Secret (metric credentials are files mounted into its pod).
 - apiGroups: [""]

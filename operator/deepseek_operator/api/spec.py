@@ -422,6 +422,59 @@ class OpenAiFrontend(Schema):
                                     "sets none (R1 thinks at length: a small default cuts answers off).")
 
 
+LabelMap = dict[Annotated[str, Field(max_length=317)], Annotated[str, Field(max_length=63)]]
+
+
+def _selector_keys(field: str, attr: str) -> Rule:
+    """Every key of an optional label map is a label key."""
+    def holds(peer: Any) -> bool:
+        return all(k8s.is_qualified_name(k) for k in getattr(peer, attr) or {})
+
+    return Rule(f"!has(self.{field}) || self.{field}.all(k, {k8s.cel(k8s.CEL_QUALIFIED_NAME, 'k')})",
+                f"{field}: every key must be {LABEL_KEY}", holds, f".{field}")
+
+
+class NetworkPeer(Schema):
+    """Pods allowed in, as a NetworkPolicy peer: pods of the namespaces matching `namespaceSelector` (this
+    namespace when unset) that match `podSelector` (all when unset); label maps, as `matchLabels`."""
+
+    rules = (Rule("has(self.namespaceSelector) || has(self.podSelector)",
+                  "a peer needs a namespaceSelector or a podSelector",
+                  lambda p: p.namespace_selector is not None or p.pod_selector is not None),
+             _selector_keys("namespaceSelector", "namespace_selector"), _selector_keys("podSelector", "pod_selector"))
+
+    namespace_selector: LabelMap | None = Field(default=None, max_length=16,
+                                                description="Labels of the namespaces ({}: every namespace).")
+    pod_selector: LabelMap | None = Field(default=None, max_length=16,
+                                          description="Labels of the pods ({}: every pod).")
+
+
+class NetworkPolicySettings(Schema):
+    """The NetworkPolicies the operator keeps for the resource: its pods take no connection but those named."""
+
+    enabled: bool = Field(default=True, description="Keep the NetworkPolicies (they need a CNI that enforces "
+                                                    "them; without one they change nothing).")
+    clients: list[NetworkPeer] = Field(
+        default_factory=list, max_length=32,
+        description="Who may call the serving ports (Triton's HTTP and gRPC, the OpenAI API) besides the Gateways' "
+                    "namespaces of trafficRouting; empty: the pods of this namespace.")
+    monitoring: list[NetworkPeer] = Field(
+        default_factory=lambda: [NetworkPeer(namespace_selector={"kubernetes.io/metadata.name": "monitoring"})],
+        max_length=16, description="Who may scrape the metrics ports (Triton's 8002, the frontend's /metrics).")
+
+
+class GrpcTls(Schema):
+    """TLS on Triton's gRPC endpoint, from a Secret of the namespace (kubernetes.io/tls: tls.crt and tls.key;
+    ca.crt as well for mutual TLS)."""
+
+    rules = (Rule(k8s.cel(k8s.CEL_DNS1123_SUBDOMAIN, "self.secretName"),
+                  "secretName must be a DNS subdomain (a Secret's name)",
+                  lambda t: k8s.is_dns1123_subdomain(t.secret_name), ".secretName"),)
+
+    secret_name: str = Field(max_length=253, description="The Secret with tls.crt and tls.key (and ca.crt).")
+    mutual: bool = Field(default=False, description="Clients must present a certificate that ca.crt signed.")
+
+
 class ServingSpec(Schema):
     rules = (
         Rule("!has(self.podLabels) || self.podLabels.all(k, !k.startsWith('serving.deepseek.ai/') && "
@@ -454,6 +507,10 @@ class ServingSpec(Schema):
         default_factory=dict, max_length=MAX_MAP_ENTRIES, description="Labels on every pod.")
     startup_timeout_seconds: int = Field(default=1800, ge=60, le=86400,
                                          description="How long an engine may take to load before the pod restarts.")
+    network_policy: NetworkPolicySettings = Field(default_factory=NetworkPolicySettings,
+                                                  description="Who may connect to the pods.")
+    grpc_tls: GrpcTls | None = Field(default=None, description="TLS on Triton's gRPC port (HTTP stays in the "
+                                                               "pod's network: TLS for it is the Gateway's).")
     group_topology_key: str | None = Field(
         default=None, pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
         description="Node label naming a node group (an InfiniBand or NVLink domain, a rack): each replica that "

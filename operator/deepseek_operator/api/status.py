@@ -116,6 +116,8 @@ class Reason:
     PROMOTING = "Promoting"
     PROMOTED = "Promoted"
     CANARY_UNSCHEDULABLE = "CanaryUnschedulable"
+    QUOTA_EXCEEDED = "QuotaExceeded"  # a ResourceQuota of the namespace refuses the revision's pods
+    PODS_REFUSED = "PodsRefused"  # admission (a policy, a webhook) refuses the revision's pods
     CANARY_CONTAINERS_FAILING = "CanaryContainersFailing"
     # The NCCL preflight of a multi-GPU revision.
     PREFLIGHT_RUNNING = "PreflightRunning"

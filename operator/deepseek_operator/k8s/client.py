@@ -25,7 +25,7 @@ PLURALS = {
     "ConfigMap": "configmaps", "Service": "services", "PersistentVolumeClaim": "persistentvolumeclaims",
     "Deployment": "deployments", "Job": "jobs", "PodDisruptionBudget": "poddisruptionbudgets",
     "HTTPRoute": "httproutes", "StatefulSet": "statefulsets", "LeaderWorkerSet": "leaderworkersets",
-    "Secret": "secrets",
+    "Secret": "secrets", "NetworkPolicy": "networkpolicies",
 }
 
 

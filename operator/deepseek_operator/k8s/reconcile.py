@@ -45,8 +45,8 @@ def summarize(body: Mapping[str, Any]) -> Summary:
 
 def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: list[Summary],
             jobs: list[Summary], lws_installed: bool = False, download_jobs: Sequence[Summary] = (),
-            download_pods: Sequence[Summary] = (), metric_sources: Mapping[str, MetricSource] | None = None
-            ) -> Observed:
+            download_pods: Sequence[Summary] = (), metric_sources: Mapping[str, MetricSource] | None = None,
+            operator_namespace: str | None = None) -> Observed:
     """Turns what the indexes hold for one resource (and its namespace's shared objects) into the planner's input."""
     hashes: dict[tuple[str, str], str] = {}
     pods_by_job: dict[str, list[Summary]] = {}
@@ -74,6 +74,8 @@ def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: l
         leader_worker_sets={s["metadata"]["name"]: s for s in owned.get("LeaderWorkerSet", [])},
         lws_installed=lws_installed,
         metric_sources=metric_sources or {},
+        operator_namespace=operator_namespace,
+        network_policies=tuple(sorted(p["metadata"]["name"] for p in owned.get("NetworkPolicy", []))),
         preflight_jobs={j["metadata"]["name"]: j for j in owned.get("Job", [])},
         preflight_pods=tuple(owned.get("PreflightPod", [])),
         applied_hashes=hashes,

@@ -13,7 +13,7 @@ from deepseek_operator.api import status as st
 from deepseek_operator.api.status import Phase, PreflightState, QuantizationState, Reason, WeightsState
 from deepseek_operator.plan.context import PassContext
 from deepseek_operator.plan.observed import ChildRef, Plan
-from deepseek_operator.render import children, naming, preflight, reports, weights
+from deepseek_operator.render import children, naming, network_policy, preflight, reports, weights
 from deepseek_operator.render import quantize as quantization
 from deepseek_operator.rollout.clock import epoch, rfc3339
 from deepseek_operator.rollout.machine import Event
@@ -171,6 +171,8 @@ def _preflight_verdict(ctx: PassContext) -> dict[str, Any] | None:
                   preflight.job(owner=ctx.owner, spec=spec, gpu=target.gpu, revision=target.name, check=check,
                                 node_affinity=ctx.affinity, tolerations=children.tolerations(spec),
                                 shm_size=children.shm_size(check.gpus_per_node))]
+    if check.nodes > 1 and spec.serving.network_policy.enabled:  # its ranks reach each other across nodes
+        ctx.apply.append(network_policy.group_policy(ctx.owner, target.name))
     return preflight.status(name=name, revision=target.name, check=check,
                             job_obj=ctx.observed.preflight_jobs.get(name), pods=ctx.observed.preflight_pods,
                             previous=ctx.old_status.get("preflight"))

@@ -28,6 +28,8 @@ class Observed:
     metric_sources: Mapping[str, MetricSource] = field(default_factory=dict)
     model_repo_configmaps: tuple[str, ...] = ()
     http_routes: tuple[str, ...] = ()
+    network_policies: tuple[str, ...] = ()  # the resource's, by name
+    operator_namespace: str | None = None  # where the operator runs (None: outside the cluster)
     pods: tuple[dict[str, Any], ...] = ()  # the serving pods, as summaries (labels, status)
     pvc_uids: Mapping[str, str] = field(default_factory=dict)  # PVCs of the namespace, by name
     quantize_jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # quantize Jobs, by name

@@ -93,3 +93,16 @@ def unschedulable_pods(pods: tuple[dict[str, Any], ...], revision: str) -> list[
                     and cond.get("reason") == "Unschedulable":
                 out.append(str(cond.get("message", "")).strip())
     return out
+
+
+def refused_pods(deployments: Mapping[str, dict[str, Any]], revision: str) -> str:
+    """What the API server answered the ReplicaSet that could not create this revision's pods (a ResourceQuota,
+    Pod Security admission, a policy webhook), as the Deployment's ReplicaFailure condition carries it; empty
+    when nothing was refused."""
+    for deployment in deployments.values():
+        if (deployment["metadata"].get("labels") or {}).get(naming.LABEL_REVISION) != revision:
+            continue
+        for cond in (deployment.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+                return str(cond.get("message", "")).strip()
+    return ""

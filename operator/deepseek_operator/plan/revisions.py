@@ -41,6 +41,7 @@ def snapshot(spec: DeepSeekDeploymentSpec) -> dict[str, Any]:
     dumped = spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     dumped.pop("rollout", None)
     dumped["serving"].pop("replicas", None)
+    dumped["serving"].pop("networkPolicy", None)  # who may connect is not what the pods are
     return dumped
 
 

@@ -13,9 +13,9 @@ from deepseek_operator.plan import rollout_state
 from deepseek_operator.plan.context import PassContext
 from deepseek_operator.plan.gates import stale_preflights
 from deepseek_operator.plan.observed import AnalysisRequest, ChildRef, Plan
-from deepseek_operator.plan.pods import failing_pods, ready_pod_ips, unschedulable_pods
+from deepseek_operator.plan.pods import failing_pods, ready_pod_ips, refused_pods, unschedulable_pods
 from deepseek_operator.plan.revisions import RevisionRender, render_snapshot, snapshot, workload
-from deepseek_operator.render import children, multinode, naming, routing
+from deepseek_operator.render import children, multinode, naming, network_policy, routing
 from deepseek_operator.rollout import machine
 from deepseek_operator.rollout.clock import epoch
 from deepseek_operator.rollout.machine import Event
@@ -57,6 +57,9 @@ def workloads(ctx: PassContext, decision: machine.Decision) -> set[str]:
     renders: dict[str, RevisionRender | None] = {r: render_snapshot(h) for r, h in old_history.items()}
     renders[ctx.target.name] = ctx.target
     kept: set[str] = set()
+    policies = ctx.spec.serving.network_policy.enabled
+    if policies:  # before the pods they guard
+        ctx.apply += network_policy.resource_policies(ctx.owner, ctx.spec, ctx.observed.operator_namespace)
     for revision in _live(ctx, decision):
         rendered = renders.get(revision)
         if rendered is None:
@@ -66,6 +69,8 @@ def workloads(ctx: PassContext, decision: machine.Decision) -> set[str]:
         kept |= {o["metadata"]["name"] for o in objects}
         if rendered.parallelism["nodesPerReplica"] > 1:
             ctx.ssh_secrets.append(multinode.ssh_secret(ctx.owner, revision))
+            if policies:
+                ctx.apply.append(network_policy.group_policy(ctx.owner, revision))
     return kept
 
 
@@ -107,6 +112,10 @@ def prune(ctx: PassContext, decision: machine.Decision, kept: set[str]) -> None:
     delete += [ChildRef("v1", "ConfigMap", cm) for cm in observed.model_repo_configmaps if cm not in live]
     if ctx.spec.rollout.traffic_routing.gateway_api is None:
         delete += [ChildRef(routing.GATEWAY_API_VERSION, "HTTPRoute", r) for r in observed.http_routes]
+    # The policies of this pass are those of the live revisions and of a preflight under way (its gate's).
+    policies = {o["metadata"]["name"] for o in ctx.apply if o["kind"] == "NetworkPolicy"}
+    delete += [ChildRef(network_policy.API_VERSION, "NetworkPolicy", p) for p in observed.network_policies
+               if p not in policies]
     ctx.delete += delete + stale_preflights(ctx)
 
 
@@ -155,6 +164,9 @@ def _pods_in_trouble(ctx: PassContext, decision: machine.Decision) -> tuple[str,
     rolling = new.canary or (ctx.target.name if not new.stable else "")
     if not rolling or decision.phase != Phase.PROGRESSING:
         return reason, message
+    if refused := refused_pods(ctx.observed.deployments, rolling):
+        message += f"; the API server refuses its pods: {refused}"
+        reason = Reason.QUOTA_EXCEEDED if "exceeded quota" in refused else Reason.PODS_REFUSED
     if stuck := unschedulable_pods(ctx.observed.pods, rolling):
         message += f"; {len(stuck)} pod(s) cannot be scheduled: {stuck[0]}"
         reason = Reason.CANARY_UNSCHEDULABLE if new.stable else Reason.UNSCHEDULABLE

@@ -113,7 +113,30 @@ def _layout_script() -> str:
     ])
 
 
-def triton_command() -> list[str]:
+GRPC_TLS_MOUNT = "/etc/triton/grpc-tls"
+
+
+def grpc_tls_args(spec: DeepSeekDeploymentSpec) -> list[str]:
+    """tritonserver's flags for TLS on its gRPC port, from the mounted Secret."""
+    tls = spec.serving.grpc_tls
+    if tls is None:
+        return []
+    args = ["--grpc-use-ssl=true", f"--grpc-server-cert={GRPC_TLS_MOUNT}/tls.crt",
+            f"--grpc-server-key={GRPC_TLS_MOUNT}/tls.key"]
+    if tls.mutual:
+        args += ["--grpc-use-ssl-mutual=true", f"--grpc-root-cert={GRPC_TLS_MOUNT}/ca.crt"]
+    return args
+
+
+def grpc_tls_volume(spec: DeepSeekDeploymentSpec) -> tuple[tuple[dict[str, Any], dict[str, Any]], ...]:
+    tls = spec.serving.grpc_tls
+    if tls is None:
+        return ()
+    return (({"name": "grpc-tls", "secret": {"secretName": tls.secret_name, "defaultMode": 0o440}},
+             {"name": "grpc-tls", "mountPath": GRPC_TLS_MOUNT, "readOnly": True}),)
+
+
+def triton_command(tls_args: list[str] | None = None) -> list[str]:
     """The server in the foreground, so that its crash is the container's crash. `trtllm-llmapi-launch` is
     TensorRT-LLM's documented wrapper for the `llmapi` model (docs/llmapi.md of the Triton TensorRT-LLM
     backend): on MPI rank 0 (or without MPI) it runs tritonserver, whose LLM API starts the tensor-parallel
@@ -121,7 +144,7 @@ def triton_command() -> list[str]:
     response and p99 are measurable."""
     return ["trtllm-llmapi-launch", "tritonserver", f"--model-repository={MODEL_REPO_MOUNT}",
             f"--http-port={HTTP_PORT}", f"--grpc-port={GRPC_PORT}", f"--metrics-port={METRICS_PORT}",
-            "--metrics-config=histogram_latencies=true"]
+            "--metrics-config=histogram_latencies=true", *(tls_args or [])]
 
 
 def _ports_and_probes(startup_timeout_seconds: int, serves: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -265,7 +288,8 @@ def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpe
             "template": server_pod_template(owner=owner, spec=spec, gpu=gpu, revision=revision,
                                             checkpoint_key=checkpoint_key, gpus=world_size,
                                             mount_model_cache=mount_model_cache,
-                                            command=triton_command()),
+                                            command=triton_command(grpc_tls_args(spec)),
+                                            extra_volumes=grpc_tls_volume(spec)),
         },
     }
 

@@ -30,6 +30,7 @@ COMPONENT_DOWNLOAD = "download"
 COMPONENT_MODEL_CACHE = "model-cache"
 COMPONENT_PREFLIGHT = "preflight"
 COMPONENT_MPI_SSH = "mpi-ssh"
+COMPONENT_NETWORK_POLICY = "network-policy"
 
 
 def digest(value: Any, length: int) -> str:

@@ -1,0 +1,72 @@
+"""The NetworkPolicies of a resource: its pods take no connection but those it needs. Serving ports from the
+Gateways' namespaces and the resource's clients; metrics ports from monitoring and the operator (whose `triton`
+provider scrapes the pods); everything between the pods of one multi-node revision (MPI's SSH, NCCL's ports,
+which are ephemeral) and from nowhere else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepseek_operator.api.spec import DeepSeekDeploymentSpec, NetworkPeer
+from deepseek_operator.render import naming
+from deepseek_operator.render.children import GRPC_PORT, HTTP_PORT, METRICS_PORT, OPENAI_PORT, Owner, child_metadata
+
+API_VERSION = "networking.k8s.io/v1"
+NAMESPACE_NAME = "kubernetes.io/metadata.name"  # the label every namespace carries (its name)
+
+
+def isolation_name(name: str) -> str:
+    return f"{name}-isolate"
+
+
+def clients_name(name: str) -> str:
+    return f"{name}-clients"
+
+
+def group_name(name: str, revision: str) -> str:
+    return f"{name}-{revision}-group"
+
+
+def _peer(peer: NetworkPeer) -> dict[str, Any]:
+    return {**({"namespaceSelector": {"matchLabels": dict(peer.namespace_selector)}}
+               if peer.namespace_selector is not None else {}),
+            **({"podSelector": {"matchLabels": dict(peer.pod_selector)}} if peer.pod_selector is not None else {})}
+
+
+def _namespace(name: str) -> dict[str, Any]:
+    return {"namespaceSelector": {"matchLabels": {NAMESPACE_NAME: name}}}
+
+
+def _ports(*ports: int) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": p} for p in ports]
+
+
+def _policy(owner: Owner, name: str, selector: dict[str, str], ingress: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"apiVersion": API_VERSION, "kind": "NetworkPolicy",
+            "metadata": child_metadata(owner, name, naming.COMPONENT_NETWORK_POLICY),
+            "spec": {"podSelector": {"matchLabels": selector}, "policyTypes": ["Ingress"], "ingress": ingress}}
+
+
+def resource_policies(owner: Owner, spec: DeepSeekDeploymentSpec, operator_namespace: str | None
+                      ) -> list[dict[str, Any]]:
+    """Every pod of the resource denies what no policy allows; its servers take clients and scrapers."""
+    settings = spec.serving.network_policy
+    routing = spec.rollout.traffic_routing.gateway_api
+    gateways = sorted({ref.namespace or owner.namespace for ref in routing.parent_refs}) if routing else []
+    clients = [_peer(p) for p in settings.clients] or [{"podSelector": {}}]  # default: this namespace's pods
+    clients += [_namespace(ns) for ns in gateways]
+    scrapers = [_peer(p) for p in settings.monitoring]
+    rules = [{"from": clients, "ports": _ports(HTTP_PORT, GRPC_PORT, OPENAI_PORT)},
+             # The frontend's /metrics shares its API port.
+             {"from": scrapers, "ports": _ports(METRICS_PORT, OPENAI_PORT)}]
+    if operator_namespace:
+        rules.append({"from": [_namespace(operator_namespace)], "ports": _ports(METRICS_PORT)})
+    return [_policy(owner, isolation_name(owner.name), {naming.LABEL_DEPLOYMENT: owner.name}, []),
+            _policy(owner, clients_name(owner.name), naming.selector_labels(owner.name), rules)]
+
+
+def group_policy(owner: Owner, revision: str) -> dict[str, Any]:
+    """The pods of one multi-node revision (its groups and their preflight) reach each other on every port."""
+    selector = {naming.LABEL_DEPLOYMENT: owner.name, naming.LABEL_REVISION: revision}
+    return _policy(owner, group_name(owner.name, revision), selector, [{"from": [{"podSelector": {
+        "matchLabels": selector}}]}])

@@ -1,0 +1,78 @@
+"""Who may connect to a resource's pods: its NetworkPolicies, as the plan applies and prunes them
+(tests/e2e/test_serving.py has the API server accept them; the testbed enforces none: see README)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from deepseek_operator.plan import plan
+from deepseek_operator.plan.revisions import snapshot
+from tests.unit.test_plan import QWEN_7B, T0, Cluster, edited, example
+
+TWO_NODES = "r1-671b-h100-2x8-infiniband"
+GATEWAY = {"gatewayAPI": {"parentRefs": [{"name": "llm-gateway", "namespace": "gateways"}]}}
+
+
+def policies(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "NetworkPolicy"}
+
+
+def test_servers_take_clients_gateways_and_scrapers_only_and_every_pod_is_isolated() -> None:
+    body = edited(example(QWEN_7B), {"rollout": {"strategy": "canary", "trafficRouting": GATEWAY}})
+    cluster = Cluster()
+    p = plan(body, replace(cluster.observed(), operator_namespace="deepseek-system"), T0)
+    found = policies(p.apply)
+    assert found["r1-qwen-7b-isolate"] == {"podSelector": {"matchLabels": {"serving.deepseek.ai/deployment":
+                                                                              "r1-qwen-7b"}},
+                                           "policyTypes": ["Ingress"], "ingress": []}
+    clients = found["r1-qwen-7b-clients"]
+    assert clients["podSelector"]["matchLabels"] == {"serving.deepseek.ai/deployment": "r1-qwen-7b",
+                                                     "app.kubernetes.io/component": "server"}
+    serving, metrics, operator = clients["ingress"]
+    assert [p["port"] for p in serving["ports"]] == [8000, 8001, 9000]
+    assert serving["from"] == [{"podSelector": {}},  # this namespace's pods, by default
+                               {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateways"}}}]
+    assert [p["port"] for p in metrics["ports"]] == [8002, 9000]
+    assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
+    # The operator's `triton` provider scrapes the pods' metrics.
+    assert operator == {"from": [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "deepseek-system"}}}], "ports": [{"protocol": "TCP", "port": 8002}]}
+
+
+def test_named_clients_replace_the_namespace_default() -> None:
+    body = edited(example(QWEN_7B), {"serving.networkPolicy": {"clients": [
+        {"namespaceSelector": {"team": "search"}, "podSelector": {"app": "rag"}}]}})
+    serving = policies(Cluster().reconcile(body, T0).apply)["r1-qwen-7b-clients"]["ingress"][0]
+    assert serving["from"] == [{"namespaceSelector": {"matchLabels": {"team": "search"}},
+                                "podSelector": {"matchLabels": {"app": "rag"}}}]
+
+
+def test_a_multi_node_revision_reaches_itself_from_its_preflight_on_and_nothing_else_does() -> None:
+    cluster = Cluster()
+    body = example(TWO_NODES)
+    first = cluster.reconcile(body, T0)
+    revision = first.status["revision"]
+    group = policies(first.apply)[f"r1-671b-2x8-{revision}-group"]
+    selector = {"serving.deepseek.ai/deployment": "r1-671b-2x8", "serving.deepseek.ai/revision": revision}
+    assert group == {"podSelector": {"matchLabels": selector}, "policyTypes": ["Ingress"],
+                     "ingress": [{"from": [{"podSelector": {"matchLabels": selector}}]}]}  # every port: SSH, NCCL
+    # The pass that applies it keeps it (the preflight's revision is not live yet).
+    assert not [d for d in first.delete if d.kind == "NetworkPolicy"]
+
+
+def test_turned_off_they_are_deleted_and_changing_them_is_no_new_revision() -> None:
+    body = example(QWEN_7B)
+    cluster = Cluster()
+    cluster.reconcile(body, T0)
+    seen = replace(cluster.observed(), network_policies=("r1-qwen-7b-clients", "r1-qwen-7b-isolate"))
+    off = plan(edited(body, {"serving.networkPolicy": {"enabled": False}}), seen, T0)
+    assert not policies(off.apply)
+    assert sorted(d.name for d in off.delete if d.kind == "NetworkPolicy") == ["r1-qwen-7b-clients",
+                                                                                "r1-qwen-7b-isolate"]
+    from deepseek_operator.api.spec import DeepSeekDeploymentSpec
+
+    def revision_of(doc: dict[str, Any]) -> dict[str, Any]:
+        return snapshot(DeepSeekDeploymentSpec.model_validate(doc["spec"]))
+
+    assert revision_of(body) == revision_of(edited(body, {"serving.networkPolicy": {"enabled": False}}))
