@@ -75,6 +75,19 @@ def model_repo_configmap_name(name: str, revision: str) -> str:
     return f"{name}-repo-{revision}"
 
 
+def isolation_policy_name(name: str) -> str:
+    """The NetworkPolicy that denies every pod of the resource what no other allows."""
+    return f"{name}-isolate"
+
+
+def clients_policy_name(name: str) -> str:
+    return f"{name}-clients"
+
+
+def group_policy_name(name: str, revision: str) -> str:
+    return f"{name}-{revision}-group"
+
+
 def pod_dns_name(pod: str, service: str, namespace: str) -> str:
     """A pod's own DNS name behind a headless Service that is its subdomain."""
     return f"{pod}.{service}.{namespace}.svc.cluster.local"

@@ -15,18 +15,6 @@ API_VERSION = "networking.k8s.io/v1"
 NAMESPACE_NAME = "kubernetes.io/metadata.name"  # the label every namespace carries (its name)
 
 
-def isolation_name(name: str) -> str:
-    return f"{name}-isolate"
-
-
-def clients_name(name: str) -> str:
-    return f"{name}-clients"
-
-
-def group_name(name: str, revision: str) -> str:
-    return f"{name}-{revision}-group"
-
-
 def _peer(peer: NetworkPeer) -> dict[str, Any]:
     return {**({"namespaceSelector": {"matchLabels": dict(peer.namespace_selector)}}
                if peer.namespace_selector is not None else {}),
@@ -61,12 +49,12 @@ def resource_policies(owner: Owner, spec: DeepSeekDeploymentSpec, operator_names
              {"from": scrapers, "ports": _ports(METRICS_PORT, OPENAI_PORT)}]
     if operator_namespace:
         rules.append({"from": [_namespace(operator_namespace)], "ports": _ports(METRICS_PORT)})
-    return [_policy(owner, isolation_name(owner.name), {naming.LABEL_DEPLOYMENT: owner.name}, []),
-            _policy(owner, clients_name(owner.name), naming.selector_labels(owner.name), rules)]
+    return [_policy(owner, naming.isolation_policy_name(owner.name), {naming.LABEL_DEPLOYMENT: owner.name}, []),
+            _policy(owner, naming.clients_policy_name(owner.name), naming.selector_labels(owner.name), rules)]
 
 
 def group_policy(owner: Owner, revision: str) -> dict[str, Any]:
     """The pods of one multi-node revision (its groups and their preflight) reach each other on every port."""
     selector = {naming.LABEL_DEPLOYMENT: owner.name, naming.LABEL_REVISION: revision}
-    return _policy(owner, group_name(owner.name, revision), selector, [{"from": [{"podSelector": {
+    return _policy(owner, naming.group_policy_name(owner.name, revision), selector, [{"from": [{"podSelector": {
         "matchLabels": selector}}]}])
