@@ -46,11 +46,15 @@ def nccl_env(network: NetworkSpec) -> dict[str, str]:
     return {**env, **nccl.extra_env}
 
 
+def uses_rdma(network: NetworkSpec, *, spans_nodes: bool) -> bool:
+    """Whether the replica's pods use the fabric. It joins nodes: ranks on one node talk over NVLink or PCIe."""
+    return spans_nodes and network.fabric is not Fabric.ETHERNET
+
+
 def pod_network(network: NetworkSpec, *, spans_nodes: bool) -> PodNetwork:
-    """What a pod of a replica (or of its preflight) gets of the network spec. The fabric joins nodes: ranks on
-    one node talk over NVLink or PCIe, so a one-node replica gets no HCA, no secondary network and no IPC_LOCK
-    (and its pods stay within the `restricted` Pod Security Standard)."""
-    rdma = spans_nodes and network.fabric is not Fabric.ETHERNET
+    """What a pod of a replica (or of its preflight) gets of the network spec: a one-node replica gets no HCA,
+    no secondary network and no IPC_LOCK (and its pods stay within the `restricted` Pod Security Standard)."""
+    rdma = uses_rdma(network, spans_nodes=spans_nodes)
     return PodNetwork(
         env=nccl_env(network),
         annotations={MULTUS_ANNOTATION: ",".join(network.networks)} if rdma and network.networks else {},

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from deepseek_operator.api.common import Fabric, Precision
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec
-from deepseek_operator.render import quantize, recipes, sizing
+from deepseek_operator.render import nccl, quantize, recipes, sizing
 from deepseek_operator.render.catalog import GpuSpec, ModelSpec
 
 # What DeepSeek-R1's checkpoint carries for speculative decoding: one MTP module (num_nextn_predict_layers 1
@@ -70,7 +70,8 @@ def ignored_settings(spec: DeepSeekDeploymentSpec, model: ModelSpec, nodes_per_r
     if spec.serving.group_topology_key and nodes_per_replica == 1:
         found.append("spec.serving.groupTopologyKey is ignored: each replica of this layout runs on one node "
                      "(it groups the nodes of replicas that span nodes)")
-    if spec.network.fabric is not Fabric.ETHERNET and nodes_per_replica == 1:
+    if spec.network.fabric is not Fabric.ETHERNET and not nccl.uses_rdma(spec.network,
+                                                                         spans_nodes=nodes_per_replica > 1):
         found.append(f"spec.network.fabric {spec.network.fabric.value} is ignored: each replica of this layout runs "
                      "on one node, whose GPUs talk over NVLink or PCIe (the HCA, IPC_LOCK and secondary networks "
                      "are for replicas that span nodes)")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from deepseek_operator.api.common import Fabric
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec
+from deepseek_operator.render import nccl
 
 LEVELS = ("restricted", "baseline", "privileged")  # Pod Security Standards, strictest first
 ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
@@ -54,13 +54,15 @@ def container_context(capabilities: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 def needed_level(spec: DeepSeekDeploymentSpec, nodes_per_replica: int) -> tuple[str, str]:
-    """The strictest Pod Security Standard that admits every pod of this layout, and why it is not stricter."""
-    if spec.network.host_network:
+    """The strictest Pod Security Standard that admits every pod of this layout (what its pods get of the network
+    spec decides it), and why it is not stricter."""
+    net = nccl.pod_network(spec.network, spans_nodes=nodes_per_replica > 1)
+    if net.host_network:
         return "privileged", "spec.network.hostNetwork puts the pods in the host's network namespace"
-    if nodes_per_replica > 1 and spec.network.fabric is not Fabric.ETHERNET:
+    if net.capabilities:
         return "privileged", (f"each replica spans {nodes_per_replica} nodes over {spec.network.fabric.value}, "
-                              "whose NCCL transport pins memory (IPC_LOCK); no stricter level admits an added "
-                              "capability")
+                              f"whose NCCL transport pins memory ({', '.join(net.capabilities)}); no stricter "
+                              "level admits an added capability")
     return "restricted", ""
 
 
