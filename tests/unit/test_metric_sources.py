@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from deepseek_operator.api.sources import MetricSource, parse_sources
-from deepseek_operator.providers.base import ProviderError, get_from
+from deepseek_operator.providers.base import ProviderError, source_reader
 from tests.unit.test_plan import T0, Cluster, cond, edited, example
 
 
@@ -122,10 +122,10 @@ def test_a_source_gets_its_own_token_over_tls_verified_against_its_ca(https_serv
     token.write_text("s3cr3t\n")
     source = MetricSource(name="prom", provider="prometheus", address=url, bearer_token_file=str(token),
                           ca_file=str(ca))
-    get_from("prometheus", source, "/api/v1/query?query=up")
+    source_reader("prometheus", source)("/api/v1/query?query=up")
     assert _Recorder.seen == [("/api/v1/query?query=up", "Bearer s3cr3t")]
-    token.write_text("rotated")  # read at each call: a rotated Secret is used without a restart
-    get_from("prometheus", source, "/api/v1/query?query=up")
+    token.write_text("rotated")  # read at each measurement: a rotated Secret is used without a restart
+    source_reader("prometheus", source)("/api/v1/query?query=up")
     assert _Recorder.seen[-1][1] == "Bearer rotated"
 
 
@@ -139,10 +139,10 @@ def test_a_server_the_ca_did_not_sign_gets_nothing(https_server: tuple[str, Path
         source = MetricSource(name="prom", provider="prometheus", address=url, bearer_token_file=str(token),
                               ca_file=ca_file)
         with pytest.raises(ProviderError, match="CERTIFICATE_VERIFY_FAILED"):
-            get_from("prometheus", source, "/api/v1/query?query=up")
+            source_reader("prometheus", source)("/api/v1/query?query=up")
     assert _Recorder.seen == []  # the TLS handshake failed before any request (and its token) was sent
 
 
 def test_a_source_missing_from_the_configuration_is_never_read() -> None:
     with pytest.raises(ProviderError, match="not in the operator's configuration"):
-        get_from("gateway metrics", None)
+        source_reader("gateway metrics", None)

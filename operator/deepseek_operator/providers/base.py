@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ssl
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -52,9 +52,10 @@ def get(provider: str, url: str, headers: Mapping[str, str] | None = None,
         raise ProviderError(provider, str(err)) from err
 
 
-def get_from(provider: str, source: MetricSource | None, url_path: str = "") -> str:
-    """A read of one of the operator's metric sources: its address (+ `url_path`), its bearer token, and its
-    server verified against its CA bundle (or the system's); a source that cannot be read is a ProviderError."""
+def source_reader(provider: str, source: MetricSource | None) -> Callable[[str], str]:
+    """Reads of one of the operator's metric sources for one measurement: its address (+ the path given), its
+    bearer token (read now, so a rotated Secret is used at the next measurement) and its server verified against
+    its CA bundle (or the system's); a source that cannot be read is a ProviderError."""
     if source is None:
         raise ProviderError(provider, "the metric source is not in the operator's configuration")
     headers = {}
@@ -64,4 +65,8 @@ def get_from(provider: str, source: MetricSource | None, url_path: str = "") -> 
         context = ssl.create_default_context(cafile=source.ca_file) if source.address.startswith("https") else None
     except (OSError, ssl.SSLError) as err:
         raise ProviderError(provider, f"source {source.name}: {err}") from err
-    return get(provider, source.address.rstrip("/") + url_path if url_path else source.address, headers, context)
+
+    def read(url_path: str) -> str:
+        return get(provider, source.address.rstrip("/") + url_path if url_path else source.address, headers, context)
+
+    return read

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from prometheus_client.parser import text_string_to_metric_families
 
 from deepseek_operator.plan import AnalysisRequest
-from deepseek_operator.providers.base import FAILURE, SUCCESS, ProviderError, get_from, unmeasured
+from deepseek_operator.providers.base import FAILURE, SUCCESS, ProviderError, source_reader, unmeasured
 from deepseek_operator.providers.counters import differenced
 from deepseek_operator.render.children import HTTP_PORT, OPENAI_PORT
 from deepseek_operator.rollout.analysis import Measurement
@@ -56,7 +56,7 @@ class GatewayProvider:
         services = {"canary": traefik_service_pattern(request.namespace, request.canary_service, ports),
                     "stable": traefik_service_pattern(request.namespace, request.stable_service, ports)}
         try:
-            page = get_from("gateway metrics", request.source)
+            page = source_reader("gateway metrics", request.source)("")
             try:
                 current = gateway_counters(page, services, settings.failure_status_codes)
             except ValueError as err:  # not the exposition format

@@ -16,7 +16,7 @@ from deepseek_operator.providers.base import (
     LATENCY_HISTOGRAM,
     SUCCESS,
     ProviderError,
-    get_from,
+    source_reader,
     unmeasured,
 )
 from deepseek_operator.rollout.analysis import Measurement
@@ -28,6 +28,10 @@ class PrometheusProvider:
         settings = request.prometheus
         assert settings is not None
         span = f"{max(math.ceil(request.window_seconds), duration_seconds(settings.min_range))}s"
+        try:
+            fetch = source_reader("prometheus", request.source)  # one token read and TLS context for all queries
+        except ProviderError as err:
+            return unmeasured(request, err)
 
         def selector(revision: str) -> str:
             return (f'namespace="{request.namespace}",{settings.revision_label}="{revision}",'
@@ -36,7 +40,7 @@ class PrometheusProvider:
         def scalar(query: str) -> float | None:
             path = "/api/v1/query?" + urllib.parse.urlencode({"query": query})
             try:
-                body = json.loads(get_from("prometheus", request.source, path))
+                body = json.loads(fetch(path))
                 if body.get("status") != "success":
                     raise ProviderError("prometheus", f"query failed: {body.get('error', body)}")
                 result = body["data"]["result"]
