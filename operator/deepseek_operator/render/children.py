@@ -116,8 +116,8 @@ def _layout_script() -> str:
 GRPC_TLS_MOUNT = "/etc/triton/grpc-tls"
 
 
-def grpc_tls_args(spec: DeepSeekDeploymentSpec) -> list[str]:
-    """tritonserver's flags for TLS on its gRPC port, from the mounted Secret."""
+def _grpc_tls_args(spec: DeepSeekDeploymentSpec) -> list[str]:
+    """tritonserver's flags for TLS on its gRPC port, from the Secret a serving pod mounts."""
     tls = spec.serving.grpc_tls
     if tls is None:
         return []
@@ -128,7 +128,7 @@ def grpc_tls_args(spec: DeepSeekDeploymentSpec) -> list[str]:
     return args
 
 
-def grpc_tls_volume(spec: DeepSeekDeploymentSpec) -> tuple[tuple[dict[str, Any], dict[str, Any]], ...]:
+def _grpc_tls_volume(spec: DeepSeekDeploymentSpec) -> tuple[tuple[dict[str, Any], dict[str, Any]], ...]:
     tls = spec.serving.grpc_tls
     if tls is None:
         return ()
@@ -136,7 +136,7 @@ def grpc_tls_volume(spec: DeepSeekDeploymentSpec) -> tuple[tuple[dict[str, Any],
              {"name": "grpc-tls", "mountPath": GRPC_TLS_MOUNT, "readOnly": True}),)
 
 
-def triton_command(tls_args: list[str] | None = None) -> list[str]:
+def triton_command(spec: DeepSeekDeploymentSpec) -> list[str]:
     """The server in the foreground, so that its crash is the container's crash. `trtllm-llmapi-launch` is
     TensorRT-LLM's documented wrapper for the `llmapi` model (docs/llmapi.md of the Triton TensorRT-LLM
     backend): on MPI rank 0 (or without MPI) it runs tritonserver, whose LLM API starts the tensor-parallel
@@ -144,7 +144,7 @@ def triton_command(tls_args: list[str] | None = None) -> list[str]:
     response and p99 are measurable."""
     return ["trtllm-llmapi-launch", "tritonserver", f"--model-repository={MODEL_REPO_MOUNT}",
             f"--http-port={HTTP_PORT}", f"--grpc-port={GRPC_PORT}", f"--metrics-port={METRICS_PORT}",
-            "--metrics-config=histogram_latencies=true", *(tls_args or [])]
+            "--metrics-config=histogram_latencies=true", *_grpc_tls_args(spec)]
 
 
 def _ports_and_probes(startup_timeout_seconds: int, serves: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -218,6 +218,8 @@ def server_pod_template(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuS
     """The pod of one node of a replica: Triton (or, `serves` False, a multi-node replica's worker, which runs
     ranks for its leader and answers no client), with the node's GPUs, the fabric and the model repository."""
     serving = spec.serving
+    if serves:  # the pod whose Triton answers clients holds its gRPC certificate
+        extra_volumes = (*extra_volumes, *_grpc_tls_volume(spec))
     net = nccl.pod_network(spec.network, spans_nodes=spans_nodes)
     labels = {**naming.common_labels(owner.name, component or naming.COMPONENT_SERVER), **serving.pod_labels,
               naming.LABEL_REVISION: revision, naming.LABEL_CHECKPOINT_KEY: checkpoint_key, **(extra_labels or {})}
@@ -288,8 +290,7 @@ def server_deployment(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpe
             "template": server_pod_template(owner=owner, spec=spec, gpu=gpu, revision=revision,
                                             checkpoint_key=checkpoint_key, gpus=world_size,
                                             mount_model_cache=mount_model_cache,
-                                            command=triton_command(grpc_tls_args(spec)),
-                                            extra_volumes=grpc_tls_volume(spec)),
+                                            command=triton_command(spec)),
         },
     }
 

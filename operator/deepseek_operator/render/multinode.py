@@ -28,8 +28,6 @@ from deepseek_operator.render.children import (
     SSH_PORT,
     Owner,
     child_metadata,
-    grpc_tls_args,
-    grpc_tls_volume,
     server_pod_template,
     triton_command,
 )
@@ -67,11 +65,12 @@ def worker_statefulset_name(name: str, revision: str, group: int) -> str:
 
 
 def leader_command(*, layout: Layout, env_names: list[str], service: str, namespace: str,
-                   tls_args: list[str] | None = None) -> list[str]:
+                   server: list[str]) -> list[str]:
     """Writes the MPI hostfile (this leader, then its workers by their stable DNS names), waits for their sshd,
-    and starts one MPI rank per GPU of every node under `trtllm-llmapi-launch`, as TensorRT-LLM documents the
-    `llmapi` model across nodes: rank 0 (here) runs tritonserver, which serves HTTP/gRPC/metrics and drives the
-    other ranks through its MPI session; every other rank runs the LLM API's worker."""
+    and starts one MPI rank per GPU of every node, each running `server` (triton_command: tritonserver under
+    `trtllm-llmapi-launch`), as TensorRT-LLM documents the `llmapi` model across nodes: rank 0 (here) runs
+    tritonserver, which serves HTTP/gRPC/metrics and drives the other ranks through its MPI session; every other
+    rank runs the LLM API's worker."""
     slots = layout.gpus_per_node
     hosts = [naming.pod_dns_name("$(POD_NAME)", service, namespace)]
     hosts += [naming.pod_dns_name(f"$(POD_NAME)-{i}", service, namespace) for i in range(1, layout.nodes)]
@@ -81,7 +80,7 @@ def leader_command(*, layout: Layout, env_names: list[str], service: str, namesp
     mpirun = ["mpirun", "--hostfile", "/tmp/hostfile", "-np", str(layout.world_size),
               "--map-by", f"ppr:{slots}:node", "--bind-to", "none", "--mca", "orte_keep_fqdn_hostnames", "1",
               "--mca", "plm_rsh_args", ssh,
-              *(arg for name in env_names for arg in ("-x", name)), *triton_command(tls_args)]
+              *(arg for name in env_names for arg in ("-x", name)), *server]
     script = "\n".join([
         "set -eu",
         ": > /tmp/hostfile",
@@ -139,14 +138,13 @@ def _templates(*, owner: Owner, spec: DeepSeekDeploymentSpec, gpu: GpuSpec, revi
             gpus=layout.gpus_per_node, spans_nodes=True,
             mount_model_cache=mount_model_cache, command=command, serves=serves,
             component=naming.COMPONENT_SERVER if serves else naming.COMPONENT_SERVER_WORKER,
-            extra_labels={LABEL_ROLE: role},
-            extra_volumes=(_ssh_volume(owner, revision), *(grpc_tls_volume(spec) if serves else ())))
+            extra_labels={LABEL_ROLE: role}, extra_volumes=(_ssh_volume(owner, revision),))
         t["spec"]["affinity"]["podAntiAffinity"] = _anti_affinity(owner, revision)
         t["spec"]["subdomain"] = service
         return t
 
     leader = template(leader_command(layout=layout, env_names=sorted(net.env), service=service,
-                                     namespace=owner.namespace, tls_args=grpc_tls_args(spec)), "leader", serves=True)
+                                     namespace=owner.namespace, server=triton_command(spec)), "leader", serves=True)
     leader["spec"]["containers"][0]["env"].insert(0, {"name": "POD_NAME", "valueFrom": {
         "fieldRef": {"fieldPath": "metadata.name"}}})
     return leader, template(worker_command(), "worker", serves=False)
