@@ -64,9 +64,10 @@ class Rule:
 
 
 def map_keys(field: str, attr: str, cel_check: str, check: Callable[[str], bool], what: str) -> Rule:
-    """Every key of the map `field` (wire name; `attr` in Python) passes one of Kubernetes' checks (api/names.py)."""
+    """Every key of the map `field` (wire name; `attr` in Python; it may be unset) passes one of Kubernetes'
+    checks (api/names.py)."""
     return Rule(f"!has(self.{field}) || self.{field}.all(k, {k8s.cel(cel_check, 'k')})",
-                f"{field}: every key must be {what}", lambda o: all(check(k) for k in getattr(o, attr)),
+                f"{field}: every key must be {what}", lambda o: all(check(k) for k in getattr(o, attr) or {}),
                 f".{field}")
 
 
@@ -425,15 +426,6 @@ class OpenAiFrontend(Schema):
 LabelMap = dict[Annotated[str, Field(max_length=317)], Annotated[str, Field(max_length=63)]]
 
 
-def _selector_keys(field: str, attr: str) -> Rule:
-    """Every key of an optional label map is a label key."""
-    def holds(peer: Any) -> bool:
-        return all(k8s.is_qualified_name(k) for k in getattr(peer, attr) or {})
-
-    return Rule(f"!has(self.{field}) || self.{field}.all(k, {k8s.cel(k8s.CEL_QUALIFIED_NAME, 'k')})",
-                f"{field}: every key must be {LABEL_KEY}", holds, f".{field}")
-
-
 class NetworkPeer(Schema):
     """Pods allowed in, as a NetworkPolicy peer: pods of the namespaces matching `namespaceSelector` (this
     namespace when unset) that match `podSelector` (all when unset); label maps, as `matchLabels`."""
@@ -441,7 +433,9 @@ class NetworkPeer(Schema):
     rules = (Rule("has(self.namespaceSelector) || has(self.podSelector)",
                   "a peer needs a namespaceSelector or a podSelector",
                   lambda p: p.namespace_selector is not None or p.pod_selector is not None),
-             _selector_keys("namespaceSelector", "namespace_selector"), _selector_keys("podSelector", "pod_selector"))
+             map_keys("namespaceSelector", "namespace_selector", k8s.CEL_QUALIFIED_NAME, k8s.is_qualified_name,
+                      LABEL_KEY),
+             map_keys("podSelector", "pod_selector", k8s.CEL_QUALIFIED_NAME, k8s.is_qualified_name, LABEL_KEY))
 
     namespace_selector: LabelMap | None = Field(default=None, max_length=16,
                                                 description="Labels of the namespaces ({}: every namespace).")
