@@ -16,6 +16,7 @@ from kubernetes import client, config, utils
 
 from deepseek_operator.render import triton
 from testbed import cluster, network
+from tests.e2e.secret_scan import leaks
 
 T = TypeVar("T")
 
@@ -56,8 +57,6 @@ class TestbedClient:
 
     def delete_namespace(self, name: str) -> None:
         """Deletes a test's namespace, after checking that none of its Secrets' values is readable elsewhere."""
-        from tests.e2e.secret_scan import leaks
-
         try:
             found = leaks(self.api, name, cluster.LOGS)
         finally:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import base64
 import http.server
-import tempfile
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -13,14 +14,20 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import requests
+import tritonclient.grpc as grpcclient
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from tritonclient.utils import InferenceServerException
 
 from testbed import cluster
 from tests.bad_specs import VALID, merge
 from tests.e2e.kube import TestbedClient, eventually
 from tests.e2e.operator_proc import OperatorProcess
-from tests.e2e.test_serving import GROUP, PLURAL, VERSION, kubectl_apply
+from tests.e2e.test_multinode import two_node_cr
+from tests.e2e.test_rollout import canary_cr
+from tests.e2e.test_serving import GROUP, PLURAL, VERSION, Resources, _docs, kubectl_apply, model_store_namespace
+from tests.unit.test_metric_sources import _cert, _pem
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "hunter2-the-database-password"
@@ -59,6 +66,12 @@ def ns(testbed: TestbedClient, operator: OperatorProcess) -> Iterator[str]:
         "password": base64.b64encode(PASSWORD.encode()).decode()}})
     yield name
     testbed.delete_namespace(name)  # which also checks that PASSWORD is nowhere to be read
+
+
+@pytest.fixture
+def store(testbed: TestbedClient, operator: OperatorProcess) -> Iterator[str]:
+    """A namespace with the examples' model store, enforcing the `restricted` Pod Security Standard."""
+    yield from model_store_namespace(testbed, "sec")
 
 
 def _resource(ns: str, name: str, analysis: dict[str, Any]) -> dict[str, Any]:
@@ -104,100 +117,73 @@ def test_a_resource_cannot_send_a_secret_to_its_own_address(testbed: TestbedClie
     assert _Collector.seen == []
 
 
-def test_a_layout_the_namespace_refuses_waits_with_a_reason_until_the_label_allows_it(
-        testbed: TestbedClient, operator: OperatorProcess) -> None:
-    from tests.e2e.test_multinode import two_node_cr
-    from tests.e2e.test_serving import Resources, model_store_namespace
+def test_a_layout_the_namespace_refuses_waits_with_a_reason_until_the_label_allows_it(testbed: TestbedClient,
+                                                                                    store: str) -> None:
+    ns = store
+    res = Resources(testbed, ns)
+    assert kubectl_apply([two_node_cr(ns, testbed)]).returncode == 0
+    name = two_node_cr(ns, testbed)["metadata"]["name"]
 
-    namespaces = model_store_namespace(testbed, "psa", pod_security="restricted")
-    ns = next(namespaces)
-    try:
-        res = Resources(testbed, ns)
-        assert kubectl_apply([two_node_cr(ns, testbed)]).returncode == 0
-        name = two_node_cr(ns, testbed)["metadata"]["name"]
+    def degraded() -> dict[str, Any] | None:
+        conditions = (res.get(name).get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == "Degraded" and c["status"] == "True"), None)
 
-        def degraded() -> dict[str, Any] | None:
-            conditions = (res.get(name).get("status") or {}).get("conditions") or []
-            return next((c for c in conditions if c["type"] == "Degraded" and c["status"] == "True"), None)
-
-        condition = eventually("the resource to say why", degraded, timeout=60)
-        assert condition["reason"] == "PodSecurityForbids" and "IPC_LOCK" in condition["message"]
-        assert not client.AppsV1Api(testbed.api).list_namespaced_stateful_set(ns).items  # nothing half-applied
-        # The platform team allows it: the operator notices without any change to the resource.
-        testbed.core.patch_namespace(ns, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}})
-        eventually("the workloads", lambda: client.AppsV1Api(testbed.api).list_namespaced_stateful_set(ns).items,
-                   timeout=90)
-    finally:
-        next(namespaces, None)
+    condition = eventually("the resource to say why", degraded, timeout=60)
+    assert condition["reason"] == "PodSecurityForbids" and "IPC_LOCK" in condition["message"]
+    assert not client.AppsV1Api(testbed.api).list_namespaced_stateful_set(ns).items  # nothing half-applied
+    # The platform team allows it: the operator notices without any change to the resource.
+    testbed.core.patch_namespace(ns, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}})
+    eventually("the workloads", lambda: client.AppsV1Api(testbed.api).list_namespaced_stateful_set(ns).items,
+               timeout=90)
 
 
 def test_a_departments_gpu_quota_stops_a_rollout_with_the_quotas_words_and_raising_it_lets_it_finish(
-        testbed: TestbedClient, operator: OperatorProcess) -> None:
-    from tests.e2e.test_serving import Resources, _docs, model_store_namespace
+        testbed: TestbedClient, store: str) -> None:
+    ns = store
+    quota = {"metadata": {"name": "gpus"}, "spec": {"hard": {"requests.nvidia.com/gpu": "1"}}}
+    testbed.core.create_namespaced_resource_quota(ns, quota)
+    res = Resources(testbed, ns)
+    assert kubectl_apply(_docs("r1-distill-qwen-7b-a100.yaml", ns)).returncode == 0  # 2 replicas x 1 GPU
 
-    namespaces = model_store_namespace(testbed, "quota")
-    ns = next(namespaces)
-    try:
-        quota = {"metadata": {"name": "gpus"}, "spec": {"hard": {"requests.nvidia.com/gpu": "1"}}}
-        testbed.core.create_namespaced_resource_quota(ns, quota)
-        res = Resources(testbed, ns)
-        assert kubectl_apply(_docs("r1-distill-qwen-7b-a100.yaml", ns)).returncode == 0  # 2 replicas x 1 GPU
+    def refused() -> dict[str, Any] | None:
+        conditions = (res.get("r1-qwen-7b").get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c["type"] == "Progressing" and c["reason"] == "QuotaExceeded"), None)
 
-        def refused() -> dict[str, Any] | None:
-            conditions = (res.get("r1-qwen-7b").get("status") or {}).get("conditions") or []
-            return next((c for c in conditions if c["type"] == "Progressing" and c["reason"] == "QuotaExceeded"),
-                        None)
-
-        condition = eventually("the quota in the conditions", refused, timeout=180)
-        assert "exceeded quota: gpus" in condition["message"] and "requests.nvidia.com/gpu" in condition["message"]
-        testbed.core.patch_namespaced_resource_quota("gpus", ns, {"spec": {"hard": {"requests.nvidia.com/gpu": "2"}}})
-        res.wait_phase("r1-qwen-7b", "Healthy", timeout=240)
-    finally:
-        next(namespaces, None)
+    condition = eventually("the quota in the conditions", refused, timeout=180)
+    assert "exceeded quota: gpus" in condition["message"] and "requests.nvidia.com/gpu" in condition["message"]
+    testbed.core.patch_namespaced_resource_quota("gpus", ns, {"spec": {"hard": {"requests.nvidia.com/gpu": "2"}}})
+    res.wait_phase("r1-qwen-7b", "Healthy", timeout=240)
 
 
-def test_triton_grpc_speaks_tls_from_the_secret_and_nothing_else(testbed: TestbedClient,
-                                                                  operator: OperatorProcess) -> None:
-    import tritonclient.grpc as grpcclient
-    from tritonclient.utils import InferenceServerException
-
-    from tests.e2e.test_serving import Resources, _docs, model_store_namespace
-    from tests.unit.test_metric_sources import _cert, _pem
-
+def test_triton_grpc_speaks_tls_from_the_secret_and_nothing_else(testbed: TestbedClient, store: str,
+                                                                  tmp_path: Path) -> None:
+    ns = store
     ca_key, ca = _cert("test CA")
     key, cert = _cert("localhost", ca_key, ca.subject)
-    namespaces = model_store_namespace(testbed, "tls")
-    ns = next(namespaces)
-    try:
-        testbed.core.create_namespaced_secret(ns, {"metadata": {"name": "triton-grpc"}, "type": "kubernetes.io/tls",
-                                                   "data": {"tls.crt": base64.b64encode(_pem(cert)).decode(),
-                                                            "tls.key": base64.b64encode(_pem(key)).decode()}})
-        [doc] = [d for d in _docs("r1-distill-qwen-7b-a100.yaml", ns) if d["kind"] == "DeepSeekDeployment"]
-        doc["spec"]["serving"] |= {"replicas": 1, "grpcTls": {"secretName": "triton-grpc"}}
-        assert kubectl_apply([doc]).returncode == 0
-        Resources(testbed, ns).wait_phase("r1-qwen-7b", "Healthy", timeout=240)
-        [pod] = testbed.ready_pods(ns, "serving.deepseek.ai/deployment=r1-qwen-7b")
-        url = f"{pod.status.pod_ip}:8001"
-        # The name the certificate carries (the client dials the pod's IP).
-        tls = grpcclient.InferenceServerClient(url, ssl=True, root_certificates=None,
-                                               channel_args=[("grpc.ssl_target_name_override", "localhost")])
-        ca_file = Path(tempfile.mkdtemp()) / "ca.crt"
-        ca_file.write_bytes(_pem(ca))
-        trusted = grpcclient.InferenceServerClient(url, ssl=True, root_certificates=str(ca_file),
-                                                   channel_args=[("grpc.ssl_target_name_override", "localhost")])
-        assert trusted.is_server_live() and trusted.is_model_ready("tensorrt_llm")
-        for refused in (grpcclient.InferenceServerClient(url), tls):  # plaintext; a CA that did not sign it
-            with pytest.raises(InferenceServerException):
-                refused.is_server_live(client_timeout=5)
-    finally:
-        next(namespaces, None)
+    testbed.core.create_namespaced_secret(ns, {"metadata": {"name": "triton-grpc"}, "type": "kubernetes.io/tls",
+                                               "data": {"tls.crt": base64.b64encode(_pem(cert)).decode(),
+                                                        "tls.key": base64.b64encode(_pem(key)).decode()}})
+    [doc] = [d for d in _docs("r1-distill-qwen-7b-a100.yaml", ns) if d["kind"] == "DeepSeekDeployment"]
+    doc["spec"]["serving"] |= {"replicas": 1, "grpcTls": {"secretName": "triton-grpc"}}
+    assert kubectl_apply([doc]).returncode == 0
+    Resources(testbed, ns).wait_phase("r1-qwen-7b", "Healthy", timeout=240)
+    [pod] = testbed.ready_pods(ns, "serving.deepseek.ai/deployment=r1-qwen-7b")
+    url = f"{pod.status.pod_ip}:8001"
+    # The name the certificate carries (the client dials the pod's IP).
+    name = [("grpc.ssl_target_name_override", "localhost")]
+    (tmp_path / "ca.crt").write_bytes(_pem(ca))
+    trusted = grpcclient.InferenceServerClient(url, ssl=True, root_certificates=str(tmp_path / "ca.crt"),
+                                               channel_args=name)
+    assert trusted.is_server_live() and trusted.is_model_ready("tensorrt_llm")
+    # Plaintext, and the system's CAs (which did not sign it).
+    for refused in (grpcclient.InferenceServerClient(url),
+                    grpcclient.InferenceServerClient(url, ssl=True, root_certificates=None, channel_args=name)):
+        with pytest.raises(InferenceServerException):
+            refused.is_server_live(client_timeout=5)
 
 
 def _https_get(address: str, host: str, path: str, ca: Path) -> str:
     """One GET over TLS to `address` for `host` (SNI and Host), trusting only `ca`; the status line."""
-    import socket
-    import ssl
-
     context = ssl.create_default_context(cafile=str(ca))
     ip, port = address.rsplit(":", 1)
     with socket.create_connection((ip, int(port)), timeout=10) as raw, \
@@ -206,21 +192,14 @@ def _https_get(address: str, host: str, path: str, ca: Path) -> str:
         return tls.recv(4096).decode(errors="replace").split("\r\n", 1)[0]
 
 
-def test_https_at_the_gateway_listener_with_a_certificate_the_test_made(testbed: TestbedClient,
-                                                                         operator: OperatorProcess) -> None:
-    import ssl
-
-    from tests.e2e.test_rollout import canary_cr
-    from tests.e2e.test_serving import Resources, model_store_namespace
-    from tests.unit.test_metric_sources import _cert, _pem
-
+def test_https_at_the_gateway_listener_with_a_certificate_the_test_made(testbed: TestbedClient, store: str,
+                                                                         tmp_path: Path) -> None:
+    ns = store
     ca_key, ca = _cert("department CA")
     key, cert = _cert("*.llm.test", ca_key, ca.subject, san="*.llm.test")
-    ca_file = Path(tempfile.mkdtemp()) / "ca.crt"
-    ca_file.write_bytes(_pem(ca))
+    (tmp_path / "ca.crt").write_bytes(_pem(ca))
+    (tmp_path / "other.crt").write_bytes(_pem(_cert("another CA")[1]))
     listener = testbed.core.read_namespaced_secret(cluster.GATEWAY_TLS_SECRET, cluster.GATEWAY_NAMESPACE)
-    namespaces = model_store_namespace(testbed, "https")
-    ns = next(namespaces)
     try:
         testbed.core.patch_namespaced_secret(cluster.GATEWAY_TLS_SECRET, cluster.GATEWAY_NAMESPACE, {"data": {
             "tls.crt": base64.b64encode(_pem(cert)).decode(), "tls.key": base64.b64encode(_pem(key)).decode()}})
@@ -232,17 +211,13 @@ def test_https_at_the_gateway_listener_with_a_certificate_the_test_made(testbed:
         host = f"{ns}.llm.test"
         # Traefik presents the test's certificate (the handshake trusts only the test's CA) and routes to Triton.
         status = eventually("Triton over HTTPS", lambda: (s := _https_get(
-            testbed.gateway_tls, host, "/v2/health/ready", ca_file)).endswith("200 OK") and s, timeout=60)
+            testbed.gateway_tls, host, "/v2/health/ready", tmp_path / "ca.crt")).endswith("200 OK") and s,
+            timeout=60)
         assert status.startswith("HTTP/1.1 200")
         # The route is attached to the HTTPS listener alone: plain HTTP does not reach it.
-        import requests
-
         assert requests.get(f"{testbed.gateway}/v2/health/ready", headers={"Host": host}, timeout=5).status_code == 404
-        other_ca = Path(tempfile.mkdtemp()) / "other.crt"
-        other_ca.write_bytes(_pem(_cert("another CA")[1]))
         with pytest.raises(ssl.SSLCertVerificationError):
-            _https_get(testbed.gateway_tls, host, "/v2/health/ready", other_ca)
+            _https_get(testbed.gateway_tls, host, "/v2/health/ready", tmp_path / "other.crt")
     finally:
         testbed.core.patch_namespaced_secret(cluster.GATEWAY_TLS_SECRET, cluster.GATEWAY_NAMESPACE,
                                              {"data": listener.data})
-        next(namespaces, None)
