@@ -176,14 +176,29 @@ def kubectl(*args: str, stdin: str | None = None) -> str:
 
 
 def ensure_pki() -> None:
-    """A CA, the apiserver's serving cert, an admin client cert and the service-account key pair."""
-    if (PKI / "admin.crt").exists():
-        return
+    """A CA, the apiserver's serving cert, an admin client cert, the service-account key pair, and the
+    aggregation layer's front-proxy CA and client cert (made also for a PKI from before it had them)."""
     PKI.mkdir(parents=True, exist_ok=True)
 
     def ossl(*args: str) -> None:
         run(["openssl", *args], cwd=PKI)
 
+    if not (PKI / "front-proxy-client.crt").exists():
+        # The aggregation layer's own CA (kept apart from the cluster CA, as kubeadm does, so no cluster client
+        # cert can pose as the front proxy) and the client cert the apiserver presents when it proxies a request
+        # to an aggregated API server (KEDA's metrics adapter); the CN is --requestheader-allowed-names.
+        ossl("genrsa", "-out", "front-proxy-ca.key", "2048")
+        ossl("req", "-x509", "-new", "-key", "front-proxy-ca.key", "-subj", "/CN=deepseek-testbed-front-proxy-ca",
+             "-days", "3650", "-out", "front-proxy-ca.crt")
+        ossl("genrsa", "-out", "front-proxy-client.key", "2048")
+        ossl("req", "-new", "-key", "front-proxy-client.key", "-subj", "/CN=front-proxy-client",
+             "-out", "front-proxy-client.csr")
+        (PKI / "front-proxy-client.ext").write_text("extendedKeyUsage=clientAuth\n")
+        ossl("x509", "-req", "-in", "front-proxy-client.csr", "-CA", "front-proxy-ca.crt", "-CAkey",
+             "front-proxy-ca.key", "-CAcreateserial", "-days", "3650", "-out", "front-proxy-client.crt",
+             "-extfile", "front-proxy-client.ext")
+    if (PKI / "admin.crt").exists():
+        return
     ossl("genrsa", "-out", "ca.key", "2048")
     ossl("req", "-x509", "-new", "-key", "ca.key", "-subj", "/CN=deepseek-testbed-ca", "-days", "3650",
          "-out", "ca.crt")
@@ -225,7 +240,8 @@ def write_kubeconfig(apiserver_port: int) -> None:
 
 def require_binaries() -> None:
     missing = [b for b in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl",
-                           "kwok", "traefik", "helm", "prometheus") if not (BIN / b).exists()]
+                           "kwok", "traefik", "helm", "prometheus", "keda-operator", "keda-adapter")
+               if not (BIN / b).exists()]
     if missing:
         raise TestbedError(f"not built yet: {', '.join(missing)}; run testbed/build (logs in {LOGS})")
 
@@ -261,6 +277,16 @@ def start_apiserver(state: State) -> None:
         "--enable-admission-plugins=NodeRestriction",
         "--allow-privileged=true",
         f"--cert-dir={STATE_DIR / 'apiserver'}",
+        # The aggregation layer, for aggregated API servers such as KEDA's external metrics adapter: the
+        # apiserver authenticates to them with the front-proxy client cert and passes the user in headers.
+        f"--requestheader-client-ca-file={PKI / 'front-proxy-ca.crt'}",
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={PKI / 'front-proxy-client.crt'}",
+        f"--proxy-client-key-file={PKI / 'front-proxy-client.key'}",
+        # There is no kube-proxy, so a Service's ClusterIP leads nowhere: dial the APIService's endpoint instead.
+        "--enable-aggregator-routing=true",
         "--profiling=false",
         "--v=1",
     ])
@@ -293,6 +319,9 @@ def start_controller_manager(state: State) -> None:
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         # PVCs bind through the in-tree host-path provisioner (it writes under /tmp/hostpath_pv).
         "--enable-hostpath-provisioner=true",
+        # The HPA controller's default 15 s sync period would make autoscaling tests on a 2-core machine wait
+        # several periods per step; 5 s keeps them short.
+        "--horizontal-pod-autoscaler-sync-period=5s",
     ])
 
 
@@ -435,6 +464,20 @@ def start_traefik(state: State) -> None:
     ], env={"KUBECONFIG": str(KUBECONFIG)})
 
 
+def start_keda(state: State) -> None:
+    """KEDA's operator and external metrics adapter (testbed/keda/run), registered through the aggregation layer:
+    the HPA controller of kube-controller-manager reads the ScaledObjects' metrics from it."""
+    try:
+        out = run([str(TESTBED / "keda" / "run"), str(STATE_DIR / "keda")],
+                  env={**os.environ, "KUBECONFIG": str(KUBECONFIG)})
+    except subprocess.CalledProcessError as err:
+        raise TestbedError(f"KEDA did not start:\n{err.stderr[-3000:]}") from err
+    for line in out.stdout.splitlines():  # NAME PID PORT (...)
+        name, pid, port = line.split()[:3]
+        state.pids[name], state.ports[name] = int(pid), int(port)
+    state.save()
+
+
 # What the testbed offers a resource's analysis by name (the operator's --metric-sources; the chart's
 # metricSources): its Prometheus and Traefik's metrics.
 PROMETHEUS_SOURCE, GATEWAY_SOURCE = "prometheus", "traefik"
@@ -571,6 +614,8 @@ def up(mode: str, nodes_file: str | Path = TESTBED / "nodes.yaml") -> State:
                      "prometheus", state.pids["prometheus"])
         wait_for("Traefik", lambda: http_ok(f"http://{network.HOST_IP}:{state.ports['traefik-metrics']}/ping"), 60,
                  "traefik", state.pids["traefik"])
+        if mode == "processes":
+            start_keda(state)
     except BaseException:
         down(quiet=True)
         raise
@@ -599,8 +644,8 @@ def down(quiet: bool = False) -> None:
     state = State.load()
     if state:
         # The pod runner first: it stops the stand-ins and removes their network namespaces.
-        order = ["operator", "pod-runner", "traefik", "prometheus", "kwok", "kube-scheduler", "kube-controller-manager",
-                 "kube-apiserver", "etcd"]
+        order = ["operator", "keda-adapter", "keda-operator", "pod-runner", "traefik", "prometheus", "kwok",
+                 "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]
         names = [n for n in order if n in state.pids] + [n for n in state.pids if n not in order]
         for name in names:
             stop_pid(state.pids[name])

@@ -23,7 +23,7 @@ from deepseek_operator.api.status import Phase
 from deepseek_operator.k8s.client import Kube
 from deepseek_operator.k8s.reconcile import Summary, observe, reconcile, summarize
 from deepseek_operator.k8s.scheduler import Key, PassResult, PassScheduler
-from deepseek_operator.render import multinode, naming
+from deepseek_operator.render import autoscaling, multinode, naming
 
 OURS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
 # Passes running at once: API round trips overlap, memory stays bounded (an unbounded fan-out over 500
@@ -60,10 +60,12 @@ def configure(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     _kube = Kube(client.ApiClient())
-    global _lws_installed
+    global _lws_installed, _keda_installed
     _lws_installed = _kube.serves(multinode.LWS_API_VERSION, "leaderworkersets")
-    logger.info("deepseek-operator %s starting; multi-node revisions become %s", __version__,
-                "LeaderWorkerSets" if _lws_installed else "StatefulSets (no LeaderWorkerSet API)")
+    _keda_installed = _kube.serves(autoscaling.KEDA_API_VERSION, "scaledobjects")
+    logger.info("deepseek-operator %s starting; multi-node revisions become %s; autoscaling %s", __version__,
+                "LeaderWorkerSets" if _lws_installed else "StatefulSets (no LeaderWorkerSet API)",
+                "renders KEDA ScaledObjects" if _keda_installed else "renders HPAs only (no KEDA API)")
 
 
 @kopf.on.startup()
@@ -90,23 +92,34 @@ def resources(**kw: Any) -> dict[Any, Any]:
 
 SERVING_PODS = {**OURS, naming.LABEL_COMPONENT: naming.COMPONENT_SERVER}
 PREFLIGHT = {**OURS, naming.LABEL_COMPONENT: naming.COMPONENT_PREFLIGHT}
-# Children each resource owns, indexed by (namespace, owner): kind -> (group, plural, label selector, index id).
-OWNED = {
-    "Deployment": ("apps", "deployments", OURS, "owned_deployments"),
-    "ConfigMap": ("", "configmaps", OURS, "owned_configmaps"),
-    "Service": ("", "services", OURS, "owned_services"),
-    "PodDisruptionBudget": ("policy", "poddisruptionbudgets", OURS, "owned_pdbs"),
-    "Pod": ("", "pods", SERVING_PODS, "owned_pods"),
-    "HTTPRoute": ("gateway.networking.k8s.io", "httproutes", OURS, "owned_httproutes"),
-    "Job": ("batch", "jobs", PREFLIGHT, "owned_preflight_jobs"),
-    "PreflightPod": ("", "pods", PREFLIGHT, "owned_preflight_pods"),
-    "StatefulSet": ("apps", "statefulsets", OURS, "owned_statefulsets"),
-    "LeaderWorkerSet": (multinode.LWS_API_VERSION.split("/")[0], "leaderworkersets", OURS, "owned_leaderworkersets"),
-    "NetworkPolicy": ("networking.k8s.io", "networkpolicies", OURS, "owned_networkpolicies"),
+def _api(api_version: str) -> tuple[str, str]:
+    group, version = api_version.split("/")
+    return group, version
+
+
+# Children each resource owns, indexed by (namespace, owner): kind -> (group, version, plural, label selector,
+# index id).
+# (The label filters are kopf's: a value or kopf.ABSENT.)
+OWNED: dict[str, tuple[str, str, str, Mapping[str, Any], str]] = {
+    "Deployment": ("apps", "v1", "deployments", OURS, "owned_deployments"),
+    "ConfigMap": ("", "v1", "configmaps", OURS, "owned_configmaps"),
+    "Service": ("", "v1", "services", OURS, "owned_services"),
+    "PodDisruptionBudget": ("policy", "v1", "poddisruptionbudgets", OURS, "owned_pdbs"),
+    "Pod": ("", "v1", "pods", SERVING_PODS, "owned_pods"),
+    "HTTPRoute": ("gateway.networking.k8s.io", "v1", "httproutes", OURS, "owned_httproutes"),
+    "Job": ("batch", "v1", "jobs", PREFLIGHT, "owned_preflight_jobs"),
+    "PreflightPod": ("", "v1", "pods", PREFLIGHT, "owned_preflight_pods"),
+    "StatefulSet": ("apps", "v1", "statefulsets", OURS, "owned_statefulsets"),
+    "LeaderWorkerSet": (*_api(multinode.LWS_API_VERSION), "leaderworkersets", OURS, "owned_leaderworkersets"),
+    "NetworkPolicy": ("networking.k8s.io", "v1", "networkpolicies", OURS, "owned_networkpolicies"),
+    "ScaledObject": (*_api(autoscaling.KEDA_API_VERSION), "scaledobjects", OURS, "owned_scaledobjects"),
+    "HorizontalPodAutoscaler": (*_api(autoscaling.HPA_API_VERSION), "horizontalpodautoscalers",
+                                {**OURS, autoscaling.KEDA_HPA_LABEL: kopf.ABSENT}, "owned_hpas"),
 }
-# Multi-node revisions become LeaderWorkerSets where the LWS API is served (checked at start-up: installing LWS
-# later takes an operator restart), StatefulSets elsewhere.
+# Multi-node revisions become LeaderWorkerSets where the LWS API is served, autoscaling a KEDA ScaledObject where
+# KEDA's is (both checked at start-up: installing either later takes an operator restart).
 _lws_installed = False
+_keda_installed = False
 
 
 def _owned(**kw: Any) -> dict[Any, Any] | None:
@@ -114,8 +127,8 @@ def _owned(**kw: Any) -> dict[Any, Any] | None:
     return {(kw["namespace"], owner): summarize(kw["body"])} if owner else None
 
 
-for _group, _plural, _labels, _index in OWNED.values():
-    kopf.index(_group, "v1", _plural, labels=_labels, id=_index)(_owned)
+for _group, _version, _plural, _labels, _index in OWNED.values():
+    kopf.index(_group, _version, _plural, labels=_labels, id=_index)(_owned)
 
 
 @kopf.index("batch", "v1", "jobs", labels={naming.LABEL_COMPONENT: naming.COMPONENT_QUANTIZE})
@@ -153,10 +166,11 @@ def _prepare(key: Key, body: Mapping[str, Any], indexes: Mapping[str, kopf.Index
              ) -> Callable[[], PassResult]:
     """What the pass sees, read from the indexes in the event loop; the pass itself runs in a worker."""
     owned: dict[str, list[Summary]] = {kind: list(indexes[index].get(key, []))
-                                       for kind, (_, _, _, index) in OWNED.items()}
+                                       for kind, (*_, index) in OWNED.items()}
     namespace = key[0]
     observed = observe(body, owned, list(indexes["pvcs"].get(namespace, [])),
                        list(indexes["quantize_jobs"].get(namespace, [])), lws_installed=_lws_installed,
+                       keda_installed=_keda_installed,
                        download_jobs=list(indexes["download_jobs"].get(namespace, [])),
                        download_pods=list(indexes["download_pods"].get(namespace, [])),
                        metric_sources=_metric_sources, operator_namespace=_operator_namespace)
@@ -172,7 +186,7 @@ async def _reconcile(key: Key, indexes: Mapping[str, kopf.Index[Any, Any]]) -> N
 
 def _indexes(kwargs: Mapping[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
     names = ("resources", "quantize_jobs", "download_jobs", "download_pods", "pvcs",
-             *(index for _, _, _, index in OWNED.values()))
+             *(index for *_, index in OWNED.values()))
     return {n: kwargs[n] for n in names}
 
 
@@ -191,8 +205,8 @@ async def child_changed(**kwargs: Any) -> None:
         await _reconcile((kwargs["namespace"], owner), _indexes(kwargs))
 
 
-for _group, _plural, _labels, _index in OWNED.values():
-    kopf.on.event(_group, "v1", _plural, labels=_labels, id=f"{_index}_changed")(child_changed)
+for _group, _version, _plural, _labels, _index in OWNED.values():
+    kopf.on.event(_group, _version, _plural, labels=_labels, id=f"{_index}_changed")(child_changed)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={naming.LABEL_COMPONENT: naming.COMPONENT_QUANTIZE})

@@ -39,7 +39,8 @@ CHILDREN = {
     "StatefulSet": ("apps", "statefulsets"), "HTTPRoute": ("gateway.networking.k8s.io", "httproutes"),
     "LeaderWorkerSet": ("leaderworkerset.x-k8s.io", "leaderworkersets"),
     "PodMonitor": ("monitoring.coreos.com", "podmonitors"), "Secret": ("", "secrets"),
-    "NetworkPolicy": ("networking.k8s.io", "networkpolicies"),
+    "NetworkPolicy": ("networking.k8s.io", "networkpolicies"), "ScaledObject": ("keda.sh", "scaledobjects"),
+    "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers"),
 }
 
 needs_helm = pytest.mark.skipif(not HELM.exists(), reason=f"helm not built yet at {HELM} (testbed/build helm)")
@@ -310,7 +311,9 @@ def test_crd_install_and_annotations() -> None:
     assert (crd["spec"]["group"], names["kind"], names["plural"], names["shortNames"]) == (
         "serving.deepseek.ai", "DeepSeekDeployment", "deepseekdeployments", ["dsd"])
     version = crd["spec"]["versions"][0]
-    assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
+    assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}, "scale": {
+        "specReplicasPath": ".spec.serving.replicas", "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector"}}
     assert "CustomResourceDefinition" not in kinds(render("crds.install=false"))
     assert "annotations" not in one(render("crds.keep=false"), "CustomResourceDefinition")["metadata"] or \
         "helm.sh/resource-policy" not in one(render("crds.keep=false"), "CustomResourceDefinition")["metadata"][

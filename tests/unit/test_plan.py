@@ -117,6 +117,8 @@ class Cluster:
     leader_worker_sets: dict[str, dict[str, Any]] = field(default_factory=dict)
     ssh_secrets: set[str] = field(default_factory=set)
     lws_installed: bool = False
+    keda_installed: bool = False
+    scalers: dict[str, dict[str, Any]] = field(default_factory=dict)  # the ScaledObject or HPA, by kind
     pod_security: str | None = None  # the namespace's enforced Pod Security Standard
     # What the operator is configured with (--metric-sources).
     metric_sources: dict[str, MetricSource] = field(default_factory=lambda: {
@@ -139,6 +141,7 @@ class Cluster:
                         statefulsets=copy.deepcopy(self.statefulsets),
                         leader_worker_sets=copy.deepcopy(self.leader_worker_sets),
                         lws_installed=self.lws_installed, metric_sources=self.metric_sources,
+                        keda_installed=self.keda_installed, scalers=copy.deepcopy(self.scalers),
                         pod_security=self.pod_security)
 
     def reconcile(self, body: dict[str, Any], now: str) -> Plan:
@@ -158,6 +161,8 @@ class Cluster:
                 self.leader_worker_sets.pop(ref.name)
             elif ref.kind == "Secret":
                 self.ssh_secrets.discard(ref.name)
+            elif ref.kind in ("ScaledObject", "HorizontalPodAutoscaler"):
+                self.scalers.pop(ref.kind)
             else:
                 assert ref.kind == "Deployment"
                 self.deployments.pop(ref.name)
@@ -179,6 +184,9 @@ class Cluster:
             self.jobs[name] = {**copy.deepcopy(obj), "status": {}}
         elif kind == "ConfigMap":
             self.configmaps.add(name)
+        elif kind in ("ScaledObject", "HorizontalPodAutoscaler"):
+            old = self.scalers.get(kind)
+            self.scalers[kind] = {**copy.deepcopy(obj), "status": copy.deepcopy(old["status"]) if old else {}}
         elif kind in ("StatefulSet", "LeaderWorkerSet"):
             workloads = self.statefulsets if kind == "StatefulSet" else self.leader_worker_sets
             old = workloads.get(name)

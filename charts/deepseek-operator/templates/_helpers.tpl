@@ -126,6 +126,13 @@ and the API server also checks `create` when an apply creates the object; `updat
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [get, list, watch, create, patch, delete]
+# The scaler of spec.serving.autoscaling: a KEDA ScaledObject, or a plain HPA without KEDA.
+- apiGroups: [keda.sh]
+  resources: [scaledobjects]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, watch, create, patch, delete]
 # SSH keys of multi-node (MPI) replicas: created (AlreadyExists means there) and deleted with their revision.
 # No get/list/watch: the operator reads no Secret (metric credentials are files mounted into its pod).
 - apiGroups: [""]

@@ -104,7 +104,11 @@ def crd_manifest() -> dict[str, Any]:
                 "name": api.VERSION,
                 "served": True,
                 "storage": True,
-                "subresources": {"status": {}},
+                # scale: kubectl scale, an HPA or a KEDA ScaledObject set spec.serving.replicas; the HPA reads the
+                # serving pods' selector from status.
+                "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.serving.replicas",
+                                                         "statusReplicasPath": ".status.replicas",
+                                                         "labelSelectorPath": ".status.selector"}},
                 "additionalPrinterColumns": [
                     {"name": "Model", "type": "string", "jsonPath": ".spec.model.name"},
                     {"name": "Precision", "type": "string", "jsonPath": ".spec.model.precision"},
@@ -114,6 +118,10 @@ def crd_manifest() -> dict[str, Any]:
                     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                     {"name": "Canary", "type": "integer", "jsonPath": ".status.canaryWeight",
                      "description": "Percent of traffic the revision being rolled out receives"},
+                    {"name": "Replicas set by", "type": "string", "jsonPath": ".status.scaling.replicasSetBy",
+                     "priority": 1, "description": "Who last set spec.serving.replicas"},
+                    {"name": "Autoscaler", "type": "string", "jsonPath": ".status.scaling.autoscaler",
+                     "priority": 1},
                     {"name": "Weights", "type": "string", "jsonPath": ".status.model.state", "priority": 1},
                     {"name": "Downloaded", "type": "string", "jsonPath": ".status.model.progress", "priority": 1},
                     {"name": "Recipe", "type": "string", "jsonPath": ".status.runtime.recipe", "priority": 1},

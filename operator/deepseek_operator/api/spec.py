@@ -50,6 +50,14 @@ NO_SPACE_PATH = r"^/[^\s]*$"
 # Map-valued fields are bounded so that the API server can price their CEL rules.
 MAX_MAP_ENTRIES = 64
 
+DURATION = r"^([0-9]+(s|m|h))+$"
+
+
+def duration_seconds(text: str) -> int:
+    """`90s`, `5m`, `1h30m` as seconds (the format the CRD's pattern admits)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    return sum(int(n) * units[u] for n, u in re.findall(r"([0-9]+)([smh])", text))
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -98,6 +106,14 @@ def _with_rules(schema: dict[str, Any], cls: type[Any]) -> None:
         schema["x-kubernetes-validations"] = [
             {"rule": r.cel, "message": r.message, **({"fieldPath": r.field_path} if r.field_path else {})}
             for r in rules]
+
+
+def positive_duration(cel_field: str, attr: str, message: str, also: str = "") -> Rule:
+    """A duration field (DURATION's format) longer than 0s; `also` is a CEL value that passes as it is."""
+    passes = f"self.{cel_field} == '{also}' || " if also else ""
+    return Rule(f"!has(self.{cel_field}) || {passes}duration(self.{cel_field}) > duration('0s')", message,
+                lambda o: getattr(o, attr) is None or getattr(o, attr) == also
+                or duration_seconds(getattr(o, attr)) > 0, f".{cel_field}")
 
 
 class Schema(BaseModel):
@@ -469,6 +485,83 @@ class GrpcTls(Schema):
     mutual: bool = Field(default=False, description="Clients must present a certificate that ca.crt signed.")
 
 
+class ScalingBehaviour(Schema):
+    """How fast one direction of scaling may go (the HorizontalPodAutoscaler's `behavior` for it)."""
+
+    stabilization_window: str = Field(
+        pattern=DURATION, description="The scaler acts on the most cautious recommendation of this window "
+                                      "(the highest when scaling down, the lowest when scaling up).")
+    max_replicas_per_period: int | None = Field(default=None, ge=1, le=1000,
+                                                description="At most this many replicas added (or removed) per "
+                                                            "period; unset: the HPA's default.")
+    period: str = Field(default="60s", pattern=DURATION, description="The period of maxReplicasPerPeriod.")
+
+
+def _scale_up() -> ScalingBehaviour:
+    return ScalingBehaviour(stabilization_window="0s")
+
+
+def _scale_down() -> ScalingBehaviour:
+    # A replica holds GPUs that take minutes to load a model: give them back slowly, one at a time.
+    return ScalingBehaviour(stabilization_window="300s", max_replicas_per_period=1)
+
+
+class AutoscalingPrometheus(Schema):
+    """The Prometheus KEDA queries: one of the operator's metric sources, and how the pods are labelled there."""
+
+    source: str = Field(pattern=K8S_NAME, max_length=63,
+                        description="The name of a prometheus metric source of the operator's configuration (the "
+                                    "chart's metricSources); KEDA queries its address.")
+    name_label: str = Field(default="serving_deepseek_ai_deployment", pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$",
+                            description="The metric label that carries the pods' serving.deepseek.ai/deployment "
+                                        "label (what your scrape config's labelmap makes of it).")
+    authentication_ref: str | None = Field(
+        default=None, pattern=K8S_NAME, max_length=253,
+        description="A KEDA TriggerAuthentication of the namespace for a Prometheus that needs credentials "
+                    "(the operator's own are files in its pod, which KEDA cannot read).")
+
+
+class Autoscaling(Schema):
+    """Scaling on LLM load. The operator keeps a KEDA ScaledObject on the resource's scale subresource when
+    the KEDA API is served, else a HorizontalPodAutoscaler on a custom metric you name (hpaMetric). Either
+    writes spec.serving.replicas; a multi-node replica is one group, so groups scale whole."""
+
+    rules = (
+        Rule("self.minReplicas <= self.maxReplicas", "autoscaling.minReplicas must not exceed maxReplicas",
+             lambda a: a.min_replicas <= a.max_replicas),
+        Rule("self.metric != 'custom' || has(self.query)", "autoscaling.metric custom needs `query` (PromQL)",
+             lambda a: a.metric != "custom" or a.query is not None),
+        Rule("self.metric == 'custom' || !has(self.query)",
+             "autoscaling.query is for metric custom; the other metrics' queries are the operator's",
+             lambda a: a.metric == "custom" or a.query is None),
+        positive_duration("pollingInterval", "polling_interval", "autoscaling.pollingInterval must be longer than 0s"),
+    )
+
+    min_replicas: int = Field(default=1, ge=1, le=1000,
+                              description="Fewest replicas (scale to zero is not offered: a model takes minutes "
+                                          "to load, and the first requests would fail meanwhile).")
+    max_replicas: int = Field(ge=1, le=1000, description="Most replicas.")
+    metric: Literal["inFlightRequests", "queuedRequests", "custom"] = Field(
+        default="inFlightRequests",
+        description="The load signal, per replica: inFlightRequests (requests the OpenAI frontend is answering: "
+                    "waiting in TensorRT-LLM's queue or generating), queuedRequests (Triton's "
+                    "nv_inference_pending_request_count: requests not yet handed to the model), or custom "
+                    "(`query`). GPU utilisation is no signal: it stays near 100% at any load.")
+    target: float = Field(gt=0, description="The signal's value per replica to scale to (replicas = "
+                                            "ceil(total / target)).")
+    query: str | None = Field(default=None, max_length=2048,
+                              description="metric custom: a PromQL query of the resource's total load.")
+    prometheus: AutoscalingPrometheus | None = Field(default=None,
+                                                     description="Where KEDA reads the signal (KEDA only).")
+    hpa_metric: str | None = Field(
+        default=None, max_length=253, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$",
+        description="Without KEDA: a per-pod custom metric (custom.metrics.k8s.io, e.g. from prometheus-adapter) "
+                    "that a plain HorizontalPodAutoscaler averages over the serving pods against `target`.")
+    polling_interval: str = Field(default="15s", pattern=DURATION, description="How often KEDA reads the signal.")
+    scale_up: ScalingBehaviour = Field(default_factory=_scale_up, description="How fast replicas are added.")
+    scale_down: ScalingBehaviour = Field(default_factory=_scale_down, description="How fast replicas go.")
+
+
 class ServingSpec(Schema):
     rules = (
         Rule("!has(self.podLabels) || self.podLabels.all(k, !k.startsWith('serving.deepseek.ai/') && "
@@ -477,6 +570,11 @@ class ServingSpec(Schema):
              lambda s: not any(k.startswith((GROUP + "/", "app.kubernetes.io/")) for k in s.pod_labels)),
         # The removed field's own validator names it (spec.serving.batching) before this rule runs.
         Rule("!has(self.batching)", REMOVED_BATCHING, lambda s: s.batching is None),
+        Rule("!has(self.autoscaling) || self.autoscaling.metric != 'inFlightRequests' || !has(self.openai) || "
+             "!has(self.openai.enabled) || self.openai.enabled",
+             "autoscaling.metric inFlightRequests is counted by the OpenAI frontend: enable openai, or scale on "
+             "queuedRequests or a custom query",
+             lambda s: s.autoscaling is None or s.autoscaling.metric != "inFlightRequests" or s.openai.enabled),
         map_keys("podLabels", "pod_labels", k8s.CEL_QUALIFIED_NAME, k8s.is_qualified_name, LABEL_KEY),
         map_values("podLabels", "pod_labels", k8s.CEL_LABEL_VALUE, k8s.is_label_value, LABEL_VALUE),
         map_keys("podAnnotations", "pod_annotations", k8s.CEL_QUALIFIED_NAME, k8s.is_qualified_name,
@@ -485,7 +583,10 @@ class ServingSpec(Schema):
         map_values("nodeSelector", "node_selector", k8s.CEL_LABEL_VALUE, k8s.is_label_value, LABEL_VALUE),
     )
 
-    replicas: int = Field(default=1, ge=0, le=1000, description="Model replicas; each gets its own GPUs.")
+    replicas: int = Field(default=1, ge=0, le=1000,
+                          description="Model replicas; each gets its own GPUs. The scale subresource's count: "
+                                      "with autoscaling, the scaler sets it (leave it out of Git).")
+    autoscaling: Autoscaling | None = Field(default=None, description="Scale replicas on LLM load.")
     gpu: GpuRequest = Field(description="The GPUs to serve on.")
     batching: dict[str, Any] | None = _removed(REMOVED_BATCHING)
     streaming: bool = Field(default=True, description="Decoupled (token streaming) Triton models.")
@@ -629,23 +730,6 @@ class NetworkSpec(Schema):
 
 
 # -------------------------------------------------------------------- rollout
-
-DURATION = r"^([0-9]+(s|m|h))+$"
-
-
-def duration_seconds(text: str) -> int:
-    """`90s`, `5m`, `1h30m` as seconds (the format the CRD's pattern admits)."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    return sum(int(n) * units[u] for n, u in re.findall(r"([0-9]+)([smh])", text))
-
-
-def positive_duration(cel_field: str, attr: str, message: str, also: str = "") -> Rule:
-    """A duration field (DURATION's format) longer than 0s; `also` is a CEL value that passes as it is."""
-    passes = f"self.{cel_field} == '{also}' || " if also else ""
-    return Rule(f"!has(self.{cel_field}) || {passes}duration(self.{cel_field}) > duration('0s')", message,
-                lambda o: getattr(o, attr) is None or getattr(o, attr) == also
-                or duration_seconds(getattr(o, attr)) > 0, f".{cel_field}")
-
 
 class CanaryStep(Schema):
     """One step of a canary: shift `weight` percent of traffic to the new revision, or `pause`."""

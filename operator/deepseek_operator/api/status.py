@@ -68,6 +68,7 @@ CHECKPOINT_READY = "CheckpointReady"
 WEIGHTS_READY = "WeightsReady"
 FITS_HARDWARE = "FitsHardware"
 PREFLIGHT = "Preflight"
+AUTOSCALING = "Autoscaling"  # only with spec.serving.autoscaling: whether its scaler is in place and reads
 SPEC_VALID = "SpecValid"  # False: the spec cannot work as written; True with IgnoredSetting: parts of it do not apply
 
 
@@ -119,6 +120,11 @@ class Reason:
     QUOTA_EXCEEDED = "QuotaExceeded"  # a ResourceQuota of the namespace refuses the revision's pods
     PODS_REFUSED = "PodsRefused"  # admission (a policy, a webhook) refuses the revision's pods
     CANARY_CONTAINERS_FAILING = "CanaryContainersFailing"
+    # Autoscaling.
+    SCALER_READY = "ScalerReady"
+    SCALER_NOT_READY = "ScalerNotReady"  # KEDA or the HPA says why it cannot scale (no metric, ...)
+    NO_SCALER = "NoScaler"  # neither the KEDA API nor an hpaMetric: nothing can scale the resource
+    SCALED = "Scaled"  # the event of a change of spec.serving.replicas
     # The NCCL preflight of a multi-GPU revision.
     PREFLIGHT_RUNNING = "PreflightRunning"
     PREFLIGHT_PASSED = "PreflightPassed"
@@ -257,6 +263,18 @@ class HandledAction(Schema):
     result: str = Field(default="", description="What it did, or why it was refused.")
 
 
+class ScalingStatus(Schema):
+    """Who sets the replica count, and the last change of it."""
+
+    replicas_set_by: str = Field(default="", description="The field manager that last set spec.serving.replicas, "
+                                                         "with `(scale)` when it went through the scale "
+                                                         "subresource (kubectl scale, an HPA, KEDA).")
+    autoscaler: str = Field(default="", description="The scaler the operator keeps: ScaledObject/<name> or "
+                                                    "HorizontalPodAutoscaler/<name>.")
+    last_scale: str = Field(default="", description="The last change of the replica count: `2 -> 4`.")
+    last_scale_time: str = Field(default="", description="When the operator saw it (RFC 3339).")
+
+
 class DeepSeekDeploymentStatus(Schema):
     # A pass builds its status step by step: each assignment is validated (a dict becomes its model).
     model_config = ConfigDict(frozen=False, validate_assignment=True)
@@ -268,6 +286,9 @@ class DeepSeekDeploymentStatus(Schema):
     replicas: Annotated[int, CARRIED] = Field(default=0, description="Desired replicas.")
     ready_replicas: Annotated[int, CARRIED] = Field(default=0, description="Replicas whose pods are all Ready.")
     ready: Annotated[str, CARRIED] = Field(default="0/0", description="ready/desired, for kubectl get.")
+    selector: Annotated[str, CARRIED] = Field(default="", description="Label selector of the serving pods (the "
+                                                                       "scale subresource's, for an HPA).")
+    scaling: Annotated[ScalingStatus | None, CARRIED] = Field(default=None, description="Who sets the replicas.")
     model: ModelStatus | None = Field(default=None, description="The served model and its weights.")
     parallelism: Parallelism | None = Field(default=None, description="The parallel layout chosen by sizing.")
     sizing: Sizing | None = Field(default=None, description="Memory estimate behind FitsHardware.")

@@ -25,7 +25,8 @@ PLURALS = {
     "ConfigMap": "configmaps", "Service": "services", "PersistentVolumeClaim": "persistentvolumeclaims",
     "Deployment": "deployments", "Job": "jobs", "PodDisruptionBudget": "poddisruptionbudgets",
     "HTTPRoute": "httproutes", "StatefulSet": "statefulsets", "LeaderWorkerSet": "leaderworkersets",
-    "Secret": "secrets", "NetworkPolicy": "networkpolicies",
+    "Secret": "secrets", "NetworkPolicy": "networkpolicies", "ScaledObject": "scaledobjects",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
 }
 
 

@@ -44,7 +44,8 @@ def summarize(body: Mapping[str, Any]) -> Summary:
 
 
 def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: list[Summary],
-            jobs: list[Summary], lws_installed: bool = False, download_jobs: Sequence[Summary] = (),
+            jobs: list[Summary], lws_installed: bool = False, keda_installed: bool = False,
+            download_jobs: Sequence[Summary] = (),
             download_pods: Sequence[Summary] = (), metric_sources: Mapping[str, MetricSource] | None = None,
             operator_namespace: str | None = None) -> Observed:
     """Turns what the indexes hold for one resource (and its namespace's shared objects) into the planner's input."""
@@ -73,6 +74,9 @@ def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: l
         statefulsets={s["metadata"]["name"]: s for s in owned.get("StatefulSet", [])},
         leader_worker_sets={s["metadata"]["name"]: s for s in owned.get("LeaderWorkerSet", [])},
         lws_installed=lws_installed,
+        keda_installed=keda_installed,
+        scalers={kind: items[0] for kind in ("ScaledObject", "HorizontalPodAutoscaler")
+                 if (items := owned.get(kind))},
         metric_sources=metric_sources or {},
         operator_namespace=operator_namespace,
         network_policies=tuple(sorted(p["metadata"]["name"] for p in owned.get("NetworkPolicy", []))),

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from deepseek_operator.api import status as st
-from deepseek_operator.api.sources import source_problem
+from deepseek_operator.api.sources import SourceKind, source_problem
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec
 from deepseek_operator.api.status import Phase, Reason
 from deepseek_operator.plan import rollout_state
@@ -29,7 +29,7 @@ from deepseek_operator.plan.status import (
     rendered_status,
     validation_message,
 )
-from deepseek_operator.render import catalog, children, security, sizing, weights
+from deepseek_operator.render import autoscaling, catalog, children, security, sizing, weights
 from deepseek_operator.render import runtime as runtimes
 from deepseek_operator.rollout import machine
 from deepseek_operator.rollout.machine import Event
@@ -132,6 +132,7 @@ def start(body: dict[str, Any], observed: Observed, now: str) -> PassContext | P
     status.parallelism = target.parallelism  # type: ignore[assignment]  # validated on assignment
     status.runtime = runtime_status(rt)  # type: ignore[assignment]
     status.revision = target.name
+    status.selector = autoscaling.selector(meta["name"])
     ready, desired = ready_by_revision(observed.deployments, observed.statefulsets, observed.leader_worker_sets)
     return PassContext(
         body=body, observed=observed, now=now, conds=conds, old_status=old_status, spec=spec, model=model,
@@ -142,13 +143,16 @@ def start(body: dict[str, Any], observed: Observed, now: str) -> PassContext | P
 
 
 def _source_problems(spec: DeepSeekDeploymentSpec, observed: Observed) -> list[str]:
-    """A prometheus or gateway analysis must name a source of that kind that the operator is configured with."""
+    """A prometheus or gateway analysis, and autoscaling's Prometheus, must name a source of that kind that the
+    operator is configured with."""
+    named: list[tuple[str, SourceKind, str]] = []
     analysis = spec.rollout.analysis
-    if analysis is None or (named := analysis.named_source()) is None:
-        return []
-    kind, name = named
-    problem = source_problem(f"rollout.analysis.{kind}.source", kind, name, observed.metric_sources)
-    return [problem] if problem else []
+    if analysis is not None and (source := analysis.named_source()) is not None:
+        named.append((f"rollout.analysis.{source[0]}.source", *source))
+    if (scaling := spec.serving.autoscaling) is not None and scaling.prometheus is not None:
+        named.append(("serving.autoscaling.prometheus.source", "prometheus", scaling.prometheus.source))
+    problems = (source_problem(path, kind, name, observed.metric_sources) for path, kind, name in named)
+    return [p for p in problems if p]
 
 
 def _parse(body: dict[str, Any], conds: Conditions, old_status: dict[str, Any],

@@ -22,6 +22,8 @@ class Observed:
     statefulsets: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     leader_worker_sets: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     lws_installed: bool = False  # the LeaderWorkerSet API is served: multi-node revisions become LWS
+    keda_installed: bool = False  # KEDA's ScaledObject API is served: autoscaling renders a ScaledObject
+    scalers: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # the resource's ScaledObject/HPA, by kind
     # The namespace's pod-security.kubernetes.io/enforce label (None: none, the cluster's default applies).
     pod_security: str | None = None
     # The metric sources of the operator's configuration, by name: what a resource's analysis may pick.

@@ -42,6 +42,7 @@ def snapshot(spec: DeepSeekDeploymentSpec) -> dict[str, Any]:
     dumped.pop("rollout", None)
     dumped["serving"].pop("replicas", None)
     dumped["serving"].pop("networkPolicy", None)  # who may connect is not what the pods are
+    dumped["serving"].pop("autoscaling", None)  # how many replicas, not what they are
     return dumped
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from deepseek_operator.api import status as st
 from deepseek_operator.api.status import AnalysisResult, Phase, Reason
-from deepseek_operator.plan import rollout_state
+from deepseek_operator.plan import rollout_state, scaling
 from deepseek_operator.plan.context import PassContext
 from deepseek_operator.plan.gates import stale_preflights
 from deepseek_operator.plan.observed import AnalysisRequest, ChildRef, Plan
@@ -211,6 +211,7 @@ def roll(ctx: PassContext) -> Plan:
     decision = decided.decision
     kept = workloads(ctx, decision)
     route(ctx, decided)
+    scaling.scaler(ctx)
     prune(ctx, decision, kept)
     rollout_status(ctx, decided)
     conditions(ctx, decision)

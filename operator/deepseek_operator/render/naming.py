@@ -31,6 +31,7 @@ COMPONENT_MODEL_CACHE = "model-cache"
 COMPONENT_PREFLIGHT = "preflight"
 COMPONENT_MPI_SSH = "mpi-ssh"
 COMPONENT_NETWORK_POLICY = "network-policy"
+COMPONENT_AUTOSCALER = "autoscaler"
 
 
 def digest(value: Any, length: int) -> str:
@@ -73,6 +74,11 @@ def canary_service_name(name: str) -> str:
 
 def model_repo_configmap_name(name: str, revision: str) -> str:
     return f"{name}-repo-{revision}"
+
+
+def autoscaler_name(name: str) -> str:
+    """The ScaledObject or HorizontalPodAutoscaler of the resource (KEDA names its HPA the same)."""
+    return name
 
 
 def isolation_policy_name(name: str) -> str:

@@ -436,11 +436,14 @@ def _promotion_gate(p: _Pass) -> tuple[bool, str]:
 def _advance(p: _Pass) -> Decision:
     r, w = p.rollout, p.world
     n = w.replicas
-    stable_n = w.replicas if w.stable_replicas is None else w.stable_replicas
+    stable_now = w.replicas if w.stable_replicas is None else w.stable_replicas
     if r.strategy == "recreate" and p.state.kind not in FAST:
         return _recreate(p)
     waiting = ""
-    stable_desired = stable_n
+    # Until promotion the stable follows spec.serving.replicas (a scaler's count too), the canary its share
+    # of it; a rollout never scales the stable below one replica.
+    stable_desired = max(1, n)
+    sizing_step = False  # the loop stopped at a weight step whose canary replicas are not all Ready yet
     while True:
         s = p.state
         ready = w.ready.get(s.canary, 0)
@@ -457,7 +460,7 @@ def _advance(p: _Pass) -> Decision:
             # Promotion replaces the stable one replica at a time (surge one): a rollout never needs more than
             # one replica's GPUs beyond what the stable already holds. Traffic follows the Ready replicas.
             # Monotonic: a pass that reads a Deployment mid-scale never shrinks the canary or regrows the stable.
-            stable_desired = min(stable_n, max(0, n - ready))
+            stable_desired = min(stable_now, max(0, n - ready))
             p.set(canary_replicas=max(s.canary_replicas, min(n, ready + 1)))
             serving = ready + min(stable_desired, w.ready.get(s.stable, 0))
             p.set(weight=max(s.weight, round(100 * ready / serving) if serving else 0))
@@ -465,12 +468,13 @@ def _advance(p: _Pass) -> Decision:
             break
         step = r.steps[s.step]
         if step.weight is not None:
-            need = canary_replicas(r, step.weight, n, stable_n)
+            need = canary_replicas(r, step.weight, n, stable_desired)
             p.set(canary_replicas=need)
             if ready < need:
                 waiting = f"{ready}/{need} canary replicas ready for weight {step.weight}%"
+                sizing_step = True
                 break
-            weight = effective_weight(r, step.weight, need, stable_n)
+            weight = effective_weight(r, step.weight, need, stable_desired)
             if weight != s.weight:
                 p.say("Normal", Reason.CANARY_STEP, f"revision {s.canary} now receives {weight}% of traffic")
             p.set(weight=weight, step=s.step + 1, step_started_at=w.now)
@@ -495,6 +499,10 @@ def _advance(p: _Pass) -> Decision:
             break
         p.set(step=s.step + 1, step_started_at=w.now)
     s = p.state
+    if r.strategy == "canary" and not sizing_step and 0 < s.weight < 100 and s.step < len(r.steps):
+        # Between weight steps the canary's share follows the replica count (a scaler's changes of it).
+        p.set(canary_replicas=canary_replicas(r, s.weight, n, stable_desired))
+        s = p.state
     replicas = {s.stable: stable_desired, s.canary: s.canary_replicas}
     if s.paused:
         why = {Reason.ANALYSIS_INCONCLUSIVE: "the analysis was inconclusive",
