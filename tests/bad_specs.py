@@ -75,6 +75,11 @@ def conditioned(id: str, spec: dict[str, Any], condition: str, text: str) -> Bad
     return Bad(id, {"spec": spec}, text, condition)
 
 
+def autoscaling(text: str, **fields: Any) -> Bad:
+    """spec.serving.autoscaling as fields change a valid one (4 replicas at most, 8 per replica)."""
+    return rejected("spec.serving.autoscaling", {"maxReplicas": 4, "target": 8, **fields}, text)
+
+
 CUSTOM = {"paramsBillion": 7, "layers": 28, "hiddenSize": 3584, "attentionHeads": 28, "kvHeads": 4}
 GATEWAY = {"gatewayAPI": {"parentRefs": [{"name": "llm-gateway"}]}}
 
@@ -152,19 +157,13 @@ REJECTED = [
     rejected("spec.serving.startupTimeoutSeconds", 10),
     rejected("spec.serving.unknownField", 1, "unknownField"),
     rejected("spec.serving", DELETE, "spec.serving"),
-    rejected("spec.serving.autoscaling", {"minReplicas": 4, "maxReplicas": 2, "target": 8},
-             "minReplicas must not exceed maxReplicas"),
-    rejected("spec.serving.autoscaling", {"maxReplicas": 4, "target": 8, "metric": "custom"},
-             "metric custom needs `query`"),
-    rejected("spec.serving.autoscaling", {"maxReplicas": 4, "target": 8, "query": "sum(x)"},
-             "query is for metric custom"),
-    rejected("spec.serving.autoscaling", {"maxReplicas": 4, "target": 0}, "spec.serving.autoscaling.target"),
-    rejected("spec.serving.autoscaling", {"minReplicas": 0, "maxReplicas": 4, "target": 8},
-             "spec.serving.autoscaling.minReplicas"),
-    rejected("spec.serving.autoscaling", {"maxReplicas": 4, "target": 8, "metric": "gpuUtilisation"},
-             "spec.serving.autoscaling.metric"),
-    rejected("spec.serving.autoscaling", {"maxReplicas": 4, "target": 8, "pollingInterval": "0s"},
-             "pollingInterval must be longer than 0s"),
+    autoscaling("minReplicas must not exceed maxReplicas", minReplicas=4, maxReplicas=2),
+    autoscaling("metric custom needs `query`", metric="custom"),
+    autoscaling("query is for metric custom", query="sum(x)"),
+    autoscaling("spec.serving.autoscaling.target", target=0),
+    autoscaling("spec.serving.autoscaling.minReplicas", minReplicas=0),
+    autoscaling("spec.serving.autoscaling.metric", metric="gpuUtilisation"),
+    autoscaling("pollingInterval must be longer than 0s", pollingInterval="0s"),
     rejected("spec.serving", {"gpu": {"type": "A100-80GB", "perNode": 4}, "openai": {"enabled": False},
                               "autoscaling": {"maxReplicas": 4, "target": 8}},
              "inFlightRequests is counted by the OpenAI frontend"),

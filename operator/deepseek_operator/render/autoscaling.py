@@ -65,36 +65,33 @@ def scaled_object(owner: Owner, autoscaling: Autoscaling, prometheus_address: st
     }
     if autoscaling.prometheus and autoscaling.prometheus.authentication_ref:
         trigger["authenticationRef"] = {"name": autoscaling.prometheus.authentication_ref}
-    return {
-        "apiVersion": KEDA_API_VERSION, "kind": "ScaledObject",
-        "metadata": child_metadata(owner, naming.autoscaler_name(owner.name), naming.COMPONENT_AUTOSCALER),
-        "spec": {
-            "scaleTargetRef": {**SCALE_TARGET, "name": owner.name},
-            "minReplicaCount": autoscaling.min_replicas, "maxReplicaCount": autoscaling.max_replicas,
-            "pollingInterval": max(1, duration_seconds(autoscaling.polling_interval)),
-            "advanced": {"horizontalPodAutoscalerConfig": {"name": naming.autoscaler_name(owner.name),
-                                                           "behavior": behavior(autoscaling)}},
-            "triggers": [trigger],
-        },
-    }
+    return _aimed_at(owner, KEDA_API_VERSION, "ScaledObject", {
+        "minReplicaCount": autoscaling.min_replicas, "maxReplicaCount": autoscaling.max_replicas,
+        "pollingInterval": max(1, duration_seconds(autoscaling.polling_interval)),
+        "advanced": {"horizontalPodAutoscalerConfig": {"name": naming.autoscaler_name(owner.name),
+                                                       "behavior": behavior(autoscaling)}},
+        "triggers": [trigger],
+    })
 
 
 def horizontal_pod_autoscaler(owner: Owner, autoscaling: Autoscaling) -> dict[str, Any]:
     """A plain HPA on the scale subresource: the per-pod metric `hpaMetric`, averaged over the serving pods
     (the subresource's selector), against `target`."""
     assert autoscaling.hpa_metric is not None  # the caller's choice of scaler
-    return {
-        "apiVersion": HPA_API_VERSION, "kind": "HorizontalPodAutoscaler",
-        "metadata": child_metadata(owner, naming.autoscaler_name(owner.name), naming.COMPONENT_AUTOSCALER),
-        "spec": {
-            "scaleTargetRef": {**SCALE_TARGET, "name": owner.name},
-            "minReplicas": autoscaling.min_replicas, "maxReplicas": autoscaling.max_replicas,
-            "metrics": [{"type": "Pods", "pods": {
-                "metric": {"name": autoscaling.hpa_metric},
-                "target": {"type": "AverageValue", "averageValue": _target(autoscaling.target)}}}],
-            "behavior": behavior(autoscaling),
-        },
-    }
+    return _aimed_at(owner, HPA_API_VERSION, "HorizontalPodAutoscaler", {
+        "minReplicas": autoscaling.min_replicas, "maxReplicas": autoscaling.max_replicas,
+        "metrics": [{"type": "Pods", "pods": {
+            "metric": {"name": autoscaling.hpa_metric},
+            "target": {"type": "AverageValue", "averageValue": _target(autoscaling.target)}}}],
+        "behavior": behavior(autoscaling),
+    })
+
+
+def _aimed_at(owner: Owner, api_version: str, kind: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A scaler of the resource: named after it, owned by it, aimed at its scale subresource."""
+    return {"apiVersion": api_version, "kind": kind,
+            "metadata": child_metadata(owner, naming.autoscaler_name(owner.name), naming.COMPONENT_AUTOSCALER),
+            "spec": {"scaleTargetRef": {**SCALE_TARGET, "name": owner.name}, **spec}}
 
 
 def selector(name: str) -> str:
