@@ -157,6 +157,7 @@ REJECTED = [
     rejected("spec.serving.startupTimeoutSeconds", 10),
     rejected("spec.serving.unknownField", 1, "unknownField"),
     rejected("spec.serving", DELETE, "spec.serving"),
+    rejected("spec.rollout.analysis", {"mode": "sequential", "maxErrorRate": 0}, "needs 0 < maxErrorRate < 1"),
     autoscaling("minReplicas must not exceed maxReplicas", minReplicas=4, maxReplicas=2),
     autoscaling("metric custom needs `query`", metric="custom"),
     autoscaling("query is for metric custom", query="sum(x)"),

@@ -65,6 +65,7 @@ class Load:
     host: str
     headers: dict[str, str] = field(default_factory=dict)
     threads: int = 4
+    pause_s: float = 0.02  # between one thread's requests
     outcomes: list[tuple[int, str]] = field(default_factory=list)  # (status, pod, or the error of status 0)
     _stop: threading.Event = field(default_factory=threading.Event)
     _workers: list[threading.Thread] = field(default_factory=list)
@@ -84,7 +85,7 @@ class Load:
                                           f"{time.strftime('%H:%M:%S')} {text[:80]}"))
                 except (requests.RequestException, ValueError) as e:  # status 0, with what went wrong
                     self.outcomes.append((0, f"{time.strftime('%H:%M:%S')} {type(e).__name__}: {e}"[:200]))
-                time.sleep(0.02)
+                time.sleep(self.pause_s)
 
     def _generate(self, s: requests.Session) -> tuple[int, str]:
         r = s.post(f"{self.url}/v2/models/tensorrt_llm/generate", timeout=5,
@@ -394,3 +395,33 @@ def test_operator_killed_at_every_point_of_a_rollout_resumes_to_the_same_outcome
     assert len(testbed.core.list_namespaced_service(ns, label_selector=selector).items) == 3
     jobs = res.batch.list_namespaced_job(ns, label_selector="app.kubernetes.io/component=quantize").items
     assert len(jobs) == 2  # one quantize Job per key, never run twice
+
+
+def test_sequential_analysis_rolls_back_on_fewer_requests_than_a_window_needs(testbed: TestbedClient,
+                                                                             ns: str) -> None:
+    """analysis.mode sequential at ~2 req/s to the canary (10% of ~20 req/s), 30% of them failing: rolled back by
+    the sequential test before minRequests (50) canary requests, where windowed analysis could only pause."""
+    res = Resources(testbed, ns)
+    analysis = gateway_analysis(testbed, mode="sequential", interval="2s", minRequests=50)
+    steps = [{"weight": 10}, {"pause": "120s"}, {"weight": 50}, {"pause": "60s"}]
+    old = serve_first_revision(res, canary_cr(ns, analysis=analysis, steps=steps), testbed)
+    timeline: list[tuple[float, int]] = []
+    with Load(testbed.gateway, f"{ns}.llm.test", threads=2, pause_s=0.1):
+        changed = time.monotonic()
+        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/error-rate": "0.3"}}})
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            s = status(res)
+            timeline.append((time.monotonic(), int(s.get("canaryWeight", 0))))
+            if s.get("phase") == "RolledBack":
+                break
+            time.sleep(0.25)
+    final = status(res)
+    assert final["phase"] == "RolledBack" and final["stableRevision"] == old, final
+    assert final["analysis"]["result"] == "Failed" and "roll back" in final["analysis"]["message"]
+    assert final["analysis"]["totalRequests"] < 50, final["analysis"]  # decided before a window could be
+    first = next(t for t, w in timeline if w > 0)
+    last = next(t for t, w in timeline if t > first and w == 0)
+    print(f"\nsequential analysis: weight > 0 -> weight 0 in {last - first:.1f}s, version change -> weight 0 in "
+          f"{last - changed:.1f}s, on {final['analysis']['totalRequests']:.0f} canary requests "
+          f"({final['analysis']['totalErrors']:.0f} failed)")

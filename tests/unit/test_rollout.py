@@ -10,6 +10,7 @@ import pytest
 from deepseek_operator.rollout import machine
 from deepseek_operator.rollout.analysis import Measurement, Policy, analyse, counter_increase, histogram_quantile
 from deepseek_operator.rollout.machine import Action, Decision, Rollout, State, Step, World
+from deepseek_operator.rollout.sequential import SequentialPolicy
 
 POLICY = Policy(max_error_rate=0.02, min_requests=50)
 CANARY = Rollout(strategy="canary", steps=(Step(weight=10), Step(pause_seconds=60), Step(weight=50),
@@ -338,3 +339,81 @@ def test_a_differencing_provider_takes_its_baseline_when_the_canary_gets_traffic
                                                              step_started_at=100.0)) == 110.0
     assert machine.next_analysis_at(rollout, replace(d.state, canary=NEW, analysis=None, step_started_at=100.0)) \
         == 100.0
+
+
+SEQUENTIAL = replace(CANARY, policy=Policy(max_error_rate=0.05, min_requests=50), interval_seconds=2,
+                     baseline_first=True, sequential=SequentialPolicy.for_limit(0.05, 50))
+
+
+def _sequential_run(rate: float, *, errors_counted: bool = True, p99: float | None = None,
+                    rollout: Rollout = SEQUENTIAL, seconds: int = 600) -> tuple[Sim, Decision, float | None]:
+    """Passes every second; the canary gets 2 req/s, `rate` of them failing evenly; a measurement when due."""
+    sim = Sim(rollout)
+    first_traffic, window_start, served, failed = None, 0.0, 0.0, 0.0
+    d = sim.step()
+    for _ in range(seconds):
+        if first_traffic is None and sim.state.weight > 0:
+            first_traffic = window_start = sim.now
+        due = machine.analysis_due(rollout, sim.state, sim.now + 1, sim.live.get(sim.state.canary, 0) > 0)
+        m = None
+        if due:
+            first = sim.state.analysis is None or sim.state.analysis.revision != sim.state.canary
+            n = 2 * (sim.now + 1 - window_start) if first_traffic is not None else 0.0
+            errors = math.floor((served + n) * rate) - failed
+            m = Measurement(0, 0, baseline_only=True) if first else Measurement(
+                n, errors, window_seconds=n / 2, errors_counted=errors_counted, p99_seconds=p99)
+            if not first:
+                served, failed = served + n, failed + errors
+            window_start = sim.now + 1
+        d = sim.step(measurement=m, advance=1)
+        if d.outcome or d.phase == "Paused":
+            break
+    return sim, d, first_traffic
+
+
+def test_sequential_mode_rolls_back_on_the_evidence_without_waiting_for_failed_windows() -> None:
+    sim, d, first_traffic = _sequential_run(0.3)
+    assert d.outcome == "rolled_back" and first_traffic is not None
+    # 17 requests at 30% errors cross the bound (8.5 s at 2 req/s); here the baseline drops the first second's
+    # requests and a measurement comes every 2 s.
+    assert sim.now - first_traffic <= 12
+    # The same canary judged by windows: 4 requests a window never reach minRequests, so it only pauses.
+    _, windowed, _ = _sequential_run(0.3, rollout=replace(SEQUENTIAL, sequential=None))
+    assert (windowed.phase, windowed.state.pause_reason) == ("Paused", "AnalysisInconclusive")
+    assert d.state.analysis is not None and d.state.analysis.result == "Failed"
+    assert "the sequential test: roll back" in next(e.message for e in d.events if e.reason == "AnalysisFailed"
+                                                     and e.type == "Warning" and "rolled back" in e.message)
+    # Measurements short of the evidence were Pending: neither failures nor a pause.
+    pending = [x.state.analysis for x in sim.decisions if x.state.analysis and x.state.analysis.result == "Pending"]
+    assert pending and all(a.failures == 0 for a in pending)
+
+
+def test_sequential_mode_passes_a_clean_canary_only_past_min_requests_and_promotes_it() -> None:
+    sim, d, first_traffic = _sequential_run(0.0)
+    assert d.outcome == "promoted" and first_traffic is not None
+    passed = next(x for x in sim.decisions if x.state.analysis and x.state.analysis.result == "Successful")
+    assert passed.state.analysis is not None and passed.state.analysis.totals is not None
+    assert passed.state.analysis.totals[0] >= 50  # minRequests: never a pass on too little evidence
+    assert not any(x.state.paused for x in sim.decisions)
+
+
+def test_sequential_mode_on_tritons_counters_never_passes_a_canary() -> None:
+    _, d, _ = _sequential_run(0.0, errors_counted=False)
+    assert (d.phase, d.state.pause_reason) == ("Paused", "AnalysisInconclusive")
+    assert d.state.analysis is not None and "server#7713" in d.state.analysis.message
+
+
+def test_sequential_mode_keeps_the_latency_gate_per_window_with_its_failure_limit() -> None:
+    slow = replace(SEQUENTIAL, policy=Policy(max_error_rate=0.05, min_requests=1, max_p99_seconds=1.0))
+    sim, d, _ = _sequential_run(0.0, p99=3.0, rollout=slow)
+    assert d.outcome == "rolled_back"
+    assert [x.state.analysis.failures for x in sim.decisions if x.verdict and x.verdict.result == "Failed"
+            and x.state.analysis] == [1, 2]  # failureLimit 2 windows over the gate
+
+
+def test_sequential_totals_survive_a_restart_through_status() -> None:
+    status = {"canaryRevision": NEW, "stableRevision": STABLE, "analysis": {
+        "revision": NEW, "at": "2025-01-20T10:00:00Z", "result": "Pending", "totalRequests": 12.5,
+        "totalErrors": 3.0}}
+    last = State.from_status(status).analysis
+    assert last is not None and last.totals == (12.5, 3.0)

@@ -823,6 +823,9 @@ class Analysis(Schema):
              "provider gateway needs `gateway: {source: ...}`",
              lambda a: a.provider != "gateway" or a.gateway is not None),
         positive_duration("interval", "interval", "analysis.interval must be longer than 0s"),
+        Rule("self.mode != 'sequential' || (self.maxErrorRate > 0.0 && self.maxErrorRate < 1.0)",
+             "analysis.mode sequential needs 0 < maxErrorRate < 1 (a limit of 0 or 1 has no sequential test)",
+             lambda a: a.mode != "sequential" or 0 < a.max_error_rate < 1),
     )
 
     interval: str = Field(default="30s", pattern=DURATION, description="Time between measurements.")
@@ -837,6 +840,14 @@ class Analysis(Schema):
                                      "let it continue, or roll back.")
     max_p99_latency_seconds: float | None = Field(default=None, gt=0,
                                                   description="Optional latency gate on the new revision's p99.")
+    mode: Literal["windowed", "sequential"] = Field(
+        default="windowed",
+        description="windowed: each interval's error rate against maxErrorRate, failureLimit failures in a row "
+                    "roll back. sequential: a sequential probability ratio test on the canary's errors since "
+                    "its traffic started, after every measurement (measure often: interval 2s-5s): it rolls "
+                    "back at once when they prove the rate above maxErrorRate (1% false rollbacks at half the "
+                    "limit), passes when they prove it below and minRequests are reached, and otherwise keeps "
+                    "measuring. failureLimit then counts only the latency gate's failed windows.")
     provider: Literal["prometheus", "triton", "gateway"] = Field(
         default="triton", description="prometheus (PromQL over Triton's counters), triton (scrape the new "
                                       "revision's pods directly) or gateway (the gateway's response codes).")

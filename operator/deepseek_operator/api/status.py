@@ -222,6 +222,9 @@ class Analysis(Schema):
     failures: int = Field(default=0, description="Consecutive Failed measurements so far.")
     step: int = Field(default=-1, description="The rollout step it was taken in.")
     provider: str = Field(default="", description="Which provider measured.")
+    total_requests: float | None = Field(default=None, description="analysis.mode sequential: the revision's "
+                                                                 "requests since its traffic started.")
+    total_errors: float | None = Field(default=None, description="Of which failed.")
     counters: dict[str, float] = Field(default_factory=dict,
                                        description="Provider counters at `at`, to difference the next window.")
 

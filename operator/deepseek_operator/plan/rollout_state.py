@@ -9,6 +9,7 @@ from deepseek_operator.api.spec import DeepSeekDeploymentSpec, duration_seconds
 from deepseek_operator.plan.observed import Observed
 from deepseek_operator.rollout import analysis, machine
 from deepseek_operator.rollout.clock import rfc3339
+from deepseek_operator.rollout.sequential import SequentialPolicy
 
 # The providers that difference counters between samples (providers/counters.py): a window needs a baseline.
 DIFFERENCING = frozenset({"triton", "gateway"})
@@ -26,7 +27,9 @@ def settings(spec: DeepSeekDeploymentSpec) -> machine.Rollout:
         strategy=r.strategy, steps=steps, router="gatewayAPI" if r.traffic_routing.gateway_api else "service",
         policy=policy, interval_seconds=duration_seconds(a.interval) if a else 30,
         failure_limit=a.failure_limit if a else 1, on_inconclusive=a.on_inconclusive if a else "pause",
-        history_limit=r.revision_history_limit, baseline_first=a is not None and a.provider in DIFFERENCING)
+        history_limit=r.revision_history_limit, baseline_first=a is not None and a.provider in DIFFERENCING,
+        sequential=SequentialPolicy.for_limit(a.max_error_rate, a.min_requests)
+        if a is not None and a.mode == "sequential" else None)
 
 
 def analysis_status(previous: Mapping[str, Any] | None, state: machine.State, observed: Observed,
@@ -44,4 +47,6 @@ def analysis_status(previous: Mapping[str, Any] | None, state: machine.State, ob
             "p99LatencySeconds": None if m.p99_seconds is None else round(m.p99_seconds, 4),
             "stableErrorRate": None if m.stable_error_rate is None else round(m.stable_error_rate, 4),
             "result": last.result, "message": last.message, "failures": last.failures, "step": last.step,
-            "provider": provider, "counters": dict(m.counters)}
+            "provider": provider, "counters": dict(m.counters),
+            **({"totalRequests": round(last.totals[0], 2), "totalErrors": round(last.totals[1], 2)}
+               if last.totals else {})}

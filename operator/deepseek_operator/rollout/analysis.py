@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from deepseek_operator.api.status import AnalysisResult
 
 Result = AnalysisResult
+TRITON_CANNOT_PASS = ("Triton counts the llmapi model's error responses as successes "
+                      "(triton-inference-server/server#7713): this provider cannot show the canary healthy; "
+                      "use provider gateway")
 
 
 @dataclass(frozen=True)
@@ -73,10 +76,7 @@ def analyse(m: Measurement, policy: Policy) -> Verdict:
     if rate > policy.max_error_rate:
         return Verdict(AnalysisResult.FAILED, f"{figures} > maxErrorRate {policy.max_error_rate}")
     if not m.errors_counted:
-        return Verdict(AnalysisResult.INCONCLUSIVE,
-                       f"{figures}, but Triton counts the llmapi model's error responses as successes "
-                       "(triton-inference-server/server#7713): this provider cannot show the canary healthy; "
-                       "use provider gateway")
+        return Verdict(AnalysisResult.INCONCLUSIVE, f"{figures}, but {TRITON_CANNOT_PASS}")
     if policy.max_p99_seconds is not None:
         if m.p99_seconds is None or not math.isfinite(m.p99_seconds):
             return Verdict(AnalysisResult.INCONCLUSIVE, f"{figures}; no p99 latency measured for maxP99LatencySeconds")

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from deepseek_operator.api.status import AnalysisResult, Outcome, Phase, Reason
-from deepseek_operator.rollout.analysis import Measurement, Policy, Verdict, analyse
+from deepseek_operator.rollout.analysis import TRITON_CANNOT_PASS, Measurement, Policy, Verdict, analyse
 from deepseek_operator.rollout.clock import epoch, rfc3339
+from deepseek_operator.rollout.sequential import SequentialPolicy, sequential_verdict
 
 Strategy = Literal["canary", "abTest", "recreate"]
 Router = Literal["gatewayAPI", "service"]
@@ -51,6 +52,7 @@ class Rollout:
     # A provider that differences counters (triton, gateway) needs a baseline before its first window: taken as
     # soon as the canary gets traffic, so that its first window is judged one interval later, not two.
     baseline_first: bool = False
+    sequential: SequentialPolicy | None = None  # analysis.mode sequential: the test of the canary's totals
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class LastAnalysis:
     failures: int
     message: str = ""
     step: int = -1  # the step it was taken in
+    # Sequential mode: the canary's requests and errors since its traffic started (None in windowed mode).
+    totals: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -91,8 +95,10 @@ class State:
         """The state as the last status write left it (the status fields `to_status` writes, and the last
         analysis and the history's revisions)."""
         a = status.get("analysis")
+        totals = (float(a["totalRequests"]), float(a.get("totalErrors", 0))) if a and "totalRequests" in a \
+            else None
         last = LastAnalysis(a["revision"], epoch(a["at"]), a["result"], int(a.get("failures", 0)),
-                            a.get("message", ""), int(a.get("step", -1))) if a else None
+                            a.get("message", ""), int(a.get("step", -1)), totals) if a else None
         return cls(
             stable=status.get("stableRevision", ""), canary=status.get("canaryRevision", ""),
             weight=int(status.get("canaryWeight", 0)), canary_replicas=int(status.get("canaryReplicas", 0)),
@@ -383,7 +389,11 @@ def _judge(p: _Pass, m: Measurement) -> None:
     previous = s.analysis if s.analysis and s.analysis.revision == s.canary else None
     failures = previous.failures if previous else 0
     if m.baseline_only:
-        p.set(analysis=LastAnalysis(s.canary, p.world.now, "Pending", failures, "baseline taken", s.step))
+        totals = (0.0, 0.0) if r.sequential else None
+        p.set(analysis=LastAnalysis(s.canary, p.world.now, "Pending", failures, "baseline taken", s.step, totals))
+        return
+    if r.sequential is not None and not m.error and math.isfinite(m.requests) and math.isfinite(m.errors):
+        _judge_sequentially(p, m, r.sequential, previous)
         return
     verdict = analyse(m, r.policy)
     p.verdict = verdict
@@ -397,11 +407,51 @@ def _judge(p: _Pass, m: Measurement) -> None:
     if verdict.result == AnalysisResult.FAILED and failures >= r.failure_limit:
         p.roll_back(Reason.ANALYSIS_FAILED, f"{failures} consecutive failed measurements; last: {verdict.message}")
     elif verdict.result == AnalysisResult.INCONCLUSIVE:
-        if r.on_inconclusive == "rollback":
-            p.roll_back(Reason.ANALYSIS_FAILED, f"inconclusive analysis (onInconclusive: rollback): "
-                                                f"{verdict.message}")
-        elif r.on_inconclusive == "pause":
-            p.set(paused=True, pause_reason=Reason.ANALYSIS_INCONCLUSIVE)
+        _inconclusive(p, verdict)
+
+
+def _inconclusive(p: _Pass, verdict: Verdict) -> None:
+    """What an Inconclusive measurement does: onInconclusive."""
+    if p.rollout.on_inconclusive == "rollback":
+        p.roll_back(Reason.ANALYSIS_FAILED, f"inconclusive analysis (onInconclusive: rollback): {verdict.message}")
+    elif p.rollout.on_inconclusive == "pause":
+        p.set(paused=True, pause_reason=Reason.ANALYSIS_INCONCLUSIVE)
+
+
+def _judge_sequentially(p: _Pass, m: Measurement, test: SequentialPolicy, previous: LastAnalysis | None) -> None:
+    """analysis.mode sequential: the test of the canary's totals rolls back at once; "keep measuring" is
+    Pending, neither a failure nor a pause. The latency gate still judges each window (failureLimit in a row)."""
+    s, r = p.state, p.rollout
+    assert r.policy is not None
+    done = previous.totals if previous and previous.totals else (0.0, 0.0)
+    totals = (done[0] + m.requests, done[1] + m.errors)
+    failures = previous.failures if previous else 0
+    verdict = sequential_verdict(*totals, test)
+    latency = analyse(m, replace(r.policy, max_error_rate=1.0))  # a window's p99 alone, as in windowed mode
+    result: str = verdict.result
+    rollback = ""
+    if verdict.result == AnalysisResult.FAILED:
+        rollback = f"the sequential test: {verdict.message}"
+    elif latency.result == AnalysisResult.FAILED:
+        verdict, result, failures = latency, AnalysisResult.FAILED, failures + 1
+        if failures >= r.failure_limit:
+            rollback = f"{failures} consecutive failed measurements; last: {verdict.message}"
+    elif verdict.result == AnalysisResult.SUCCESSFUL and not m.errors_counted:
+        verdict = Verdict(AnalysisResult.INCONCLUSIVE, f"{verdict.message}, but {TRITON_CANNOT_PASS}")
+        result = verdict.result
+    elif verdict.result == AnalysisResult.SUCCESSFUL:
+        failures = 0
+    else:
+        result = "Pending"  # the counts are between the test's bounds: keep measuring
+    p.verdict = verdict
+    p.set(analysis=LastAnalysis(s.canary, p.world.now, result, failures, verdict.message, s.step, totals))
+    if result != "Pending":
+        p.say("Warning" if result == AnalysisResult.FAILED else "Normal", f"Analysis{result}",
+              f"revision {s.canary}: {verdict.message}")
+    if rollback:
+        p.roll_back(Reason.ANALYSIS_FAILED, rollback)
+    elif result == AnalysisResult.INCONCLUSIVE:
+        _inconclusive(p, verdict)
 
 
 def _gate_open(p: _Pass) -> tuple[bool, str]:
