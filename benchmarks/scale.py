@@ -5,7 +5,12 @@ nothing changed (the operator restarted: it sees every resource and child again 
 Targets from the serving-path issue: < 60 s, < 200 MB, 0 writes. `--baseline` first times the same number
 of plain one-GPU Deployments without the operator: the floor this 2-core testbed sets, for a ratio.
 
-Usage: .venv/bin/python benchmarks/scale.py [--count 500]   (leaves the testbed stopped)
+`--reactions N` then changes the spec of N resources, one at a time, with all of them present, and prints the
+p50 and p99 of the time from the change to the new revision's Deployment existing (its pods are created by the
+Deployment controller at once on this testbed).
+
+Usage: .venv/bin/python benchmarks/scale.py [--count 500] [--baseline] [--reactions 20]   (leaves the testbed
+stopped)
 """
 
 from __future__ import annotations
@@ -102,10 +107,39 @@ def baseline(count: int) -> float:
     return elapsed
 
 
+def deployment_names() -> set[str]:
+    out = json.loads(cluster.kubectl("get", "deployments", "-n", NAMESPACE, "-o", "json"))
+    return {d["metadata"]["name"] for d in out["items"]}
+
+
+def reactions(count: int, changes: int) -> list[float]:
+    """Seconds from a spec change of one resource (a new revision) to its new Deployment, for `changes`
+    resources spread over the `count` present."""
+    seconds = []
+    for n in range(changes):
+        name = f"r1-{(n * 37) % count:04d}"
+        before = {d for d in deployment_names() if d.startswith(f"{name}-")}
+        t0 = time.monotonic()
+        cluster.kubectl("patch", "dsd", name, "-n", NAMESPACE, "--type=merge", "-p",
+                        json.dumps({"spec": {"serving": {"podAnnotations": {"change": str(n)}}}}))
+        while not ({d for d in deployment_names() if d.startswith(f"{name}-")} - before):
+            if time.monotonic() - t0 > 120:
+                raise SystemExit(f"{name}: no new Deployment 120 s after its spec changed")
+            time.sleep(0.05)
+        seconds.append(time.monotonic() - t0)
+    return seconds
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--baseline", action="store_true", help="also time plain Deployments (no operator)")
+    parser.add_argument("--reactions", type=int, default=0, help="spec changes to time once all are Healthy")
     args = parser.parse_args()
     cluster.down(quiet=True)
     cluster.up("instant", REPO / "benchmarks" / "scale-nodes.yaml")
@@ -137,6 +171,7 @@ def main() -> None:
         passes_first = metric(port, "deepseek_operator_reconcile_duration_seconds_count")
         pass_seconds = metric(port, "deepseek_operator_reconcile_duration_seconds_sum")
         rss = peak_rss_mb(operator.pid)
+        reacted = reactions(args.count, args.reactions) if args.reactions else []
         operator.terminate()
         operator.wait()
 
@@ -166,6 +201,10 @@ def main() -> None:
         print(f"reconcile passes to reach Healthy: {passes_first:.0f} ({passes_first / args.count:.1f} per "
               f"resource, {1000 * pass_seconds / max(passes_first, 1):.0f} ms each)")
         print(f"full resync after restart: {resync_passes:.0f} reconcile passes, {resync_writes:.0f} API writes")
+        if reacted:
+            print(f"spec change -> the new revision's Deployment, with {args.count} resources present: p50 "
+                  f"{percentile(reacted, 0.5):.2f} s, p99 {percentile(reacted, 0.99):.2f} s over {len(reacted)} "
+                  "changes")
     finally:
         cluster.down(quiet=True)
 
