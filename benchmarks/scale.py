@@ -46,10 +46,24 @@ def start_operator(port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
 
 
-def metric(port: int, name: str) -> float:
+def samples(port: int, name: str) -> dict[str, float]:
+    """The operator's samples of one metric, by their label set as written (`{kind="Deployment"}`, or "")."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name) and not line.startswith("#"))
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            series, value = line.rsplit(" ", 1)
+            out[series[len(name):]] = float(value)
+    return out
+
+
+def label_value(series: str) -> str:
+    """`{kind="Deployment"}` -> Deployment."""
+    return series.split("=", 1)[1].strip('"}') if "=" in series else series
+
+
+def metric(port: int, name: str) -> float:
+    return sum(samples(port, name).values())
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -168,6 +182,9 @@ def main() -> None:
             time.sleep(1)
         ready_s = time.monotonic() - t0
         writes_first = metric(port, "deepseek_operator_api_writes_total")
+        writes_by_method = samples(port, "deepseek_operator_api_writes_total")
+        applies_by_kind = samples(port, "deepseek_operator_children_applied_total")
+        status_writes = metric(port, "deepseek_operator_status_writes_total")
         passes_first = metric(port, "deepseek_operator_reconcile_duration_seconds_count")
         pass_seconds = metric(port, "deepseek_operator_reconcile_duration_seconds_sum")
         rss = peak_rss_mb(operator.pid)
@@ -198,6 +215,11 @@ def main() -> None:
                   f"operator / plain = {ready_s / floor:.2f}")
         print(f"operator peak RSS: {rss:.0f} MB")
         print(f"API writes to reach Healthy: {writes_first:.0f} ({writes_first / args.count:.1f} per resource)")
+        per_resource = {**{f"{label_value(k)} requests": n for k, n in writes_by_method.items()},
+                        "status writes": status_writes,
+                        **{f"{label_value(k)} applies": n for k, n in applies_by_kind.items()}}
+        print("  of which, per resource: " + ", ".join(f"{what} {n / args.count:.2f}"
+                                                       for what, n in per_resource.items() if n))
         print(f"reconcile passes to reach Healthy: {passes_first:.0f} ({passes_first / args.count:.1f} per "
               f"resource, {1000 * pass_seconds / max(passes_first, 1):.0f} ms each)")
         print(f"full resync after restart: {resync_passes:.0f} reconcile passes, {resync_writes:.0f} API writes")

@@ -32,11 +32,11 @@ def ns(testbed: TestbedClient, operator: OperatorProcess) -> Iterator[str]:
     yield from model_store_namespace(testbed, "as")
 
 
-def autoscaled_cr(namespace: str) -> dict[str, Any]:
+def autoscaled_cr(namespace: str, metric: str) -> dict[str, Any]:
     cr = canary_cr(namespace, replicas=1)
     cr["spec"]["serving"]["podAnnotations"] = {"testbed.deepseek.ai/latency-ms": LATENCY_MS}
     cr["spec"]["serving"]["autoscaling"] = {
-        "minReplicas": 1, "maxReplicas": 3, "metric": "queuedRequests", "target": 1,
+        "minReplicas": 1, "maxReplicas": 3, "metric": metric, "target": 1,
         "prometheus": {"source": cluster.PROMETHEUS_SOURCE}, "pollingInterval": "2s",
         "scaleUp": {"stabilizationWindow": "0s"},
         "scaleDown": {"stabilizationWindow": "10s", "maxReplicasPerPeriod": 1, "period": "5s"},
@@ -48,12 +48,16 @@ def ready_replicas(res: Resources) -> int:
     return int(status(res).get("readyReplicas", 0))
 
 
-def test_queue_load_scales_up_then_down_with_no_failed_request(testbed: TestbedClient, ns: str) -> None:
+# Triton's own queue, and the requests the OpenAI frontend is answering (the load's streamed chats: half of it).
+@pytest.mark.parametrize(("metric", "series"), [("queuedRequests", "nv_inference_pending_request_count"),
+                                                ("inFlightRequests", "deepseek_frontend_requests_in_flight")])
+def test_load_scales_up_then_down_with_no_failed_request(testbed: TestbedClient, ns: str, metric: str,
+                                                         series: str) -> None:
     res = Resources(testbed, ns)
-    serve_first_revision(res, autoscaled_cr(ns), testbed)
+    serve_first_revision(res, autoscaled_cr(ns, metric), testbed)
     ready = eventually("KEDA to take the ScaledObject", lambda: (c := res.condition(NAME, "Autoscaling"))
                        and c["status"] == "True" and c, timeout=90)
-    assert ready["reason"] == "ScalerReady" and "nv_inference_pending_request_count" in ready["message"]
+    assert ready["reason"] == "ScalerReady" and series in ready["message"]
     scaled_object = client.CustomObjectsApi(testbed.api).get_namespaced_custom_object(
         "keda.sh", "v1alpha1", ns, "scaledobjects", NAME)
     assert scaled_object["metadata"]["ownerReferences"][0]["kind"] == "DeepSeekDeployment"
@@ -76,7 +80,7 @@ def test_queue_load_scales_up_then_down_with_no_failed_request(testbed: TestbedC
         eventually("the removed pods to be gone", lambda: len(testbed.core.list_namespaced_pod(
             ns, label_selector=f"serving.deepseek.ai/deployment={NAME}").items) == 1, timeout=120)
         time.sleep(2)
-    print(f"\nautoscaling: load -> replicas 3 in {scaled_up:.1f}s (3 Ready in {serving_three:.1f}s); "
+    print(f"\nautoscaling on {metric}: load -> replicas 3 in {scaled_up:.1f}s (3 Ready in {serving_three:.1f}s); "
           f"load gone -> replicas 1 in {scaled_down:.1f}s (scale-down window 10s, one replica per 5s)")
     for load in (heavy, light):
         codes = Counter(code for code, _ in load.outcomes)
