@@ -48,9 +48,9 @@ class Bad:
 def merge(base: Any, patch: Any) -> Any:
     if isinstance(patch, Replace):
         return copy.deepcopy(patch.value)
-    if not isinstance(patch, dict) or not isinstance(base, dict):
+    if not isinstance(patch, dict):
         return copy.deepcopy(patch)
-    out = copy.deepcopy(base)
+    out = copy.deepcopy(base) if isinstance(base, dict) else {}  # a patch below a field VALID lacks: merged into {}
     for key, value in patch.items():
         if value is DELETE:
             out.pop(key, None)

@@ -3,6 +3,8 @@ and that every spec the API server refuses (tests/bad_specs.py) the operator's o
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
@@ -47,5 +49,6 @@ SPEC_REJECTIONS = [case for case in REJECTED if "metadata" not in case.patch]  #
 @pytest.mark.parametrize("case", SPEC_REJECTIONS, ids=[c.id for c in SPEC_REJECTIONS])
 def test_what_admission_refuses_the_operators_parse_refuses(case: object) -> None:
     doc = case.document("ns")  # type: ignore[attr-defined]
+    assert json.loads(json.dumps(doc)) == doc  # plain data, as kubectl sends it (no patch marker left in it)
     with pytest.raises(ValidationError):
         DeepSeekDeploymentSpec.model_validate(doc.get("spec") or {})
