@@ -417,3 +417,15 @@ def test_sequential_totals_survive_a_restart_through_status() -> None:
         "totalErrors": 3.0}}
     last = State.from_status(status).analysis
     assert last is not None and last.totals == (12.5, 3.0)
+
+
+def test_a_provider_error_in_sequential_mode_keeps_the_canarys_totals() -> None:
+    sim = Sim(SEQUENTIAL)
+    sim.step()
+    sim.step()  # weight 10: the canary has traffic
+    sim.step(measurement=Measurement(0, 0, baseline_only=True), advance=2)
+    sim.step(measurement=Measurement(10, 2), advance=2)
+    sim.step(measurement=Measurement(0, 0, error="connection refused"), advance=2)
+    assert sim.state.analysis is not None and sim.state.analysis.totals == (10, 2)
+    d = sim.step(measurement=Measurement(10, 1), advance=2)
+    assert d.state.analysis is not None and d.state.analysis.totals == (20, 3)

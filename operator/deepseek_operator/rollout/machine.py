@@ -383,75 +383,80 @@ def _steady(p: _Pass) -> Decision:
                      f"{ready}/{n} replicas of revision {s.stable} ready", wait=POLL_SECONDS)
 
 
+@dataclass(frozen=True)
+class _Judged:
+    """A measurement's verdict as the machine records it."""
+
+    verdict: Verdict
+    result: str  # the verdict's, or Pending while a sequential test keeps measuring
+    failures: int  # consecutive failed measurements
+    rollback: str = ""  # why the canary is rolled back now, if it is
+
+
 def _judge(p: _Pass, m: Measurement) -> None:
     s, r = p.state, p.rollout
     assert r.policy is not None
     previous = s.analysis if s.analysis and s.analysis.revision == s.canary else None
     failures = previous.failures if previous else 0
+    # Sequential mode's totals since the canary's traffic started; a window it cannot use keeps them.
+    totals = previous.totals if previous and previous.totals else ((0.0, 0.0) if r.sequential else None)
     if m.baseline_only:
-        totals = (0.0, 0.0) if r.sequential else None
         p.set(analysis=LastAnalysis(s.canary, p.world.now, "Pending", failures, "baseline taken", s.step, totals))
         return
     if r.sequential is not None and not m.error and math.isfinite(m.requests) and math.isfinite(m.errors):
-        _judge_sequentially(p, m, r.sequential, previous)
-        return
-    verdict = analyse(m, r.policy)
+        assert totals is not None
+        totals = (totals[0] + m.requests, totals[1] + m.errors)
+        judged = _judged_sequentially(m, r, r.sequential, totals, failures)
+    else:
+        judged = _judged_by_window(m, r, failures)
+    verdict = judged.verdict
     p.verdict = verdict
-    if verdict.result == AnalysisResult.FAILED:
-        failures += 1
-    elif verdict.result == AnalysisResult.SUCCESSFUL:
-        failures = 0
-    p.set(analysis=LastAnalysis(s.canary, p.world.now, verdict.result, failures, verdict.message, s.step))
-    p.say("Warning" if verdict.result == AnalysisResult.FAILED else "Normal", f"Analysis{verdict.result}",
-          f"revision {s.canary}: {verdict.message}")
-    if verdict.result == AnalysisResult.FAILED and failures >= r.failure_limit:
-        p.roll_back(Reason.ANALYSIS_FAILED, f"{failures} consecutive failed measurements; last: {verdict.message}")
-    elif verdict.result == AnalysisResult.INCONCLUSIVE:
-        _inconclusive(p, verdict)
+    p.set(analysis=LastAnalysis(s.canary, p.world.now, judged.result, judged.failures, verdict.message, s.step,
+                                totals))
+    if judged.result != "Pending":
+        p.say("Warning" if judged.result == AnalysisResult.FAILED else "Normal", f"Analysis{judged.result}",
+              f"revision {s.canary}: {verdict.message}")
+    if judged.rollback:
+        p.roll_back(Reason.ANALYSIS_FAILED, judged.rollback)
+    elif judged.result == AnalysisResult.INCONCLUSIVE:
+        if r.on_inconclusive == "rollback":
+            p.roll_back(Reason.ANALYSIS_FAILED, f"inconclusive analysis (onInconclusive: rollback): "
+                                                f"{verdict.message}")
+        elif r.on_inconclusive == "pause":
+            p.set(paused=True, pause_reason=Reason.ANALYSIS_INCONCLUSIVE)
 
 
-def _inconclusive(p: _Pass, verdict: Verdict) -> None:
-    """What an Inconclusive measurement does: onInconclusive."""
-    if p.rollout.on_inconclusive == "rollback":
-        p.roll_back(Reason.ANALYSIS_FAILED, f"inconclusive analysis (onInconclusive: rollback): {verdict.message}")
-    elif p.rollout.on_inconclusive == "pause":
-        p.set(paused=True, pause_reason=Reason.ANALYSIS_INCONCLUSIVE)
+def _judged_by_window(m: Measurement, r: Rollout, failures: int) -> _Judged:
+    """The window's error rate (and p99) against the policy; failureLimit failures in a row roll back."""
+    assert r.policy is not None
+    verdict = analyse(m, r.policy)
+    if verdict.result == AnalysisResult.SUCCESSFUL:
+        return _Judged(verdict, verdict.result, 0)
+    if verdict.result != AnalysisResult.FAILED:
+        return _Judged(verdict, verdict.result, failures)
+    failures += 1
+    rollback = f"{failures} consecutive failed measurements; last: {verdict.message}" \
+        if failures >= r.failure_limit else ""
+    return _Judged(verdict, verdict.result, failures, rollback)
 
 
-def _judge_sequentially(p: _Pass, m: Measurement, test: SequentialPolicy, previous: LastAnalysis | None) -> None:
+def _judged_sequentially(m: Measurement, r: Rollout, test: SequentialPolicy, totals: tuple[float, float],
+                         failures: int) -> _Judged:
     """analysis.mode sequential: the test of the canary's totals rolls back at once; "keep measuring" is
     Pending, neither a failure nor a pause. The latency gate still judges each window (failureLimit in a row)."""
-    s, r = p.state, p.rollout
     assert r.policy is not None
-    done = previous.totals if previous and previous.totals else (0.0, 0.0)
-    totals = (done[0] + m.requests, done[1] + m.errors)
-    failures = previous.failures if previous else 0
     verdict = sequential_verdict(*totals, test)
-    latency = analyse(m, replace(r.policy, max_error_rate=1.0))  # a window's p99 alone, as in windowed mode
-    result: str = verdict.result
-    rollback = ""
     if verdict.result == AnalysisResult.FAILED:
-        rollback = f"the sequential test: {verdict.message}"
-    elif latency.result == AnalysisResult.FAILED:
-        verdict, result, failures = latency, AnalysisResult.FAILED, failures + 1
-        if failures >= r.failure_limit:
-            rollback = f"{failures} consecutive failed measurements; last: {verdict.message}"
-    elif verdict.result == AnalysisResult.SUCCESSFUL and not m.errors_counted:
-        verdict = Verdict(AnalysisResult.INCONCLUSIVE, f"{verdict.message}, but {TRITON_CANNOT_PASS}")
-        result = verdict.result
-    elif verdict.result == AnalysisResult.SUCCESSFUL:
-        failures = 0
-    else:
-        result = "Pending"  # the counts are between the test's bounds: keep measuring
-    p.verdict = verdict
-    p.set(analysis=LastAnalysis(s.canary, p.world.now, result, failures, verdict.message, s.step, totals))
-    if result != "Pending":
-        p.say("Warning" if result == AnalysisResult.FAILED else "Normal", f"Analysis{result}",
-              f"revision {s.canary}: {verdict.message}")
-    if rollback:
-        p.roll_back(Reason.ANALYSIS_FAILED, rollback)
-    elif result == AnalysisResult.INCONCLUSIVE:
-        _inconclusive(p, verdict)
+        return _Judged(verdict, verdict.result, failures, f"the sequential test: {verdict.message}")
+    latency = _judged_by_window(m, replace(r, policy=replace(r.policy, max_error_rate=1.0)), failures)
+    if latency.result == AnalysisResult.FAILED:  # a window's p99 alone, as in windowed mode
+        return latency
+    if verdict.result == AnalysisResult.SUCCESSFUL and not m.errors_counted:
+        return _Judged(Verdict(AnalysisResult.INCONCLUSIVE, f"{verdict.message}, but {TRITON_CANNOT_PASS}"),
+                       AnalysisResult.INCONCLUSIVE, failures)
+    if verdict.result == AnalysisResult.SUCCESSFUL:
+        return _Judged(verdict, verdict.result, 0)
+    return _Judged(verdict, "Pending", failures)  # the counts are between the test's bounds: keep measuring
 
 
 def _gate_open(p: _Pass) -> tuple[bool, str]:
