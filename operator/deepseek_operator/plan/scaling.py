@@ -54,7 +54,7 @@ def scaler(ctx: PassContext) -> None:
     a, owner, observed = ctx.spec.serving.autoscaling, ctx.owner, ctx.observed
     kept = ""
     if a is not None:
-        source = ctx.observed.metric_sources.get(a.prometheus.source) if a.prometheus else None
+        source = observed.metric_sources.get(a.prometheus.source) if a.prometheus else None
         if observed.keda_installed and source is not None:
             kept = SCALED_OBJECT
             ctx.apply.append(scalers.scaled_object(owner, a, source.address))
