@@ -9,20 +9,34 @@ of plain one-GPU Deployments without the operator: the floor this 2-core testbed
 p50 and p99 of the time from the change to the new revision's Deployment existing (its pods are created by the
 Deployment controller at once on this testbed).
 
-Usage: .venv/bin/python benchmarks/scale.py [--count 500] [--baseline] [--reactions 20]   (leaves the testbed
-stopped)
+`--rollbacks N` then gives N resources, one at a time, a canary rollout behind the testbed's Gateway whose
+analysis (gateway provider, windowed, 2 s, failureLimit 1) reads a scripted page in Traefik's exposition format:
+with no pod processes there are no real answers to count, so the page says the canary fails 30% of 2 req/s. It
+prints the p50 and p99 of the time from the deciding measurement (the page's last read for that canary before the
+weight went to 0) to the resource's status showing weight 0 (written after the HTTPRoute), and from the spec
+change to the new revision's Deployment.
+
+Usage: .venv/bin/python benchmarks/scale.py [--count 500] [--baseline] [--reactions 20] [--rollbacks 20]
+(leaves the testbed stopped)
 """
 
 from __future__ import annotations
 
 import argparse
+import http.server
 import json
+import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -38,12 +52,67 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_operator(port: int) -> subprocess.Popen[bytes]:
+def start_operator(port: int, metric_sources: Path | None = None) -> subprocess.Popen[bytes]:
     log = open(cluster.LOGS / "operator-scale.log", "ab")  # noqa: SIM115 - owned by the child
     env = {"KUBECONFIG": str(cluster.KUBECONFIG), "PATH": "/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "deepseek_operator", "--liveness", "", "--metrics-port", str(port),
                "--metrics-address", "127.0.0.1"]
+    if metric_sources is not None:
+        command += ["--metric-sources", str(metric_sources)]
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+
+
+class ScriptedGatewayPage:
+    """Traefik's per-service request counters for one resource per path (/<resource>/metrics): its canary
+    Service answers 2 req/s since the page started, 30% of them HTTP 500; its stable Service 20 req/s, all 200.
+    Each read of a path is timed, so a rollback can be traced to the measurement that decided it."""
+
+    CANARY_RATE, CANARY_FAILING, STABLE_RATE = 2.0, 0.3, 20.0
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.reads: dict[str, list[float]] = {}
+        page = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                name = self.path.strip("/").split("/")[0]
+                page.reads.setdefault(name, []).append(time.monotonic())
+                body = page.text(name).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def text(self, name: str) -> str:
+        t = time.monotonic() - self.started
+        canary = self.CANARY_RATE * t
+        lines = ["# TYPE traefik_service_requests_total counter"]
+        for service, code, count in ((f"{name}-stable", "200", self.STABLE_RATE * t),
+                                     (f"{name}-canary", "200", (1 - self.CANARY_FAILING) * canary),
+                                     (f"{name}-canary", "500", self.CANARY_FAILING * canary)):
+            lines.append(f'traefik_service_requests_total{{code="{code}",method="POST",protocol="http",'
+                         f'service="{NAMESPACE}-{service}-8000@kubernetesgateway"}} {count:.3f}')
+        return "\n".join(lines) + "\n"
+
+    def sources_file(self, names: list[str]) -> Path:
+        path = cluster.STATE_DIR / "scale-metric-sources.yaml"
+        path.write_text(yaml.safe_dump({"sources": [
+            {"name": f"page-{name}", "provider": "gateway", "address": f"http://127.0.0.1:{self.port}/{name}/metrics"}
+            for name in names]}))
+        return path
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def samples(port: int, name: str) -> dict[str, float]:
@@ -71,6 +140,25 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds each process has used so far (children not counted)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_used(before: dict[str, float], after: dict[str, float]) -> str:
+    """The CPU seconds each process used between two readings, largest first."""
+    used = {name: after[name] - before.get(name, 0.0) for name in after}
+    return ", ".join(f"{name} {s:.1f}" for name, s in sorted(used.items(), key=lambda kv: -kv[1]) if s >= 0.5)
 
 
 def phases() -> dict[str, int]:
@@ -105,9 +193,12 @@ def plain_deployment(i: int) -> dict[str, object]:
     }
 
 
-def baseline(count: int) -> float:
-    """Seconds until `count` plain one-GPU Deployments are available, with no operator involved."""
+def baseline(count: int) -> tuple[float, str]:
+    """Seconds until `count` plain one-GPU Deployments are available, with no operator involved, and the CPU
+    seconds each testbed process spent on them."""
     cluster.kubectl("create", "namespace", "baseline")
+    pids = cluster.State.load().pids
+    cpu0 = cpu_seconds(pids)
     t0 = time.monotonic()
     items = {"apiVersion": "v1", "kind": "List", "items": [plain_deployment(i) for i in range(count)]}
     cluster.kubectl("create", "-f", "-", stdin=json.dumps(items))
@@ -115,10 +206,11 @@ def baseline(count: int) -> float:
         out = json.loads(cluster.kubectl("get", "deployments", "-n", "baseline", "-o", "json"))
         if sum((d.get("status") or {}).get("availableReplicas", 0) for d in out["items"]) == count:
             elapsed = time.monotonic() - t0
+            cpu = cpu_used(cpu0, cpu_seconds(pids))
             break
         time.sleep(1)
     cluster.kubectl("delete", "namespace", "baseline", "--wait=true", "--timeout=300s")
-    return elapsed
+    return elapsed, cpu
 
 
 def deployment_names() -> set[str]:
@@ -144,6 +236,69 @@ def reactions(count: int, changes: int) -> list[float]:
     return seconds
 
 
+def rollback_names(count: int, rollbacks: int) -> list[str]:
+    """The resources whose canaries the scripted page fails: spread over the others, none of the reactions'."""
+    return [f"r1-{(n * 53 + 11) % count:04d}" for n in range(rollbacks)]
+
+
+def rollbacks(names: list[str], page: ScriptedGatewayPage) -> tuple[list[float], list[float]]:
+    """For each resource in turn: a canary rollout that the page's figures fail. Returns the seconds from the
+    deciding measurement to weight 0 in the resource's status, and from the spec change to the new Deployment."""
+    from kubernetes import client, config  # polled through the client: a kubectl process per poll is 0.1 s
+
+    api = config.new_client_from_config(str(cluster.KUBECONFIG))  # type: ignore[no-untyped-call]
+    custom, apps = client.CustomObjectsApi(api), client.AppsV1Api(api)
+    decided, reacted = [], []
+    for n, name in enumerate(names):
+        rolled = rollback_one(n, name, page, custom, apps)
+        decided.append(rolled[0])
+        reacted.append(rolled[1])
+    return decided, reacted
+
+
+def rollback_one(n: int, name: str, page: ScriptedGatewayPage, custom: Any, apps: Any) -> tuple[float, float]:
+    def status() -> dict[str, Any]:
+        body = custom.get_namespaced_custom_object("serving.deepseek.ai", "v1alpha1", NAMESPACE,
+                                                   "deepseekdeployments", name)
+        return dict(body.get("status") or {})
+
+    def revisions() -> set[str]:
+        listed = apps.list_namespaced_deployment(NAMESPACE, label_selector=f"serving.deepseek.ai/deployment={name}")
+        return {d.metadata.name for d in listed.items}
+
+    rollout = {"strategy": "canary", "steps": [{"weight": 10}, {"pause": "60s"}],
+               "trafficRouting": {"gatewayAPI": {"parentRefs": [{"name": cluster.GATEWAY_NAME,
+                                                                 "namespace": cluster.GATEWAY_NAMESPACE}],
+                                                 "hostnames": [f"{name}.llm.test"]}},
+               "analysis": {"provider": "gateway", "gateway": {"source": f"page-{name}"}, "interval": "2s",
+                            "failureLimit": 1, "maxErrorRate": 0.05, "minRequests": 1}}
+    # Routing first (no new revision: the stable gets its HTTPRoute), then the change that makes a canary.
+    generation = custom.patch_namespaced_custom_object(
+        "serving.deepseek.ai", "v1alpha1", NAMESPACE, "deepseekdeployments", name,
+        {"spec": {"rollout": rollout}})["metadata"]["generation"]
+    wait_until(f"{name}'s route", lambda: (s := status()).get("observedGeneration") == generation
+               and s.get("phase") == "Healthy")
+    before = revisions()
+    t0 = time.monotonic()
+    custom.patch_namespaced_custom_object("serving.deepseek.ai", "v1alpha1", NAMESPACE, "deepseekdeployments",
+                                          name, {"spec": {"serving": {"podAnnotations": {"rollback": str(n)}}}})
+    wait_until(f"{name}'s canary Deployment", lambda: revisions() - before, poll=0.02)
+    reacted = time.monotonic() - t0
+    wait_until(f"{name}'s canary weight", lambda: status().get("canaryWeight", 0) > 0, poll=0.02)
+    wait_until(f"{name} rolled back", lambda: status().get("phase") == "RolledBack", poll=0.02)
+    seen = time.monotonic()
+    reads = [t for t in page.reads.get(name, []) if t <= seen]
+    return seen - reads[-1], reacted
+
+
+def wait_until(what: str, ready: Callable[[], object], poll: float = 0.5, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what}: not within {timeout:.0f} s")
+        time.sleep(poll)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -154,11 +309,13 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=500)
     parser.add_argument("--baseline", action="store_true", help="also time plain Deployments (no operator)")
     parser.add_argument("--reactions", type=int, default=0, help="spec changes to time once all are Healthy")
+    parser.add_argument("--rollbacks", type=int, default=0,
+                        help="failing canary rollouts to time once all are Healthy (after the reactions)")
     args = parser.parse_args()
     cluster.down(quiet=True)
     cluster.up("instant", REPO / "benchmarks" / "scale-nodes.yaml")
     try:
-        floor = baseline(args.count) if args.baseline else None
+        floor, floor_cpu = baseline(args.count) if args.baseline else (None, "")
         cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         cluster.kubectl("wait", "--for=condition=Established", "crd/deepseekdeployments.serving.deepseek.ai")
         cluster.kubectl("create", "namespace", NAMESPACE)
@@ -167,8 +324,12 @@ def main() -> None:
             "metadata": {"name": "model-store", "namespace": NAMESPACE},
             "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Ti"}}}}))
         port = free_port()
-        operator = start_operator(port)
+        page = ScriptedGatewayPage() if args.rollbacks else None
+        failing = rollback_names(args.count, args.rollbacks)
+        operator = start_operator(port, page.sources_file(failing) if page else None)
         time.sleep(2)
+        pids = {**cluster.State.load().pids, "operator": operator.pid}
+        cpu0 = cpu_seconds(pids)
         t0 = time.monotonic()
         items = {"apiVersion": "v1", "kind": "List", "items": [resource(i) for i in range(args.count)]}
         cluster.kubectl("create", "-f", "-", stdin=json.dumps(items))
@@ -181,6 +342,7 @@ def main() -> None:
                 raise SystemExit(f"not all Healthy after 900 s: {counts}")
             time.sleep(1)
         ready_s = time.monotonic() - t0
+        cpu = cpu_used(cpu0, cpu_seconds(pids))
         writes_first = metric(port, "deepseek_operator_api_writes_total")
         writes_by_method = samples(port, "deepseek_operator_api_writes_total")
         applies_by_kind = samples(port, "deepseek_operator_children_applied_total")
@@ -189,6 +351,9 @@ def main() -> None:
         pass_seconds = metric(port, "deepseek_operator_reconcile_duration_seconds_sum")
         rss = peak_rss_mb(operator.pid)
         reacted = reactions(args.count, args.reactions) if args.reactions else []
+        decided, rolled_reacted = rollbacks(failing, page) if page else ([], [])
+        if page:
+            page.stop()
         operator.terminate()
         operator.wait()
 
@@ -213,6 +378,8 @@ def main() -> None:
         if floor is not None:
             print(f"plain Deployments (no operator) until all available: {floor:.1f} s; "
                   f"operator / plain = {ready_s / floor:.2f}")
+            print(f"  CPU seconds by process (plain): {floor_cpu}")
+        print(f"  CPU seconds by process (operator): {cpu}")
         print(f"operator peak RSS: {rss:.0f} MB")
         print(f"API writes to reach Healthy: {writes_first:.0f} ({writes_first / args.count:.1f} per resource)")
         per_resource = {**{f"{label_value(k)} requests": n for k, n in writes_by_method.items()},
@@ -227,6 +394,11 @@ def main() -> None:
             print(f"spec change -> the new revision's Deployment, with {args.count} resources present: p50 "
                   f"{percentile(reacted, 0.5):.2f} s, p99 {percentile(reacted, 0.99):.2f} s over {len(reacted)} "
                   "changes")
+        if decided:
+            print(f"deciding measurement -> weight 0 in status, {args.count} resources present: p50 "
+                  f"{percentile(decided, 0.5):.2f} s, p99 {percentile(decided, 0.99):.2f} s over {len(decided)} "
+                  f"rollbacks; their spec change -> canary Deployment: p50 {percentile(rolled_reacted, 0.5):.2f} s, "
+                  f"p99 {percentile(rolled_reacted, 0.99):.2f} s")
     finally:
         cluster.down(quiet=True)
 

@@ -43,7 +43,8 @@ class Decisions:
 
 def simulate(true_rate: float, policy: SequentialPolicy, window: Policy, args: argparse.Namespace,
              rng: random.Random) -> Decisions:
-    # The LLR, kept incrementally, only says when the verdict could have changed: the verdict decides.
+    # p1's LLR, kept incrementally, only says when a pass could have come; every error may roll back (only an
+    # error raises the rollback mixture). The verdict decides.
     error_weight, success_weight = policy.error_weight, policy.success_weight
     llr, requests, errors = 0.0, 0, 0
     rollback = first_pass = fixed_rollback = NEVER
@@ -65,9 +66,7 @@ def simulate(true_rate: float, policy: SequentialPolicy, window: Policy, args: a
             errors += 1
             window_errors += 1
             llr += error_weight
-            # Only an error raises the LLR, so only an error can roll back.
-            if (rollback == NEVER and llr >= policy.rollback_bound - 1e-9
-                    and sequential_verdict(requests, errors, policy).result == AnalysisResult.FAILED):
+            if rollback == NEVER and sequential_verdict(requests, errors, policy).result == AnalysisResult.FAILED:
                 rollback = t
         else:
             llr -= success_weight
@@ -105,7 +104,10 @@ def main() -> None:
                         help="the fixed rule's minRequests per window (the spec's default 50 would leave every "
                              "window at 2 req/s Inconclusive)")
     parser.add_argument("--p1-times-limit", type=float, default=None,
-                        help="p1 as a multiple of the limit, instead of the default (rollout/sequential.py)")
+                        help="p1 as a multiple of the limit, instead of the default (rollout/sequential.py); "
+                             "rolls back on p1 alone")
+    parser.add_argument("--p1-alone", action="store_true",
+                        help="roll back on p1's likelihood ratio alone, not the default mixture of alternatives")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     print(f"{args.streams} streams at {args.rate:g} req/s, seed {args.seed}, horizon {args.horizon:g} s; "
@@ -114,10 +116,13 @@ def main() -> None:
     for limit in LIMITS:
         policy = SequentialPolicy.for_limit(limit, args.min_requests)
         if args.p1_times_limit is not None:
-            policy = replace(policy, p1=args.p1_times_limit * limit)
+            policy = replace(policy, p1=args.p1_times_limit * limit, alternatives=())
+        if args.p1_alone:
+            policy = replace(policy, alternatives=())
         window = Policy(max_error_rate=limit, min_requests=args.window_min_requests)
+        mixture = ", ".join(f"{q:.4f} ({w:.3g})" for q, w in policy.alternatives) or "none, p1 alone"
         print(f"\nlimit {limit:.0%}: p0 {policy.p0:.4f}, p1 {policy.p1:.4f}, alpha {policy.alpha:g}, "
-              f"beta {policy.beta:g}, minRequests {policy.min_requests}")
+              f"beta {policy.beta:g}, minRequests {policy.min_requests}; rollback mixture: {mixture}")
         for true_rate in (BAD_RATE, limit / 2):
             runs = [simulate(true_rate, policy, window, args, rng) for _ in range(args.streams)]
             rollbacks = [r.rollback for r in runs]

@@ -843,8 +843,8 @@ class Analysis(Schema):
     mode: Literal["windowed", "sequential"] = Field(
         default="windowed",
         description="windowed: each interval's error rate against maxErrorRate, failureLimit failures in a row "
-                    "roll back. sequential: a sequential probability ratio test on the canary's errors since "
-                    "its traffic started, after every measurement (measure often: interval 2s-5s): it rolls "
+                    "roll back. sequential: a sequential likelihood-ratio test on the canary's errors since "
+                    "its traffic started, after every measurement (measure often: interval 1s-5s): it rolls "
                     "back at once when they prove the rate above maxErrorRate (1% false rollbacks at half the "
                     "limit), passes when they prove it below and minRequests are reached, and otherwise keeps "
                     "measuring. failureLimit then counts only the latency gate's failed windows.")

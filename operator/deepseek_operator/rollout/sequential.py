@@ -1,24 +1,30 @@
 """A sequential test of the canary's error rate: roll back as soon as its errors so far prove the rate too high.
 
-Wald's SPRT of an acceptable rate p0 against a too-high rate p1, over the canary's cumulative requests n and
-errors e since its traffic started:
+Over the canary's cumulative requests n and errors e since its traffic started, the log-likelihood ratio of a
+rate q against an acceptable rate p0 is
 
-    LLR = e·ln(p1/p0) - (n - e)·ln((1 - p0)/(1 - p1))
+    LLR(q) = e·ln(q/p0) - (n - e)·ln((1 - p0)/(1 - q))
 
-Roll back when LLR ≥ ln(1/alpha); pass when LLR ≤ ln(beta) and n ≥ minRequests; otherwise keep measuring.
-These are Ville's bounds, not Wald's approximations: under p0 the likelihood ratio is a non-negative
-martingale, so the chance that it *ever* reaches 1/alpha is at most alpha however often it is looked at and
-however long the canary runs (and symmetrically under p1 for ever reaching beta). Hence the verdict is a pure
-function of the cumulative counts, testing never stops at the pass boundary (a canary that turns bad later is
-still rolled back), and measuring every few seconds costs no false rollbacks.
+Roll back when the mixture ln Σ w_i·exp(LLR(q_i)) ≥ ln(1/alpha), over alternatives q_i with prior weights w_i
+(summing to 1); pass when LLR(p1) ≤ ln(beta) and n ≥ minRequests; otherwise keep measuring. These are Ville's
+bounds, not Wald's approximations: under p0 each likelihood ratio, and so their mixture, is a non-negative
+martingale of mean 1, so the chance that the mixture *ever* reaches 1/alpha is at most alpha however often it
+is looked at and however long the canary runs (and symmetrically under p1 for LLR(p1) ever reaching
+ln(beta)). Hence the verdict is a pure function of the cumulative counts, testing never stops at the pass
+boundary (a canary that turns bad later is still rolled back), and measuring every second costs no false
+rollbacks.
 
 Defaults: p0 = limit/2, and p1 the rate above the limit as far from it, in Kullback-Leibler divergence, as p0
-is below it (KL(limit‖p1) = KL(limit‖p0), p1 ≈ 1.72-1.75·limit for limits of 2-10%). That puts the test's
-indifference rate, where the LLR has zero drift, exactly at the limit: any true rate above maxErrorRate is
-eventually rolled back, any rate below is eventually passed. At 30% errors and 2 req/s the median rollback
-comes 6.9 s (limit 5%) and 7.7 s (limit 10%) after the first canary request, and 0.6-0.7% of canaries at half
-the limit are ever rolled back in 10 minutes (benchmarks/sequential_analysis.py). p1 = 2·limit is faster (5.7
-and 7.1 s) but lets rates up to 1.1·limit pass.
+is below it (KL(limit‖p1) = KL(limit‖p0), p1 ≈ 1.72-1.75·limit for limits of 2-10%). That puts LLR(p1)'s
+indifference rate, where it has zero drift, exactly at the limit, and every alternative q_i ≥ p1 has its
+indifference rate at or above the limit: any true rate below maxErrorRate drives the whole mixture down and is
+eventually passed, any rate above is eventually rolled back. The alternatives are 4 rates from p1 to 0.6,
+evenly spaced in log, with half the weight on p1 and a sixth on each other: a canary far above the limit is
+judged by the alternative near its rate, which gains more per request than p1 does, for a price of ln 6 at
+most. At 30% errors and 2 req/s the median rollback comes 4.5 s (limit 5%) and 6.6 s (limit 10%) after the
+first canary request, against 7.0 and 7.6 s with p1 alone; a rate of 1.5·limit takes 10-15% longer than with
+p1 alone; 0.6% of canaries at half the limit are ever rolled back in 10 minutes, as with p1 alone
+(benchmarks/sequential_analysis.py).
 
 Why not an always-valid exact binomial bound (roll back when a confidence sequence for the rate lies above the
 limit): it guards every rate up to the limit, not just p0, and pays for it in requests. A uniform-mixture
@@ -36,6 +42,8 @@ from deepseek_operator.rollout.analysis import Verdict
 
 ALPHA = 0.01  # the false-rollback probability at p0, over the canary's whole life
 BETA = 0.01  # the probability that a canary at p1 is ever passed: as rare as a false rollback
+HIGHEST_ALTERNATIVE = 0.6  # the mixture's top rate: a canary failing more than that is judged as if at 0.6
+ALTERNATIVES = 4
 
 
 def _kl(p: float, q: float) -> float:
@@ -60,12 +68,18 @@ class SequentialPolicy:
     alpha: float = ALPHA
     beta: float = BETA
     min_requests: int = 0
+    # (rate, prior weight) of the rollback mixture; empty: p1 alone
+    alternatives: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 < self.p0 < self.p1 < 1:
             raise ValueError(f"need 0 < p0 < p1 < 1, got p0 {self.p0}, p1 {self.p1}")
         if not (0 < self.alpha < 1 and 0 < self.beta < 1):
             raise ValueError(f"need alpha and beta in (0, 1), got {self.alpha}, {self.beta}")
+        if any(not (self.p0 < q < 1 and w > 0) for q, w in self.alternatives):
+            raise ValueError(f"need every alternative rate in (p0, 1) with a positive weight, got {self.alternatives}")
+        if self.alternatives and not math.isclose(sum(w for _, w in self.alternatives), 1.0):
+            raise ValueError(f"the alternatives' weights must sum to 1, got {self.alternatives}")
 
     @classmethod
     def for_limit(cls, limit: float, min_requests: int, alpha: float = ALPHA, beta: float = BETA) -> SequentialPolicy:
@@ -74,7 +88,13 @@ class SequentialPolicy:
         if not 0 < limit < 1:
             raise ValueError(f"a sequential test needs 0 < maxErrorRate < 1, got {limit}")
         p0 = limit / 2
-        return cls(limit, p0, _mirror_above(limit, p0), alpha, beta, min_requests)
+        p1 = _mirror_above(limit, p0)
+        if p1 >= HIGHEST_ALTERNATIVE:  # a limit this high: p1 alone
+            return cls(limit, p0, p1, alpha, beta, min_requests)
+        step = (HIGHEST_ALTERNATIVE / p1) ** (1 / (ALTERNATIVES - 1))
+        others = (1 - 0.5) / (ALTERNATIVES - 1)
+        alternatives = ((p1, 0.5), *((p1 * step**i, others) for i in range(1, ALTERNATIVES)))
+        return cls(limit, p0, p1, alpha, beta, min_requests, alternatives)
 
     @property
     def error_weight(self) -> float:
@@ -100,6 +120,17 @@ def log_likelihood_ratio(requests: float, errors: float, policy: SequentialPolic
     return errors * policy.error_weight - (requests - errors) * policy.success_weight
 
 
+def rollback_evidence(requests: float, errors: float, policy: SequentialPolicy) -> float:
+    """ln of the alternatives' mixture of likelihood ratios against p0 (p1's LLR when there is no mixture)."""
+    if not policy.alternatives:
+        return log_likelihood_ratio(requests, errors, policy)
+    p0 = policy.p0
+    terms = [math.log(w) + errors * math.log(q / p0) - (requests - errors) * math.log((1 - p0) / (1 - q))
+             for q, w in policy.alternatives]
+    top = max(terms)
+    return top + math.log(sum(math.exp(t - top) for t in terms))
+
+
 def sequential_verdict(requests: float, errors: float, policy: SequentialPolicy) -> Verdict:
     """The verdict on the canary's cumulative counts since its traffic started (not a window's)."""
     if not (math.isfinite(requests) and math.isfinite(errors)):
@@ -108,16 +139,20 @@ def sequential_verdict(requests: float, errors: float, policy: SequentialPolicy)
         return Verdict(AnalysisResult.INCONCLUSIVE, f"impossible counts: {errors:g} errors in {requests:g} requests")
     if requests == 0:
         return Verdict(AnalysisResult.INCONCLUSIVE, "keep measuring: no canary requests yet")
+    evidence = rollback_evidence(requests, errors, policy)
+    counts = f"{errors:.0f}/{requests:.0f} errors"
+    if evidence >= policy.rollback_bound:
+        return Verdict(AnalysisResult.FAILED, f"roll back: {counts}, evidence {evidence:.2f} >= "
+                                              f"{policy.rollback_bound:.2f} (alpha {policy.alpha:g}, maxErrorRate "
+                                              f"{policy.limit:g})")
     llr = log_likelihood_ratio(requests, errors, policy)
-    counts = f"{errors:.0f}/{requests:.0f} errors, LLR {llr:.2f}"
-    if llr >= policy.rollback_bound:
-        return Verdict(AnalysisResult.FAILED, f"roll back: {counts} >= {policy.rollback_bound:.2f} "
-                                              f"(alpha {policy.alpha:g}, maxErrorRate {policy.limit:g})")
     if llr > policy.pass_bound:
-        return Verdict(AnalysisResult.INCONCLUSIVE, f"keep measuring: {counts}, between {policy.pass_bound:.2f} "
-                                                    f"(pass) and {policy.rollback_bound:.2f} (roll back)")
+        return Verdict(AnalysisResult.INCONCLUSIVE, f"keep measuring: {counts}, evidence {evidence:.2f} < "
+                                                    f"{policy.rollback_bound:.2f} (roll back), LLR {llr:.2f} > "
+                                                    f"{policy.pass_bound:.2f} (pass)")
     if requests < policy.min_requests:
-        return Verdict(AnalysisResult.INCONCLUSIVE, f"keep measuring: {counts} <= {policy.pass_bound:.2f}, but "
-                                                    f"fewer requests than minRequests {policy.min_requests}")
-    return Verdict(AnalysisResult.SUCCESSFUL, f"pass: {counts} <= {policy.pass_bound:.2f} "
+        return Verdict(AnalysisResult.INCONCLUSIVE, f"keep measuring: {counts}, LLR {llr:.2f} <= "
+                                                    f"{policy.pass_bound:.2f}, but fewer requests than minRequests "
+                                                    f"{policy.min_requests}")
+    return Verdict(AnalysisResult.SUCCESSFUL, f"pass: {counts}, LLR {llr:.2f} <= {policy.pass_bound:.2f} "
                                               f"(beta {policy.beta:g}, maxErrorRate {policy.limit:g})")
