@@ -492,9 +492,10 @@ def main() -> int:
                     if tool.ns:
                         delete_namespace(testbed, tool.ns)
                 outcomes[f"{tool.name} fault"][fault.outcome] += 1
-                outcomes[f"{tool.name} clean"][clean.outcome if clean else "not run"] += 1
+                clean_outcome = clean.outcome if clean else "not run"
+                outcomes[f"{tool.name} clean"][clean_outcome] += 1
                 results[tool.name].append(got := figures(fault, clean))
-                print(f"  run {run}, {tool.name}: faulty {fault.outcome}, clean {clean.outcome}; "
+                print(f"  run {run}, {tool.name}: faulty {fault.outcome}, clean {clean_outcome}; "
                       f"{ {k: round(v, 1) for k, v in got.items()} }", file=sys.stderr)
     finally:
         operator.stop()

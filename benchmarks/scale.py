@@ -142,6 +142,12 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def testbed_pids() -> dict[str, int]:
+    state = cluster.State.load()
+    assert state is not None, "the testbed is not up"
+    return dict(state.pids)
+
+
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     """User + system CPU seconds each process has used so far (children not counted)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -197,7 +203,7 @@ def baseline(count: int) -> tuple[float, str]:
     """Seconds until `count` plain one-GPU Deployments are available, with no operator involved, and the CPU
     seconds each testbed process spent on them."""
     cluster.kubectl("create", "namespace", "baseline")
-    pids = cluster.State.load().pids
+    pids = testbed_pids()
     cpu0 = cpu_seconds(pids)
     t0 = time.monotonic()
     items = {"apiVersion": "v1", "kind": "List", "items": [plain_deployment(i) for i in range(count)]}
@@ -211,6 +217,49 @@ def baseline(count: int) -> tuple[float, str]:
         time.sleep(1)
     cluster.kubectl("delete", "namespace", "baseline", "--wait=true", "--timeout=300s")
     return elapsed, cpu
+
+
+def rendered_children(i: int) -> list[dict[str, Any]]:
+    """What the operator's first pass applies for resource i (its pure plan), without owner references: the
+    objects a user would apply by hand to serve the same model without the operator."""
+    sys.path.insert(0, str(REPO / "operator"))
+    from deepseek_operator.plan import Observed, PassContext, run, start
+
+    body = {**resource(i), "metadata": {**resource(i)["metadata"], "uid": f"uid-{i}", "generation": 1}}  # type: ignore[dict-item]
+    context = start(body, Observed(pvc_uids={"model-store": "uid-model-store"}), "2026-12-02T00:00:00Z")
+    assert isinstance(context, PassContext), context
+    children = []
+    for obj in run(context).apply:
+        obj = json.loads(json.dumps(obj))
+        obj["metadata"].pop("ownerReferences", None)
+        obj["metadata"]["namespace"] = "same-objects"
+        children.append(obj)
+    return children
+
+
+def same_objects_baseline(count: int) -> tuple[float, str, int]:
+    """Seconds until the children the operator would make for `count` resources, server-side applied by kubectl
+    with no operator, have all their Deployments available; the CPU seconds by process; objects per resource."""
+    cluster.kubectl("create", "namespace", "same-objects")
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "model-store", "namespace": "same-objects"},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Ti"}}}}))
+    objects = [obj for i in range(count) for obj in rendered_children(i)]
+    pids = testbed_pids()
+    cpu0 = cpu_seconds(pids)
+    t0 = time.monotonic()
+    cluster.kubectl("apply", "--server-side", "--field-manager=deepseek-operator", "-f", "-",
+                    stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    while True:
+        out = json.loads(cluster.kubectl("get", "deployments", "-n", "same-objects", "-o", "json"))
+        if sum((d.get("status") or {}).get("availableReplicas", 0) for d in out["items"]) == count:
+            elapsed = time.monotonic() - t0
+            cpu = cpu_used(cpu0, cpu_seconds(pids))
+            break
+        time.sleep(1)
+    cluster.kubectl("delete", "namespace", "same-objects", "--wait=true", "--timeout=300s")
+    return elapsed, cpu, len(objects) // count
 
 
 def deployment_names() -> set[str]:
@@ -316,6 +365,7 @@ def main() -> None:
     cluster.up("instant", REPO / "benchmarks" / "scale-nodes.yaml")
     try:
         floor, floor_cpu = baseline(args.count) if args.baseline else (None, "")
+        same, same_cpu, same_kinds = same_objects_baseline(args.count) if args.baseline else (None, "", 0)
         cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         cluster.kubectl("wait", "--for=condition=Established", "crd/deepseekdeployments.serving.deepseek.ai")
         cluster.kubectl("create", "namespace", NAMESPACE)
@@ -328,7 +378,7 @@ def main() -> None:
         failing = rollback_names(args.count, args.rollbacks)
         operator = start_operator(port, page.sources_file(failing) if page else None)
         time.sleep(2)
-        pids = {**cluster.State.load().pids, "operator": operator.pid}
+        pids = {**testbed_pids(), "operator": operator.pid}
         cpu0 = cpu_seconds(pids)
         t0 = time.monotonic()
         items = {"apiVersion": "v1", "kind": "List", "items": [resource(i) for i in range(args.count)]}
@@ -379,6 +429,10 @@ def main() -> None:
             print(f"plain Deployments (no operator) until all available: {floor:.1f} s; "
                   f"operator / plain = {ready_s / floor:.2f}")
             print(f"  CPU seconds by process (plain): {floor_cpu}")
+        if same is not None:
+            print(f"the operator's children applied by kubectl (no operator; {same_kinds} objects per resource) until "
+                  f"all available: {same:.1f} s; operator / same objects = {ready_s / same:.2f}")
+            print(f"  CPU seconds by process (same objects): {same_cpu}")
         print(f"  CPU seconds by process (operator): {cpu}")
         print(f"operator peak RSS: {rss:.0f} MB")
         print(f"API writes to reach Healthy: {writes_first:.0f} ({writes_first / args.count:.1f} per resource)")

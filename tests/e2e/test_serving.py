@@ -104,7 +104,7 @@ def test_example_becomes_ready_and_serves_through_its_service(testbed: TestbedCl
     assert env["NCCL_DEBUG"] == "WARN" and "NCCL_ALGO" not in env
     # Its NetworkPolicies, accepted by the API server and owned (the testbed enforces none: README).
     policies = client.NetworkingV1Api(testbed.api).list_namespaced_network_policy(ns).items
-    assert {p.metadata.name for p in policies} >= {"r1-llama-70b-isolate", "r1-llama-70b-clients"}
+    assert {p.metadata.name for p in policies} >= {"r1-llama-70b-ingress"}
     assert all(p.metadata.owner_references[0].name == "r1-llama-70b" for p in policies)
     assert testbed.core.read_node(pod.spec.node_name).metadata.labels["nvidia.com/gpu.product"].startswith(
         "NVIDIA-H100")

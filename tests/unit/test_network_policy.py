@@ -18,17 +18,15 @@ def policies(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "NetworkPolicy"}
 
 
-def test_servers_take_clients_gateways_and_scrapers_only_and_every_pod_is_isolated() -> None:
+def test_every_pod_takes_clients_gateways_and_scrapers_on_their_ports_only() -> None:
     body = edited(example(QWEN_7B), {"rollout": {"strategy": "canary", "trafficRouting": GATEWAY}})
     cluster = Cluster()
     p = plan(body, replace(cluster.observed(), operator_namespace="deepseek-system"), T0)
     found = policies(p.apply)
-    assert found["r1-qwen-7b-isolate"] == {"podSelector": {"matchLabels": {"serving.deepseek.ai/deployment":
-                                                                              "r1-qwen-7b"}},
-                                           "policyTypes": ["Ingress"], "ingress": []}
-    clients = found["r1-qwen-7b-clients"]
-    assert clients["podSelector"]["matchLabels"] == {"serving.deepseek.ai/deployment": "r1-qwen-7b",
-                                                     "app.kubernetes.io/component": "server"}
+    assert list(found) == ["r1-qwen-7b-ingress"]  # one policy per resource (a multi-node revision adds its own)
+    clients = found["r1-qwen-7b-ingress"]
+    assert clients["podSelector"]["matchLabels"] == {"serving.deepseek.ai/deployment": "r1-qwen-7b"}
+    assert clients["policyTypes"] == ["Ingress"]
     serving, metrics, operator = clients["ingress"]
     assert [p["port"] for p in serving["ports"]] == [8000, 8001, 9000]
     assert serving["from"] == [{"podSelector": {}},  # this namespace's pods, by default
@@ -43,7 +41,7 @@ def test_servers_take_clients_gateways_and_scrapers_only_and_every_pod_is_isolat
 def test_named_clients_replace_the_namespace_default() -> None:
     body = edited(example(QWEN_7B), {"serving.networkPolicy": {"clients": [
         {"namespaceSelector": {"team": "search"}, "podSelector": {"app": "rag"}}]}})
-    serving = policies(Cluster().reconcile(body, T0).apply)["r1-qwen-7b-clients"]["ingress"][0]
+    serving = policies(Cluster().reconcile(body, T0).apply)["r1-qwen-7b-ingress"]["ingress"][0]
     assert serving["from"] == [{"namespaceSelector": {"matchLabels": {"team": "search"}},
                                 "podSelector": {"matchLabels": {"app": "rag"}}}]
 
@@ -61,15 +59,26 @@ def test_a_multi_node_revision_reaches_itself_from_its_preflight_on_and_nothing_
     assert not [d for d in first.delete if d.kind == "NetworkPolicy"]
 
 
+def test_the_two_policies_of_earlier_versions_are_replaced_by_one() -> None:
+    body = example(QWEN_7B)
+    cluster = Cluster()
+    cluster.reconcile(body, T0)
+    # An operator of today has applied its one policy; the cluster still has the two an earlier one made.
+    seen = replace(cluster.observed(), network_policies=("r1-qwen-7b-clients", "r1-qwen-7b-ingress",
+                                                         "r1-qwen-7b-isolate"))
+    upgraded = plan(body, seen, T0)
+    assert sorted(d.name for d in upgraded.delete if d.kind == "NetworkPolicy") == ["r1-qwen-7b-clients",
+                                                                                     "r1-qwen-7b-isolate"]
+
+
 def test_turned_off_they_are_deleted_and_changing_them_is_no_new_revision() -> None:
     body = example(QWEN_7B)
     cluster = Cluster()
     cluster.reconcile(body, T0)
-    seen = replace(cluster.observed(), network_policies=("r1-qwen-7b-clients", "r1-qwen-7b-isolate"))
+    seen = replace(cluster.observed(), network_policies=("r1-qwen-7b-ingress",))
     off = plan(edited(body, {"serving.networkPolicy": {"enabled": False}}), seen, T0)
     assert not policies(off.apply)
-    assert sorted(d.name for d in off.delete if d.kind == "NetworkPolicy") == ["r1-qwen-7b-clients",
-                                                                                "r1-qwen-7b-isolate"]
+    assert [d.name for d in off.delete if d.kind == "NetworkPolicy"] == ["r1-qwen-7b-ingress"]
     from deepseek_operator.api.spec import DeepSeekDeploymentSpec
 
     def revision_of(doc: dict[str, Any]) -> dict[str, Any]:

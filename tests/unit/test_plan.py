@@ -34,10 +34,10 @@ QWEN_1_5B = "r1-distill-qwen-1.5b-l4"  # r1-qwen-1-5b: 1 replica on one L4, engi
 LLAMA_70B = "r1-distill-llama-70b-h100-fp8"  # r1-llama-70b: TP 4 on H100-80GB, engine built
 R1_671B = "r1-671b-h200-fp8"  # r1-671b: deepseek_v3 on 8 H200, served from the checkpoint (no engine build)
 
-# The resource's NetworkPolicies (its pods isolated; its servers' clients and scrapers), a revision's model
-# repository and Deployment, then the Service `<name>` and the PDB (`<name>-stable` and `<name>-canary` come with
-# a gatewayAPI route: test_plan_rollout.py).
-SERVING_KINDS = ["NetworkPolicy", "NetworkPolicy", "ConfigMap", "Deployment", "Service", "PodDisruptionBudget"]
+# The resource's NetworkPolicy (its pods take only clients and scrapers), a revision's model repository and
+# Deployment, then the Service `<name>` and the PDB (`<name>-stable` and `<name>-canary` come with a gatewayAPI
+# route: test_plan_rollout.py).
+SERVING_KINDS = ["NetworkPolicy", "ConfigMap", "Deployment", "Service", "PodDisruptionBudget"]
 
 
 # ---------------------------------------------------------------------------------------------------- builders
@@ -407,7 +407,7 @@ def test_671b_needs_no_engine_build_and_serves_once_its_preflight_passed() -> No
                                             "job": "",
                                       "message": "served from the checkpoint by the PyTorch backend"}
     # Eight GPUs: the NCCL preflight comes first, and no serving pod exists until it passed.
-    assert kinds(first) == ["Service", "Job", "NetworkPolicy", "NetworkPolicy"]
+    assert kinds(first) == ["Service", "Job", "NetworkPolicy"]
     assert (cond(first, "Preflight")["status"], cond(first, "Preflight")["reason"]) == ("Unknown", "PreflightRunning")
     assert cond(first, "Progressing")["message"] == f"revision {first.status['revision']} waits for its NCCL preflight"
     [job_name] = cluster.preflight_jobs
@@ -415,7 +415,7 @@ def test_671b_needs_no_engine_build_and_serves_once_its_preflight_passed() -> No
     p = cluster.reconcile(body, T0)
     assert (cond(p, "Preflight")["status"], cond(p, "Preflight")["reason"]) == ("True", "PreflightPassed")
     assert p.status["preflight"]["busBandwidthGBps"] == 460.0
-    assert kinds(p) == SERVING_KINDS[2:]  # its NetworkPolicies came with the first pass, before any pod
+    assert kinds(p) == SERVING_KINDS[1:]  # its NetworkPolicy came with the first pass, before any pod
     assert p.status["phase"] == "Progressing"
     assert cond(p, "CheckpointReady")["status"] == "True"
     assert p.status["parallelism"] == {"tensor": 8, "pipeline": 1, "expert": 8, "nodesPerReplica": 1,
@@ -690,6 +690,17 @@ def test_events_say_each_change_once() -> None:
         ("Normal", "ReplicasReady", "Healthy")]
 
 
+def test_a_new_resource_says_healthy_once_and_not_its_first_progress() -> None:
+    # 500 resources applied at once are 500 events fewer; Progressing is in status and `kubectl get` meanwhile.
+    body = example(QWEN_7B)
+    cluster = Cluster()
+    first = cluster.reconcile(body, T0)
+    assert first.status["phase"] == "Progressing" and first.events == []
+    cluster.roll_out()
+    healthy = cluster.reconcile(body, T1)
+    assert [(e.type, e.message.split(":")[0]) for e in healthy.events] == [("Normal", "Healthy")]
+
+
 @pytest.mark.parametrize("name", [QWEN_7B, R1_671B])
 def test_conditions_carry_the_generation_they_were_computed_for(name: str) -> None:
     body = example(name, generation=7)
@@ -780,8 +791,8 @@ def test_every_serving_child_is_owned_and_labelled(name: str) -> None:
     body = example(name)
     p = serving_pass(body)
     cr_name = body["metadata"]["name"]
-    # (Where a preflight ran first, the NetworkPolicies came with its pass, before any pod.)
-    assert [k for k in kinds(p) if k != "NetworkPolicy"] == SERVING_KINDS[2:]
+    # (Where a preflight ran first, the NetworkPolicy came with its pass, before any pod.)
+    assert [k for k in kinds(p) if k != "NetworkPolicy"] == SERVING_KINDS[1:]
     for obj in p.apply:
         meta = obj["metadata"]
         assert meta["namespace"] == "default"

@@ -64,8 +64,10 @@ def decided_events(old: dict[str, Any], new: dict[str, Any]) -> list[Event]:
     explained = after.get(_PHASE_CONDITION[phase])
     said_by_verdict = fits is not None and fits["status"] == "False" and explained is not None \
         and explained["reason"] == fits["reason"]
+    # A new resource's first rollout is news when it ends (Healthy) or goes wrong, as with the first fit.
+    first_rollout = old.get("phase") is None and phase == Phase.PROGRESSING
     if explained and (old.get("phase") != phase or _reason_changed(before, explained)) and not said_by_verdict \
-            and explained["reason"] != Reason.AS_EXPECTED:
+            and explained["reason"] != Reason.AS_EXPECTED and not first_rollout:
         message = f"{phase}: {explained['message']}" if explained["message"] else phase
         degraded = explained["type"] == st.DEGRADED and explained["status"] == "True"
         out.append(Event("Warning" if degraded else "Normal", explained["reason"], message))

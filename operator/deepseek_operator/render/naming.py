@@ -81,13 +81,9 @@ def autoscaler_name(name: str) -> str:
     return name
 
 
-def isolation_policy_name(name: str) -> str:
-    """The NetworkPolicy that denies every pod of the resource what no other allows."""
-    return f"{name}-isolate"
-
-
-def clients_policy_name(name: str) -> str:
-    return f"{name}-clients"
+def ingress_policy_name(name: str) -> str:
+    """The NetworkPolicy that admits to the resource's pods only its clients and scrapers."""
+    return f"{name}-ingress"
 
 
 def group_policy_name(name: str, revision: str) -> str:

@@ -37,7 +37,10 @@ def _policy(owner: Owner, name: str, selector: dict[str, str], ingress: list[dic
 
 def resource_policies(owner: Owner, spec: DeepSeekDeploymentSpec, operator_namespace: str | None
                       ) -> list[dict[str, Any]]:
-    """Every pod of the resource denies what no policy allows; its servers take clients and scrapers."""
+    """Every pod of the resource denies what no policy allows, and takes clients and scrapers on the serving and
+    metrics ports. One policy over all its pods, not a deny-all plus one for the servers: only the servers listen
+    on those ports, so the pods that are no servers (preflights) stay as closed, for one write fewer per
+    resource."""
     settings = spec.serving.network_policy
     routing = spec.rollout.traffic_routing.gateway_api
     gateways = sorted({ref.namespace or owner.namespace for ref in routing.parent_refs}) if routing else []
@@ -49,8 +52,7 @@ def resource_policies(owner: Owner, spec: DeepSeekDeploymentSpec, operator_names
              {"from": scrapers, "ports": _ports(METRICS_PORT, OPENAI_PORT)}]
     if operator_namespace:
         rules.append({"from": [_namespace(operator_namespace)], "ports": _ports(METRICS_PORT)})
-    return [_policy(owner, naming.isolation_policy_name(owner.name), {naming.LABEL_DEPLOYMENT: owner.name}, []),
-            _policy(owner, naming.clients_policy_name(owner.name), naming.selector_labels(owner.name), rules)]
+    return [_policy(owner, naming.ingress_policy_name(owner.name), {naming.LABEL_DEPLOYMENT: owner.name}, rules)]
 
 
 def group_policy(owner: Owner, revision: str) -> dict[str, Any]:
