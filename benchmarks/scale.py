@@ -199,24 +199,36 @@ def plain_deployment(i: int) -> dict[str, object]:
     }
 
 
-def baseline(count: int) -> tuple[float, str]:
-    """Seconds until `count` plain one-GPU Deployments are available, with no operator involved, and the CPU
-    seconds each testbed process spent on them."""
-    cluster.kubectl("create", "namespace", "baseline")
+def until_available(namespace: str, count: int, send: Callable[[], object]) -> tuple[float, str]:
+    """Seconds from `send()` until `count` Deployments of the namespace are available, and the CPU seconds each
+    testbed process spent meanwhile; then the namespace is deleted."""
     pids = testbed_pids()
     cpu0 = cpu_seconds(pids)
     t0 = time.monotonic()
-    items = {"apiVersion": "v1", "kind": "List", "items": [plain_deployment(i) for i in range(count)]}
-    cluster.kubectl("create", "-f", "-", stdin=json.dumps(items))
+    send()
     while True:
-        out = json.loads(cluster.kubectl("get", "deployments", "-n", "baseline", "-o", "json"))
+        out = json.loads(cluster.kubectl("get", "deployments", "-n", namespace, "-o", "json"))
         if sum((d.get("status") or {}).get("availableReplicas", 0) for d in out["items"]) == count:
             elapsed = time.monotonic() - t0
             cpu = cpu_used(cpu0, cpu_seconds(pids))
             break
         time.sleep(1)
-    cluster.kubectl("delete", "namespace", "baseline", "--wait=true", "--timeout=300s")
+    cluster.kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=300s")
     return elapsed, cpu
+
+
+def baseline(count: int) -> tuple[float, str]:
+    """Plain one-GPU Deployments, created with no operator involved: seconds until available, CPU by process."""
+    cluster.kubectl("create", "namespace", "baseline")
+    items = {"apiVersion": "v1", "kind": "List", "items": [plain_deployment(i) for i in range(count)]}
+    return until_available("baseline", count, lambda: cluster.kubectl("create", "-f", "-", stdin=json.dumps(items)))
+
+
+def model_store(namespace: str) -> None:
+    cluster.kubectl("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "model-store", "namespace": namespace},
+        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Ti"}}}}))
 
 
 def rendered_children(i: int) -> list[dict[str, Any]]:
@@ -225,7 +237,8 @@ def rendered_children(i: int) -> list[dict[str, Any]]:
     sys.path.insert(0, str(REPO / "operator"))
     from deepseek_operator.plan import Observed, PassContext, run, start
 
-    body = {**resource(i), "metadata": {**resource(i)["metadata"], "uid": f"uid-{i}", "generation": 1}}  # type: ignore[dict-item]
+    body: dict[str, Any] = resource(i)
+    body["metadata"] = {**body["metadata"], "uid": f"uid-{i}", "generation": 1}
     context = start(body, Observed(pvc_uids={"model-store": "uid-model-store"}), "2026-12-02T00:00:00Z")
     assert isinstance(context, PassContext), context
     children = []
@@ -238,28 +251,14 @@ def rendered_children(i: int) -> list[dict[str, Any]]:
 
 
 def same_objects_baseline(count: int) -> tuple[float, str, int]:
-    """Seconds until the children the operator would make for `count` resources, server-side applied by kubectl
-    with no operator, have all their Deployments available; the CPU seconds by process; objects per resource."""
+    """The children the operator would make for `count` resources, server-side applied by kubectl with its field
+    manager and no operator: seconds until available, CPU by process, and objects per resource."""
     cluster.kubectl("create", "namespace", "same-objects")
-    cluster.kubectl("apply", "-f", "-", stdin=json.dumps({
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-        "metadata": {"name": "model-store", "namespace": "same-objects"},
-        "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Ti"}}}}))
-    objects = [obj for i in range(count) for obj in rendered_children(i)]
-    pids = testbed_pids()
-    cpu0 = cpu_seconds(pids)
-    t0 = time.monotonic()
-    cluster.kubectl("apply", "--server-side", "--field-manager=deepseek-operator", "-f", "-",
-                    stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
-    while True:
-        out = json.loads(cluster.kubectl("get", "deployments", "-n", "same-objects", "-o", "json"))
-        if sum((d.get("status") or {}).get("availableReplicas", 0) for d in out["items"]) == count:
-            elapsed = time.monotonic() - t0
-            cpu = cpu_used(cpu0, cpu_seconds(pids))
-            break
-        time.sleep(1)
-    cluster.kubectl("delete", "namespace", "same-objects", "--wait=true", "--timeout=300s")
-    return elapsed, cpu, len(objects) // count
+    model_store("same-objects")
+    items = {"apiVersion": "v1", "kind": "List", "items": [obj for i in range(count) for obj in rendered_children(i)]}
+    elapsed, cpu = until_available("same-objects", count, lambda: cluster.kubectl(
+        "apply", "--server-side", "--field-manager=deepseek-operator", "-f", "-", stdin=json.dumps(items)))
+    return elapsed, cpu, len(items["items"]) // count
 
 
 def deployment_names() -> set[str]:
@@ -369,10 +368,7 @@ def main() -> None:
         cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
         cluster.kubectl("wait", "--for=condition=Established", "crd/deepseekdeployments.serving.deepseek.ai")
         cluster.kubectl("create", "namespace", NAMESPACE)
-        cluster.kubectl("apply", "-f", "-", stdin=json.dumps({
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "model-store", "namespace": NAMESPACE},
-            "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Ti"}}}}))
+        model_store(NAMESPACE)
         port = free_port()
         page = ScriptedGatewayPage() if args.rollbacks else None
         failing = rollback_names(args.count, args.rollbacks)
