@@ -186,6 +186,7 @@ class Rollout:
 class Tool(Protocol):
     name: str
     ns: str  # the namespace of the current run, "" before one is made
+    verdict: str  # what decided the last rollback, as the tool said it ("" where it says nothing more)
 
     def prepare(self, setting: Setting) -> str: ...  # a fresh namespace serving the first version; its host
 
@@ -216,7 +217,7 @@ class Ours:
     def __init__(self, testbed: TestbedClient) -> None:
         self.testbed = testbed
         self.res: Resources | None = None
-        self.ns = self.stable = self.held = ""
+        self.ns = self.stable = self.held = self.verdict = ""
 
     def prepare(self, setting: Setting) -> str:
         self.ns = ns = self.testbed.namespace("bench-ours", pod_security="restricted")
@@ -254,6 +255,9 @@ class Ours:
             return weight, None
         # Compared with the revisions before the change: a phase left over from the last rollout is no outcome.
         if s.get("phase") == "RolledBack" and s.get("heldRevision") not in ("", None, self.held):
+            analysis = s.get("analysis") or {}
+            self.verdict = f"{analysis.get('message', '')} (canary totals {analysis.get('totalRequests', '-')} " \
+                           f"requests, {analysis.get('totalErrors', '-')} errors)"
             return weight, "rolled back"
         if s.get("phase") == "Healthy" and s.get("stableRevision") != self.stable and not s.get("canaryRevision"):
             return weight, "promoted"
@@ -269,6 +273,7 @@ class Flagger:
         self.apps = client.AppsV1Api(testbed.api)
         self.ns = ""
         self.progressed = False  # the rollout of the latest change has begun (its end phases are also the last's)
+        self.verdict = ""  # Flagger says only that its threshold was reached
 
     def prepare(self, setting: Setting) -> str:
         self.ns = self.testbed.namespace("bench-flagger")  # the Triton image runs as root: no restricted profile
@@ -497,6 +502,9 @@ def main() -> int:
                 results[tool.name].append(got := figures(fault, clean))
                 print(f"  run {run}, {tool.name}: faulty {fault.outcome}, clean {clean_outcome}; "
                       f"{ {k: round(v, 1) for k, v in got.items()} }", file=sys.stderr)
+                if tool.verdict:
+                    print(f"    {tool.name}'s verdict: {tool.verdict}", file=sys.stderr)
+                    tool.verdict = ""
     finally:
         operator.stop()
         if "flagger" in names:

@@ -11,7 +11,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes import client, config
@@ -50,10 +50,26 @@ def load(metric_sources_file: str | None = None, operator_namespace: str | None 
     LOG.info("metric sources: %s", ", ".join(f"{n} ({s.provider})" for n, s in _metric_sources.items()) or "none")
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf keeps each object's "essence" (a deep copy of its body) to tell on.create/on.update handlers what
+    changed. Every handler here is an event or an index handler, so that copy, built on every watch event, was
+    built for nothing: a tenth of the operator's CPU with 500 resources. Nothing is built, stored or read."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return cast(kopf.BodyEssence, {})
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return cast(kopf.BodyEssence, {})
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     global _kube
     settings.posting.enabled = False  # our own events say what was decided; kopf's log lines are not events
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 300
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
