@@ -256,8 +256,9 @@ class Ours:
         # Compared with the revisions before the change: a phase left over from the last rollout is no outcome.
         if s.get("phase") == "RolledBack" and s.get("heldRevision") not in ("", None, self.held):
             analysis = s.get("analysis") or {}
-            self.verdict = f"{analysis.get('message', '')} (canary totals {analysis.get('totalRequests', '-')} " \
-                           f"requests, {analysis.get('totalErrors', '-')} errors)"
+            totals = f" (canary totals: {analysis['totalRequests']:g} requests, {analysis['totalErrors']:g} errors)" \
+                if "totalRequests" in analysis else ""
+            self.verdict = f"{analysis.get('message', '')}{totals}"
             return weight, "rolled back"
         if s.get("phase") == "Healthy" and s.get("stableRevision") != self.stable and not s.get("canaryRevision"):
             return weight, "promoted"
