@@ -89,12 +89,13 @@ SETTINGS = {
         f"both judge every 10 s and roll back on the 2nd failure; ours with minRequests {MIN_REQUESTS} (Flagger has "
         "no such floor)"),
     "defaults": Setting(
-        {}, "30s", {"stepWeight": 10, "maxWeight": 50}, None, None,
+        {}, "30s", {"interval": "1m", "threshold": 5, "stepWeight": 10, "maxWeight": 50}, None, None,
         "ours: the CRD's analysis defaults (interval 30s, maxErrorRate 0.02, minRequests 50, failureLimit 2, "
         "onInconclusive pause) but provider gateway (the default, triton, cannot see the stand-in's failures); "
-        "steps have no default: weights 10..50, each paused for one interval. Flagger: its defaults (interval 60s, "
-        "threshold 1, metric interval 1m, progressDeadlineSeconds 600); stepWeight and maxWeight (default 100) as "
-        "in `equal`; thresholdRange has no default: error rate max 5%, p99 max 1 s"),
+        "steps have no default: weights 10..50, each paused for one interval. Flagger: its CRD requires interval "
+        "and threshold (no defaults): interval 1m (the documented schedule default) and threshold 5 (its docs' "
+        "examples); metric interval 1m and progressDeadlineSeconds 600 (its defaults); stepWeight and maxWeight "
+        "(default 100) as in `equal`; thresholdRange has no default: error rate max 5%, p99 max 0.3 s"),
     "sequential": Setting(
         {"mode": "sequential", "interval": "1s", "failureLimit": 2, "maxErrorRate": ERROR_LIMIT,
          "minRequests": MIN_REQUESTS},
