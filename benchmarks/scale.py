@@ -266,27 +266,30 @@ def deployment_names() -> set[str]:
     return {d["metadata"]["name"] for d in out["items"]}
 
 
+def reaction_names(count: int, changes: int) -> list[str]:
+    return [f"r1-{(n * 37) % count:04d}" for n in range(changes)]
+
+
 def reactions(count: int, changes: int) -> list[float]:
     """Seconds from a spec change of one resource (a new revision) to its new Deployment, for `changes`
     resources spread over the `count` present."""
     seconds = []
-    for n in range(changes):
-        name = f"r1-{(n * 37) % count:04d}"
+    for n, name in enumerate(reaction_names(count, changes)):
         before = {d for d in deployment_names() if d.startswith(f"{name}-")}
         t0 = time.monotonic()
         cluster.kubectl("patch", "dsd", name, "-n", NAMESPACE, "--type=merge", "-p",
                         json.dumps({"spec": {"serving": {"podAnnotations": {"change": str(n)}}}}))
-        while not ({d for d in deployment_names() if d.startswith(f"{name}-")} - before):
-            if time.monotonic() - t0 > 120:
-                raise SystemExit(f"{name}: no new Deployment 120 s after its spec changed")
-            time.sleep(0.05)
+        wait_until(f"{name}: a new Deployment after its spec changed",
+                   lambda: {d for d in deployment_names() if d.startswith(f"{name}-")} - before, poll=0.05)  # noqa: B023 - run in this iteration
         seconds.append(time.monotonic() - t0)
     return seconds
 
 
-def rollback_names(count: int, rollbacks: int) -> list[str]:
+def rollback_names(count: int, rollbacks: int, changes: int) -> list[str]:
     """The resources whose canaries the scripted page fails: spread over the others, none of the reactions'."""
-    return [f"r1-{(n * 53 + 11) % count:04d}" for n in range(rollbacks)]
+    taken = set(reaction_names(count, changes))
+    spread = (f"r1-{(n * 53 + 11) % count:04d}" for n in range(count))
+    return [name for name in dict.fromkeys(spread) if name not in taken][:rollbacks]
 
 
 def rollbacks(names: list[str], page: ScriptedGatewayPage) -> tuple[list[float], list[float]]:
@@ -296,12 +299,8 @@ def rollbacks(names: list[str], page: ScriptedGatewayPage) -> tuple[list[float],
 
     api = config.new_client_from_config(str(cluster.KUBECONFIG))  # type: ignore[no-untyped-call]
     custom, apps = client.CustomObjectsApi(api), client.AppsV1Api(api)
-    decided, reacted = [], []
-    for n, name in enumerate(names):
-        rolled = rollback_one(n, name, page, custom, apps)
-        decided.append(rolled[0])
-        reacted.append(rolled[1])
-    return decided, reacted
+    timed = [rollback_one(n, name, page, custom, apps) for n, name in enumerate(names)]
+    return [decided for decided, _ in timed], [reacted for _, reacted in timed]
 
 
 def rollback_one(n: int, name: str, page: ScriptedGatewayPage, custom: Any, apps: Any) -> tuple[float, float]:
@@ -371,7 +370,7 @@ def main() -> None:
         model_store(NAMESPACE)
         port = free_port()
         page = ScriptedGatewayPage() if args.rollbacks else None
-        failing = rollback_names(args.count, args.rollbacks)
+        failing = rollback_names(args.count, args.rollbacks, args.reactions)
         operator = start_operator(port, page.sources_file(failing) if page else None)
         time.sleep(2)
         pids = {**testbed_pids(), "operator": operator.pid}

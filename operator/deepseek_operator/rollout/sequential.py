@@ -44,6 +44,7 @@ ALPHA = 0.01  # the false-rollback probability at p0, over the canary's whole li
 BETA = 0.01  # the probability that a canary at p1 is ever passed: as rare as a false rollback
 HIGHEST_ALTERNATIVE = 0.6  # the mixture's top rate: a canary failing more than that is judged as if at 0.6
 ALTERNATIVES = 4
+P1_WEIGHT = 0.5  # the mixture's weight on p1; the other alternatives share the rest
 
 
 def _kl(p: float, q: float) -> float:
@@ -92,8 +93,8 @@ class SequentialPolicy:
         if p1 >= HIGHEST_ALTERNATIVE:  # a limit this high: p1 alone
             return cls(limit, p0, p1, alpha, beta, min_requests)
         step = (HIGHEST_ALTERNATIVE / p1) ** (1 / (ALTERNATIVES - 1))
-        others = (1 - 0.5) / (ALTERNATIVES - 1)
-        alternatives = ((p1, 0.5), *((p1 * step**i, others) for i in range(1, ALTERNATIVES)))
+        others = (1 - P1_WEIGHT) / (ALTERNATIVES - 1)
+        alternatives = ((p1, P1_WEIGHT), *((p1 * step**i, others) for i in range(1, ALTERNATIVES)))
         return cls(limit, p0, p1, alpha, beta, min_requests, alternatives)
 
     @property
@@ -115,18 +116,19 @@ class SequentialPolicy:
         return math.log(self.beta)
 
 
+def _llr(requests: float, errors: float, p0: float, q: float) -> float:
+    """ln P(counts | q) / P(counts | p0); counts may be fractional, as Prometheus' increase() returns them."""
+    return errors * math.log(q / p0) - (requests - errors) * math.log((1 - p0) / (1 - q))
+
+
 def log_likelihood_ratio(requests: float, errors: float, policy: SequentialPolicy) -> float:
-    """ln P(counts | p1) / P(counts | p0); counts may be fractional, as Prometheus' increase() returns them."""
-    return errors * policy.error_weight - (requests - errors) * policy.success_weight
+    """p1's LLR against p0: what a pass is judged on."""
+    return _llr(requests, errors, policy.p0, policy.p1)
 
 
 def rollback_evidence(requests: float, errors: float, policy: SequentialPolicy) -> float:
-    """ln of the alternatives' mixture of likelihood ratios against p0 (p1's LLR when there is no mixture)."""
-    if not policy.alternatives:
-        return log_likelihood_ratio(requests, errors, policy)
-    p0 = policy.p0
-    terms = [math.log(w) + errors * math.log(q / p0) - (requests - errors) * math.log((1 - p0) / (1 - q))
-             for q, w in policy.alternatives]
+    """ln of the alternatives' mixture of likelihood ratios against p0 (p1 alone when there is no mixture)."""
+    terms = [math.log(w) + _llr(requests, errors, policy.p0, q) for q, w in policy.alternatives or ((policy.p1, 1.0),)]
     top = max(terms)
     return top + math.log(sum(math.exp(t - top) for t in terms))
 
