@@ -101,6 +101,10 @@ def test_argocd_syncs_a_model_and_tracks_its_rollouts(testbed: TestbedClient, ns
         rollout left."""
         eventually("Argo CD to apply the commit", lambda: res.get(NAME)["metadata"]["generation"] > generation,
                    timeout=90, interval=1)
+        # The status read right after the sync can still be the old generation's Healthy.
+        eventually("the operator to reconcile the commit",
+                   lambda: (res.get(NAME).get("status") or {}).get("observedGeneration", 0) > generation,
+                   timeout=60, interval=0.5)
         seen: list[tuple[str, str]] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
