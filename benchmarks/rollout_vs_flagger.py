@@ -219,6 +219,7 @@ class Ours:
         self.testbed = testbed
         self.res: Resources | None = None
         self.ns = self.stable = self.held = self.verdict = ""
+        self.trace: list[tuple[float, float, float]] = []  # (when, canary requests, errors) as status said
 
     def prepare(self, setting: Setting) -> str:
         self.ns = ns = self.testbed.namespace("bench-ours", pod_security="restricted")
@@ -245,6 +246,7 @@ class Ours:
         assert self.res is not None
         status = self.res.get(NAME).get("status") or {}
         self.stable, self.held = status.get("stableRevision", ""), status.get("heldRevision", "")
+        self.trace = []
         self.res.patch(NAME, {"serving": {"podAnnotations": annotations}})
 
     def outcome(self) -> tuple[int, str | None]:
@@ -252,6 +254,10 @@ class Ours:
         obj = self.res.get(NAME)
         s = obj.get("status") or {}
         weight = int(s.get("canaryWeight", 0))
+        analysis = s.get("analysis") or {}
+        if "totalRequests" in analysis and (not self.trace or self.trace[-1][1:] != (
+                analysis["totalRequests"], analysis["totalErrors"])):
+            self.trace.append((time.monotonic(), analysis["totalRequests"], analysis["totalErrors"]))
         if s.get("observedGeneration") != obj["metadata"]["generation"]:
             return weight, None
         # Compared with the revisions before the change: a phase left over from the last rollout is no outcome.
@@ -259,7 +265,9 @@ class Ours:
             analysis = s.get("analysis") or {}
             totals = f" (canary totals: {analysis['totalRequests']:g} requests, {analysis['totalErrors']:g} errors)" \
                 if "totalRequests" in analysis else ""
-            self.verdict = f"{analysis.get('message', '')}{totals}"
+            # The canary's totals as each measurement left them: where the evidence came from.
+            path = ", ".join(f"{t - self.trace[0][0]:.1f}s {n:g}/{e:g}" for t, n, e in self.trace)
+            self.verdict = f"{analysis.get('message', '')}{totals}; totals seen (requests/errors): {path}"
             return weight, "rolled back"
         if s.get("phase") == "Healthy" and s.get("stableRevision") != self.stable and not s.get("canaryRevision"):
             return weight, "promoted"

@@ -143,6 +143,23 @@ def test_a_pass_that_asks_for_a_time_gets_one_and_runs_when_it_is_due() -> None:
     assert asyncio.run(scenario()) == (2, False)
 
 
+def test_timed_passes_keep_the_cadence_asked_for_whatever_the_tick_and_the_pass_duration() -> None:
+    """A sequential analysis every 0.2 s, passes that take 0.1 s and a tick of 1 s: still one pass per 0.2 s
+    (counted from when each pass started, run when due rather than at the next tick)."""
+    async def scenario() -> int:
+        world = World(result=PassResult(0.2, False), hold_s=0.1)
+        s = PassScheduler(world.read, world.prepare, parallel=8, retry_s=10.0, stale_retry_s=2.0, tick_s=1.0)
+        s.start()
+        try:
+            await s.request(A, "indexes")
+            await asyncio.sleep(1.05)
+        finally:
+            s.stop()
+        return len(world.passes)
+    # At 0, 0.2, ..., 1.0 s: 6 passes. A tick-bound loop gets 2, one counted from each pass's end gets 4.
+    assert asyncio.run(scenario()) in (5, 6)
+
+
 def test_a_body_older_than_the_status_just_written_waits_for_the_watch() -> None:
     async def scenario() -> tuple[list[tuple[Key, str]], bool]:
         world = World(result=PassResult(None, True))

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -55,6 +57,7 @@ class PassScheduler:
         self.wakeups: dict[Key, float] = {}  # resource -> loop time its timed pass is due
         self._context: Any = None
         self._task: asyncio.Task[None] | None = None
+        self._rescheduled = asyncio.Event()
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -75,6 +78,7 @@ class PassScheduler:
                 # Our own status write has not come back through the watch yet; its event brings the next pass.
                 self.wakeups.setdefault(key, self._now() + self.stale_retry_s)
                 return
+            started = self._now()
             try:
                 work = self._prepare(key, body, context)
                 result = await asyncio.get_running_loop().run_in_executor(self._executor, work)
@@ -90,7 +94,9 @@ class PassScheduler:
             if result.requeue_after is None:
                 self.wakeups.pop(key, None)
             else:
-                self.wakeups[key] = self._now() + result.requeue_after
+                # Counted from when the pass looked, not when its writes ended: an analysis every 1 s stays 1 s.
+                self.wakeups[key] = started + result.requeue_after
+                self._rescheduled.set()
 
     def forget(self, key: Key) -> None:
         """The resource is gone: its lock, timed pass and written version with it."""
@@ -113,7 +119,12 @@ class PassScheduler:
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self.tick_s)
+            # Until the next timed pass is due or one is set (by a pass the watch started), tick_s at most.
+            self._rescheduled.clear()
+            earliest = min(self.wakeups.values(), default=math.inf)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rescheduled.wait(),
+                                       max(0.01, min(self.tick_s, earliest - self._now())))
             if self._context is not None:
                 await self.run_due()
 
