@@ -262,12 +262,12 @@ class Ours:
             return weight, None
         # Compared with the revisions before the change: a phase left over from the last rollout is no outcome.
         if s.get("phase") == "RolledBack" and s.get("heldRevision") not in ("", None, self.held):
-            analysis = s.get("analysis") or {}
             totals = f" (canary totals: {analysis['totalRequests']:g} requests, {analysis['totalErrors']:g} errors)" \
                 if "totalRequests" in analysis else ""
-            # The canary's totals as each measurement left them: where the evidence came from.
-            path = ", ".join(f"{t - self.trace[0][0]:.1f}s {n:g}/{e:g}" for t, n, e in self.trace)
-            self.verdict = f"{analysis.get('message', '')}{totals}; totals seen (requests/errors): {path}"
+            # The canary's totals as each measurement left them (sequential mode): where the evidence came from.
+            path = "; totals seen (requests/errors): " + ", ".join(
+                f"{t - self.trace[0][0]:.1f}s {n:g}/{e:g}" for t, n, e in self.trace) if self.trace else ""
+            self.verdict = f"{analysis.get('message', '')}{totals}{path}"
             return weight, "rolled back"
         if s.get("phase") == "Healthy" and s.get("stableRevision") != self.stable and not s.get("canaryRevision"):
             return weight, "promoted"

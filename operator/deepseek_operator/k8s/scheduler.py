@@ -76,7 +76,8 @@ class PassScheduler:
             version = body["metadata"].get("resourceVersion", "")
             if version and self._written_from.get(key) == version:
                 # Our own status write has not come back through the watch yet; its event brings the next pass.
-                self.wakeups.setdefault(key, self._now() + self.stale_retry_s)
+                if key not in self.wakeups:
+                    self._wake(key, self._now() + self.stale_retry_s)
                 return
             started = self._now()
             try:
@@ -86,7 +87,7 @@ class PassScheduler:
                 # A failed pass (API error, conflict) is tried again even if no event comes, later each time.
                 self._failures[key] += 1
                 delay = min(self.max_retry_s, self.retry_s * 2 ** (self._failures[key] - 1))
-                self.wakeups[key] = self._now() + delay
+                self._wake(key, self._now() + delay)
                 raise
             self._failures.pop(key, None)
             if result.wrote_status and version:
@@ -95,8 +96,12 @@ class PassScheduler:
                 self.wakeups.pop(key, None)
             else:
                 # Counted from when the pass looked, not when its writes ended: an analysis every 1 s stays 1 s.
-                self.wakeups[key] = started + result.requeue_after
-                self._rescheduled.set()
+                self._wake(key, started + result.requeue_after)
+
+    def _wake(self, key: Key, at: float) -> None:
+        """A timed pass for `key` at loop time `at`; the loop, maybe asleep past it, looks again."""
+        self.wakeups[key] = at
+        self._rescheduled.set()
 
     def forget(self, key: Key) -> None:
         """The resource is gone: its lock, timed pass and written version with it."""
@@ -119,7 +124,7 @@ class PassScheduler:
 
     async def _loop(self) -> None:
         while True:
-            # Until the next timed pass is due or one is set (by a pass the watch started), tick_s at most.
+            # Until the next timed pass is due or one is set, tick_s at most.
             self._rescheduled.clear()
             earliest = min(self.wakeups.values(), default=math.inf)
             with contextlib.suppress(TimeoutError):
