@@ -1,9 +1,10 @@
-# Four images, one per target; `deploy/build-images` builds them all under the references the CRD's defaults and
+# Five images, one per target; `deploy/build-images` builds them all under the references the CRD's defaults and
 # the Helm chart name (deepseek_operator/api/images.py):
-#   operator    the operator (the last stage); the chart runs it as UID 10001 with a read-only root filesystem
-#   preflight   the NCCL preflight: PyTorch with its CUDA and NCCL wheels, several GB
-#   downloader  the weights downloader: huggingface_hub and boto3, none of the operator's dependencies
-#   frontend    the OpenAI-compatible frontend beside Triton: jinja2 and prometheus_client
+#   operator      the operator (the last stage); the chart runs it as UID 10001 with a read-only root filesystem
+#   preflight     the NCCL preflight: PyTorch with its CUDA and NCCL wheels, several GB
+#   downloader    the weights downloader: huggingface_hub and boto3, none of the operator's dependencies
+#   frontend      the serving pod's front door beside Triton (the OpenAI API, Triton's HTTP API, their counters)
+#   tritonserver  the serving image: NVIDIA's Triton + TensorRT-LLM image with what its llmapi model needs
 
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -42,9 +43,20 @@ RUN pip install -r /tmp/requirements.txt && rm /tmp/requirements.txt
 COPY operator/deepseek_operator/__init__.py /app/deepseek_operator/__init__.py
 COPY operator/deepseek_operator/frontend/ /app/deepseek_operator/frontend/
 USER 10001:10001
-# 9000: the OpenAI API, /health/* and /metrics.
-EXPOSE 9000
+# 8000: the pod's HTTP API (OpenAI's /v1, Triton's /v2 forwarded to Triton on 8080, /health/*); 8003: /metrics.
+EXPOSE 8000 8003
 ENTRYPOINT ["python", "-m", "deepseek_operator.frontend"]
+
+# NVIDIA's 26.03 to 26.07 images pin openai==1.107.3 for Triton's own OpenAI frontend, while TensorRT-LLM 1.2
+# imports `PartReasoningText` (first in openai 1.108.1) when its PyTorch executor loads: the llmapi model fails
+# with "ImportError: cannot import name 'PartReasoningText'" (triton-inference-server/server
+# docs/getting_started/llm.md, commit 5f756ce4b; NVIDIA's fix is `pip install -U openai`). 2.52.1 is the version that
+# fix resolved to when NVIDIA validated 26.07 (2026-08-03), pinned so that the image does not move. Multi-node
+# replicas start their MPI ranks over SSH, so the workers need an sshd.
+FROM nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3 AS tritonserver
+RUN pip install --no-cache-dir "openai==2.52.1" \
+ && apt-get update && apt-get install -y --no-install-recommends openssh-server \
+ && rm -rf /var/lib/apt/lists/*
 
 FROM python:3.11-slim AS operator
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1

@@ -41,6 +41,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from deepseek_operator.api import images  # noqa: E402
 from testbed import cluster  # noqa: E402
 
 NAMESPACE = "scale"
@@ -194,7 +195,7 @@ def plain_deployment(i: int) -> dict[str, object]:
         "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
             "metadata": {"labels": labels},
             "spec": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                     "containers": [{"name": "triton", "image": "nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3",
+                     "containers": [{"name": "triton", "image": images.TRITON_IMAGE,
                                      "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}},
     }
 

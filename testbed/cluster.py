@@ -387,8 +387,8 @@ def start_prometheus(state: State) -> None:
         "global": {"scrape_interval": "2s", "evaluation_interval": "2s"},
         "scrape_configs": [
             {
-                # Every pod that declares container port 8002 (Triton's metrics port) or 9000 (the OpenAI
-                # frontend's, which serves /metrics too) is scraped, each port a target with its container's name.
+                # Every pod that declares container port 8002 (Triton's metrics port) or 8003 (the pod front
+                # door's) is scraped, each port a target with its container's name.
                 "job_name": "triton-pods",
                 "kubernetes_sd_configs": [{
                     "role": "pod",
@@ -396,7 +396,7 @@ def start_prometheus(state: State) -> None:
                     "tls_config": tls,
                 }],
                 "relabel_configs": [
-                    {"source_labels": ["__meta_kubernetes_pod_container_port_number"], "regex": "8002|9000",
+                    {"source_labels": ["__meta_kubernetes_pod_container_port_number"], "regex": "8002|8003",
                      "action": "keep"},
                     {"source_labels": ["__meta_kubernetes_pod_container_name"], "target_label": "container"},
                     {"action": "labelmap", "regex": "__meta_kubernetes_pod_label_(.+)"},

@@ -36,8 +36,13 @@ class Image:
         return any(fnmatch.fnmatch(reference, pattern) for pattern in self.match)
 
 
+IMAGE_SITE = "image-site"  # under the testbed's cache: the images' own packages (testbed/lib.sh ensure_image_openai)
+
+
 def placeholders(preflight_python: str, downloader_python: str) -> dict[str, str]:
     import pytriton  # the testbed's Triton build; imported here so the table loads without it
+
+    from testbed.cluster import CACHE
 
     return {
         "python": str(Path(sys.prefix) / "bin" / "python"),
@@ -49,6 +54,7 @@ def placeholders(preflight_python: str, downloader_python: str) -> dict[str, str
         "preflight_python": preflight_python,
         "downloader_python": downloader_python,
         "repo": str(REPO),
+        "image_site": str(CACHE / IMAGE_SITE),
     }
 
 

@@ -67,9 +67,31 @@ ensure_downloader_venv() {
   fi
 }
 
+# The `openai` package of each Triton TensorRT-LLM image (testbed/images.yaml links it into the image): 1.107.3, which
+# every Triton 26.0x image pins, and 2.52.1, which the project's derived image installs. Each version goes into a
+# folder of its own in the cache (`pip install --target`, with the packages it needs that the testbed venv lacks:
+# httpx, anyio, ...; the venv's own come first on the image's path).
+IMAGE_SITE="$DEEPSEEK_TESTBED_CACHE/image-site"
+IMAGE_OPENAI_VERSIONS="1.107.3 2.52.1"
+
+ensure_image_openai() {
+  local version target
+  for version in $IMAGE_OPENAI_VERSIONS; do
+    target="$IMAGE_SITE/openai-$version"
+    [[ -f "$target/.installed" ]] && continue
+    echo "setup: installing openai==$version for the Triton images into $target" >&2
+    rm -rf "$target.tmp"
+    "$PY" -m pip install -q --target "$target.tmp" "openai==$version" >&2
+    rm -rf "$target"
+    mv "$target.tmp" "$target"
+    touch "$target/.installed"
+  done
+}
+
 ensure_testbed_built() {
   ensure_debian_packages
   "$REPO/testbed/build" >&2
   ensure_preflight_venv
   ensure_downloader_venv
+  ensure_image_openai
 }

@@ -64,6 +64,8 @@ RETRY_S = 2.0  # a volume or object not there yet: tried again this often (the k
 # Where the testbed tells its stand-ins which pod they are in and what faults to inject (the pod's own
 # annotations: testbed.deepseek.ai/error-rate, testbed.deepseek.ai/latency-ms). A testbed-only file.
 TESTBED_POD_FILE = "/run/testbed/pod.json"
+# The GPUs a container was given (NVIDIA's device plugin and container toolkit), read by the image stand-ins.
+TESTBED_GPUS_FILE = "/run/testbed/gpus"
 CLUSTER_DOMAIN = "cluster.local"
 
 
@@ -265,6 +267,11 @@ class Pod:
             with self.lock:
                 c.state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(e)}}
             return False
+        # NVIDIA's device plugin: the container's GPUs as NVIDIA_VISIBLE_DEVICES (its env wins over the image's and
+        # the spec's, and is not there for $(VAR) expansion); none for a container without an nvidia.com/gpu limit.
+        gpus = podspec.gpu_devices(self.pod, c.spec, c.init)
+        if gpus:
+            env[podspec.NVIDIA_VISIBLE_DEVICES] = ",".join(gpus)
         if c.runs:  # the kubelet counts a restart when it starts the container again
             c.restarts += 1
         c.runs += 1
@@ -277,6 +284,8 @@ class Pod:
         # it to other users, so that a container running as one reaches them, as an image's own files would be.
         (upper / "root").mkdir(exist_ok=True)
         (upper / "root").chmod(0o755)
+        # The devices the container toolkit mounts (what CUDA finds), one id a line, empty without GPUs.
+        (run_dir / "gpus").write_text("".join(f"{g}\n" for g in gpus))
         termination = run_dir / "termination-log"
         termination.touch()
         termination.chmod(0o666)  # the kubelet's file: writable by whichever user the container runs as
@@ -285,7 +294,9 @@ class Pod:
                     for src, dst in files),
                   {"type": "bind", "source": str(termination),
                    "target": c.spec.get("terminationMessagePath") or podspec.DEFAULT_TERMINATION_PATH,
-                   "readOnly": False}, *mounts]
+                   "readOnly": False},
+                  {"type": "bind", "source": str(run_dir / "gpus"), "target": TESTBED_GPUS_FILE, "readOnly": True},
+                  *mounts]
         security = c.spec.get("securityContext") or {}
         spec = {"rootfs": {"upper": str(upper), "work": str(work), "merged": str(run_dir / "root"),
                            "readOnly": bool(security.get("readOnlyRootFilesystem"))},

@@ -128,6 +128,38 @@ def argv(container: Mapping[str, Any], image_entrypoint: list[str], image_cmd: l
     return [expand(str(p), env) for p in parts]
 
 
+GPU_RESOURCE = "nvidia.com/gpu"
+NVIDIA_VISIBLE_DEVICES = "NVIDIA_VISIBLE_DEVICES"
+
+
+def gpu_count(container: Mapping[str, Any]) -> int:
+    """The container's `nvidia.com/gpu` (an extended resource: its request equals its limit, either may be given)."""
+    resources = container.get("resources") or {}
+    value = (resources.get("limits") or {}).get(GPU_RESOURCE) or (resources.get("requests") or {}).get(GPU_RESOURCE)
+    return int(quantity(value)) if value else 0
+
+
+def gpu_devices(pod: Mapping[str, Any], container: Mapping[str, Any], init: bool) -> list[str]:
+    """The GPUs NVIDIA's device plugin gives the container, as ids stable for the pod (`GPU-<uid prefix>-<n>`; the
+    plugin's default DEVICE_ID_STRATEGY is uuid): the containers of a pod get distinct devices, each init container
+    (they run one at a time) starts from the first. None for a container without an `nvidia.com/gpu` limit. The
+    plugin (default DEVICE_LIST_STRATEGY envvar) passes them as NVIDIA_VISIBLE_DEVICES, and the container toolkit
+    mounts those devices and the driver into the container; the pod runner writes them to /run/testbed/gpus there
+    (testbed/images/tritonserver/python/testbed_gpus.py reads that), where every process of the container, one
+    started over ssh too, sees them."""
+    count = gpu_count(container)
+    if not count:
+        return []
+    offset = 0
+    if not init:
+        for other in pod["spec"]["containers"]:
+            if other.get("name") == container.get("name"):
+                break
+            offset += gpu_count(other)
+    prefix = str(pod["metadata"]["uid"]).split("-")[0]
+    return [f"GPU-{prefix}-{offset + i}" for i in range(count)]
+
+
 @dataclass(frozen=True)
 class RunAs:
     """Who a container's processes are: the kubelet's reading of the pod's and the container's securityContext."""

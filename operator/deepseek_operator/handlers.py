@@ -23,7 +23,7 @@ from deepseek_operator.api.status import Phase
 from deepseek_operator.k8s.client import Kube
 from deepseek_operator.k8s.reconcile import Summary, observe, reconcile, summarize
 from deepseek_operator.k8s.scheduler import Key, PassResult, PassScheduler
-from deepseek_operator.render import autoscaling, multinode, naming
+from deepseek_operator.render import autoscaling, imex, multinode, naming
 
 OURS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
 # Passes running at once: API round trips overlap, memory stays bounded (an unbounded fan-out over 500
@@ -76,9 +76,10 @@ def configure(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     _kube = Kube(client.ApiClient())
-    global _lws_installed, _keda_installed
+    global _lws_installed, _keda_installed, _compute_domains_installed
     _lws_installed = _kube.serves(multinode.LWS_API_VERSION, "leaderworkersets")
     _keda_installed = _kube.serves(autoscaling.KEDA_API_VERSION, "scaledobjects")
+    _compute_domains_installed = _kube.serves(imex.API_VERSION, imex.PLURAL)
     logger.info("deepseek-operator %s starting; multi-node revisions become %s; autoscaling %s", __version__,
                 "LeaderWorkerSets" if _lws_installed else "StatefulSets (no LeaderWorkerSet API)",
                 "renders KEDA ScaledObjects" if _keda_installed else "renders HPAs only (no KEDA API)")
@@ -127,15 +128,18 @@ OWNED: dict[str, tuple[str, str, str, Mapping[str, Any], str]] = {
     "PreflightPod": ("", "v1", "pods", PREFLIGHT, "owned_preflight_pods"),
     "StatefulSet": ("apps", "v1", "statefulsets", OURS, "owned_statefulsets"),
     "LeaderWorkerSet": (*_api(multinode.LWS_API_VERSION), "leaderworkersets", OURS, "owned_leaderworkersets"),
+    "ComputeDomain": (*_api(imex.API_VERSION), imex.PLURAL, OURS, "owned_computedomains"),
     "NetworkPolicy": ("networking.k8s.io", "v1", "networkpolicies", OURS, "owned_networkpolicies"),
     "ScaledObject": (*_api(autoscaling.KEDA_API_VERSION), "scaledobjects", OURS, "owned_scaledobjects"),
     "HorizontalPodAutoscaler": (*_api(autoscaling.HPA_API_VERSION), "horizontalpodautoscalers",
                                 {**OURS, autoscaling.KEDA_HPA_LABEL: kopf.ABSENT}, "owned_hpas"),
 }
 # Multi-node revisions become LeaderWorkerSets where the LWS API is served, autoscaling a KEDA ScaledObject where
-# KEDA's is (both checked at start-up: installing either later takes an operator restart).
+# KEDA's is, and replicas across GB200 trays get IMEX channels where NVIDIA's DRA driver serves ComputeDomains
+# (each checked at start-up: installing one later takes an operator restart).
 _lws_installed = False
 _keda_installed = False
+_compute_domains_installed = False
 
 
 def _owned(**kw: Any) -> dict[Any, Any] | None:
@@ -186,7 +190,7 @@ def _prepare(key: Key, body: Mapping[str, Any], indexes: Mapping[str, kopf.Index
     namespace = key[0]
     observed = observe(body, owned, list(indexes["pvcs"].get(namespace, [])),
                        list(indexes["quantize_jobs"].get(namespace, [])), lws_installed=_lws_installed,
-                       keda_installed=_keda_installed,
+                       keda_installed=_keda_installed, compute_domains_installed=_compute_domains_installed,
                        download_jobs=list(indexes["download_jobs"].get(namespace, [])),
                        download_pods=list(indexes["download_pods"].get(namespace, [])),
                        metric_sources=_metric_sources, operator_namespace=_operator_namespace)

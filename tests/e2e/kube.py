@@ -14,6 +14,7 @@ import requests
 import yaml
 from kubernetes import client, config, utils
 
+from deepseek_operator.api import images
 from deepseek_operator.render import triton
 from testbed import cluster, network
 from tests.e2e.secret_scan import leaks
@@ -91,13 +92,13 @@ def eventually(what: str, fn: Callable[[], T | None], timeout: float = 90, inter
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
-TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3"
+TRITON_IMAGE = images.TRITON_IMAGE
 # A hand-written llmapi deployment of the Triton image, as a user without the operator would write it: the
 # rendered model files in a ConfigMap, an init container that lays out the repository with the image's own
-# model.py and a (tiny, made-up) checkpoint, and tritonserver in the foreground.
-_LAYOUT = ("set -eu; mkdir -p /srv/repo/tensorrt_llm/1 /srv/ckpt; cp /src/config.pbtxt /srv/repo/tensorrt_llm/; "
-           "cp /src/model.yaml /srv/repo/tensorrt_llm/1/; "
-           f"cp {triton.IMAGE_MODEL_PY} /srv/repo/tensorrt_llm/1/; echo '{{}}' > /srv/ckpt/config.json")
+# model folder and a (tiny, made-up) checkpoint, and tritonserver in the foreground.
+_LAYOUT = ("set -eu; mkdir -p /srv/repo/tensorrt_llm/1 /srv/ckpt; "
+           f"cp -R {triton.IMAGE_MODEL_DIR}/. /srv/repo/tensorrt_llm/1/; cp /src/config.pbtxt /srv/repo/tensorrt_llm/; "
+           "cp /src/model.yaml /srv/repo/tensorrt_llm/1/; echo '{}' > /srv/ckpt/config.json")
 
 
 def triton_deployment(name: str, replicas: int = 1, annotations: dict[str, str] | None = None,

@@ -219,17 +219,27 @@ def test_an_fp8_kv_cache_needs_an_fp8_gpu_too() -> None:
 @pytest.mark.parametrize(("req", "reason"), [
     (request(LLAMA_70B, Precision.BF16, "A100-80GB", tensor_parallel=3), sizing.BAD_PARALLELISM),
     (request(QWEN_1_5B, Precision.BF16, "A100-80GB", tensor_parallel=8), sizing.BAD_PARALLELISM),  # 12 heads
-    (request(LLAMA_70B, Precision.BF16, "A100-80GB", tensor_parallel=16), sizing.EXCEEDS_NODE),
-    (request(LLAMA_70B, Precision.BF16, "A100-80GB", 4, tensor_parallel=8), sizing.EXCEEDS_NODE),
+    (request(LLAMA_70B, Precision.BF16, "A100-80GB", 6, tensor_parallel=16), sizing.EXCEEDS_NODE),
+    (request(LLAMA_70B, Precision.BF16, "A100-80GB", 6, tensor_parallel=8), sizing.EXCEEDS_NODE),
     (request(LLAMA_70B, Precision.BF16, "A100-80GB", pipeline_parallel=128), sizing.BAD_PARALLELISM),  # 80 layers
     (request(LLAMA_70B, Precision.BF16, "A100-80GB", 6, tensor_parallel=4, pipeline_parallel=2),
      sizing.BAD_PARALLELISM),  # 8 GPUs do not make whole nodes of 6
-], ids=["tp-3", "tp-over-heads", "tp-16-of-8", "tp-8-of-4", "pp-over-layers", "partial-node"])
+], ids=["tp-3", "tp-over-heads", "tp-16-of-6", "tp-8-of-6", "pp-over-layers", "partial-node"])
 def test_invalid_fixed_layouts_are_rejected_not_changed(req: SizingRequest, reason: str) -> None:
     result = size(req)
     assert (result.fits, result.reason) == (False, reason)
     assert result.tensor_parallel == (req.tensor_parallel or 1)
     assert "would fit: " in result.message and "tensor: " in result.message
+
+
+def test_a_tensor_size_that_fills_whole_nodes_spans_them_when_asked_and_never_by_itself() -> None:
+    # TensorRT-LLM publishes DeepSeek-R1 on two H100 nodes as TP 16: set, it spans both nodes over the fabric.
+    asked = size(request("deepseek-r1", Precision.FP8, "H100-80GB", max_batch_size=1, tensor_parallel=16))
+    assert (asked.fits, asked.tensor_parallel, asked.pipeline_parallel, asked.nodes_per_replica) == (True, 16, 1, 2)
+    assert "TP 16 on 2 nodes" in asked.message
+    # Left to auto, tensor parallelism stays in one node and pipeline stages span nodes.
+    auto = size(request("deepseek-r1", Precision.FP8, "H100-80GB", max_batch_size=1))
+    assert (auto.tensor_parallel, auto.pipeline_parallel, auto.nodes_per_replica) == (8, 2, 2)
 
 
 def test_invalid_requests_raise() -> None:

@@ -26,12 +26,19 @@ EXPORTED = {
     # A histogram of newer Triton builds, exported with --metrics-config=histogram_latencies=true (the serving
     # command sets it): not in the testbed's build, so test_helm.py lists its panel as having no data there.
     "nv_inference_first_response_histogram_ms",
-    # The OpenAI frontend's registry on the serving pods' :9000/metrics, operator/deepseek_operator/frontend/
-    # server.py (checked below); the same pod labels as Triton's.
-    "deepseek_frontend_requests_total",  # endpoint, code
-    "deepseek_frontend_time_to_first_token_seconds",  # histograms: endpoint
+    # The serving pods' frontend's registry on their --metrics-port (8003) /metrics,
+    # operator/deepseek_operator/frontend/metrics.py (checked below against a live registry); labels model,
+    # revision, api (and code / reason), plus the same pod labels as Triton's.
+    "deepseek_frontend_requests_total",  # code
+    "deepseek_frontend_request_failures_total",  # reason: http_4xx, http_5xx, error_in_200
+    "deepseek_frontend_request_duration_seconds",  # histograms
+    "deepseek_frontend_time_to_first_token_seconds",
     "deepseek_frontend_inter_token_latency_seconds",
-    "deepseek_frontend_requests_in_flight",
+    "deepseek_frontend_prompt_tokens_total",
+    "deepseek_frontend_output_tokens_total",
+    "deepseek_frontend_requests_in_flight",  # gauges
+    "deepseek_frontend_requests_waiting_first_token",
+    "nv_trt_llm_request_metrics",  # request_type waiting | scheduled: the inference extension's names for Triton
     # Prometheus' own per-target series (testbed/cluster.py scrapes every pod with container port 8002).
     "up",
     # The operator's registry, operator/deepseek_operator/k8s/metrics.py (checked below).
@@ -49,7 +56,12 @@ EXPORTED = {
     "deepseek_operator_gpus",  # namespace, name: replicas x status.parallelism.gpusPerReplica
 }
 HISTOGRAMS = {"deepseek_operator_reconcile_duration_seconds", "nv_inference_first_response_histogram_ms",
-              "deepseek_frontend_time_to_first_token_seconds", "deepseek_frontend_inter_token_latency_seconds"}
+              "deepseek_frontend_time_to_first_token_seconds", "deepseek_frontend_inter_token_latency_seconds",
+              "deepseek_frontend_request_duration_seconds"}
+FRONTEND = {"deepseek_frontend_", "nv_trt_llm_"}
+# The frontend's own labels, and those of the scrape (see TRITON_LABELS).
+FRONTEND_LABELS = {"model", "revision", "api", "code", "reason", "request_type", "le", "serving_deepseek_ai_revision",
+                   "serving_deepseek_ai_deployment", "namespace", "pod", "container"}
 
 # Labels as they reach Prometheus: the testbed's scrape config maps pod labels with `labelmap`, which turns
 # `serving.deepseek.ai/revision` into `serving_deepseek_ai_revision`; plus namespace and pod.
@@ -178,10 +190,54 @@ def test_operator_metrics_match_its_registry() -> None:
         assert f'"{name}"' in registry, f"{name} is not in k8s/metrics.py"
 
 
+def _frontend_registry() -> dict[str, set[str]]:
+    """The frontend's metric names as exported (with _total, _bucket...) and their labels, from a live registry."""
+    from deepseek_operator.frontend.metrics import Metrics
+
+    out: dict[str, set[str]] = {}
+    for family in Metrics("m", "r").registry.collect():
+        for sample in family.samples:
+            out.setdefault(sample.name, set()).update(sample.labels)
+        out.setdefault(family.name, set())
+    return out
+
+
 def test_frontend_metrics_match_its_registry() -> None:
-    registry = (ROOT / "operator" / "deepseek_operator" / "frontend" / "server.py").read_text()
-    for name in sorted(n for n in EXPORTED if n.startswith("deepseek_frontend_")):
-        assert f'"{name.removesuffix("_total")}"' in registry, f"{name} is not in frontend/server.py"
+    exported = _frontend_registry()
+    for name in sorted(n for n in EXPORTED if n.startswith(tuple(FRONTEND))):
+        assert name in exported or f"{name}_count" in exported, f"{name} is not in frontend/metrics.py's registry"
+    used = {n for expr in exprs(load()) for n in metric_names(expr) if n.startswith(tuple(FRONTEND))}
+    assert used <= set(exported), f"not exported by the frontend: {sorted(used - set(exported))}"
+
+
+def test_frontend_queries_use_the_labels_they_have() -> None:
+    exported = _frontend_registry()
+    for expr in exprs(load()):
+        names = {n for n in metric_names(expr) if n.startswith(tuple(FRONTEND))}
+        if not names:
+            continue
+        have = set.union(*(exported[n] for n in names)) | FRONTEND_LABELS - {"model", "revision", "api", "code",
+                                                                              "reason", "request_type", "le"}
+        for label in re.findall(r"(\w+)\s*(?:=~|!~|!=|=)\s*\"", expr):
+            assert label in have, f"{label} in {expr!r}"
+        for group in re.findall(r"\bby\s*\(([^()]*)\)", expr):
+            for label in (g.strip() for g in group.split(",")):
+                assert label in have, f"{label} in {expr!r}"
+
+
+def test_frontend_panels_show_ttft_itl_tokens_per_second_waiting_and_running_per_revision() -> None:
+    found = exprs(load())
+
+    def per_revision(metric: str, *also: str) -> bool:
+        grouped = ("by (le, serving_deepseek_ai_revision)", "by (serving_deepseek_ai_revision)")
+        return any(metric in e and any(g in e for g in grouped) and all(a in e for a in also) for e in found)
+
+    assert per_revision("deepseek_frontend_time_to_first_token_seconds_bucket")
+    assert per_revision("deepseek_frontend_inter_token_latency_seconds_bucket")
+    assert per_revision("deepseek_frontend_output_tokens_total", "rate(")
+    assert per_revision("nv_trt_llm_request_metrics", 'request_type="waiting"')
+    assert per_revision("nv_trt_llm_request_metrics", 'request_type="scheduled"')
+    assert not any("kv_cache" in e for e in found), "the llmapi model reports no KV-cache use"
 
 
 def test_triton_queries_use_the_labels_prometheus_really_has() -> None:

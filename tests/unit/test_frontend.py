@@ -1,25 +1,26 @@
-"""The OpenAI frontend: R1's reasoning split (whole and streamed), prompts, the request mapping onto the
-`llmapi` model's inputs, and the HTTP behaviour against a local generate endpoint (the real Triton is in
-tests/e2e/test_serving.py)."""
+"""The frontend's pure parts: R1's reasoning split (whole and streamed), prompts, the OpenAI request checks and
+their mapping onto the `llmapi` model's inputs, Triton's events and cumulative texts, token counts, and the
+per-request tracker on a fake clock. The HTTP behaviour is in test_frontend_http.py."""
 
 from __future__ import annotations
 
 import itertools
 import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
-import requests
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import generate_latest
 
-from deepseek_operator.frontend import reasoning
+from deepseek_operator.frontend import openai_api, reasoning
 from deepseek_operator.frontend.chat import ASSISTANT, BOS, EOS, USER, ChatFormat, PromptError
-from deepseek_operator.frontend.server import ClientError, FrontendServer, Settings, _deltas, triton_request
+from deepseek_operator.frontend.metrics import ERROR_IN_200, Metrics, Tracker
+from deepseek_operator.frontend.openai_api import ClientError
+from deepseek_operator.frontend.sse import Cumulative, EventLines
+from deepseek_operator.frontend.tokens import TokenCounter
+from tests.fake_triton import write_checkpoint
 
 
 @pytest.mark.parametrize(("text", "thought", "answer"), [
@@ -81,149 +82,138 @@ def test_messages_that_cannot_make_a_prompt_are_refused(messages: Any, tmp_path:
         ChatFormat.from_checkpoint(tmp_path).prompt(messages)
 
 
-def _settings(tmp_path: Path, decoupled: bool = True, url: str = "http://127.0.0.1:1") -> Settings:
-    return Settings(triton_url=url, triton_model="tensorrt_llm", served_model="deepseek-r1",
-                    chat=ChatFormat.from_checkpoint(tmp_path), reasoning=True, decoupled=decoupled,
-                    default_max_tokens=256)
+# ------------------------------------------------------------------------------------------------ OpenAI requests
+
+def _parse(body: dict[str, Any], endpoint: str = openai_api.CHAT, tmp_path: Path | None = None) -> openai_api.Request:
+    base = {"messages": [{"role": "user", "content": "hi"}]} if endpoint == openai_api.CHAT else {"prompt": "hi"}
+    return openai_api.parse(endpoint, {"model": "r1", **base, **body}, "r1", ChatFormat(None))
 
 
-def test_openai_fields_become_the_llmapi_models_inputs(tmp_path: Path) -> None:
-    body = {"max_completion_tokens": 64, "max_tokens": 9, "temperature": 0.6, "top_p": 0.95, "seed": 7,
-            "stop": "###", "presence_penalty": 0.5, "top_k": 40}
-    assert triton_request(body, "p", _settings(tmp_path), stream=True) == {
-        "text_input": "p", "sampling_param_max_tokens": 64, "return_finish_reason": True,
-        "sampling_param_temperature": 0.6, "sampling_param_top_p": 0.95, "sampling_param_presence_penalty": 0.5,
-        "sampling_param_top_k": 40, "sampling_param_seed": 7, "sampling_param_stop": ["###"], "streaming": True}
-    plain = triton_request({}, "p", _settings(tmp_path, decoupled=False), stream=True)
-    assert plain["sampling_param_max_tokens"] == 256 and "streaming" not in plain
+def test_openai_fields_become_the_llmapi_models_inputs() -> None:
+    parsed = _parse({"max_completion_tokens": 64, "max_tokens": 9, "temperature": 0.6, "top_p": 0.95, "seed": 7,
+                     "stop": "###", "presence_penalty": 0.5, "top_k": 40, "stream": True, "n": 1, "user": "u",
+                     "metadata": {"k": "v"}, "store": False, "logprobs": False,
+                     "stream_options": {"include_usage": True}})
+    assert (parsed.max_tokens, parsed.stream, parsed.include_usage) == (64, True, True)
+    assert openai_api.triton_inputs(parsed, "p", 64, streaming=True) == {
+        "text_input": "p", "sampling_param_max_tokens": 64, "sampling_param_exclude_input_from_output": True,
+        "return_finish_reason": True, "sampling_param_temperature": 0.6, "sampling_param_top_p": 0.95,
+        "sampling_param_presence_penalty": 0.5, "sampling_param_top_k": 40, "sampling_param_seed": 7,
+        "sampling_param_stop": ["###"], "streaming": True}
+    plain = openai_api.triton_inputs(_parse({}), "p", 256, streaming=False)
+    assert plain["sampling_param_exclude_input_from_output"] is True and "streaming" not in plain
 
 
-@pytest.mark.parametrize(("body", "param"), [({"n": 2}, "n"), ({"temperature": 3}, "temperature"),
-                                             ({"max_tokens": 0}, "max_tokens"), ({"stop": [""]}, "stop"),
-                                             ({"seed": -1}, "seed")])
-def test_out_of_range_fields_are_refused_naming_the_field(body: dict[str, Any], param: str, tmp_path: Path) -> None:
+REFUSED_CHAT = [("tools", [{"type": "function", "function": {"name": "f"}}]), ("tool_choice", "auto"),
+                ("functions", [{"name": "f"}]), ("function_call", "auto"), ("response_format", {"type": "json_object"}),
+                ("logit_bias", {"1": 5}), ("n", 2), ("audio", {"voice": "x"}), ("modalities", ["text"]),
+                ("prediction", {"type": "content", "content": "x"}), ("parallel_tool_calls", True),
+                ("logprobs", True), ("top_logprobs", 2), ("store", True), ("suffix", "x"), ("best_of", 2),
+                ("echo", True), ("reasoning_effort", "low"), ("made_up_field", None), ("temperature", 3),
+                ("max_tokens", 0), ("stop", [""]), ("seed", -1), ("stream_options", {"include_usage": True})]
+REFUSED_COMPLETIONS = [("suffix", "x"), ("echo", True), ("best_of", 2), ("logprobs", 1), ("n", 3),
+                       ("max_completion_tokens", 5), ("tools", []), ("prompt", [1, 2, 3]), ("prompt", ["a", "b"])]
+
+
+@pytest.mark.parametrize(("field", "value"), REFUSED_CHAT)
+def test_a_chat_field_not_served_is_refused_naming_it(field: str, value: Any) -> None:
     with pytest.raises(ClientError) as caught:
-        triton_request(body, "p", _settings(tmp_path), stream=False)
-    assert caught.value.param == param
+        _parse({field: value})
+    assert (caught.value.status, caught.value.param) == (400, field)
 
 
-def test_streamed_responses_carrying_the_text_so_far_become_deltas() -> None:
-    events = [{"text_output": "a"}, {"text_output": "a b"}, {"text_output": "a b c", "finish_reason": "length"}]
-    assert [d for d, _ in _deltas(iter(events))] == ["a", " b", " c"]
+@pytest.mark.parametrize(("field", "value"), REFUSED_COMPLETIONS)
+def test_a_completions_field_not_served_is_refused_naming_it(field: str, value: Any) -> None:
+    with pytest.raises(ClientError) as caught:
+        _parse({field: value}, openai_api.COMPLETIONS)
+    assert (caught.value.status, caught.value.param) == (400, field)
 
 
-class _Generate(BaseHTTPRequestHandler):
-    """Triton's generate extension as far as the frontend calls it: answers, streams, or fails."""
-
-    seen: ClassVar[list[dict[str, Any]]] = []
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.seen.append(body)
-        if "fail" in body["text_input"]:
-            data = json.dumps({"error": "injected fault"}).encode()
-            self.send_response(400)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-            return
-        text = "step one</think>\n\nfour"
-        if self.path.endswith("generate_stream"):
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.end_headers()
-            for end in (4, 9, 14, len(text)):
-                self.wfile.write(f"data: {json.dumps({'text_output': text[:end]})}\n\n".encode())
-            return
-        data = json.dumps({"text_output": text, "finish_reason": "stop"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+def test_null_known_fields_are_not_given_and_tool_calls_in_messages_are_refused() -> None:
+    _parse({"tools": None, "logit_bias": None, "response_format": None, "n": None, "logprobs": None})
+    _parse({"messages": [{"role": "user", "content": "hi"},
+                         {"role": "assistant", "content": "x", "tool_calls": None, "refusal": None}]})
+    with pytest.raises(ClientError) as caught:
+        _parse({"messages": [{"role": "assistant", "content": "", "tool_calls": [{"id": "1"}]}]})
+    assert caught.value.param == "messages[0].tool_calls"
+    with pytest.raises(ClientError) as caught:
+        _parse({"model": "gpt-4o"})
+    assert (caught.value.status, caught.value.param, caught.value.code) == (404, "model", "model_not_found")
 
 
-@pytest.fixture
-def frontend(tmp_path: Path) -> Iterator[str]:
-    upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Generate)
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    server = FrontendServer(("127.0.0.1", 0), _settings(tmp_path, url=f"http://127.0.0.1:{upstream.server_port}"))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-    upstream.shutdown()
-    upstream.server_close()
+def test_a_context_too_long_is_refused_as_openai_does() -> None:
+    err = openai_api.context_length_error(openai_api.CHAT, 100, 60, 50)
+    assert (err.param, err.code) == ("messages", "context_length_exceeded")
+    assert str(err).startswith("This model's maximum context length is 100 tokens. However, you requested 110 "
+                               "tokens (60 in the messages, 50 in the completion).")
 
 
-def test_chat_answers_with_the_reasoning_apart(frontend: str) -> None:
-    answer = requests.post(f"{frontend}/v1/chat/completions", timeout=10,
-                           json={"model": "deepseek-r1", "messages": [{"role": "user", "content": "2+2?"}]}).json()
-    assert answer["object"] == "chat.completion"
-    assert answer["choices"][0]["message"] == {"role": "assistant", "content": "four",
-                                               "reasoning_content": "step one"}
-    assert _Generate.seen[-1]["text_input"].endswith(f"{USER}2+2?{ASSISTANT}<think>\n")
+# ------------------------------------------------------------------------------------------------ events, tokens
+
+def test_event_lines_survive_any_chunking_and_long_lines() -> None:
+    stream = b'data: {"a": 1}\n\n: comment\ndata: {"b": "' + b"x" * 100_000 + b'"}\n\ndata: [DONE]'
+    for size in (1, 7, 4096, len(stream)):
+        lines = EventLines()
+        got = [p for i in range(0, len(stream), size) for p in lines.feed(stream[i:i + size])] + lines.finish()
+        assert [len(p) for p in got] == [8, 100_009, 6]
 
 
-def test_a_streamed_chat_sends_reasoning_then_content_then_done(frontend: str) -> None:
-    response = requests.post(f"{frontend}/v1/chat/completions", timeout=10, stream=True,
-                             json={"messages": [{"role": "user", "content": "2+2?"}], "stream": True})
-    events = [line[len("data: "):] for line in response.iter_lines(decode_unicode=True) if line]
-    assert events[-1] == "[DONE]"
-    chunks = [json.loads(e)["choices"][0] for e in events[:-1]]
-    thought = "".join(c["delta"].get("reasoning_content", "") for c in chunks)
-    content = "".join(c["delta"].get("content", "") for c in chunks)
-    assert (thought, content) == ("step one", "four")
-    assert chunks[-1]["finish_reason"] == "stop"
+def test_cumulative_texts_become_deltas_with_the_echo_left_out() -> None:
+    text = Cumulative()
+    assert [text.feed(t) for t in ("a", "a b", "a b c")] == ["a", " b", " c"] and text.text == "a b c"
+    echoed = Cumulative("the prompt")
+    assert [echoed.feed(t) for t in ("the prompt a", "the prompt a b")] == [" a", " b"] and echoed.text == " a b"
+    assert Cumulative("not echoed").feed("x y") == "x y"
 
 
-def test_failures_are_openai_errors_with_the_status_clients_count(frontend: str) -> None:
-    wrong_model = requests.post(f"{frontend}/v1/completions", json={"model": "gpt-4", "prompt": "x"}, timeout=10)
-    assert wrong_model.status_code == 404 and wrong_model.json()["error"]["param"] == "model"
-    failed = requests.post(f"{frontend}/v1/completions", json={"prompt": "fail"}, timeout=10)
-    assert failed.status_code == 500 and "injected fault" in failed.json()["error"]["message"]
-    streamed = requests.post(f"{frontend}/v1/completions", json={"prompt": "fail", "stream": True}, timeout=10)
-    assert streamed.status_code == 500
-    metrics = requests.get(f"{frontend}/metrics", timeout=10).text
-    assert 'deepseek_frontend_requests_total{code="500",endpoint="completions"} 2.0' in metrics
-    assert 'deepseek_frontend_requests_total{code="404",endpoint="completions"} 1.0' in metrics
+def test_tokens_are_counted_with_the_checkpoints_tokenizer_and_one_bos(tmp_path: Path) -> None:
+    counter, why = TokenCounter.from_checkpoint(write_checkpoint(tmp_path))
+    assert why is None and counter.add_bos
+    prompt = f"{BOS}{USER}w1 w2{ASSISTANT}<think>\n"
+    stripped = counter.strip_bos(prompt)
+    assert stripped == f"{USER}w1 w2{ASSISTANT}<think>\n"
+    assert counter.prompt_tokens(stripped) == 1 + 5  # BOS, User, w1, w2, Assistant, <think>
+    assert counter.output_tokens("w1 </think>\n\nw2.") == 4
+    no_bos, _ = TokenCounter.from_checkpoint(write_checkpoint(tmp_path / "b", add_bos_token=False))
+    assert no_bos.strip_bos(prompt) == prompt and no_bos.prompt_tokens(stripped) == 5
 
 
-def test_sigterm_stops_the_frontend_at_once_despite_an_idle_keep_alive_connection(tmp_path: Path) -> None:
-    """A gateway keeps connections to its backends open: they must not hold a terminating pod until SIGKILL."""
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
+def test_without_a_usable_tokenizer_nothing_is_counted(tmp_path: Path) -> None:
+    (tmp_path / "tokenizer.json").write_text('{"version": "1.0"}')  # the testbed's stand-in checkpoint
+    counter, why = TokenCounter.from_checkpoint(tmp_path)
+    assert why and counter.prompt_tokens("x") is None and counter.output_tokens("x") is None
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen([sys.executable, "-m", "deepseek_operator.frontend", "--host", "127.0.0.1",
-                             "--port", str(port), "--served-model", "m", "--checkpoint", str(tmp_path)],
-                            env={"PYTHONPATH": str(root / "operator"), "PATH": "/usr/bin:/bin"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        with requests.Session() as session:
-            for _ in range(100):
-                try:
-                    assert session.get(f"http://127.0.0.1:{port}/health/live", timeout=1).status_code == 200
-                    break
-                except requests.ConnectionError:
-                    time.sleep(0.05)
-            began = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=10) == 0
-            assert time.monotonic() - began < 3
-    finally:
-        proc.kill()
-        proc.wait()
+
+# ------------------------------------------------------------------------------------------------ the tracker
+
+def _sample(metrics: Metrics, name: str, **labels: str) -> float:
+    for family in metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    raise AssertionError(f"no {name} {labels} in {generate_latest(metrics.registry).decode()}")
+
+
+def test_the_tracker_counts_ttft_per_token_gaps_and_the_states_on_a_fake_clock() -> None:
+    ticks = iter(float(t) for t in (0, 4, 10, 12, 13, 20))  # arrival, 3 responses, finish... (seconds)
+    metrics = Metrics("r1", "rev1")
+    chat = metrics.apis["chat"]
+    tracker = Tracker(chat, lambda: next(ticks))
+    tracker.generation_started()
+    assert (_sample(metrics, "nv_trt_llm_request_metrics", request_type="waiting"), chat.in_flight) == (1, 1)
+    tracker.text(stream_interval=2)  # t=4: first response, 2 tokens
+    assert _sample(metrics, "nv_trt_llm_request_metrics", request_type="scheduled") == 1
+    assert _sample(metrics, "deepseek_frontend_requests_waiting_first_token", api="chat") == 0
+    tracker.text(stream_interval=2)  # t=10: 2 more tokens in 6 s
+    tracker.text(stream_interval=2)  # t=12: the last response, 1 token (5 in all)
+    tracker.finish(200, ERROR_IN_200, stream_interval=2, prompt_tokens=7, output_tokens=5)  # t=13
+    labels = {"api": "chat", "model": "r1", "revision": "rev1"}
+    assert _sample(metrics, "deepseek_frontend_time_to_first_token_seconds_sum", **labels) == 4
+    assert _sample(metrics, "deepseek_frontend_inter_token_latency_seconds_count", **labels) == 2
+    assert _sample(metrics, "deepseek_frontend_inter_token_latency_seconds_sum", **labels) == 6 / 2 + 2 / 1
+    assert _sample(metrics, "deepseek_frontend_request_duration_seconds_sum", **labels) == 13
+    assert _sample(metrics, "deepseek_frontend_requests_total", code="200", **labels) == 1
+    assert _sample(metrics, "deepseek_frontend_request_failures_total", reason="error_in_200", **labels) == 1
+    assert _sample(metrics, "deepseek_frontend_prompt_tokens_total", **labels) == 7
+    assert _sample(metrics, "deepseek_frontend_output_tokens_total", **labels) == 5
+    assert (chat.in_flight, chat.waiting, chat.running) == (0, 0, 0)

@@ -8,6 +8,7 @@ read the diff.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,8 @@ def _serving(lws: bool = False, replicas: int = 1) -> tuple[Cluster, dict[str, A
 def test_a_two_node_replica_is_a_leader_and_a_worker_statefulset() -> None:
     cluster, body = _serving()
     revision = body["status"]["revision"]
-    assert body["status"]["parallelism"] == {"tensor": 8, "pipeline": 2, "expert": 8, "nodesPerReplica": 2,
+    # TensorRT-LLM's two-node H100 recipe: one tensor-parallel group of 16 over both nodes.
+    assert body["status"]["parallelism"] == {"tensor": 16, "pipeline": 1, "expert": 8, "nodesPerReplica": 2,
                                              "gpusPerReplica": 16}
     assert sorted(cluster.statefulsets) == [f"{NAME}-{revision}", f"{NAME}-{revision}-0"]
     assert cluster.deployments == {}
@@ -66,13 +68,15 @@ def test_a_two_node_replica_is_a_leader_and_a_worker_statefulset() -> None:
     assert leader["spec"]["template"]["metadata"]["labels"][naming.LABEL_COMPONENT] == "server"
     assert workers["spec"]["template"]["metadata"]["labels"][naming.LABEL_COMPONENT] == "server-worker"
     assert cluster.ssh_secrets == {f"{NAME}-{revision}-ssh"}
-    # A worker holds ranks of its leader's model: it stops only after the leader has drained and stopped, so
-    # deleting a group never kills the leader's model under the requests still routed to it.
-    def pre_stop(sts: dict[str, Any]) -> int:
-        seconds: int = sts["spec"]["template"]["spec"]["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
-        return seconds
-    assert pre_stop(workers) >= pre_stop(leader) + 15
-    assert pre_stop(workers) < workers["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    # A worker holds ranks of its leader's model: it stops only after the leader's server has drained (its
+    # preStop sleeps, then waits for tritonserver to finish its requests), so deleting a group never kills the
+    # model under the requests still routed to it.
+    leader_hook = leader["spec"]["template"]["spec"]["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][-1]
+    drain = re.fullmatch(r"sleep (\d+); .*-lt (\d+) \]; do sleep 1.*", leader_hook)
+    assert drain is not None
+    worker_sleep = workers["spec"]["template"]["spec"]["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert worker_sleep >= int(drain[1]) + int(drain[2])
+    assert worker_sleep < workers["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
 
 
 def test_rendered_statefulsets_and_launch_match_golden() -> None:

@@ -28,10 +28,10 @@ def test_every_pod_takes_clients_gateways_and_scrapers_on_their_ports_only() -> 
     assert clients["podSelector"]["matchLabels"] == {"serving.deepseek.ai/deployment": "r1-qwen-7b"}
     assert clients["policyTypes"] == ["Ingress"]
     serving, metrics, operator = clients["ingress"]
-    assert [p["port"] for p in serving["ports"]] == [8000, 8001, 9000]
+    assert [p["port"] for p in serving["ports"]] == [8000, 8001]
     assert serving["from"] == [{"podSelector": {}},  # this namespace's pods, by default
                                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateways"}}}]
-    assert [p["port"] for p in metrics["ports"]] == [8002, 9000]
+    assert [p["port"] for p in metrics["ports"]] == [8002, 8003]
     assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
     # The operator's `triton` provider scrapes the pods' metrics.
     assert operator == {"from": [{"namespaceSelector": {"matchLabels": {

@@ -118,6 +118,7 @@ class Cluster:
     ssh_secrets: set[str] = field(default_factory=set)
     lws_installed: bool = False
     keda_installed: bool = False
+    compute_domains_installed: bool = False  # NVIDIA's DRA driver serves ComputeDomains (IMEX channels)
     scalers: dict[str, dict[str, Any]] = field(default_factory=dict)  # the ScaledObject or HPA, by kind
     pod_security: str | None = None  # the namespace's enforced Pod Security Standard
     # What the operator is configured with (--metric-sources).
@@ -142,7 +143,7 @@ class Cluster:
                         leader_worker_sets=copy.deepcopy(self.leader_worker_sets),
                         lws_installed=self.lws_installed, metric_sources=self.metric_sources,
                         keda_installed=self.keda_installed, scalers=copy.deepcopy(self.scalers),
-                        pod_security=self.pod_security)
+                        pod_security=self.pod_security, compute_domains_installed=self.compute_domains_installed)
 
     def reconcile(self, body: dict[str, Any], now: str) -> Plan:
         """One operator pass: plan, apply, delete, write the status into body."""
@@ -613,8 +614,8 @@ RESYNC = [
     pytest.param(QWEN_7B, {"serving.replicas": 0}, "Complete", True, "Healthy", id="scaled to zero"),
     pytest.param(R1_671B, {}, None, True, "Healthy", id="671b, no engine"),
     pytest.param(QWEN_7B, {"model.name": "deepseek-r2"}, None, False, "Degraded", id="invalid spec"),
-    pytest.param(R1_671B, {"serving.gpu.type": "H100-80GB", "runtime.parallelism.pipeline": 1}, None, False, "Degraded",
-                 id="does not fit"),
+    pytest.param(R1_671B, {"serving.gpu.type": "H100-80GB", "runtime.parallelism": {"tensor": 8, "pipeline": 1}}, None,
+                 False, "Degraded", id="does not fit"),
     pytest.param(R1_671B, {"serving.gpu.type": "H100-80GB"}, None, True, "Healthy", id="needs two nodes"),
 ]
 
@@ -756,16 +757,17 @@ def test_invalid_spec_on_a_fresh_resource() -> None:
 
 NOT_FITTING = [
     # base example, spec change, FitsHardware reason, the message mentions
-    (R1_671B, {"serving.gpu.type": "H100-80GB", "runtime.parallelism.pipeline": 1}, "InsufficientGPUMemory",
-     "H200-141GB (TP 8)"),
+    (R1_671B, {"serving.gpu.type": "H100-80GB", "runtime.parallelism": {"tensor": 8, "pipeline": 1}},
+     "InsufficientGPUMemory", "B200-180GB (TP 8)"),
     (QWEN_7B, {"model.precision": "fp8"}, "PrecisionUnsupported", "FP8 support"),
     (QWEN_7B, {"runtime.parallelism.tensor": 8}, "InvalidParallelism", "28 attention heads"),
-    (LLAMA_70B, {"runtime.parallelism.tensor": 16}, "ExceedsNode", "exceeds the 8 GPUs of one node"),
+    (LLAMA_70B, {"runtime.parallelism.tensor": 16, "serving.gpu.perNode": 6}, "ExceedsNode",
+     "exceeds the 6 GPUs of one node without filling whole nodes"),
 ]
 
 
 @pytest.mark.parametrize(("name", "change", "reason", "mentions"), NOT_FITTING,
-                         ids=["671b fp8 on H100 pp1", "fp8 on A100", "tp 8 for 28 heads", "tp 16 on 8 GPUs"])
+                         ids=["671b fp8 on H100 tp8 pp1", "fp8 on A100", "tp 8 for 28 heads", "tp 16 on 6 GPUs"])
 def test_spec_that_does_not_fit_is_reported_and_running_children_are_kept(
         name: str, change: dict[str, Any], reason: str, mentions: str) -> None:
     body = example(name)
@@ -819,7 +821,7 @@ def test_serving_objects_select_the_pods_of_the_deployment() -> None:
             (child(p, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"], every_revision)):
         assert selector == expected
         assert selector.items() <= pod_labels.items()
-    assert all({port["port"] for port in svc["spec"]["ports"]} == {8000, 8001, 8002, 9000}
+    assert all({port["port"] for port in svc["spec"]["ports"]} == {8000, 8001, 8002}
                for svc in services.values())
     assert child(p, "ConfigMap")["immutable"] is True
 
@@ -845,10 +847,18 @@ def test_the_serving_deployment() -> None:
     # One node's GPUs, over NVLink: no RDMA device, no IPC_LOCK.
     assert container["resources"]["limits"] == {"memory": "256Gi", "nvidia.com/gpu": "4"}
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    # The server is the container's main process: a crash of tritonserver is a crash of the container.
-    assert container["command"][:3] == ["trtllm-llmapi-launch", "tritonserver",
-                                        "--model-repository=/srv/model-repository"]
+    # The server is the container's main process, no launcher around it: a crash of tritonserver is a crash of
+    # the container, and the kubelet's SIGTERM reaches it. It drains within the grace period, after the preStop.
+    assert container["command"][:2] == ["tritonserver", "--model-repository=/srv/model-repository"]
     assert "--metrics-config=histogram_latencies=true" in container["command"]
+    exit_timeout = int(next(a for a in container["command"] if a.startswith("--exit-timeout-secs="))
+                       .removeprefix("--exit-timeout-secs="))
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pre_stop + exit_timeout < pod["terminationGracePeriodSeconds"]
+    # The repository is the image's whole llmapi model folder (model.py imports helpers.py beside it), then the
+    # rendered files over it.
+    layout = pod["initContainers"][0]["command"][-1]
+    assert layout.index("cp -R /app/all_models/llmapi/tensorrt_llm/1/. ") < layout.index("model-repository-src/.")
     model_yaml = yaml.safe_load(child(p, "ConfigMap")["data"]["tensorrt_llm__1__model.yaml"])
     assert model_yaml["tensor_parallel_size"] == gpus
     assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] == [
@@ -866,9 +876,14 @@ def test_the_serving_deployment() -> None:
     assert volumes["model-repository-src"]["configMap"]["name"] == child(p, "ConfigMap")["metadata"]["name"]
     assert volumes["model-cache"]["persistentVolumeClaim"] == {"claimName": CACHE_PVC, "readOnly": True}
     assert volumes["checkpoint"]["persistentVolumeClaim"] == {"claimName": "model-store", "readOnly": True}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
-    assert container["startupProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
-    assert {port["containerPort"] for port in container["ports"]} == {8000, 8001, 8002}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "triton-http"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "triton-http"}
+    assert {port["containerPort"] for port in container["ports"]} == {8080, 8001, 8002}
+    # The pod's front door takes the `http` port (every HTTP API), forwarding Triton's to 8080 on localhost.
+    frontend = next(c for c in pod["containers"] if c["name"] == "frontend")
+    assert {port["name"]: port["containerPort"] for port in frontend["ports"]} == {"http": 8000, "fe-metrics": 8003}
+    assert frontend["args"][frontend["args"].index("--triton-url") + 1] == "http://127.0.0.1:8080"
+    assert frontend["args"][frontend["args"].index("--revision") + 1] == p.status["revision"]
     assert template["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     assert template["metadata"]["labels"]["team"] == "ml"
     assert template["metadata"]["labels"][naming.LABEL_REVISION] == p.status["revision"]

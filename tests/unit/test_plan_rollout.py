@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from deepseek_operator.api.spec import GatewayApiRouting
 from deepseek_operator.plan import Observed, analysis_request, plan
-from deepseek_operator.render import naming, routing
-from deepseek_operator.render.children import Owner
+from deepseek_operator.render import naming
 from deepseek_operator.rollout.analysis import Measurement
 from deepseek_operator.rollout.clock import epoch
 from tests.unit.test_plan import QWEN_7B, T0, Cluster, drive, edited, example
@@ -51,11 +49,8 @@ def test_gateway_route_weights_follow_the_canary_steps() -> None:
     p = cluster.reconcile(body, at(2))
     stable, canary = p.status["stableRevision"], p.status["canaryRevision"]
     rules = route(p)["spec"]["rules"]
-    # The OpenAI frontend's requests (under /v1, to its port) and Triton's take the same split.
-    assert rules == [{"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}],
-                      "backendRefs": [{"name": "r1-qwen-7b-stable", "port": 9000, "weight": 90},
-                                      {"name": "r1-qwen-7b-canary", "port": 9000, "weight": 10}]},
-                     {"backendRefs": [{"name": "r1-qwen-7b-stable", "port": 8000, "weight": 90},
+    # Every HTTP API (OpenAI's and Triton's) goes through the pods' front door on the http port, split alike.
+    assert rules == [{"backendRefs": [{"name": "r1-qwen-7b-stable", "port": 8000, "weight": 90},
                                       {"name": "r1-qwen-7b-canary", "port": 8000, "weight": 10}]}]
     assert route(p)["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
                                                "name": "llm-gateway", "namespace": "default"}]
@@ -66,16 +61,6 @@ def test_gateway_route_weights_follow_the_canary_steps() -> None:
     assert stable != canary
 
 
-def test_without_the_openai_frontend_the_route_has_only_tritons_rules() -> None:
-    owner = Owner("r1", "default", "uid")
-    gateway = GatewayApiRouting.model_validate({"parentRefs": [{"name": "llm-gateway"}]})
-    split = routing.Split(canary_active=True, canary_weight=25)
-    with_frontend = routing.GatewayApiRouter(gateway, openai=True).objects(owner, split)[0]["spec"]["rules"]
-    without = routing.GatewayApiRouter(gateway, openai=False).objects(owner, split)[0]["spec"]["rules"]
-    assert without == with_frontend[1:]
-    assert {ref["port"] for ref in without[0]["backendRefs"]} == {8000}
-
-
 def test_ab_route_matches_headers_and_cookies() -> None:
     body = with_rollout(strategy="abTest", steps=[{"pause": "indefinite"}], trafficRouting=GATEWAY,
                         match=[{"headers": {"x-model-variant": {"exact": "b"}}},
@@ -83,15 +68,12 @@ def test_ab_route_matches_headers_and_cookies() -> None:
     cluster, body = start_canary(body)
     p = cluster.reconcile(body, at(2))
     rules = route(p)["spec"]["rules"]
-    v1 = {"path": {"type": "PathPrefix", "value": "/v1"}}
     headers = [[{"type": "Exact", "name": "x-model-variant", "value": "b"}],
                [{"type": "RegularExpression", "name": "Cookie", "value": "(^|.*; )variant=b(;.*|$)"}]]
-    assert rules[0]["matches"] == [{**v1, "headers": h} for h in headers]
-    assert rules[0]["backendRefs"] == [{"name": "r1-qwen-7b-canary", "port": 9000, "weight": 1}]
-    assert rules[1] == {"matches": [v1], "backendRefs": [{"name": "r1-qwen-7b-stable", "port": 9000, "weight": 100}]}
-    assert rules[2]["matches"] == [{"headers": h} for h in headers]
-    assert rules[2]["backendRefs"] == [{"name": "r1-qwen-7b-canary", "port": 8000, "weight": 1}]
-    assert rules[3] == {"backendRefs": [{"name": "r1-qwen-7b-stable", "port": 8000, "weight": 100}]}
+    assert rules[0]["matches"] == [{"headers": h} for h in headers]
+    assert rules[0]["backendRefs"] == [{"name": "r1-qwen-7b-canary", "port": 8000, "weight": 1}]
+    assert rules[1] == {"backendRefs": [{"name": "r1-qwen-7b-stable", "port": 8000, "weight": 100}]}
+    assert len(rules) == 2
     assert p.status["canaryWeight"] == 0 and p.status["canaryReplicas"] == 1
 
 

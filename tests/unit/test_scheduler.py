@@ -181,3 +181,37 @@ def test_a_deleted_resource_is_forgotten() -> None:
         s.forget(A)
         return A in s.wakeups
     assert asyncio.run(scenario()) is False
+
+
+def test_a_resource_made_again_while_its_pass_runs_waits_for_that_pass() -> None:
+    # Deleted and made again under the same name while a pass of the old one still runs: the new one's pass
+    # is prepared only once that pass is over, never beside it.
+    release = threading.Event()
+    running: list[str] = []
+    prepared_beside: list[bool] = []
+
+    def read(key: Key, context: Any) -> Mapping[str, Any]:
+        return World.body("1")
+
+    def prepare(key: Key, body: Mapping[str, Any], context: Any) -> Callable[[], PassResult]:
+        prepared_beside.append(bool(running))
+        running.append("pass")
+
+        def work() -> PassResult:
+            release.wait()
+            running.pop()
+            return NOTHING_MORE
+        return work
+
+    async def scenario() -> None:
+        s = PassScheduler(read, prepare, parallel=4, retry_s=1.0, stale_retry_s=1.0)
+        first = asyncio.create_task(s.request(A, None))
+        await asyncio.sleep(0)  # the first pass is prepared and running in its thread
+        s.forget(A)  # the resource is deleted...
+        second = asyncio.create_task(s.request(A, None))  # ...and made again
+        for _ in range(3):
+            await asyncio.sleep(0)
+        release.set()
+        await asyncio.gather(first, second)
+    asyncio.run(scenario())
+    assert prepared_beside == [False, False], "the second pass was prepared while the first ran"

@@ -74,8 +74,8 @@ def test_repository_matches_golden_files(case: str) -> None:
 def test_repository_is_the_llmapi_layout_with_the_images_model_py() -> None:
     rendered = triton.render_model_repository(CASES["streaming-70b"])
     assert set(rendered) == {"tensorrt_llm/config.pbtxt", "tensorrt_llm/1/model.yaml"}
-    # model.py is never ours: the pod copies the image's.
-    assert triton.IMAGE_MODEL_PY == "/app/all_models/llmapi/tensorrt_llm/1/model.py"
+    # model.py is never ours: the pod copies the image's model folder (model.py with its helpers.py).
+    assert triton.IMAGE_MODEL_DIR == "/app/all_models/llmapi/tensorrt_llm/1"
 
 
 def test_config_pbtxt_parses_as_a_python_backend_model_with_the_llmapi_tensors() -> None:

@@ -27,12 +27,14 @@ SINGULAR = "deepseekdeployment"
 SHORT_NAMES = ["dsd"]
 
 DEFAULT_MODEL_CACHE_PVC = "deepseek-model-cache"
-DEFAULT_IMAGE = "nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3"
+# NVIDIA's 26.07 Triton + TensorRT-LLM 1.2.1 image with what its `llmapi` model needs to load (Dockerfile target
+# `tritonserver`).
+DEFAULT_IMAGE = images.TRITON_IMAGE
 # The operator image built with the `preflight` extra (Dockerfile target `preflight`): PyTorch and NCCL.
 DEFAULT_PREFLIGHT_IMAGE = images.PREFLIGHT_IMAGE
 # The weights downloader (Dockerfile target `downloader`): huggingface_hub and boto3, nothing of the operator's.
 DEFAULT_DOWNLOADER_IMAGE = images.DOWNLOADER_IMAGE
-# The OpenAI-compatible frontend (Dockerfile target `frontend`): jinja2 and prometheus_client.
+# The serving pod's front door (Dockerfile target `frontend`): the OpenAI API and Triton's HTTP API, counted.
 DEFAULT_FRONTEND_IMAGE = images.FRONTEND_IMAGE
 # The catalog keys of render/catalog.py; the CRD enumerates them so `kubectl apply` rejects a typo.
 MODEL_NAMES = (
@@ -328,8 +330,10 @@ class RuntimeSpec(Schema):
                   or r.cuda_graphs.max_batch_size <= r.max_batch_size),)
 
     image: str = Field(default=DEFAULT_IMAGE, pattern=IMAGE, max_length=512,
-                       description="Triton + TensorRT-LLM image (a tritonserver:*-trtllm-python-py3); its version "
-                                   "is part of the quantized checkpoint's key.")
+                       description="Triton + TensorRT-LLM image: NVIDIA's tritonserver:*-trtllm-python-py3 with an "
+                                   "`llmapi` model that loads (default: the project's image of 26.07 with the openai "
+                                   "package its model needs, and sshd); its version is part of the quantized "
+                                   "checkpoint's key.")
     objective: Literal["throughput", "latency"] = Field(
         default="throughput", description="What the recipe optimises: throughput (attention data parallelism, "
                                           "large batches) or latency (per-user speed, multi-token prediction).")
@@ -423,13 +427,14 @@ class Resources(Schema):
 
 
 class OpenAiFrontend(Schema):
-    """The OpenAI-compatible API of each serving pod: a sidecar in front of Triton's generate endpoint that
-    renders the checkpoint's chat template and keeps DeepSeek-R1's reasoning apart from its answer."""
+    """The OpenAI-compatible API of each serving pod, served by the pod's front door (a sidecar in front of
+    Triton that takes every HTTP API and counts what clients got): it renders the checkpoint's chat template and
+    keeps DeepSeek-R1's reasoning apart from its answer."""
 
     enabled: bool = Field(default=True, description="Serve /v1/chat/completions, /v1/completions and /v1/models "
-                          "on the Services' `openai` port (9000), routed under /v1 by the HTTPRoute.")
+                          "beside Triton's HTTP API on the Services' `http` port; false: /v1 answers 404.")
     image: str = Field(default=DEFAULT_FRONTEND_IMAGE, pattern=IMAGE, max_length=512,
-                       description="The frontend image (the Dockerfile's `frontend` target).")
+                       description="The front door's image (the Dockerfile's `frontend` target).")
     served_model_name: str | None = Field(default=None, min_length=1, max_length=256, pattern=r"^[^\s]+$",
                                           description="The `model` clients send; default spec.model.name.")
     reasoning_parser: Literal["deepseek-r1", "none"] = Field(
@@ -543,8 +548,8 @@ class Autoscaling(Schema):
     max_replicas: int = Field(ge=1, le=1000, description="Most replicas.")
     metric: Literal["inFlightRequests", "queuedRequests", "custom"] = Field(
         default="inFlightRequests",
-        description="The load signal, per replica: inFlightRequests (requests the OpenAI frontend is answering: "
-                    "waiting in TensorRT-LLM's queue or generating), queuedRequests (Triton's "
+        description="The load signal, per replica: inFlightRequests (requests the pod's front door is answering, "
+                    "every HTTP API: waiting in TensorRT-LLM's queue or generating), queuedRequests (Triton's "
                     "nv_inference_pending_request_count: requests not yet handed to the model), or custom "
                     "(`query`). GPU utilisation is no signal: it stays near 100% at any load.")
     target: float = Field(gt=0, description="The signal's value per replica to scale to (replicas = "
@@ -570,11 +575,6 @@ class ServingSpec(Schema):
              lambda s: not any(k.startswith((GROUP + "/", "app.kubernetes.io/")) for k in s.pod_labels)),
         # The removed field's own validator names it (spec.serving.batching) before this rule runs.
         Rule("!has(self.batching)", REMOVED_BATCHING, lambda s: s.batching is None),
-        Rule("!has(self.autoscaling) || self.autoscaling.metric != 'inFlightRequests' || !has(self.openai) || "
-             "!has(self.openai.enabled) || self.openai.enabled",
-             "autoscaling.metric inFlightRequests is counted by the OpenAI frontend: enable openai, or scale on "
-             "queuedRequests or a custom query",
-             lambda s: s.autoscaling is None or s.autoscaling.metric != "inFlightRequests" or s.openai.enabled),
         map_keys("podLabels", "pod_labels", k8s.CEL_QUALIFIED_NAME, k8s.is_qualified_name, LABEL_KEY),
         map_values("podLabels", "pod_labels", k8s.CEL_LABEL_VALUE, k8s.is_label_value, LABEL_VALUE),
         map_keys("podAnnotations", "pod_annotations", k8s.CEL_QUALIFIED_NAME, k8s.is_qualified_name,

@@ -88,6 +88,7 @@ class Reason:
     CHILD_REJECTED = "ChildRejected"  # the API server refused an object the operator applies for the resource
     RECONCILE_ERROR = "ReconcileError"  # the operator's pass failed on the resource (a bug): logged, retried
     POD_SECURITY_FORBIDS = "PodSecurityForbids"  # the namespace's Pod Security level admits none of the pods
+    NO_MULTI_NODE_NVLINK = "NoMultiNodeNVLink"  # replicas across GB200 trays need IMEX channels (a DRA driver)
     GPU_UNSUPPORTED = "GPUUnsupported"
     ON_VOLUME = "OnVolume"  # a pvc: source, read in place
     DOWNLOADED = "Downloaded"
@@ -170,6 +171,8 @@ class RuntimeStatus(Schema):
     attention_data_parallel: bool = Field(default=False, description="enable_attention_dp.")
     kv_cache_dtype: str = Field(default="auto", description="KV cache element type.")
     mtp_layers: int = Field(default=0, description="Multi-token-prediction draft tokens (0: off).")
+    chunked_prefill: bool = Field(default=False, description="enable_chunked_prefill: prompts longer than "
+                                                             "maxNumTokens are prefilled over several iterations.")
     moe_backend: str | None = Field(default=None, description="moe_config.backend (MoE models).")
 
 

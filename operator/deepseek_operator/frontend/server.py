@@ -1,48 +1,69 @@
-"""The frontend's HTTP server: OpenAI's API in, Triton's generate extension out (see the package docstring).
+"""The frontend's HTTP servers: the pod's API port in front of Triton, and the metrics port.
 
-    GET  /v1/models              the one model this pod serves, under its served name
-    POST /v1/chat/completions    chat, with `reasoning_content` apart from `content` (streamed or not)
-    POST /v1/completions         plain text completion of a prompt
-    GET  /health/ready           200 once Triton's `/v2/health/ready` is (the pod's readiness probe)
-    GET  /health/live            200 while this process serves
-    GET  /metrics                requests by endpoint and code, time to first token, inter-token latency
+On --port (the pod's `http` port):
+
+    GET  /v1/models                        the one model this pod serves, under its served name
+    POST /v1/chat/completions              chat, with `reasoning_content` apart from `content` (streamed or not)
+    POST /v1/completions                   plain text completion of a prompt
+    POST /v2/models/{m}[/versions/{v}]/generate          Triton's generate extension, forwarded and counted
+    POST /v2/models/{m}[/versions/{v}]/generate_stream   its server-sent events passed through as they arrive
+    POST /v2/models/{m}[/versions/{v}]/infer             Triton's inference protocol, forwarded and counted
+    *    /v2/...                           every other Triton route (metadata, health, repository), forwarded
+    GET  /health/live                      200 while this process serves
+    GET  /health/ready                     Triton's /v2/health/ready (the pod's readiness)
+
+On --metrics-port: GET /metrics (metrics.py), and nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
+import asyncio
+import contextlib
 import json
+import logging
+import resource
 import signal
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from aiohttp import ClientError as AiohttpClientError
+from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
+from aiohttp.abc import AbstractAccessLogger
+from multidict import CIMultiDict, CIMultiDictProxy
+from prometheus_client import disable_created_metrics, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from yarl import URL
 
-from deepseek_operator.frontend import reasoning
-from deepseek_operator.frontend.chat import ChatFormat, PromptError
+from deepseek_operator.frontend import openai_api, reasoning
+from deepseek_operator.frontend.chat import ChatFormat
+from deepseek_operator.frontend.metrics import (
+    CLIENT_CLOSED,
+    ERROR_IN_200,
+    SERVER_ERROR,
+    Metrics,
+    Tracker,
+    failure_of,
+)
+from deepseek_operator.frontend.openai_api import CHAT, COMPLETIONS, ClientError, error_body
+from deepseek_operator.frontend.sse import Cumulative, EventLines, error_of, finish_reason, parse_event, text_output
+from deepseek_operator.frontend.tokens import LONG_TEXT_CHARS, TokenCounter
 
-MAX_BODY_BYTES = 4 << 20
-DRAIN_TIMEOUT_S = 45.0  # within the serving pod's grace period (60 s) less the preStop sleep
-TRITON_TIMEOUT_S = 3600.0  # a long R1 answer takes minutes; the gateway's own timeout is the one that counts
+log = logging.getLogger("deepseek_operator.frontend")
 
-
-class ClientError(Exception):
-    """A request this frontend refuses (OpenAI's `invalid_request_error`)."""
-
-    def __init__(self, message: str, status: int = HTTPStatus.BAD_REQUEST, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.param = status, param
+MAX_BODY_BYTES = 64 << 20  # a generate or OpenAI body is read whole (a long prompt); infer and others stream
+DRAIN_TIMEOUT_S = 35.0  # SIGTERM comes after the pod's 10 s preStop; 40 s are left before SIGKILL
+CONNECTIONS = 8192  # to Triton: one per request in flight (streams hold theirs for the whole answer)
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
+                        "te", "trailer", "trailers", "transfer-encoding", "upgrade", "host"})
+OPENAI_OFF = ("the OpenAI API is off on this server (--no-openai: the resource's spec.serving.openai.enabled is "
+              "false); Triton's own API is served under /v2")
+INFERENCE = {"generate": "generate", "generate_stream": "generate_stream", "infer": "infer"}
 
 
 class UpstreamError(Exception):
@@ -59,381 +80,559 @@ class Settings:
     triton_model: str
     served_model: str
     chat: ChatFormat
-    reasoning: bool
-    decoupled: bool
-    default_max_tokens: int
+    tokens: TokenCounter
+    revision: str = ""
+    reasoning: bool = True
+    decoupled: bool = False
+    default_max_tokens: int = 4096
+    max_seq_len: int | None = None  # None: no context-length check
+    openai: bool = True
+    stream_interval: int = 1  # tokens per streamed response of the engine (its `stream_interval`)
 
 
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter("deepseek_frontend_requests", "OpenAI API requests answered, by endpoint and "
-                                "HTTP status code", ["endpoint", "code"], registry=self.registry)
-        self.ttft = Histogram("deepseek_frontend_time_to_first_token_seconds", "From the request to its first "
-                              "generated text (the whole answer when not streamed)", ["endpoint"],
-                              buckets=(.025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60), registry=self.registry)
-        self.itl = Histogram("deepseek_frontend_inter_token_latency_seconds", "Between consecutive streamed "
-                             "pieces of one answer", ["endpoint"],
-                             buckets=(.005, .01, .02, .04, .08, .16, .32, .64, 1.28), registry=self.registry)
-        self.duration = Histogram("deepseek_frontend_request_duration_seconds", "From the request to its last "
-                                  "byte", ["endpoint"], buckets=(.1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300),
-                                  registry=self.registry)
-        self.in_flight = Gauge("deepseek_frontend_requests_in_flight", "Requests being answered",
-                               registry=self.registry)
+def _forwarded(headers: CIMultiDictProxy[str], *, keep_length: bool) -> CIMultiDict[str]:
+    """Headers to pass on: all but the hop-by-hop ones (and those the Connection header names)."""
+    drop = set(HOP_BY_HOP)
+    for value in headers.getall("Connection", ()):
+        drop.update(token.strip().lower() for token in value.split(","))
+    if not keep_length:
+        drop.add("content-length")
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in drop)
 
 
-def _positive_int(body: dict[str, Any], name: str) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ClientError(f"{name} must be an integer >= 1", param=name)
-    return value
-
-
-def _number(body: dict[str, Any], name: str, low: float, high: float) -> float | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise ClientError(f"{name} must be a number in [{low}, {high}]", param=name)
-    return float(value)
-
-
-def triton_request(body: dict[str, Any], prompt: str, settings: Settings, stream: bool) -> dict[str, Any]:
-    """The `llmapi` model's inputs (its config.pbtxt: `text_input`, `streaming`, `sampling_param_*`)."""
-    if body.get("n", 1) != 1:
-        raise ClientError("only n=1 is supported", param="n")
-    max_tokens = (_positive_int(body, "max_completion_tokens") or _positive_int(body, "max_tokens")
-                  or settings.default_max_tokens)
-    out: dict[str, Any] = {"text_input": prompt, "sampling_param_max_tokens": max_tokens,
-                           "return_finish_reason": True}
-    for name, low, high in (("temperature", 0.0, 2.0), ("top_p", 0.0, 1.0), ("frequency_penalty", -2.0, 2.0),
-                            ("presence_penalty", -2.0, 2.0)):
-        value = _number(body, name, low, high)
-        if value is not None:
-            out[f"sampling_param_{name}"] = value
-    if (top_k := _positive_int(body, "top_k")) is not None:
-        out["sampling_param_top_k"] = top_k
-    if (seed := body.get("seed")) is not None:
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ClientError("seed must be an integer >= 0", param="seed")
-        out["sampling_param_seed"] = seed
-    stop = body.get("stop")
-    if stop is not None:
-        stops = [stop] if isinstance(stop, str) else stop
-        if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops) or len(stops) > 4:
-            raise ClientError("stop must be a string or a list of up to 4 strings", param="stop")
-        out["sampling_param_stop"] = stops
-    if stream and settings.decoupled:
-        out["streaming"] = True
+def _plain(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    """A generate request's headers, asking Triton for an uncompressed answer (read here to count it): the
+    client's Accept-Encoding is a hop's choice, and every client takes identity."""
+    out = _forwarded(headers, keep_length=False)
+    out.popall("Accept-Encoding", None)
     return out
 
 
-class Triton:
-    def __init__(self, settings: Settings) -> None:
-        self.base = settings.triton_url.rstrip("/")
-        self.model = settings.triton_model
+def _json(status: int, payload: Any) -> web.Response:
+    return web.Response(body=json.dumps(payload).encode(), status=status, content_type="application/json")
 
-    def _post(self, path: str, body: dict[str, Any]) -> Any:
-        request = urllib.request.Request(f"{self.base}/v2/models/{self.model}/{path}", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
+
+def _event(payload: Any) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+
+class _FailuresLog(AbstractAccessLogger):
+    """Answers are counted in /metrics; only failures are logged."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if response.status >= 400:
+            self.logger.info("%s %s %s %.3fs", request.method, request.path, response.status, time)
+
+
+class Frontend:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.metrics = Metrics(settings.served_model, settings.revision)
+        self.triton = URL(settings.triton_url.rstrip("/"))
+        self.started = int(time.time())
+        self.draining = False
+        self.session: ClientSession | None = None
+        self.app = app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.router.add_get("/health/live", self.live)
+        app.router.add_get("/health/ready", self.ready)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/completions", self.completions)
+        app.router.add_route("*", "/v1/{tail:.*}", self.no_route)
+        for api in INFERENCE:
+            app.router.add_post(f"/v2/models/{{model}}/{api}", self.inference)
+            app.router.add_post(f"/v2/models/{{model}}/versions/{{version}}/{api}", self.inference)
+        app.router.add_route("*", "/v2{tail:.*}", self.other)
+        self.metrics_app = web.Application()
+        self.metrics_app.router.add_get("/metrics", self.scrape)
+        self._runners: list[web.AppRunner] = []
+        self._api_sites: list[web.TCPSite] = []
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+
+    async def start(self, host: str, port: int, metrics_port: int) -> tuple[int, int]:
+        """Serves both ports; returns them as bound (0 picks a free one)."""
+        self.session = ClientSession(
+            connector=TCPConnector(limit=CONNECTIONS, limit_per_host=CONNECTIONS, keepalive_timeout=30),
+            timeout=ClientTimeout(total=None, sock_connect=10),  # a long answer takes minutes
+            auto_decompress=False,  # bodies pass through as Triton encoded them
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),  # only the client's
+        )
+        bound = []
+        for app, listen in ((self.app, port), (self.metrics_app, metrics_port)):
+            runner = web.AppRunner(app, access_log_class=_FailuresLog, handle_signals=False, shutdown_timeout=1.0)
+            await runner.setup()
+            site = web.TCPSite(runner, host, listen, backlog=1024, reuse_address=True)
+            await site.start()
+            self._runners.append(runner)
+            if app is self.app:
+                self._api_sites.append(site)
+            bound.append(int(runner.addresses[0][1]) if runner.addresses else listen)  # 0: the one picked
+        return bound[0], bound[1]
+
+    async def drain(self, timeout_s: float) -> int:
+        """Stops accepting, lets the requests in flight finish (at most `timeout_s`), and returns how many were
+        still unfinished. Idle keep-alive connections are closed at once; a request that arrives on a busy one
+        is still answered, with `Connection: close`."""
+        self.draining = True
+        for site in self._api_sites:
+            await site.stop()
+        if self._runners and self._runners[0].server is not None:
+            self._runners[0].server.pre_shutdown()
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self.metrics.in_flight_total() and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        return self.metrics.in_flight_total()
+
+    async def close(self) -> None:
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+        if self.session is not None:
+            await self.session.close()
+
+    def _session(self) -> ClientSession:
+        assert self.session is not None, "start() first"
+        return self.session
+
+    async def _count(self, count: Callable[[str], int | None], text: str) -> int | None:
+        if len(text) > LONG_TEXT_CHARS:
+            return await asyncio.get_running_loop().run_in_executor(None, count, text)
+        return count(text)
+
+    def _closing(self, response: web.StreamResponse) -> web.StreamResponse:
+        if self.draining:
+            response.force_close()
+        return response
+
+    # ------------------------------------------------------------------------------------------ plain routes
+
+    async def live(self, request: web.Request) -> web.Response:
+        return _json(HTTPStatus.OK, {"status": "live"})
+
+    async def ready(self, request: web.Request) -> web.Response:
         try:
-            return urllib.request.urlopen(request, timeout=TRITON_TIMEOUT_S)
-        except urllib.error.HTTPError as err:
+            async with self._session().get(self.triton / "v2/health/ready", timeout=ClientTimeout(total=2)) as r:
+                ok = r.status == HTTPStatus.OK
+        except (AiohttpClientError, TimeoutError):
+            ok = False
+        return _json(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE,
+                     {"status": "ready" if ok else "Triton is not ready"})
+
+    async def scrape(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def no_route(self, request: web.Request) -> web.StreamResponse:
+        message = OPENAI_OFF if not self.settings.openai else f"no route {request.method} {request.path}"
+        return _json(HTTPStatus.NOT_FOUND, error_body(message, HTTPStatus.NOT_FOUND))
+
+    async def models(self, request: web.Request) -> web.StreamResponse:
+        tracker = Tracker(self.metrics.apis["other"], self.clock)
+        if not self.settings.openai:
+            tracker.finish(HTTPStatus.NOT_FOUND, failure_of(HTTPStatus.NOT_FOUND))
+            return self._closing(_json(HTTPStatus.NOT_FOUND, error_body(OPENAI_OFF, HTTPStatus.NOT_FOUND)))
+        tracker.finish(HTTPStatus.OK, None)
+        return self._closing(_json(HTTPStatus.OK, {"object": "list", "data": [
+            {"id": self.settings.served_model, "object": "model", "created": self.started,
+             "owned_by": "deepseek-operator"}]}))
+
+    # ------------------------------------------------------------------------------------------ OpenAI
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._openai(request, CHAT)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._openai(request, COMPLETIONS)
+
+    async def _openai(self, request: web.Request, endpoint: str) -> web.StreamResponse:
+        settings = self.settings
+        tracker = Tracker(self.metrics.apis[endpoint], self.clock)
+        code: int = HTTPStatus.INTERNAL_SERVER_ERROR
+        failure: str | None = SERVER_ERROR
+        prompt_tokens: int | None = None
+        output_tokens: int | None = None
+        try:
+            if not settings.openai:
+                raise ClientError(OPENAI_OFF, HTTPStatus.NOT_FOUND)
             try:
-                message = json.loads(err.read() or b"{}").get("error") or err.reason
-            except ValueError:
-                message = err.reason
-            raise UpstreamError(f"Triton: {message}") from err
-        except OSError as err:
-            raise UpstreamError(f"Triton unreachable: {err}", HTTPStatus.SERVICE_UNAVAILABLE) from err
-
-    def generate(self, body: dict[str, Any]) -> dict[str, Any]:
-        with self._post("generate", body) as response:
-            return dict(json.loads(response.read()))
-
-    def stream(self, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Triton's `generate_stream`: one server-sent event per response of the decoupled model."""
-        with self._post("generate_stream", body) as response:
-            for raw in response:
-                line = raw.decode().strip()
-                if not line.startswith("data:"):
-                    continue
-                event = json.loads(line[len("data:"):])
-                if event.get("error"):
-                    raise UpstreamError(f"Triton: {event['error']}")
-                yield event
-
-    def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.base}/v2/health/ready", timeout=2) as response:
-                return bool(response.status == HTTPStatus.OK)
-        except OSError:
-            return False
-
-
-def _text_output(event: dict[str, Any]) -> str:
-    text = event.get("text_output", "")
-    return "".join(text) if isinstance(text, list) else str(text)
-
-
-def _finish_reason(event: dict[str, Any]) -> str:
-    reason = event.get("finish_reason")
-    reason = reason[0] if isinstance(reason, list) and reason else reason
-    return reason if reason in ("stop", "length") else "stop"
-
-
-def _deltas(events: Iterator[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The new text of each streamed response. The `llmapi` model sends the text so far (LLM API's
-    `CompletionOutput.text`) in each response; a response that does not extend it is taken as new text."""
-    so_far = ""
-    for event in events:
-        text = _text_output(event)
-        if text.startswith(so_far):
-            delta, so_far = text[len(so_far):], text
-        else:
-            delta, so_far = text, so_far + text
-        yield delta, event
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: FrontendServer
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        if str(code).startswith(("4", "5")):  # answers are counted in /metrics; failures are also logged
-            super().log_request(code, size)
-
-    # -------------------------------------------------------------------------------------------- plumbing
-
-    def _json(self, status: int, payload: Any, endpoint: str | None = None) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-        if endpoint:
-            self.server.metrics.requests.labels(endpoint, str(status)).inc()
-
-    def _error(self, status: int, message: str, endpoint: str | None, param: str | None = None) -> None:
-        kind = "invalid_request_error" if status < 500 else "server_error"
-        self._json(status, {"error": {"message": message, "type": kind, "param": param, "code": None}}, endpoint)
-
-    def _body(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            raise ClientError(f"request body over {MAX_BODY_BYTES} bytes", HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
-        try:
-            body = json.loads(self.rfile.read(length) or b"null")
-        except ValueError as err:
-            raise ClientError(f"request body is not JSON: {err}") from err
-        if not isinstance(body, dict):
-            raise ClientError("request body must be a JSON object")
-        model = body.get("model")
-        if model is not None and model != self.server.settings.served_model:
-            raise ClientError(f"model {model!r} does not exist; this server serves "
-                              f"{self.server.settings.served_model!r}", HTTPStatus.NOT_FOUND, "model")
-        return body
-
-    def _event(self, payload: Any) -> None:
-        self.wfile.write(b"data: " + (payload if isinstance(payload, bytes) else json.dumps(payload).encode())
-                         + b"\n\n")
-        self.wfile.flush()
-
-    # -------------------------------------------------------------------------------------------- routes
-
-    def do_GET(self) -> None:
-        settings = self.server.settings
-        if self.path == "/health/live":
-            self._json(HTTPStatus.OK, {"status": "live"})
-        elif self.path == "/health/ready":
-            ready = self.server.triton.ready()
-            self._json(HTTPStatus.OK if ready else HTTPStatus.SERVICE_UNAVAILABLE,
-                       {"status": "ready" if ready else "Triton is not ready"})
-        elif self.path == "/v1/models":
-            self._json(HTTPStatus.OK, {"object": "list", "data": [
-                {"id": settings.served_model, "object": "model", "created": self.server.started,
-                 "owned_by": "deepseek-operator"}]}, "models")
-        elif self.path == "/metrics":
-            data = generate_latest(self.server.metrics.registry)
-            self.send_response(HTTPStatus.OK)
-            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        else:
-            self._error(HTTPStatus.NOT_FOUND, f"no route {self.path}", None)
-
-    def do_POST(self) -> None:
-        endpoint = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}.get(self.path)
-        if endpoint is None:
-            self._error(HTTPStatus.NOT_FOUND, f"no route {self.path}", None)
-            return
-        metrics = self.server.metrics
-        started = time.monotonic()
-        self.server.answering(+1)
-        try:
-            self._complete(endpoint, started)
+                body = json.loads(await request.read() or b"null")
+            except ValueError as err:
+                raise ClientError(f"request body is not JSON: {err}") from err
+            parsed = openai_api.parse(endpoint, body, settings.served_model, settings.chat)
+            prompt = settings.tokens.strip_bos(parsed.prompt)
+            prompt_tokens = await self._count(settings.tokens.prompt_tokens, prompt)
+            max_tokens = self._max_tokens(parsed, prompt_tokens)
+            streaming = parsed.stream and settings.decoupled
+            inputs = openai_api.triton_inputs(parsed, prompt, max_tokens, streaming)
+            tracker.generation_started()
+            ident = f"{'chatcmpl' if endpoint == CHAT else 'cmpl'}-{uuid.uuid4().hex}"
+            if parsed.stream:
+                response, code, failure, output_tokens = await self._openai_stream(
+                    request, endpoint, ident, parsed, inputs, prompt_tokens, tracker)
+                return response
+            result = await self._triton_json("generate", inputs)
+            text = Cumulative().feed(text_output(result))
+            tracker.text(settings.stream_interval)  # the whole answer at once
+            output_tokens = await self._count(settings.tokens.output_tokens, text)
+            code, failure = HTTPStatus.OK, None
+            return self._closing(_json(HTTPStatus.OK, self._answer(endpoint, ident, text, finish_reason(result),
+                                                                   prompt_tokens, output_tokens)))
         except ClientError as err:
-            self._error(err.status, str(err), endpoint, err.param)
+            code, failure = err.status, failure_of(err.status)
+            return self._closing(_json(err.status, error_body(str(err), err.status, err.param, err.code)))
         except UpstreamError as err:
-            self._error(err.status, str(err), endpoint)
+            code, failure = err.status, failure_of(err.status)
+            return self._closing(_json(err.status, error_body(str(err), err.status)))
         finally:
-            self.server.answering(-1)
-            metrics.duration.labels(endpoint).observe(time.monotonic() - started)
+            tracker.finish(code, failure, stream_interval=settings.stream_interval,
+                           prompt_tokens=prompt_tokens if tracker.generating else None, output_tokens=output_tokens)
 
-    def _complete(self, endpoint: str, started: float) -> None:
-        settings = self.server.settings
-        body = self._body()
-        if endpoint == "chat":
-            try:
-                prompt = settings.chat.prompt(body.get("messages"))
-            except PromptError as err:
-                raise ClientError(str(err), param="messages") from err
-        else:
-            given = body.get("prompt")
-            if isinstance(given, list) and len(given) == 1:
-                given = given[0]
-            if not isinstance(given, str):
-                raise ClientError("prompt must be a string (one prompt per request)", param="prompt")
-            prompt = given
-        stream = body.get("stream") is True
-        inputs = triton_request(body, prompt, settings, stream)
-        ident = f"{'chatcmpl' if endpoint == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
-        if stream:
-            self._stream(endpoint, ident, inputs, started)
-            return
-        result = self.server.triton.generate(inputs)
-        self.server.metrics.ttft.labels(endpoint).observe(time.monotonic() - started)
-        text, finish = _text_output(result), _finish_reason(result)
-        head = {"id": ident, "created": int(time.time()), "model": settings.served_model}
-        if endpoint == "completions":
-            self._json(HTTPStatus.OK, {**head, "object": "text_completion", "choices": [
-                {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}]}, endpoint)
-            return
+    def _max_tokens(self, parsed: openai_api.Request, prompt_tokens: int | None) -> int:
+        """The answer's length limit: what the client asked for, else the default within what the context leaves;
+        a request that cannot fit is refused here, before it reaches the engine."""
+        limit, default = self.settings.max_seq_len, self.settings.default_max_tokens
+        if limit is None or prompt_tokens is None:
+            return parsed.max_tokens or default
+        if parsed.max_tokens is not None:
+            if prompt_tokens + parsed.max_tokens > limit:
+                raise openai_api.context_length_error(parsed.endpoint, limit, prompt_tokens, parsed.max_tokens)
+            return parsed.max_tokens
+        if prompt_tokens >= limit:
+            raise openai_api.context_length_error(parsed.endpoint, limit, prompt_tokens, None)
+        return min(default, limit - prompt_tokens)
+
+    def _answer(self, endpoint: str, ident: str, text: str, finish: str, prompt_tokens: int | None,
+                output_tokens: int | None) -> dict[str, Any]:
+        settings = self.settings
+        head: dict[str, Any] = {"id": ident, "created": int(time.time()), "model": settings.served_model,
+                                "system_fingerprint": settings.revision or None}
+        usage = openai_api.usage(prompt_tokens, output_tokens)
+        if endpoint == COMPLETIONS:
+            choice: dict[str, Any] = {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
+            return {**head, "object": "text_completion", "choices": [choice], "usage": usage}
         message: dict[str, Any] = {"role": "assistant", "content": text}
         if settings.reasoning:
             thought, answer = reasoning.split(text)
             message = {"role": "assistant", "content": answer, "reasoning_content": thought}
-        self._json(HTTPStatus.OK, {**head, "object": "chat.completion", "choices": [
-            {"index": 0, "message": message, "finish_reason": finish}]}, endpoint)
+        return {**head, "object": "chat.completion", "usage": usage,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}]}
 
-    def _stream(self, endpoint: str, ident: str, inputs: dict[str, Any], started: float) -> None:
-        settings, metrics, triton = self.server.settings, self.server.metrics, self.server.triton
-        events: Iterator[dict[str, Any]] = (triton.stream(inputs) if settings.decoupled
-                                            else iter([triton.generate(inputs)]))
-        deltas = _deltas(events)
-        first = next(deltas, None)  # before the 200: a request Triton refuses is still an error status
-        head = {"id": ident, "created": int(time.time()), "model": settings.served_model,
-                "object": "chat.completion.chunk" if endpoint == "chat" else "text_completion"}
-        self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
-        metrics.requests.labels(endpoint, "200").inc()
-        splitter = reasoning.StreamSplitter() if endpoint == "chat" and settings.reasoning else None
+    async def _triton_json(self, api: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        """One answer of Triton's generate endpoint, or UpstreamError (an error status, or an error in the 200)."""
+        url = self.triton / f"v2/models/{self.settings.triton_model}/{api}"
+        try:
+            async with self._session().post(url, data=json.dumps(inputs).encode(),
+                                            headers={"Content-Type": "application/json"}) as upstream:
+                data = await upstream.read()
+                status = upstream.status
+        except (AiohttpClientError, OSError) as err:
+            raise UpstreamError(f"Triton unreachable: {err}", HTTPStatus.SERVICE_UNAVAILABLE) from err
+        event = parse_event(data)
+        if status != HTTPStatus.OK or event is None or error_of(event):
+            raise _upstream_error(status, event, data)
+        return event
 
-        def send(text: str, thought: str = "", finish: str | None = None) -> None:
-            if endpoint == "completions":
-                choice: dict[str, Any] = {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
+    async def _triton_events(self, inputs: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        """The responses of the model: Triton's generate_stream events as they come (decoupled), else the one
+        answer of generate. An error response raises UpstreamError."""
+        if not self.settings.decoupled:
+            yield await self._triton_json("generate", inputs)
+            return
+        url = self.triton / f"v2/models/{self.settings.triton_model}/generate_stream"
+        try:
+            async with self._session().post(url, data=json.dumps(inputs).encode(),
+                                            headers={"Content-Type": "application/json"}) as upstream:
+                if upstream.status != HTTPStatus.OK:
+                    data = await upstream.read()
+                    raise _upstream_error(upstream.status, parse_event(data), data)
+                lines = EventLines()
+                async for chunk in upstream.content.iter_any():
+                    for payload in lines.feed(chunk):
+                        event = parse_event(payload)
+                        if event is None:
+                            continue
+                        if (error := error_of(event)) is not None:
+                            raise UpstreamError(f"Triton: {error}")
+                        yield event
+        except (AiohttpClientError, OSError) as err:
+            raise UpstreamError(f"Triton unreachable: {err}", HTTPStatus.SERVICE_UNAVAILABLE) from err
+
+    async def _openai_stream(self, request: web.Request, endpoint: str, ident: str, parsed: openai_api.Request,
+                             inputs: dict[str, Any], prompt_tokens: int | None,
+                             tracker: Tracker) -> tuple[web.StreamResponse, int, str | None, int | None]:
+        """OpenAI's server-sent events for one answer: (response, code, failure, output tokens). The 200 goes out
+        with the engine's first response, so a request Triton refuses still gets an error status."""
+        settings = self.settings
+        head: dict[str, Any] = {"id": ident, "object": "chat.completion.chunk" if endpoint == CHAT
+                                else "text_completion", "created": int(time.time()), "model": settings.served_model,
+                                "system_fingerprint": settings.revision or None}
+        if parsed.include_usage:
+            head["usage"] = None  # every chunk has it; the last one, apart, has the numbers
+        splitter = reasoning.StreamSplitter() if endpoint == CHAT and settings.reasoning else None
+        text = Cumulative()
+        response: web.StreamResponse | None = None
+        finish, interval = "stop", settings.stream_interval
+        failure: str | None = None
+
+        def chunk(content: str, thought: str = "", end: str | None = None, role: bool = False) -> bytes:
+            if endpoint == COMPLETIONS:
+                choice: dict[str, Any] = {"index": 0, "text": content, "logprobs": None, "finish_reason": end}
             else:
-                delta: dict[str, Any] = {}
+                delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}
                 if thought:
                     delta["reasoning_content"] = thought
-                if text:
-                    delta["content"] = text
-                choice = {"index": 0, "delta": delta, "finish_reason": finish}
-            self._event({**head, "choices": [choice]})
+                if content:
+                    delta["content"] = content
+                choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": end}
+            return _event({**head, "choices": [choice]})
 
-        if endpoint == "chat":
-            self._event({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                              "finish_reason": None}]})
-        finish, last, failed = "stop", None, None
+        # The first write carries the headers, the role chunk and the first text in one send, and the last one
+        # the finish chunk, the usage, [DONE] and the end of the body: sends are what a stream costs most here.
+        pending = chunk("", role=True) if endpoint == CHAT else b""
+        events = self._triton_events(inputs)
         try:
-            for delta, event in itertools.chain([first] if first is not None else [], deltas):
-                now = time.monotonic()
-                if last is None:
-                    metrics.ttft.labels(endpoint).observe(now - started)
-                else:
-                    metrics.itl.labels(endpoint).observe(now - last)
-                last = now
-                finish = _finish_reason(event) if "finish_reason" in event else finish
-                thought, text = splitter.feed(delta) if splitter else ("", delta)
-                if thought or text:
-                    send(text, thought)
-        except UpstreamError as err:  # after the 200: the stream ends with OpenAI's error event
-            failed = str(err)
-        if splitter:
-            thought, text = splitter.finish()
-            if thought or text:
-                send(text, thought)
-        if failed is not None:
-            self._event({"error": {"message": failed, "type": "server_error", "param": None, "code": None}})
-        else:
-            send("", finish=finish)
-        self._event(b"[DONE]")
+            async for event in events:
+                if response is None:
+                    response = self._closing(web.StreamResponse(headers={
+                        "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}))
+                    await response.prepare(request)
+                delta = text.feed(text_output(event))
+                if "finish_reason" in event:
+                    finish = finish_reason(event, finish)
+                thought, content = splitter.feed(delta) if splitter else ("", delta)
+                if thought or content:
+                    await response.write(pending + chunk(content, thought) if pending else chunk(content, thought))
+                    pending = b""
+                    tracker.text(interval)
+            if splitter:
+                thought, content = splitter.finish()
+                if thought or content:
+                    pending += chunk(content, thought)
+        except UpstreamError as err:
+            if response is None:
+                raise  # nothing sent yet: an error status
+            failure = ERROR_IN_200  # after the 200: the stream ends with OpenAI's error event
+            pending += _event(error_body(str(err), HTTPStatus.INTERNAL_SERVER_ERROR))
+        except ConnectionResetError:  # the client went away: Triton's connection is closed with the generator
+            return response or web.StreamResponse(), CLIENT_CLOSED, None, None
+        finally:
+            await events.aclose()
+        if response is None:
+            raise UpstreamError("Triton: the stream ended without a response")
+        output_tokens: int | None = None
+        if parsed.include_usage and failure is None:
+            output_tokens = await self._count(settings.tokens.output_tokens, text.text)
+        try:
+            if failure is None:
+                pending += chunk("", end=finish)
+                usage = openai_api.usage(prompt_tokens, output_tokens)
+                if usage is not None:
+                    pending += _event({**head, "choices": [], "usage": usage})
+            await response.write_eof(pending + b"data: [DONE]\n\n")
+        except ConnectionResetError:
+            return response, CLIENT_CLOSED, None, None
+        if output_tokens is None:  # counted after the answer went out
+            output_tokens = await self._count(settings.tokens.output_tokens, text.text)
+        return response, HTTPStatus.OK, failure, output_tokens
+
+    # ------------------------------------------------------------------------------------------ Triton's API
+
+    async def inference(self, request: web.Request) -> web.StreamResponse:
+        api = request.path.rsplit("/", 1)[-1]
+        if api == "infer":
+            return await self._forward(request, "infer")
+        return await self._generate(request, api)
+
+    async def other(self, request: web.Request) -> web.StreamResponse:
+        return await self._forward(request, "other")
+
+    def _url(self, request: web.Request) -> URL:
+        return URL(str(self.triton) + request.raw_path, encoded=True)
+
+    async def _forward(self, request: web.Request, api: str) -> web.StreamResponse:
+        """A request passed through as it is, both ways streamed: counted by its status only."""
+        tracker = Tracker(self.metrics.apis[api], self.clock)
+        code: int = HTTPStatus.BAD_GATEWAY
+        failure: str | None = SERVER_ERROR
+        response: web.StreamResponse | None = None
+        try:
+            async with self._session().request(
+                    request.method, self._url(request), headers=_forwarded(request.headers, keep_length=True),
+                    data=request.content if request.body_exists else None, allow_redirects=False) as upstream:
+                response = self._closing(web.StreamResponse(
+                    status=upstream.status, reason=upstream.reason,
+                    headers=_forwarded(upstream.headers, keep_length=True)))
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)
+                await response.write_eof()
+                code, failure = upstream.status, failure_of(upstream.status)
+                return response
+        except ConnectionResetError:
+            code, failure = CLIENT_CLOSED, None
+            return response or web.StreamResponse()
+        except (AiohttpClientError, OSError) as err:
+            if response is not None:
+                raise  # the answer was cut: the client's connection is dropped, not ended cleanly
+            return self._closing(_json(HTTPStatus.BAD_GATEWAY, {"error": f"Triton unreachable: {err}"}))
+        finally:
+            tracker.finish(code, failure)
+
+    async def _generate(self, request: web.Request, api: str) -> web.StreamResponse:
+        """Triton's generate or generate_stream, passed through byte for byte as it arrives (a stream, event by
+        event), and counted from the events: the first generated text, the gaps between responses, errors inside
+        the 200, and the prompt and generated tokens (the echoed prompt left out)."""
+        settings = self.settings
+        tracker = Tracker(self.metrics.apis[api], self.clock)
+        code: int = HTTPStatus.BAD_GATEWAY
+        failure: str | None = SERVER_ERROR
+        prompt_tokens: int | None = None
+        output_tokens: int | None = None
+        response: web.StreamResponse | None = None
+        try:
+            body = await request.read()
+            prompt, echoed = _prompt_of(body)
+            if prompt is not None:
+                prompt_tokens = await self._count(settings.tokens.prompt_tokens, prompt)
+            tracker.generation_started()
+            text = Cumulative(prompt if echoed else None)
+            async with self._session().request(
+                    request.method, self._url(request), headers=_plain(request.headers),
+                    data=body, allow_redirects=False) as upstream:
+                headers = _forwarded(upstream.headers, keep_length=True)
+                streamed = "text/event-stream" in upstream.headers.get("Content-Type", "")
+                if not streamed or upstream.status != HTTPStatus.OK:
+                    data = await upstream.read()
+                    code, failure = upstream.status, failure_of(upstream.status)
+                    event = parse_event(data) if code == HTTPStatus.OK else None
+                    if event is not None:
+                        if error_of(event):
+                            failure = ERROR_IN_200
+                        else:
+                            text.feed(text_output(event))
+                            tracker.text(settings.stream_interval)
+                            output_tokens = await self._count(settings.tokens.output_tokens, text.text)
+                    return self._closing(web.Response(body=data, status=code, reason=upstream.reason,
+                                                      headers=headers))
+                response = self._closing(web.StreamResponse(status=upstream.status, reason=upstream.reason,
+                                                            headers=headers))
+                await response.prepare(request)
+                code, failure = upstream.status, None
+                lines, interval = EventLines(), settings.stream_interval
+                async for chunk in upstream.content.iter_any():
+                    await response.write(chunk)  # forwarded first, then read
+                    for payload in lines.feed(chunk):
+                        if (event := parse_event(payload)) is None:
+                            continue
+                        if error_of(event):
+                            failure = ERROR_IN_200
+                        elif text.feed(text_output(event)):
+                            tracker.text(interval)
+                await response.write_eof()
+            output_tokens = await self._count(settings.tokens.output_tokens, text.text)
+            return response
+        except ConnectionResetError:
+            code, failure = CLIENT_CLOSED, None
+            return response or web.StreamResponse()
+        except (AiohttpClientError, OSError) as err:
+            if response is not None:
+                raise
+            return self._closing(_json(HTTPStatus.BAD_GATEWAY, {"error": f"Triton unreachable: {err}"}))
+        finally:
+            tracker.finish(code, failure, stream_interval=settings.stream_interval, prompt_tokens=prompt_tokens,
+                           output_tokens=output_tokens)
 
 
-class FrontendServer(ThreadingHTTPServer):
-    # Handler threads do not hold the process: an idle keep-alive connection (a gateway keeps them open) would
-    # otherwise keep it alive until the kubelet's SIGKILL. Answers in flight are waited for in `drain`.
-    daemon_threads = True
-    block_on_close = False
+def _upstream_error(status: int, event: dict[str, Any] | None, data: bytes) -> UpstreamError:
+    message = (error_of(event) if event else None) or data.decode(errors="replace")[:500] or f"HTTP {status}"
+    if status in (HTTPStatus.NOT_FOUND, HTTPStatus.SERVICE_UNAVAILABLE):  # the model is not loaded or not ready
+        return UpstreamError(f"Triton: {message}", HTTPStatus.SERVICE_UNAVAILABLE)
+    return UpstreamError(f"Triton: {message}")
 
-    def __init__(self, address: tuple[str, int], settings: Settings) -> None:
-        super().__init__(address, Handler)
-        self.settings = settings
-        self.triton = Triton(settings)
-        self.metrics = Metrics()
-        self.started = int(time.time())
-        self._answering = 0  # what `drain` waits on, and what the in-flight gauge shows
-        self._lock = threading.Lock()
-        self.metrics.in_flight.set_function(lambda: self._answering)
 
-    def answering(self, delta: int) -> None:
-        with self._lock:
-            self._answering += delta
+def _prompt_of(body: bytes) -> tuple[str | None, bool]:
+    """A generate request's prompt (`text_input`), and whether the answer will echo it (the llmapi model's
+    `sampling_param_exclude_input_from_output` defaults to false)."""
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None, False
+    if not isinstance(request, dict):
+        return None, False
+    prompt = request.get("text_input")
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        return None, False
+    exclude = request.get("sampling_param_exclude_input_from_output")
+    exclude = exclude[0] if isinstance(exclude, list) and exclude else exclude
+    return prompt, exclude is not True
 
-    def drain(self, timeout_s: float) -> int:
-        """Waits until no request is being answered, at most `timeout_s`; returns how many still were."""
-        deadline = time.monotonic() + timeout_s
-        while self._answering and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return self._answering
+
+async def _write_quietly(response: web.StreamResponse, data: bytes) -> None:
+    with contextlib.suppress(ConnectionResetError):
+        await response.write(data)
+
+
+def _raise_open_files_limit() -> None:
+    """Two sockets per stream in flight: the soft limit of open files up to the hard one."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        pass
+
+
+async def serve(settings: Settings, host: str, port: int, metrics_port: int, drain_timeout_s: float) -> int:
+    frontend = Frontend(settings)
+    await frontend.start(host, port, metrics_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    log.info("frontend on :%d (metrics :%d) for %s revision %s -> %s (OpenAI API %s)", port, metrics_port,
+             settings.served_model, settings.revision or "-", settings.triton_url, "on" if settings.openai else "off")
+    await stop.wait()
+    left = await frontend.drain(drain_timeout_s)
+    if left:
+        log.warning("stopping with %d requests unfinished after %.0f s", left, drain_timeout_s)
+    await frontend.close()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deepseek_operator.frontend", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=9000)
+    parser = argparse.ArgumentParser(prog="python -m deepseek_operator.frontend",
+                                     description="The serving pod's front door: OpenAI's API and Triton's, counted.")
+    parser.add_argument("--port", type=int, default=8000, help="the API port (the pod's `http`)")
+    parser.add_argument("--metrics-port", type=int, default=8003, help="/metrics only")
     parser.add_argument("--host", default="0.0.0.0")  # the pod's own address
-    parser.add_argument("--triton-url", default="http://127.0.0.1:8000")
+    parser.add_argument("--triton-url", default="http://127.0.0.1:8080")
     parser.add_argument("--triton-model", default="tensorrt_llm")
     parser.add_argument("--served-model", required=True, help="the `model` clients name")
-    parser.add_argument("--checkpoint", type=Path, required=True, help="folder of the tokenizer_config.json")
+    parser.add_argument("--revision", default="", help="the serving revision (a label of every metric)")
+    parser.add_argument("--checkpoint", type=Path, required=True,
+                        help="folder of the tokenizer.json and tokenizer_config.json")
     parser.add_argument("--reasoning-parser", choices=["deepseek-r1", "none"], default="deepseek-r1")
     parser.add_argument("--decoupled", action="store_true", help="the Triton model streams (decoupled)")
     parser.add_argument("--default-max-tokens", type=int, default=4096)
+    parser.add_argument("--max-seq-len", type=int, default=None,
+                        help="prompt plus answer tokens the engine holds; longer requests are refused")
+    parser.add_argument("--no-openai", dest="openai", action="store_false", help="serve no /v1 route")
+    parser.add_argument("--stream-interval", type=int, default=1, help="tokens per streamed response of the engine")
+    parser.add_argument("--drain-timeout", type=float, default=DRAIN_TIMEOUT_S,
+                        help="seconds to let requests in flight finish after SIGTERM")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    tokens, why = TokenCounter.from_checkpoint(args.checkpoint)
+    if why:
+        log.warning("%s: usage, the token counters and the context-length check are off", why)
     settings = Settings(triton_url=args.triton_url, triton_model=args.triton_model, served_model=args.served_model,
-                        chat=ChatFormat.from_checkpoint(args.checkpoint),
+                        revision=args.revision, chat=ChatFormat.from_checkpoint(args.checkpoint), tokens=tokens,
                         reasoning=args.reasoning_parser == "deepseek-r1", decoupled=args.decoupled,
-                        default_max_tokens=args.default_max_tokens)
-    server = FrontendServer((args.host, args.port), settings)
-
-    def stop(signum: int, frame: Any) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    template = "the checkpoint's chat template" if settings.chat.template else "DeepSeek-R1's turn format"
-    print(f"OpenAI frontend on :{args.port} for {settings.served_model} -> {settings.triton_url} "
-          f"({template})", flush=True)
-    server.serve_forever()
-    server.server_close()  # no new connections; the answers in flight finish within the pod's grace period
-    left = server.drain(DRAIN_TIMEOUT_S)
-    if left:
-        print(f"stopping with {left} answers unfinished", flush=True)
-    return 0
+                        default_max_tokens=args.default_max_tokens, max_seq_len=args.max_seq_len, openai=args.openai,
+                        stream_interval=max(1, args.stream_interval))
+    _raise_open_files_limit()
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series beside every counter and histogram
+    return asyncio.run(serve(settings, args.host, args.port, args.metrics_port, args.drain_timeout))

@@ -45,6 +45,7 @@ def summarize(body: Mapping[str, Any]) -> Summary:
 
 def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: list[Summary],
             jobs: list[Summary], lws_installed: bool = False, keda_installed: bool = False,
+            compute_domains_installed: bool = False,
             download_jobs: Sequence[Summary] = (),
             download_pods: Sequence[Summary] = (), metric_sources: Mapping[str, MetricSource] | None = None,
             operator_namespace: str | None = None) -> Observed:
@@ -75,6 +76,7 @@ def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: l
         leader_worker_sets={s["metadata"]["name"]: s for s in owned.get("LeaderWorkerSet", [])},
         lws_installed=lws_installed,
         keda_installed=keda_installed,
+        compute_domains_installed=compute_domains_installed,
         scalers={kind: items[0] for kind in ("ScaledObject", "HorizontalPodAutoscaler")
                  if (items := owned.get(kind))},
         metric_sources=metric_sources or {},

@@ -48,7 +48,9 @@ class PassScheduler:
         self._read, self._prepare = read, prepare
         self.retry_s, self.stale_retry_s, self.tick_s, self.max_retry_s = retry_s, stale_retry_s, tick_s, max_retry_s
         self._failures: defaultdict[Key, int] = defaultdict(int)  # consecutive failed passes
-        self._locks: defaultdict[Key, asyncio.Lock] = defaultdict(asyncio.Lock)
+        # One lock per resource while a request holds or waits for it: dropped by the last of them, never by
+        # `forget`, so a resource deleted and made again under the same name still gets one pass at a time.
+        self._locks: dict[Key, tuple[asyncio.Lock, int]] = {}
         self._slots = asyncio.Semaphore(parallel)
         # Passes wait on the API server most of the time: one thread each, however few cores the pod has.
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="pass")
@@ -68,35 +70,48 @@ class PassScheduler:
         if key in self._queued:
             return
         self._queued.add(key)
-        async with self._locks[key], self._slots:
-            self._queued.discard(key)
-            body = self._read(key, context)
-            if not body or body["metadata"].get("deletionTimestamp"):
-                return
-            version = body["metadata"].get("resourceVersion", "")
-            if version and self._written_from.get(key) == version:
-                # Our own status write has not come back through the watch yet; its event brings the next pass.
-                if key not in self.wakeups:
-                    self._wake(key, self._now() + self.stale_retry_s)
-                return
-            started = self._now()
-            try:
-                work = self._prepare(key, body, context)
-                result = await asyncio.get_running_loop().run_in_executor(self._executor, work)
-            except Exception:
-                # A failed pass (API error, conflict) is tried again even if no event comes, later each time.
-                self._failures[key] += 1
-                delay = min(self.max_retry_s, self.retry_s * 2 ** (self._failures[key] - 1))
-                self._wake(key, self._now() + delay)
-                raise
-            self._failures.pop(key, None)
-            if result.wrote_status and version:
-                self._written_from[key] = version
-            if result.requeue_after is None:
-                self.wakeups.pop(key, None)
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock, self._slots:
+                await self._run(key, context)
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
             else:
-                # Counted from when the pass looked, not when its writes ended: an analysis every 1 s stays 1 s.
-                self._wake(key, started + result.requeue_after)
+                self._locks[key] = (lock, users - 1)
+
+    async def _run(self, key: Key, context: Any) -> None:
+        """One pass of `key`, under its lock: the newest body, unless it is gone or stale."""
+        self._queued.discard(key)
+        body = self._read(key, context)
+        if not body or body["metadata"].get("deletionTimestamp"):
+            return
+        version = body["metadata"].get("resourceVersion", "")
+        if version and self._written_from.get(key) == version:
+            # Our own status write has not come back through the watch yet; its event brings the next pass.
+            if key not in self.wakeups:
+                self._wake(key, self._now() + self.stale_retry_s)
+            return
+        started = self._now()
+        try:
+            work = self._prepare(key, body, context)
+            result = await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        except Exception:
+            # A failed pass (API error, conflict) is tried again even if no event comes, later each time.
+            self._failures[key] += 1
+            delay = min(self.max_retry_s, self.retry_s * 2 ** (self._failures[key] - 1))
+            self._wake(key, self._now() + delay)
+            raise
+        self._failures.pop(key, None)
+        if result.wrote_status and version:
+            self._written_from[key] = version
+        if result.requeue_after is None:
+            self.wakeups.pop(key, None)
+        else:
+            # Counted from when the pass looked, not when its writes ended: an analysis every 1 s stays 1 s.
+            self._wake(key, started + result.requeue_after)
 
     def _wake(self, key: Key, at: float) -> None:
         """A timed pass for `key` at loop time `at`; the loop, maybe asleep past it, looks again."""
@@ -104,8 +119,7 @@ class PassScheduler:
         self._rescheduled.set()
 
     def forget(self, key: Key) -> None:
-        """The resource is gone: its lock, timed pass and written version with it."""
-        self._locks.pop(key, None)
+        """The resource is gone: its timed pass and written version with it (its lock goes with its last user)."""
         self._failures.pop(key, None)
         self.wakeups.pop(key, None)
         self._written_from.pop(key, None)

@@ -29,7 +29,7 @@ from deepseek_operator.plan.status import (
     rendered_status,
     validation_message,
 )
-from deepseek_operator.render import autoscaling, catalog, children, security, sizing, weights
+from deepseek_operator.render import autoscaling, catalog, children, imex, security, sizing, weights
 from deepseek_operator.render import runtime as runtimes
 from deepseek_operator.rollout import machine
 from deepseek_operator.rollout.machine import Event
@@ -124,6 +124,14 @@ def start(body: dict[str, Any], observed: Observed, now: str) -> PassContext | P
         status.phase = Phase.DEGRADED
         # A namespace's label changes without an event of ours: look again a while later.
         return finish(body, conds, status, observed, requeue_after=POD_SECURITY_RECHECK_S)
+    if imex.needed(catalog.GPUS[spec.serving.gpu.type], fit.nodes_per_replica) \
+            and not observed.compute_domains_installed:
+        missing = imex.unavailable_message(catalog.GPUS[spec.serving.gpu.type], fit.nodes_per_replica)
+        conds.set(st.SPEC_VALID, True, Reason.VALID_SPEC, "")  # valid as written; the cluster lacks an API
+        conds.set(st.READY, False, Reason.NO_MULTI_NODE_NVLINK, f"{missing}; nothing was changed")
+        conds.set(st.DEGRADED, True, Reason.NO_MULTI_NODE_NVLINK, missing)
+        status.phase = Phase.DEGRADED
+        return finish(body, conds, status, observed)
     target = render(spec, model, rt)
     if ignored := runtimes.ignored_settings(spec, model, fit.nodes_per_replica, target.quantize):
         conds.set(st.SPEC_VALID, True, Reason.IGNORED_SETTING, "; ".join(ignored))

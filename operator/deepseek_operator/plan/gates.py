@@ -13,7 +13,7 @@ from deepseek_operator.api import status as st
 from deepseek_operator.api.status import Phase, PreflightState, QuantizationState, Reason, WeightsState
 from deepseek_operator.plan.context import PassContext
 from deepseek_operator.plan.observed import ChildRef, Plan
-from deepseek_operator.render import children, naming, network_policy, preflight, reports, weights
+from deepseek_operator.render import children, imex, naming, network_policy, preflight, reports, weights
 from deepseek_operator.render import quantize as quantization
 from deepseek_operator.rollout.clock import epoch, rfc3339
 from deepseek_operator.rollout.machine import Event
@@ -167,10 +167,13 @@ def _preflight_verdict(ctx: PassContext) -> dict[str, Any] | None:
         return None
     check = preflight.check_for(spec, target.gpu, target.world, ctx.fit.nodes_per_replica)
     name = preflight.job_name(ctx.owner.name, target.name)
-    ctx.apply += [preflight.rendezvous_service(ctx.owner, target.name),
-                  preflight.job(owner=ctx.owner, spec=spec, gpu=target.gpu, revision=target.name, check=check,
-                                node_affinity=ctx.affinity, tolerations=children.tolerations(spec),
-                                shm_size=children.shm_size(check.gpus_per_node))]
+    job = preflight.job(owner=ctx.owner, spec=spec, gpu=target.gpu, revision=target.name, check=check,
+                        node_affinity=ctx.affinity, tolerations=children.tolerations(spec),
+                        shm_size=children.shm_size(check.gpus_per_node))
+    if imex.needed(target.gpu, check.nodes):  # the check runs over the same multi-node NVLink as the replica
+        imex.claim_pod(job["spec"]["template"]["spec"], ctx.owner.name, target.name)
+        ctx.apply.append(imex.compute_domain(ctx.owner, target.name, check.nodes))
+    ctx.apply += [preflight.rendezvous_service(ctx.owner, target.name), job]
     if check.nodes > 1 and spec.serving.network_policy.enabled:  # its ranks reach each other across nodes
         ctx.apply.append(network_policy.group_policy(ctx.owner, target.name))
     return preflight.status(name=name, revision=target.name, check=check,

@@ -23,6 +23,8 @@ class Observed:
     leader_worker_sets: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     lws_installed: bool = False  # the LeaderWorkerSet API is served: multi-node revisions become LWS
     keda_installed: bool = False  # KEDA's ScaledObject API is served: autoscaling renders a ScaledObject
+    # NVIDIA's DRA driver serves ComputeDomains: replicas across GB200 trays get their IMEX channels.
+    compute_domains_installed: bool = False
     scalers: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # the resource's ScaledObject/HPA, by kind
     # The namespace's pod-security.kubernetes.io/enforce label (None: none, the cluster's default applies).
     pod_security: str | None = None

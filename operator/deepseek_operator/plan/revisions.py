@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec
-from deepseek_operator.render import catalog, children, multinode, naming, triton
+from deepseek_operator.render import catalog, children, imex, multinode, naming, triton
 from deepseek_operator.render import quantize as quantization
 from deepseek_operator.render import runtime as runtimes
 
@@ -27,6 +27,7 @@ class RevisionRender:
     world: int
     repo_data: dict[str, str]
     parallelism: dict[str, int]
+    stream_interval: int  # the runtime's tokens per streamed response
 
     @property
     def label(self) -> str:
@@ -72,7 +73,8 @@ def render(spec: DeepSeekDeploymentSpec, model: catalog.ModelSpec, rt: runtimes.
         expert_parallel=rt.expert if model.moe else None, attention_dp=rt.attention_dp, kv_fp8=rt.kv_fp8,
         moe_backend=rt.moe_backend, mtp_layers=rt.mtp_layers,
         cuda_graph_max_batch_size=rt.cuda_graph_max_batch_size if rt.cuda_graphs else None,
-        cuda_graph_padding=rt.cuda_graph_padding)
+        cuda_graph_padding=rt.cuda_graph_padding, enable_chunked_prefill=rt.chunked_prefill,
+        **_recipe_extras(rt, model.moe))
     repo_data = dict(_repository(repo_params))
     parallelism = {"tensor": fit.tensor_parallel, "pipeline": fit.pipeline_parallel, "expert": rt.expert,
                    "nodesPerReplica": fit.nodes_per_replica, "gpusPerReplica": fit.gpus_per_replica}
@@ -80,14 +82,30 @@ def render(spec: DeepSeekDeploymentSpec, model: catalog.ModelSpec, rt: runtimes.
     # alters config.pbtxt is a new revision too, like Flagger's config tracker).
     revision = naming.digest({"spec": snapshot(spec), "repository": repo_data, "layout": parallelism}, 10)
     return RevisionRender(revision, spec, catalog.GPUS[spec.serving.gpu.type], quantize, key, fit.gpus_per_replica,
-                          repo_data, parallelism)
+                          repo_data, parallelism, rt.recipe.stream_interval)
+
+
+def _recipe_extras(rt: runtimes.Runtime, moe: bool) -> dict[str, Any]:
+    """The published settings a recipe carries beyond the spec's fields; the MoE and MTP ones only where the
+    served runtime still has experts and MTP (a spec may turn MTP off)."""
+    recipe = rt.recipe
+    extras: dict[str, Any] = {"trust_remote_code": recipe.trust_remote_code, "stream_interval": recipe.stream_interval}
+    if moe:
+        extras |= {"moe_max_num_tokens": recipe.moe_max_num_tokens,
+                   "low_precision_moe_combine": recipe.low_precision_moe_combine,
+                   "load_balancer_slots": recipe.load_balancer_slots
+                   if recipe.load_balancer_slots and recipe.load_balancer_slots % rt.expert == 0 else None}
+    if rt.mtp_layers and recipe.relaxed_acceptance is not None:
+        extras |= {"relaxed_topk": recipe.relaxed_acceptance.topk, "relaxed_delta": recipe.relaxed_acceptance.delta}
+    return extras
 
 
 def runtime_status(rt: runtimes.Runtime) -> dict[str, Any]:
     return {"recipe": rt.recipe.name, "source": rt.recipe.source, "reason": rt.reason,
             "maxBatchSize": rt.max_batch_size, "maxNumTokens": rt.max_num_tokens,
             "attentionDataParallel": rt.attention_dp, "kvCacheDtype": "fp8" if rt.kv_fp8 else "auto",
-            "mtpLayers": rt.mtp_layers, **({"moeBackend": rt.moe_backend} if rt.moe_backend else {})}
+            "mtpLayers": rt.mtp_layers, "chunkedPrefill": rt.chunked_prefill,
+            **({"moeBackend": rt.moe_backend} if rt.moe_backend else {})}
 
 
 def render_revision(spec: DeepSeekDeploymentSpec) -> RevisionRender | None:
@@ -109,14 +127,15 @@ def render_snapshot(entry: Mapping[str, Any]) -> RevisionRender | None:
 
 def workload(owner: children.Owner, r: RevisionRender, replicas: int, lws: bool) -> list[dict[str, Any]]:
     """A revision's serving workload: a Deployment when a replica fits one node, else its groups."""
-    nodes, cache = r.parallelism["nodesPerReplica"], r.quantize
+    nodes = r.parallelism["nodesPerReplica"]
+    pods = children.RevisionPods(owner=owner, spec=r.spec, gpu=r.gpu, revision=r.name, checkpoint_key=r.key,
+                                 mount_model_cache=r.quantize, stream_interval=r.stream_interval)
     if nodes == 1:
-        return [children.server_deployment(owner=owner, spec=r.spec, gpu=r.gpu, revision=r.name, checkpoint_key=r.key,
-                                           world_size=r.world, replicas=replicas, mount_model_cache=cache)]
-    layout = multinode.Layout(nodes=nodes, gpus_per_node=r.world // nodes, world_size=r.world)
+        return [children.server_deployment(pods, world_size=r.world, replicas=replicas)]
+    channels = imex.needed(r.gpu, nodes)
+    layout = multinode.Layout(nodes=nodes, gpus_per_node=r.world // nodes, world_size=r.world, imex=channels)
+    domain = [imex.compute_domain(owner, r.name, nodes)] if channels else []
     if lws:
-        return [multinode.leader_worker_set(owner=owner, spec=r.spec, gpu=r.gpu, revision=r.name, checkpoint_key=r.key,
-                                            layout=layout, replicas=replicas, mount_model_cache=cache)]
-    return [multinode.headless_service(owner, r.name),
-            *multinode.statefulsets(owner=owner, spec=r.spec, gpu=r.gpu, revision=r.name, checkpoint_key=r.key,
-                                    layout=layout, replicas=replicas, mount_model_cache=cache)]
+        return [*domain, multinode.leader_worker_set(pods, layout=layout, replicas=replicas)]
+    return [*domain, multinode.headless_service(owner, r.name),
+            *multinode.statefulsets(pods, layout=layout, replicas=replicas)]

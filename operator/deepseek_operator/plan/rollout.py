@@ -15,7 +15,7 @@ from deepseek_operator.plan.gates import stale_preflights
 from deepseek_operator.plan.observed import AnalysisRequest, ChildRef, Plan
 from deepseek_operator.plan.pods import failing_pods, ready_pod_ips, refused_pods, unschedulable_pods
 from deepseek_operator.plan.revisions import RevisionRender, render_snapshot, snapshot, workload
-from deepseek_operator.render import children, multinode, naming, network_policy, routing
+from deepseek_operator.render import children, imex, multinode, naming, network_policy, routing
 from deepseek_operator.rollout import machine
 from deepseek_operator.rollout.clock import epoch
 from deepseek_operator.rollout.machine import Event
@@ -80,16 +80,14 @@ def route(ctx: PassContext, decided: Decided) -> None:
     serving_revision = new.stable or next(iter(decision.replicas), "")
     if not serving_revision:
         return
-    openai = ctx.spec.serving.openai.enabled
-    router = routing.router_for(rollout.traffic_routing, openai)
+    router = routing.router_for(rollout.traffic_routing)
     split = routing.Split(canary_active=(bool(new.canary) and new.weight > 0) or decision.ab_routing,
                           canary_weight=new.weight, ab_matches=tuple(rollout.match) if decision.ab_routing else ())
-    ctx.apply += [children.service(owner, openai), children.disruption_budget(owner)]
+    ctx.apply += [children.service(owner), children.disruption_budget(owner)]
     if rollout.traffic_routing.gateway_api is not None:  # the HTTPRoute's two backends
         ctx.apply += [
-            children.revision_service(owner, naming.stable_service_name(owner.name), serving_revision, openai),
-            children.revision_service(owner, naming.canary_service_name(owner.name), new.canary or serving_revision,
-                                      openai),
+            children.revision_service(owner, naming.stable_service_name(owner.name), serving_revision),
+            children.revision_service(owner, naming.canary_service_name(owner.name), new.canary or serving_revision),
         ]
     ctx.apply += router.objects(owner, split)
 
@@ -108,6 +106,8 @@ def prune(ctx: PassContext, decision: machine.Decision, kept: set[str]) -> None:
     delete += [ChildRef("v1", "Service", n) for n in gone]
     gone += [n for n in sorted(observed.leader_worker_sets) if n not in kept]
     delete += [ChildRef("v1", "Secret", multinode.ssh_secret_name_of(n)) for n in gone]
+    if observed.compute_domains_installed:  # a GB200 revision's IMEX domain goes with it (404 for the others)
+        delete += [ChildRef(imex.API_VERSION, imex.KIND, imex.domain_name_of(n)) for n in gone]
     live = {naming.model_repo_configmap_name(ctx.owner.name, r) for r in _live(ctx, decision)}
     delete += [ChildRef("v1", "ConfigMap", cm) for cm in observed.model_repo_configmaps if cm not in live]
     if ctx.spec.rollout.traffic_routing.gateway_api is None:

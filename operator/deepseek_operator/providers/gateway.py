@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from deepseek_operator.plan import AnalysisRequest
 from deepseek_operator.providers.base import FAILURE, SUCCESS, ProviderError, source_reader, unmeasured
 from deepseek_operator.providers.counters import differenced
-from deepseek_operator.render.children import HTTP_PORT, OPENAI_PORT
+from deepseek_operator.render.children import HTTP_PORT
 from deepseek_operator.rollout.analysis import Measurement
 
 
@@ -42,7 +42,7 @@ def gateway_counters(text: str, services: Mapping[str, str], failure_codes: str)
 
 def traefik_service_pattern(namespace: str, service: str, ports: tuple[int, ...]) -> str:
     """How Traefik's Gateway API provider names a backend in its metrics: <ns>-<svc>-<port name>-<port>@…, for
-    any of `ports` (Triton's HTTP port and the OpenAI frontend's: clients of both count)."""
+    any of `ports`."""
     alternatives = "|".join(str(p) for p in ports)
     return rf"^{re.escape(namespace)}-{re.escape(service)}-(http-)?({alternatives})(-|@|$)"
 
@@ -52,7 +52,7 @@ class GatewayProvider:
     def measure(self, request: AnalysisRequest) -> Measurement:
         settings = request.gateway
         assert settings is not None
-        ports = (HTTP_PORT, OPENAI_PORT)
+        ports = (HTTP_PORT,)
         services = {"canary": traefik_service_pattern(request.namespace, request.canary_service, ports),
                     "stable": traefik_service_pattern(request.namespace, request.stable_service, ports)}
         try:

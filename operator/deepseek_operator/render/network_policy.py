@@ -9,7 +9,14 @@ from typing import Any
 
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec, NetworkPeer
 from deepseek_operator.render import naming
-from deepseek_operator.render.children import GRPC_PORT, HTTP_PORT, METRICS_PORT, OPENAI_PORT, Owner, child_metadata
+from deepseek_operator.render.children import (
+    FRONTEND_METRICS_PORT,
+    GRPC_PORT,
+    HTTP_PORT,
+    METRICS_PORT,
+    Owner,
+    child_metadata,
+)
 
 API_VERSION = "networking.k8s.io/v1"
 NAMESPACE_NAME = "kubernetes.io/metadata.name"  # the label every namespace carries (its name)
@@ -47,9 +54,8 @@ def resource_policies(owner: Owner, spec: DeepSeekDeploymentSpec, operator_names
     clients = [_peer(p) for p in settings.clients] or [{"podSelector": {}}]  # default: this namespace's pods
     clients += [_namespace(ns) for ns in gateways]
     scrapers = [_peer(p) for p in settings.monitoring]
-    rules = [{"from": clients, "ports": _ports(HTTP_PORT, GRPC_PORT, OPENAI_PORT)},
-             # The frontend's /metrics shares its API port.
-             {"from": scrapers, "ports": _ports(METRICS_PORT, OPENAI_PORT)}]
+    rules = [{"from": clients, "ports": _ports(HTTP_PORT, GRPC_PORT)},
+             {"from": scrapers, "ports": _ports(METRICS_PORT, FRONTEND_METRICS_PORT)}]
     if operator_namespace:
         rules.append({"from": [_namespace(operator_namespace)], "ports": _ports(METRICS_PORT)})
     return [_policy(owner, naming.ingress_policy_name(owner.name), {naming.LABEL_DEPLOYMENT: owner.name}, rules)]

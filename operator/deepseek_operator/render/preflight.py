@@ -15,7 +15,7 @@ from typing import Any
 
 from deepseek_operator.api.common import Fabric
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec
-from deepseek_operator.render import naming, nccl, security
+from deepseek_operator.render import imex, naming, nccl, security
 from deepseek_operator.render.catalog import GpuSpec
 from deepseek_operator.render.children import Owner, child_metadata
 from deepseek_operator.render.reports import finished_condition, termination_message
@@ -47,14 +47,15 @@ def required(spec: DeepSeekDeploymentSpec, gpus_per_replica: int) -> bool:
 
 def check_for(spec: DeepSeekDeploymentSpec, gpu: GpuSpec, gpus_per_replica: int, nodes: int) -> Check:
     settings, fabric = spec.network.preflight, spec.network.fabric
+    over_fabric = nodes > 1 and not imex.needed(gpu, nodes)  # GB200 trays talk over multi-node NVLink
     expect = settings.expect_transport
-    if expect == "auto" and nodes > 1:
+    if expect == "auto" and over_fabric:
         expect = "socket" if fabric is Fabric.ETHERNET else "ib"
     elif expect == "auto":
         expect = "nvlink" if gpu.nvlink else "p2p"
     bound = settings.min_bus_bandwidth_gbps
     if bound is None:
-        bound = INTER_NODE_MIN_BUS_BANDWIDTH_GBPS[fabric] if nodes > 1 else gpu.min_bus_bandwidth_gbps
+        bound = INTER_NODE_MIN_BUS_BANDWIDTH_GBPS[fabric] if over_fabric else gpu.min_bus_bandwidth_gbps
     return Check(nodes=nodes, gpus_per_node=gpus_per_replica // nodes, expect_transport=expect,
                  min_bus_bandwidth_gbps=bound)
 

@@ -27,9 +27,12 @@ CHECKPOINT_MOUNT = "/checkpoint"
 CALIBRATION_MOUNT = "/calibration"
 COMPLETE_MARKER = ".complete"
 
-# ModelOpt's quantization configs (modelopt.torch.quantization) per precision the checkpoint lacks.
-MODELOPT_CONFIG = {Precision.FP8: "FP8_DEFAULT_CFG", Precision.INT8: "INT8_WEIGHT_ONLY_CFG",
-                   Precision.W4A16: "INT4_AWQ_CFG", Precision.AWQ: "INT4_AWQ_CFG",
+# ModelOpt's quantization configs (modelopt.torch.quantization) per precision the checkpoint lacks, as ModelOpt 0.37
+# (the version TensorRT-LLM 1.2 pins) exports them for TensorRT-LLM's PyTorch backend: FP8 -> quant_algo FP8,
+# INT4 AWQ -> W4A16_AWQ (group 128), NVFP4 -> NVFP4 (group 16). W4A16 is AWQ too: INT4_BLOCKWISE_WEIGHT_ONLY_CFG fails
+# in the export. No INT8: ModelOpt has no INT8_WEIGHT_ONLY_CFG and exports any INT8 weights as W8A8_SQ_PER_CHANNEL
+# (SmoothQuant), which the PyTorch backend has no linear method for. See benchmarks/quantize/README.md.
+MODELOPT_CONFIG = {Precision.FP8: "FP8_DEFAULT_CFG", Precision.W4A16: "INT4_AWQ_CFG", Precision.AWQ: "INT4_AWQ_CFG",
                    Precision.NVFP4: "NVFP4_DEFAULT_CFG"}
 _CASTS = frozenset({Precision.BF16, Precision.FP16})
 
@@ -56,11 +59,13 @@ import modelopt.torch.quantization as mtq
 from modelopt.torch.export import export_hf_checkpoint
 from transformers import AutoModelForCausalLM, AutoTokenizer
 tokenizer = AutoTokenizer.from_pretrained(src)
-model = AutoModelForCausalLM.from_pretrained(src, torch_dtype="auto", device_map="auto")
+model = AutoModelForCausalLM.from_pretrained(src, dtype="auto", device_map="auto")  # torch_dtype: deprecated
 print(f"calibrating {config_name} on {len(prompts)} samples", flush=True)
+# Without a calibration file max_length is 0: the prompts go whole (truncating to 0 tokens leaves nothing to run).
+encode = {"truncation": True, "max_length": int(max_length)} if int(max_length) > 0 else {}
 def calibrate(m):
     for text in prompts:
-        m(**tokenizer(text, return_tensors="pt", truncation=True, max_length=int(max_length)).to(m.device))
+        m(**tokenizer(text, return_tensors="pt", **encode).to(m.device))
 model = mtq.quantize(model, getattr(mtq, config_name), calibrate)
 partial = Path(out + ".partial")
 shutil.rmtree(partial, ignore_errors=True)

@@ -1,10 +1,9 @@
 """Traffic routers: how the split the rollout decided reaches clients. Pure.
 
 Two routers behind one Protocol. `gatewayAPI` renders an HTTPRoute with weighted backendRefs to `<name>-stable`
-and `<name>-canary` (and header/cookie matches for an A/B test): the gateway's data plane honours the weight
-exactly. With the OpenAI frontend on, requests under `/v1` go to the Services' `openai` port and the rest to
-Triton's HTTP port, with the same split: each backend set is one pair of rules (A/B matches, then the weights);
-Gateway API's precedence (longest path prefix first, then most header matches) keeps them apart.
+and `<name>-canary` on the `http` port, the pods' front door for the OpenAI API and Triton's HTTP API alike (and
+header/cookie matches for an A/B test, first: Gateway API's precedence puts rules with more header matches
+ahead): the gateway's data plane honours the weight exactly.
 `service` renders nothing: the `<name>` Service selects every revision's pods, so the split is the replica
 ratio the rollout machine chose (and reports as the effective weight).
 """
@@ -17,10 +16,9 @@ from typing import Any, Protocol
 
 from deepseek_operator.api.spec import GatewayApiRouting, RequestMatch, TrafficRouting
 from deepseek_operator.render import naming
-from deepseek_operator.render.children import HTTP_PORT, OPENAI_PORT, Owner, child_metadata
+from deepseek_operator.render.children import HTTP_PORT, Owner, child_metadata
 
 GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
-OPENAI_PATH_PREFIX = "/v1"
 
 
 @dataclass(frozen=True)
@@ -46,32 +44,28 @@ def _header_matches(match: RequestMatch) -> list[dict[str, str]]:
     return out
 
 
-def _rules(owner: Owner, split: Split, port: int, path: str | None) -> list[dict[str, Any]]:
-    """The split over one port: A/B matches to the canary, then the weighted (or all-stable) default."""
-    stable = {"name": naming.stable_service_name(owner.name), "port": port}
-    canary = {"name": naming.canary_service_name(owner.name), "port": port}
-    on_path = {"path": {"type": "PathPrefix", "value": path}} if path else {}
+def _rules(owner: Owner, split: Split) -> list[dict[str, Any]]:
+    """The split: A/B matches to the canary, then the weighted (or all-stable) default."""
+    stable = {"name": naming.stable_service_name(owner.name), "port": HTTP_PORT}
+    canary = {"name": naming.canary_service_name(owner.name), "port": HTTP_PORT}
     rules: list[dict[str, Any]] = []
     if split.canary_active and split.ab_matches:
-        rules.append({"matches": [{**on_path, "headers": _header_matches(m)} for m in split.ab_matches],
+        rules.append({"matches": [{"headers": _header_matches(m)} for m in split.ab_matches],
                       "backendRefs": [{**canary, "weight": 1}]})
-    default: dict[str, Any] = {"matches": [on_path]} if path else {}
     if split.canary_active and not split.ab_matches:
-        rules.append({**default, "backendRefs": [{**stable, "weight": 100 - split.canary_weight},
-                                                 {**canary, "weight": split.canary_weight}]})
+        rules.append({"backendRefs": [{**stable, "weight": 100 - split.canary_weight},
+                                      {**canary, "weight": split.canary_weight}]})
     else:
-        rules.append({**default, "backendRefs": [{**stable, "weight": 100}]})
+        rules.append({"backendRefs": [{**stable, "weight": 100}]})
     return rules
 
 
 @dataclass(frozen=True)
 class GatewayApiRouter:
     routing: GatewayApiRouting
-    openai: bool = False
 
     def objects(self, owner: Owner, split: Split) -> list[dict[str, Any]]:
-        rules = _rules(owner, split, OPENAI_PORT, OPENAI_PATH_PREFIX) if self.openai else []
-        rules += _rules(owner, split, HTTP_PORT, None)
+        rules = _rules(owner, split)
         parents = [{k: v for k, v in {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": ref.name,
                                       "namespace": ref.namespace, "sectionName": ref.section_name}.items() if v}
                    for ref in self.routing.parent_refs]
@@ -88,7 +82,7 @@ class ServiceRouter:
         return []
 
 
-def router_for(routing: TrafficRouting, openai: bool) -> TrafficRouter:
+def router_for(routing: TrafficRouting) -> TrafficRouter:
     if routing.gateway_api is not None:
-        return GatewayApiRouter(routing.gateway_api, openai)
+        return GatewayApiRouter(routing.gateway_api)
     return ServiceRouter()

@@ -13,11 +13,19 @@ from dataclasses import dataclass, replace
 from deepseek_operator.api.common import Fabric, Precision
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec
 from deepseek_operator.render import nccl, quantize, recipes, sizing
-from deepseek_operator.render.catalog import GpuSpec, ModelSpec
+from deepseek_operator.render.catalog import GPUS, GpuSpec, ModelSpec
 
 # What DeepSeek-R1's checkpoint carries for speculative decoding: one MTP module (num_nextn_predict_layers 1
 # in its config.json), which the runtime applies repeatedly for more draft tokens.
 MTP_MODELS = frozenset({"deepseek-r1"})
+# Chunked prefill splits a prompt longer than max_num_tokens over several scheduler iterations; without it the
+# LLM API refuses every such prompt ("The sum of prompt length ... should not exceed max_num_tokens",
+# tensorrt_llm/llmapi/llm.py _check_arguments). For multi-head latent attention (DeepSeek-R1) TensorRT-LLM 1.2
+# runs it on SM90 and SM100 only, silently turning it off elsewhere (_torch/pyexecutor/py_executor_creator.py),
+# and needs max_num_tokens to be a multiple of the KV cache's tokens_per_block (examples/models/core/deepseek_v3/
+# README.md; tokens_per_block defaults to 32).
+MLA_CHUNKED_PREFILL_CAPABILITIES = frozenset({"9.0", "10.0"})
+KV_TOKENS_PER_BLOCK = 32
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,67 @@ class Runtime:
     cuda_graph_max_batch_size: int
     cuda_graph_padding: bool
     scheduler_policy: str
+    chunked_prefill: bool
+
+
+@dataclass(frozen=True)
+class PromptLimit:
+    """How prompts up to maxSeqLen get through one scheduler iteration's max_num_tokens."""
+
+    chunked_prefill: bool
+    max_num_tokens: int
+    note: str  # what was chosen and why, for status.runtime.reason ("" when nothing needed choosing)
+    problem: str = ""  # a maxNumTokens of the spec's own that refuses prompts no setting here can let through
+
+
+def prompt_limit(model: ModelSpec, gpu: GpuSpec, max_num_tokens: int, max_seq_len: int,
+                 set_in_spec: bool) -> PromptLimit:
+    """Chunked prefill where the model and GPU run it and a prompt can exceed max_num_tokens; else
+    max_num_tokens raised to maxSeqLen (or, when the spec set it, a problem saying so)."""
+    if max_num_tokens >= max_seq_len:
+        return PromptLimit(False, max_num_tokens, "")
+    if not model.uses_mla or gpu.compute_capability in MLA_CHUNKED_PREFILL_CAPABILITIES:
+        tokens = max_num_tokens
+        if model.uses_mla and tokens % KV_TOKENS_PER_BLOCK:
+            tokens += KV_TOKENS_PER_BLOCK - tokens % KV_TOKENS_PER_BLOCK
+        return PromptLimit(True, tokens, f"chunked prefill on: prompts longer than maxNumTokens {tokens} (up to "
+                                         f"maxSeqLen {max_seq_len}) are prefilled over several iterations")
+    why = (f"TensorRT-LLM runs chunked prefill for {model.name}'s latent attention on SM90 and SM100 only, and "
+           f"{gpu.name} is sm_{gpu.compute_capability.replace('.', '')}")
+    if set_in_spec:
+        return PromptLimit(False, max_num_tokens, "", problem=(
+            f"spec.runtime.maxNumTokens {max_num_tokens} is below maxSeqLen {max_seq_len}: every prompt longer "
+            f"than {max_num_tokens} tokens would be refused, and {why}; set maxNumTokens to at least {max_seq_len} "
+            f"or leave it unset"))
+    return PromptLimit(False, max_seq_len, f"maxNumTokens {max_seq_len} (= maxSeqLen): {why}, so every prompt "
+                                           f"must fit one iteration")
+
+
+# NVIDIA's quantized DeepSeek-R1 checkpoints on Hugging Face (ModelOpt NVFP4, Blackwell only), as TensorRT-LLM's
+# deployment guide and curated lookup.yaml name them (the Hub now lists them as nvidia/DeepSeek-R1-0528-NVFP4-v2).
+PUBLISHED_R1_CHECKPOINTS = {Precision.NVFP4: "nvidia/DeepSeek-R1-0528-FP4-v2"}
+
+
+# ModelOpt 0.37 (the version TensorRT-LLM 1.2 pins) exports INT8 weights only as W8A8 SmoothQuant, for which the
+# PyTorch backend has no linear method; it loads INT8 from no checkpoint ModelOpt makes (benchmarks/quantize).
+INT8_UNSERVABLE = ("spec.model.precision int8: TensorRT-LLM's PyTorch backend loads no INT8 checkpoint (ModelOpt "
+                   "exports INT8 as W8A8 SmoothQuant, a format of the removed TensorRT-engine backend): serve fp8 "
+                   "(Ada, Hopper, Blackwell; the same bytes per weight) or w4a16/awq (INT4 AWQ, from Ampere on)")
+
+
+def moe_quantize_problem(spec: DeepSeekDeploymentSpec, model: ModelSpec) -> str:
+    """Why the quantize Job cannot make the MoE model's precision, and the checkpoint that serves it. ModelOpt
+    quantizes DeepSeek-R1 with its own flow (examples/deepseek: DeepSeek's convert.py over the FP8 checkpoint, a
+    sharded ptq.py on 8 H200 or 16 H100, then quantize_fp8_to_nvfp4.sh), not with the generic
+    mtq.quantize/export_hf_checkpoint the Job runs, and only to NVFP4."""
+    precision, carried = spec.model.precision, spec.model.checkpoint_precision or model.native_precision
+    published = PUBLISHED_R1_CHECKPOINTS.get(precision)
+    where = (f"serve NVIDIA's {precision.value} checkpoint instead: spec.model.source hf repo {published} with "
+             f"spec.model.checkpointPrecision: {precision.value}" if published
+             else f"no {precision.value} checkpoint of {model.name} is published")
+    return (f"spec.model.precision {precision.value}: the quantize Job cannot make {model.name} at "
+            f"{precision.value} from its {carried.value} checkpoint (ModelOpt quantizes this model with its own "
+            f"multi-GPU DeepSeek flow); {where}; or serve {carried.value} as published")
 
 
 def problems(spec: DeepSeekDeploymentSpec, model: ModelSpec) -> list[str]:
@@ -58,8 +127,16 @@ def problems(spec: DeepSeekDeploymentSpec, model: ModelSpec) -> list[str]:
     if isinstance(tp, int) and isinstance(ep, int) and tp % ep:
         found.append(f"spec.runtime.parallelism.expert {ep} must divide parallelism.tensor {tp} (experts are "
                      f"split over the tensor-parallel ranks)")
-    if (unreachable := quantize.unreachable_precision(spec, model)) is not None:
+    if Precision.INT8 in (spec.model.precision, spec.model.checkpoint_precision):
+        found.append(INT8_UNSERVABLE)
+    elif model.moe and quantize.needs_quantize(spec, model.native_precision):
+        found.append(moe_quantize_problem(spec, model))
+    elif (unreachable := quantize.unreachable_precision(spec, model)) is not None:
         found.append(unreachable)
+    if rt.max_num_tokens is not None and rt.max_num_tokens < rt.max_seq_len:
+        limit = prompt_limit(model, GPUS[spec.serving.gpu.type], rt.max_num_tokens, rt.max_seq_len,
+                             set_in_spec=True)
+        found += [limit.problem] if limit.problem else []
     return found
 
 
@@ -121,16 +198,20 @@ def _with_recipe(spec: DeepSeekDeploymentSpec, model: ModelSpec, gpu: GpuSpec,
         if fit.tensor_parallel % expert:
             expert = fit.tensor_parallel  # the recipe's split does not divide a tensor size set in the spec
     graphs = min(rt.cuda_graphs.max_batch_size or recipe.cuda_graph_max_batch_size or batch, batch)
+    limit = prompt_limit(model, gpu, rt.max_num_tokens or recipe.max_num_tokens, rt.max_seq_len,
+                         set_in_spec=rt.max_num_tokens is not None)
+    note = "; ".join(n for n in (note, limit.note) if n)
     runtime = Runtime(
         recipe=recipe, reason="", fit=fit, expert=expert, attention_dp=attention_dp, max_batch_size=batch,
-        max_num_tokens=rt.max_num_tokens or recipe.max_num_tokens, max_seq_len=rt.max_seq_len,
+        max_num_tokens=limit.max_num_tokens, max_seq_len=rt.max_seq_len,
         free_gpu_memory_fraction=fraction,
         enable_block_reuse=(rt.kv_cache.enable_block_reuse if rt.kv_cache.enable_block_reuse is not None
                             else recipe.enable_block_reuse),
         kv_fp8=kv_fp8, moe_backend=(rt.moe_backend or recipe.moe_backend) if model.moe else None,
         mtp_layers=rt.mtp_layers if rt.mtp_layers is not None else recipe.mtp_layers,
         cuda_graphs=rt.cuda_graphs.enabled, cuda_graph_max_batch_size=graphs,
-        cuda_graph_padding=rt.cuda_graphs.padding, scheduler_policy=rt.scheduler_policy)
+        cuda_graph_padding=rt.cuda_graphs.padding, scheduler_policy=rt.scheduler_policy,
+        chunked_prefill=limit.chunked_prefill)
     return runtime, note
 
 

@@ -54,9 +54,9 @@ PIPELINE_PARALLEL_CHOICES = (2, 4)
 # TensorRT-LLM caches K/V in 16-bit, FP8 or INT8; 4-bit weight formats have no KV counterpart.
 KV_CACHE_PRECISIONS = frozenset({Precision.BF16, Precision.FP16, Precision.FP8, Precision.INT8})
 # Lower weight precisions suggested when a model does not fit, best quality first (AWQ is the better INT4).
-_LOWER_PRECISIONS = (Precision.FP8, Precision.NVFP4, Precision.INT8, Precision.AWQ)
+_LOWER_PRECISIONS = (Precision.FP8, Precision.NVFP4, Precision.AWQ)
 # What to suggest when the GPU has no FP8: the unquantized model first, then weight-only quantization.
-_PRECISIONS_WITHOUT_FP8 = (Precision.BF16, Precision.INT8, Precision.AWQ)
+_PRECISIONS_WITHOUT_FP8 = (Precision.BF16, Precision.AWQ)
 # Enough alternatives to choose from without burying the message.
 MAX_SUGGESTED_GPUS = 2
 _GB = 1e9
@@ -69,7 +69,7 @@ class SizingRequest:
     model: ModelSpec
     precision: Precision  # weight precision of the served checkpoint
     gpu: GpuSpec
-    gpus_per_node: int  # one NVLink domain; tensor parallelism stays inside it
+    gpus_per_node: int  # one NVLink domain; `auto` tensor parallelism stays inside it
     max_batch_size: int
     max_seq_len: int
     kv_cache_free_gpu_mem_fraction: float
@@ -232,10 +232,12 @@ def _layout_problem(req: SizingRequest) -> tuple[str, str] | None:
                                  f"{model.attention_heads} "
                                  f"attention heads and the {model.kv_heads} KV heads (or is a multiple of them); "
                                  f"valid on {per_node} GPUs per node: {valid}")
-    if tp is not None and tp > limit:
+    if tp is not None and tp > limit and tp % per_node:
         where = "one node" if limit == per_node else f"one NVLink domain of {req.gpu.name}"
-        return EXCEEDS_NODE, (f"parallelism.tensor {tp} exceeds the {limit} GPUs of {where} (tensor parallelism "
-                              f"stays inside one NVLink domain; span nodes with parallelism.pipeline); valid: {valid}")
+        return EXCEEDS_NODE, (f"parallelism.tensor {tp} exceeds the {limit} GPUs of {where} without filling whole "
+                              f"nodes of {per_node}: a tensor-parallel group spans nodes only whole (its "
+                              f"all-reduce then crosses the fabric, as TensorRT-LLM's two-node H100 recipe does), "
+                              f"or span nodes with parallelism.pipeline; valid inside {where}: {valid}")
     if pp is not None and pp > model.layers:
         return BAD_PARALLELISM, f"parallelism.pipeline {pp} exceeds the {model.layers} layers of {model.name}"
     if tp is not None and pp is not None and not _fills_whole_nodes(tp, pp, per_node):
@@ -319,10 +321,10 @@ def _layout_setting(estimate: _Estimate, gpus_per_node: int) -> str:
 
 def _layout_short(estimate: _Estimate, gpus_per_node: int) -> str:
     text = f"TP {estimate.tensor_parallel}"
+    nodes = nodes_per_replica(estimate.tensor_parallel, estimate.pipeline_parallel, gpus_per_node)
     if estimate.pipeline_parallel > 1:
-        nodes = nodes_per_replica(estimate.tensor_parallel, estimate.pipeline_parallel, gpus_per_node)
-        text += f", PP {estimate.pipeline_parallel}" + (f" on {nodes} nodes" if nodes > 1 else "")
-    return text
+        text += f", PP {estimate.pipeline_parallel}"
+    return text + (f" on {nodes} nodes" if nodes > 1 else "")
 
 
 def _lower_and_supported(precision: Precision, req: SizingRequest) -> bool:

@@ -10,7 +10,8 @@ TensorRT-engine backend, `trtllm-build` and the `inflight_batcher_llm` ensemble)
     <repo>/tensorrt_llm/1/model.yaml   the arguments of `tensorrt_llm.LLM(...)` (TorchLlmArgs) plus a
                                        `triton_config` block (max_batch_size, decoupled) that model.py applies
                                        in `auto_complete_config`
-    <repo>/tensorrt_llm/1/model.py     the image's own model.py, copied by the pod's init container (`IMAGE_MODEL_PY`)
+    <repo>/tensorrt_llm/1/model.py     the image's own model folder (model.py and the helpers.py it imports),
+                                       copied whole by the pod's init container (`IMAGE_MODEL_DIR`)
 
 A ConfigMap holds files, not directories, so `configmap_data` flattens each repository path
 (`tensorrt_llm/1/model.yaml` -> `tensorrt_llm__1__model.yaml`, see `configmap_key_for_path`) and
@@ -33,11 +34,10 @@ MODEL_NAME = "tensorrt_llm"
 CONFIG_FILE = "config.pbtxt"
 VERSION_DIR = "1"
 MODEL_YAML = f"{MODEL_NAME}/{VERSION_DIR}/model.yaml"
-MODEL_PY = f"{MODEL_NAME}/{VERSION_DIR}/model.py"
 RENDERED_PATHS = (f"{MODEL_NAME}/{CONFIG_FILE}", MODEL_YAML)
-IMAGE_MODEL_PY = "/app/all_models/llmapi/tensorrt_llm/1/model.py"
-"""Where the serving image ships the `llmapi` model.py (the TensorRT-LLM backend's Dockerfile copies
-triton_backend/all_models to /app/all_models)."""
+IMAGE_MODEL_DIR = f"/app/all_models/llmapi/{MODEL_NAME}/{VERSION_DIR}"
+"""Where the serving image ships the `llmapi` model's folder (model.py, the helpers.py it imports, a sample
+model.yaml): the TensorRT-LLM backend's Dockerfile copies triton_backend/all_models to /app/all_models."""
 CONFIGMAP_KEY_SEPARATOR = "__"
 """Stands for "/" in ConfigMap keys: `tensorrt_llm/config.pbtxt` is stored under `tensorrt_llm__config.pbtxt`."""
 
@@ -77,13 +77,23 @@ class LlmApiParams:
     mtp_layers: int = 0
     cuda_graph_max_batch_size: int | None = None  # None: no CUDA graphs
     cuda_graph_padding: bool = True
+    enable_chunked_prefill: bool = False
+    trust_remote_code: bool = False
+    stream_interval: int = 1
+    moe_max_num_tokens: int | None = None
+    relaxed_topk: int | None = None  # MTP relaxed acceptance while thinking, with relaxed_delta
+    relaxed_delta: float | None = None
+    load_balancer_slots: int | None = None
+    low_precision_moe_combine: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("tensor_parallel", "pipeline_parallel", "max_batch_size", "max_num_tokens", "max_seq_len"):
+        for name in ("tensor_parallel", "pipeline_parallel", "max_batch_size", "max_num_tokens", "max_seq_len",
+                     "stream_interval"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"LlmApiParams.{name} must be an integer >= 1, got {value!r}")
-        for name in ("expert_parallel", "cuda_graph_max_batch_size"):
+        for name in ("expert_parallel", "cuda_graph_max_batch_size", "moe_max_num_tokens", "load_balancer_slots",
+                     "relaxed_topk"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"LlmApiParams.{name} must be None or an integer >= 1, got {value!r}")
@@ -94,7 +104,14 @@ class LlmApiParams:
             raise ValueError(f"LlmApiParams.mtp_layers must be an integer >= 0, got {self.mtp_layers!r}")
         if self.moe_backend is not None and self.moe_backend not in MOE_BACKENDS:
             raise ValueError(f"LlmApiParams.moe_backend must be one of {MOE_BACKENDS}, got {self.moe_backend!r}")
-        for name in ("decoupled", "enable_block_reuse", "attention_dp", "kv_fp8", "cuda_graph_padding"):
+        if (self.relaxed_topk is None) != (self.relaxed_delta is None) or (self.relaxed_topk and not self.mtp_layers):
+            raise ValueError("LlmApiParams.relaxed_topk and relaxed_delta go together, with mtp_layers")
+        if self.load_balancer_slots is not None and self.expert_parallel \
+                and self.load_balancer_slots % self.expert_parallel:
+            raise ValueError(f"LlmApiParams.load_balancer_slots {self.load_balancer_slots} must be a multiple of "
+                             f"expert_parallel {self.expert_parallel} (MoeLoadBalancerConfig.setup)")
+        for name in ("decoupled", "enable_block_reuse", "attention_dp", "kv_fp8", "cuda_graph_padding",
+                     "enable_chunked_prefill", "trust_remote_code", "low_precision_moe_combine"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"LlmApiParams.{name} must be a bool, got {getattr(self, name)!r}")
         fraction = self.free_gpu_memory_fraction
@@ -203,11 +220,32 @@ def model_yaml(p: LlmApiParams) -> dict[str, Any]:
         "cuda_graph_config": None if p.cuda_graph_max_batch_size is None else {
             "max_batch_size": p.cuda_graph_max_batch_size, "enable_padding": p.cuda_graph_padding},
     }
+    moe: dict[str, Any] = {}
     if p.moe_backend is not None:
-        args["moe_config"] = {"backend": p.moe_backend}
+        moe["backend"] = p.moe_backend
+    if p.moe_max_num_tokens is not None:
+        moe["max_num_tokens"] = p.moe_max_num_tokens
+    if p.low_precision_moe_combine:
+        moe["use_low_precision_moe_combine"] = True
+    if p.load_balancer_slots is not None:
+        # MoeLoadBalancerConfig: online expert placement, one layer updated per iteration (examples/wide_ep).
+        moe["load_balancer"] = {"num_slots": p.load_balancer_slots, "layer_updates_per_iter": 1}
+    if moe:
+        args["moe_config"] = moe
     if p.mtp_layers:
         # MTPDecodingConfig: DeepSeek-R1's multi-token-prediction module drafts this many tokens per step.
-        args["speculative_config"] = {"decoding_type": "MTP", "num_nextn_predict_layers": p.mtp_layers}
+        speculative: dict[str, Any] = {"decoding_type": "MTP", "num_nextn_predict_layers": p.mtp_layers}
+        if p.relaxed_topk is not None:
+            speculative |= {"use_relaxed_acceptance_for_thinking": True, "relaxed_topk": p.relaxed_topk,
+                            "relaxed_delta": p.relaxed_delta}
+        args["speculative_config"] = speculative
+    if p.enable_chunked_prefill:
+        args["enable_chunked_prefill"] = True
+    if p.trust_remote_code:
+        args["trust_remote_code"] = True
+    if p.stream_interval != 1:
+        # Tokens per streamed response: a stream's first response comes this many tokens after the first one.
+        args["stream_interval"] = p.stream_interval
     # Requests reach model.py one at a time (max_batch_size 0): the LLM API batches in flight itself.
     args["triton_config"] = {"max_batch_size": 0, "decoupled": p.decoupled}
     return args

@@ -1,74 +1,43 @@
-"""Stand-in for the `tensorrt_llm` package of the serving image: `LLM(**args)` validates its arguments against
-TensorRT-LLM's own definitions and loads nothing (no GPU kernels or real weights on the testbed).
+"""Stand-in for the `tensorrt_llm` package of the serving image (TensorRT-LLM 1.2.1 in Triton 26.04-26.07).
 
-llm_args.json holds every pydantic class of TensorRT-LLM's tensorrt_llm/llmapi/llm_args.py with its fields, read
-from that source by `python -m testbed.llm_args`. Those classes forbid extra fields, so an argument (or a key of a
-nested config such as kv_cache_config) that none of them defines fails here as it fails upstream.
+Imported as the image's package, it does what importing the real one needs before anything runs (each module
+says where upstream's behaviour was read):
+- _common: the native libraries, libcuda.so.1 (only in a container given GPUs) and libnvinfer.so.10 (found
+  through LD_LIBRARY_PATH; an inference);
+- _torch.pyexecutor.py_executor -> serve.responses_utils: `from openai.types.responses.
+  response_content_part_added_event import PartReasoningText` from the REAL openai installed in the image, which
+  fails on the plain NGC images (openai 1.107.3) and loads on the project's derived image (openai 2.52.1);
+- llmapi: LLM() with TensorRT-LLM's own argument classes (llmapi/llm_args.py, from llm_args.json), its ranks
+  (MPI_Comm_spawn or the `trtllm-llmapi-launch` leader) and the toy model that stands for the weights.
+
+Loaded by file path under another name (tests/unit/test_recipes.py does, to check rendered model.yaml keys), it is
+the argument check alone: `unknown_arguments(args)` and `LLM(**args)` validating with TorchLlmArgs.
 """
 
-from __future__ import annotations
+if __name__ == "tensorrt_llm":
+    from . import _common  # noqa: F401  (native libraries first, as the bindings load)
+    from ._torch.pyexecutor import py_executor  # noqa: F401  (-> serve.responses_utils -> openai)
+    from .llmapi import LLM, SamplingParams
+    from .llmapi.llm_args import SCHEMA, unknown_arguments
+    from .version import __version__
 
-import json
-import re
-from pathlib import Path
-from typing import Any
+    __all__ = ["LLM", "SCHEMA", "SamplingParams", "__version__", "unknown_arguments"]
+else:
+    import importlib.util as _util
+    from pathlib import Path as _Path
+    from typing import Any as _Any
 
-SCHEMA = json.loads((Path(__file__).resolve().parent / "llm_args.json").read_text())
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+    _spec = _util.spec_from_file_location(f"{__name__}_llm_args",
+                                          _Path(__file__).resolve().parent / "llmapi" / "llm_args.py")
+    assert _spec is not None and _spec.loader is not None
+    _llm_args = _util.module_from_spec(_spec)
+    _spec.loader.exec_module(_llm_args)
+    _llm_args.without_gpu_validators()
+    SCHEMA = _llm_args.SCHEMA
+    unknown_arguments = _llm_args.unknown_arguments
 
+    class LLM:  # type: ignore[no-redef]
+        """The argument check of LLM(**args): TorchLlmArgs' validation (pydantic's ValidationError, a ValueError)."""
 
-def _fields(name: str) -> dict[str, str]:
-    cls = SCHEMA["classes"][name]
-    out: dict[str, str] = {}
-    for base in cls["bases"]:
-        if base in SCHEMA["classes"]:
-            out |= _fields(base)
-    return out | cls["fields"]
-
-
-def _classes_in(annotation: str, seen: frozenset[str] = frozenset()) -> list[str]:
-    """The classes an annotation names, through the module's type aliases."""
-    found = []
-    for name in _NAME.findall(annotation):
-        if name in SCHEMA["classes"]:
-            found.append(name)
-        elif name in SCHEMA["aliases"] and name not in seen:
-            found += _classes_in(SCHEMA["aliases"][name], seen | {name})
-    return found
-
-
-def _candidates(annotation: str, value: dict[str, Any]) -> list[str]:
-    classes = _classes_in(annotation)
-    # A discriminated union (speculative_config): the member whose `decoding_type` literal the value names.
-    kind = value.get("decoding_type")
-    if kind is not None:
-        classes = [c for c in classes if f"'{kind}'" in _fields(c).get("decoding_type", "")]
-    return classes
-
-
-def unknown_arguments(args: dict[str, Any], root: str | None = None, prefix: str = "") -> list[str]:
-    """Dotted paths in `args` that the LLM API's argument classes do not define, [] when all are known."""
-    fields = _fields(root or SCHEMA["root"])
-    unknown = []
-    for key, value in args.items():
-        path = f"{prefix}{key}"
-        if key not in fields:
-            unknown.append(path)
-        elif isinstance(value, dict):
-            classes = _candidates(fields[key], value)
-            if not classes:
-                continue  # a free-form mapping (dict[str, ...])
-            nested = [unknown_arguments(value, c, f"{path}.") for c in classes]
-            unknown += min(nested, key=len)
-    return unknown
-
-
-class LLM:
-    """What `tensorrt_llm.LLM(**args)` refuses before it touches a GPU: arguments it does not define."""
-
-    def __init__(self, **args: Any) -> None:
-        unknown = unknown_arguments(args)
-        if unknown:
-            raise ValueError(f"LLM() got arguments TensorRT-LLM {SCHEMA['version']} does not define: "
-                             f"{', '.join(unknown)} (its argument classes forbid extra fields)")
-        self.args = args
+        def __init__(self, **args: _Any) -> None:
+            self.args = _llm_args.model(SCHEMA["root"])(**args)

@@ -1,0 +1,3 @@
+from .utils import RequestError
+
+__all__ = ["RequestError"]
