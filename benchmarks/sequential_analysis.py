@@ -7,8 +7,11 @@ the true rate. For the limits 5% and 10%, at a true rate of 30% and of half the 
 sequential test first says Failed (its verdict on the cumulative counts after every request: measuring is
 immediate here; polling every P seconds adds up to P) and, for comparison, the fixed-window rule of today
 (analysis.analyse on each --interval window at its end, the first window counting from zero, rolling back at
---failure-limit consecutive Failed windows; Inconclusive windows neither count nor reset, as in machine._judge).
-The same streams feed both rules. Figures only: nothing is asserted.
+--failure-limit consecutive Failed windows; Inconclusive windows neither count nor reset, as in machine._judge; a
+window short of --window-min-requests counts as Inconclusive here, where the machine keeps it open and measures
+it again, longer: with the default of 1 that is only an empty window). The same streams feed both rules. The
+sequential test runs on bad requests, which are the errors here (no timeToFirstToken objective makes a slow
+request bad). Figures only: nothing is asserted.
 """
 
 from __future__ import annotations

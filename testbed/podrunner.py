@@ -77,6 +77,19 @@ def log_dir(namespace: str, name: str, uid: str, container: str) -> Path:
     return POD_LOGS / f"{namespace}_{name}_{uid}" / container
 
 
+def container_pid1(uid: str, container: str) -> int | None:
+    """The host PID of a running container's first process (what `kill 1` inside it signals), for tests that
+    kill a container's process as a crash would; None when it does not run."""
+    running = f"{PODS / uid}/containers/{container}-"
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"testbed.container" in argv and any(a.decode().startswith(running) for a in argv):
+                children = (proc / "task" / proc.name / "children").read_text().split()
+                return int(children[0]) if children else None
+    return None
+
+
 # ------------------------------------------------------------------------------------------------ one container
 
 
@@ -536,6 +549,12 @@ class Pod:
         for t in threads:
             t.join()
         self.terminated.wait(10)
+        # As the kubelet does before the pod object goes: each container's last state, its exit code telling a
+        # drained exit (0) from one killed at the end of the grace period (137).
+        for c in [*self.init, *self.containers]:
+            if c.proc is not None and (code := c.proc.poll()) is not None:
+                self.exited(c, _exit_code(code))
+        self.publish()
 
     def clean_up(self) -> None:
         self.setup.tear_down()

@@ -188,6 +188,34 @@ REJECTED = [
     rejected("spec.rollout", {"analysis": {"interval": "0m0s"}}, "analysis.interval must be longer than 0s"),
     rejected("spec.rollout", {"analysis": {"maxP99LatencySeconds": 0}}, "maxP99LatencySeconds"),
     rejected("spec.rollout", {"analysis": {"provider": "prometheus"}}, "provider prometheus needs"),
+    # The LLM latency gates: a bound (absolute, relative to the stable, or both), a percentile inside (0, 100).
+    rejected("spec.rollout.analysis", {"timeToFirstToken": {"percentile": 90}},
+             "a latency gate needs maxSeconds, maxRatioToStable or both"),
+    rejected("spec.rollout.analysis", {"timeToFirstToken": {"percentile": 100, "maxSeconds": 1}}, "percentile"),
+    rejected("spec.rollout.analysis", {"interTokenLatency": {"percentile": 0, "maxSeconds": 0.05}}, "percentile"),
+    rejected("spec.rollout.analysis", {"timeToFirstToken": {"maxSeconds": 0}}, "maxSeconds"),
+    rejected("spec.rollout.analysis", {"interTokenLatency": {"maxRatioToStable": 0.5}}, "maxRatioToStable"),
+    rejected("spec.rollout.analysis", {"provider": "gateway", "gateway": {"source": "traefik"},
+                                       "timeToFirstToken": {"maxSeconds": 1}},
+             "provider gateway measures no time to first token"),
+    rejected("spec.rollout.analysis", {"provider": "triton", "interTokenLatency": {"maxSeconds": 0.05}},
+             "measure no inter-token latency"),
+    rejected("spec.rollout.analysis", {"provider": "tritonserver"}, "spec.rollout.analysis.provider"),
+    # Query templates: requests and failures together, 1-4096 characters, only the known placeholders.
+    Bad("queries-requests-without-failures", at("spec.rollout.analysis", {"provider": "prometheus", "prometheus": {
+        "source": "prometheus", "queries": {"requests": "sum(up)"}}}), "go together"),
+    Bad("queries-unknown-placeholder", at("spec.rollout.analysis", {"provider": "prometheus", "prometheus": {
+        "source": "prometheus", "queries": {"latency": "histogram_quantile({{quantil}}, x)"}}}),
+        "queries.latency must be a PromQL template"),
+    Bad("queries-quantile-outside-latency", at("spec.rollout.analysis", {"provider": "prometheus", "prometheus": {
+        "source": "prometheus", "queries": {"requests": "sum(x{q=\"{{quantile}}\"})", "failures": "sum(y)"}}}),
+        "queries.requests must be a PromQL template"),
+    Bad("queries-empty-template", at("spec.rollout.analysis", {"provider": "prometheus", "prometheus": {
+        "source": "prometheus", "queries": {"requests": "", "failures": "sum(y)"}}}), "queries.requests"),
+    Bad("queries-template-too-long", at("spec.rollout.analysis", {"provider": "prometheus", "prometheus": {
+        "source": "prometheus", "queries": {"latency": "x" * 4097}}}), "queries.latency"),
+    Bad("queries-empty", at("spec.rollout.analysis", {"provider": "prometheus", "prometheus": {
+        "source": "prometheus", "queries": {}}}), "queries needs requests and failures, or latency"),
     rejected("spec.rollout", {"analysis": {"provider": "gateway", "gateway": {
         "source": "traefik", "failureStatusCodes": "(5"}}}, "failureStatusCodes"),
     # An address and a Secret of the author's choosing (a confused deputy): a resource only names a source.

@@ -4,14 +4,20 @@ start and serve, or say why not."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from kubernetes import client
+from kubernetes import client, watch
 
+from testbed import podrunner
 from tests.e2e.kube import TestbedClient, eventually
 from tests.e2e.operator_proc import OperatorProcess
 from tests.e2e.test_serving import Resources, _docs, kubectl_apply, model_store_namespace
@@ -192,10 +198,11 @@ def served(testbed: TestbedClient, operator: OperatorProcess) -> Iterator[str]:
     yield from model_store_namespace(testbed, "asis")
 
 
-def test_the_serving_pod_runs_tritonserver_in_the_foreground_with_the_images_model_py(testbed: TestbedClient,
-                                                                                    served: str) -> None:
-    """Two of the failures the old runner hid: upstream's launcher returned at once (CrashLoopBackOff), and the
-    repository lacked the Python models' model.py. Both would keep this pod from Ready with 0 restarts."""
+def test_the_serving_pod_runs_tritonserver_in_the_foreground_with_the_images_model_folder(testbed: TestbedClient,
+                                                                                        served: str) -> None:
+    """Failures the stand-ins now reproduce: a repository without the model's helpers.py, an image whose llmapi
+    model cannot import tensorrt_llm, a server that is not the container's main process. Any of them would keep
+    this pod from Ready with 0 restarts."""
     res = Resources(testbed, served)
     doc = qwen_7b(served)
     assert kubectl_apply([doc]).returncode == 0
@@ -208,8 +215,79 @@ def test_the_serving_pod_runs_tritonserver_in_the_foreground_with_the_images_mod
         assert requests.get(f"http://{p.status.pod_ip}:8000/v2/models/tensorrt_llm/ready", timeout=5).ok
     time.sleep(12)  # a launcher that returned would have ended the container by now
     again = testbed.core.read_namespaced_pod_status(pods[0].metadata.name, served).status
-    # Triton and the OpenAI frontend beside it: neither restarted.
-    assert sorted((c.name, c.restart_count) for c in again.container_statuses) == [("openai", 0), ("triton", 0)]
+    # Triton and the front door beside it: neither restarted.
+    assert sorted((c.name, c.restart_count) for c in again.container_statuses) == [("frontend", 0), ("triton", 0)]
+    # tritonserver is the container's first process: what the kubelet signals is the server itself.
+    pid1 = podrunner.container_pid1(pods[0].metadata.uid, "triton")
+    assert pid1 is not None and Path(f"/proc/{pid1}/cmdline").read_bytes().split(b"\0")[0] == b"tritonserver"
+
+
+def _serving_pod(testbed: TestbedClient, served: str, annotations: dict[str, str]) -> Any:
+    res = Resources(testbed, served)
+    doc = qwen_7b(served)
+    doc["spec"]["serving"]["replicas"] = 1
+    doc["spec"]["serving"]["podAnnotations"] = annotations
+    assert kubectl_apply([doc]).returncode == 0
+    res.wait_phase("r1-qwen-7b", "Healthy", timeout=180)
+    [pod] = testbed.ready_pods(served, "app.kubernetes.io/instance=r1-qwen-7b")
+    return pod
+
+
+def test_a_pod_deleted_under_load_finishes_its_requests_and_exits_before_sigkill(testbed: TestbedClient,
+                                                                                 served: str) -> None:
+    # Each answer takes 24 tokens x 0.6 s: longer than the 10 s preStop, so Triton's own drain after SIGTERM
+    # (and the front door's) must carry the requests still in flight.
+    pod = _serving_pod(testbed, served, {"testbed.deepseek.ai/token-interval-ms": "600"})
+    url = f"http://{pod.status.pod_ip}:8000/v2/models/tensorrt_llm/generate"
+    body = {"text_input": "one two three", "sampling_param_max_tokens": 24}
+    last: dict[str, Any] = {}
+
+    def watch_containers() -> None:
+        stream = watch.Watch()
+        for event in stream.stream(testbed.core.list_namespaced_pod, served, timeout_seconds=120,
+                                   field_selector=f"metadata.name={pod.metadata.name}"):
+            statuses = event["object"].status.container_statuses or []
+            last.update({c.name: c.state.terminated for c in statuses if c.state.terminated})
+            if event["type"] == "DELETED":
+                stream.stop()
+    watcher = threading.Thread(target=watch_containers, daemon=True)
+    watcher.start()
+    with ThreadPoolExecutor(6) as pool:
+        answers = [pool.submit(requests.post, url, json=body, timeout=120) for _ in range(6)]
+        eventually("the requests to be in flight", lambda: _in_flight(pod.status.pod_ip) >= 6, timeout=20)
+        testbed.core.delete_namespaced_pod(pod.metadata.name, served)  # the default grace period: 60 s
+        replies = [a.result() for a in answers]
+    watcher.join(130)
+    assert [r.status_code for r in replies] == [200] * 6, [r.text for r in replies]
+    assert all(r.json()["text_output"].endswith("one") for r in replies)  # whole answers, not cut short
+    # Both containers ended by themselves after draining, not by the SIGKILL at the grace period's end (137).
+    assert {name: t.exit_code for name, t in last.items()} == {"triton": 0, "frontend": 0}, last
+
+
+def _in_flight(ip: str) -> float:
+    page = requests.get(f"http://{ip}:8003/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines()
+               if line.startswith("deepseek_frontend_requests_in_flight{"))
+
+
+def test_tritonserver_killed_in_its_pod_restarts_the_container_at_once(testbed: TestbedClient, served: str) -> None:
+    pod = _serving_pod(testbed, served, {})
+    server = podrunner.container_pid1(pod.metadata.uid, "triton")  # the process `kill -9 1` in it would kill
+    assert server is not None and Path(f"/proc/{server}/cmdline").read_bytes().startswith(b"tritonserver")
+    os.kill(server, signal.SIGKILL)
+    restarted = eventually("the triton container to restart", lambda: (
+        s if (s := container_status_named(testbed, served, pod.metadata.name, "triton")).get("restartCount", 0) >= 1
+        else None), timeout=60)
+    assert restarted["lastState"]["terminated"]["exitCode"] == 137  # the server's own death, seen by the kubelet
+    eventually("the pod to serve again", lambda: requests.post(
+        f"http://{pod.status.pod_ip}:8000/v2/models/tensorrt_llm/generate",
+        json={"text_input": "back again", "sampling_param_max_tokens": 4}, timeout=5).ok, timeout=120)
+
+
+def container_status_named(testbed: TestbedClient, ns: str, pod: str, name: str) -> dict[str, Any]:
+    status = testbed.core.read_namespaced_pod_status(pod, ns).status
+    found = [c for c in status.container_statuses or [] if c.name == name]
+    return dict(testbed.api.sanitize_for_serialization(found[0])) if found else {}
 
 
 def test_a_checkpoint_folder_without_a_checkpoint_crash_loops_and_the_status_says_why(

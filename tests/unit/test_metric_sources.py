@@ -53,6 +53,12 @@ def test_a_resource_naming_a_source_the_operator_lacks_is_invalid_and_changes_no
     assert p.apply == []
 
 
+def test_the_default_provider_scrapes_the_pods_front_doors_and_needs_no_source() -> None:
+    body = edited(example("r1-distill-qwen-7b-a100"), {"rollout": {"strategy": "canary", "analysis": {}}})
+    p = Cluster(metric_sources={}).reconcile(body, T0)
+    assert cond(p, "SpecValid")["status"] == "True" and p.apply
+
+
 # ------------------------------------------------------------------ reading a source for real
 
 

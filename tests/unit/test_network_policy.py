@@ -33,9 +33,10 @@ def test_every_pod_takes_clients_gateways_and_scrapers_on_their_ports_only() -> 
                                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateways"}}}]
     assert [p["port"] for p in metrics["ports"]] == [8002, 8003]
     assert metrics["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
-    # The operator's `triton` provider scrapes the pods' metrics.
+    # The operator's analysis scrapes the pods' metrics: Triton's and the front door's.
     assert operator == {"from": [{"namespaceSelector": {"matchLabels": {
-        "kubernetes.io/metadata.name": "deepseek-system"}}}], "ports": [{"protocol": "TCP", "port": 8002}]}
+        "kubernetes.io/metadata.name": "deepseek-system"}}}], "ports": [{"protocol": "TCP", "port": 8002},
+                                                                       {"protocol": "TCP", "port": 8003}]}
 
 
 def test_named_clients_replace_the_namespace_default() -> None:

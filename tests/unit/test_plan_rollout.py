@@ -3,6 +3,7 @@ status a person reads. Drives the same fake namespace as test_plan.py."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from deepseek_operator.plan import Observed, analysis_request, plan
@@ -144,3 +145,55 @@ def test_a_resync_mid_rollout_writes_nothing_new() -> None:
     again = plan(body, cluster.observed(), at(3))
     assert again.apply == [] and again.delete == [] and again.events == []
     assert again.status == p.status
+
+
+FRONT_DOOR = {"interval": "30s", "maxErrorRate": 0.05, "minRequests": 20, "failureLimit": 2,
+              "timeToFirstToken": {"percentile": 90, "maxSeconds": 1.0, "maxRatioToStable": 2},
+              "interTokenLatency": {"maxSeconds": 0.05}, "maxP99LatencySeconds": 30}
+
+
+def measured(cluster: Any, body: dict[str, Any], seconds: float, m: Measurement) -> dict[str, Any]:
+    """A pass at `seconds` in which the provider answered `m`; the status it writes (into body too)."""
+    observed = cluster.observed()
+    p = plan(body, Observed(**{**observed.__dict__, "measurement": m}), at(seconds))
+    body["status"] = p.status
+    return dict(p.status["analysis"])
+
+
+def test_the_default_provider_scrapes_the_front_doors_and_takes_its_baseline_at_once() -> None:
+    body = with_rollout(steps=[{"weight": 50}, {"pause": "5m"}], analysis={"interval": "30s"})
+    cluster, body = start_canary(body)
+    cluster.reconcile(body, at(2))
+    request = analysis_request(body, cluster.observed(), at(3))
+    assert request is not None and request.provider == "frontend" and request.previous_counters == {}
+    assert request.streaming  # the spec's streaming, for Triton's time-to-first-response histogram
+
+
+def test_a_window_short_of_min_requests_stays_open_in_status_and_the_next_measurement_covers_it() -> None:
+    body = with_rollout(steps=[{"weight": 50}, {"pause": "5m"}], analysis=FRONT_DOOR)
+    cluster, body = start_canary(body)
+    cluster.reconcile(body, at(2))
+    c0, c1, c2 = ({"#format": 2.0, "canary:10.0.0.1|requests": float(n)} for n in (100, 117, 134))
+    assert measured(cluster, body, 10, Measurement(0, 0, baseline_only=True, counters=c0))["result"] == "Pending"
+    short = measured(cluster, body, 40, Measurement(17, 0, window_seconds=30, counters=c1))
+    # Pending, the window kept open from the baseline: its counters stay those of its start.
+    assert (short["result"], short["windowStart"], short["counters"]) == ("Pending", at(10), c0)
+    assert "fewer than minRequests 20" in short["message"] and body["status"]["phase"] == "Progressing"
+    # The next request, from status alone (a restarted operator asks the same): the whole window, from c0.
+    assert analysis_request(body, cluster.observed(), at(69)) is None  # one interval after the last measurement
+    request = analysis_request(body, cluster.observed(), at(70))
+    assert request is not None and request.window_seconds == 60 and request.previous_counters == c0
+    histograms = {"canary:ttft": ((0.25, 30.0), (0.5, 34.0), (math.inf, 34.0)),
+                  "stable:ttft": ((0.25, 300.0), (math.inf, 300.0)),
+                  "canary:itl": ((0.01, 200.0), (0.02, 400.0), (math.inf, 400.0)),
+                  "stable:itl": ((0.01, 500.0), (math.inf, 500.0)),
+                  "canary:e2e": ((5.0, 34.0), (math.inf, 34.0)), "stable:e2e": ((5.0, 300.0), (math.inf, 300.0))}
+    done = measured(cluster, body, 70, Measurement(34, 0, window_seconds=60, counters=c2, stable_requests=300,
+                                                   stable_errors=0, latency=histograms))
+    assert done["result"] == "Successful" and "windowStart" not in done and done["counters"] == c2
+    # Both revisions' figures of every gate set, over the same window.
+    figures = {k: v for k, v in done.items() if k.endswith(("LatencySeconds", "TokenSeconds", "Percentile"))}
+    assert figures == {"p99LatencySeconds": 4.95, "stableP99LatencySeconds": 4.95,
+                       "timeToFirstTokenPercentile": 90, "timeToFirstTokenSeconds": 0.2875,
+                       "stableTimeToFirstTokenSeconds": 0.225, "interTokenLatencyPercentile": 95,
+                       "interTokenLatencySeconds": 0.019, "stableInterTokenLatencySeconds": 0.0095}

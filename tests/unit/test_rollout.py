@@ -22,6 +22,11 @@ QUIET = Measurement(requests=10, errors=0, window_seconds=30)
 STABLE, NEW = "aaaaaaaaaa", "bbbbbbbbbb"
 
 
+def p99(seconds: float) -> dict[str, float]:
+    """A provider's own figure of the canary's whole-request p99 (as a prometheus latency template gives it)."""
+    return {"canary:e2e@0.99": seconds}
+
+
 class Sim:
     """Drives the machine the way the operator does: one decision per pass; Deployments become Ready at once."""
 
@@ -121,7 +126,7 @@ def test_one_failure_below_the_limit_does_not_roll_back_and_blocks_promotion() -
 def test_low_traffic_is_inconclusive_and_never_promotes_by_itself(on_inconclusive: str, phase: str,
                                                                   outcome: str) -> None:
     sim = Sim(replace(CANARY, on_inconclusive=on_inconclusive))  # type: ignore[arg-type]
-    for _ in range(100):
+    for _ in range(400):  # each window short of minRequests measures on for 10 intervals before it is Inconclusive
         d = sim.measure_when_due(QUIET)
         if d.outcome or d.phase == "Paused":
             break
@@ -144,8 +149,8 @@ ANALYSE = [
     (Measurement(200, 5), POLICY, "Failed"),  # 2.5 % > 2 %
     (Measurement(49, 0), POLICY, "Inconclusive"),
     (Measurement(50, 0), POLICY, "Successful"),
-    (Measurement(200, 0, p99_seconds=3.0), replace(POLICY, max_p99_seconds=2.5), "Failed"),
-    (Measurement(200, 0, p99_seconds=1.0), replace(POLICY, max_p99_seconds=2.5), "Successful"),
+    (Measurement(200, 0, quantiles=p99(3.0)), replace(POLICY, max_p99_seconds=2.5), "Failed"),
+    (Measurement(200, 0, quantiles=p99(1.0)), replace(POLICY, max_p99_seconds=2.5), "Successful"),
     (Measurement(200, 0), replace(POLICY, max_p99_seconds=2.5), "Inconclusive"),
 ]
 
@@ -313,7 +318,7 @@ def test_triton_counters_can_prove_a_canary_bad_but_never_good() -> None:
     policy = Policy(max_error_rate=0.05, min_requests=10)
     assert analyse(Measurement(requests=100, errors=20, errors_counted=False), policy).result == "Failed"
     blind = analyse(Measurement(requests=100, errors=0, errors_counted=False), policy)
-    assert blind.result == "Inconclusive" and "provider gateway" in blind.message
+    assert blind.result == "Inconclusive" and "provider frontend" in blind.message
     assert analyse(Measurement(requests=100, errors=0), policy).result == "Successful"
 
 
@@ -361,7 +366,8 @@ def _sequential_run(rate: float, *, errors_counted: bool = True, p99: float | No
             n = 2 * (sim.now + 1 - window_start) if first_traffic is not None else 0.0
             errors = math.floor((served + n) * rate) - failed
             m = Measurement(0, 0, baseline_only=True) if first else Measurement(
-                n, errors, window_seconds=n / 2, errors_counted=errors_counted, p99_seconds=p99)
+                n, errors, window_seconds=n / 2, errors_counted=errors_counted,
+                quantiles={} if p99 is None else {"canary:e2e@0.99": p99})
             if not first:
                 served, failed = served + n, failed + errors
             window_start = sim.now + 1
@@ -414,9 +420,9 @@ def test_sequential_mode_keeps_the_latency_gate_per_window_with_its_failure_limi
 def test_sequential_totals_survive_a_restart_through_status() -> None:
     status = {"canaryRevision": NEW, "stableRevision": STABLE, "analysis": {
         "revision": NEW, "at": "2025-01-20T10:00:00Z", "result": "Pending", "totalRequests": 12.5,
-        "totalErrors": 3.0}}
+        "totalErrors": 3.0, "totalSlow": 1.0}}
     last = State.from_status(status).analysis
-    assert last is not None and last.totals == (12.5, 3.0)
+    assert last is not None and last.totals == (12.5, 3.0, 1.0)
 
 
 def test_a_provider_error_in_sequential_mode_keeps_the_canarys_totals() -> None:
@@ -426,6 +432,6 @@ def test_a_provider_error_in_sequential_mode_keeps_the_canarys_totals() -> None:
     sim.step(measurement=Measurement(0, 0, baseline_only=True), advance=2)
     sim.step(measurement=Measurement(10, 2), advance=2)
     sim.step(measurement=Measurement(0, 0, error="connection refused"), advance=2)
-    assert sim.state.analysis is not None and sim.state.analysis.totals == (10, 2)
+    assert sim.state.analysis is not None and sim.state.analysis.totals == (10, 2, 0)
     d = sim.step(measurement=Measurement(10, 1), advance=2)
-    assert d.state.analysis is not None and d.state.analysis.totals == (20, 3)
+    assert d.state.analysis is not None and d.state.analysis.totals == (20, 3, 0)

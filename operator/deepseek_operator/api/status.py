@@ -208,19 +208,39 @@ class QuantizationStatus(Schema):
 
 
 class Analysis(Schema):
-    """The last measurement of the new revision and what it was judged."""
+    """The last measurement of the new revision and what it was judged, with the stable's figures over the same
+    window beside the new revision's."""
 
     revision: str = Field(description="The revision measured.")
     at: str = Field(description="When it was measured (RFC 3339).")
+    window_start: str | None = Field(
+        default=None, description="While a window short of minRequests stays open (result Pending): where it "
+                                  "started; the next measurement covers it from there (RFC 3339).")
     window_seconds: float = Field(default=0, description="Length of the window measured, in seconds.")
     requests: int = Field(default=0, description="Requests the revision answered in the window.")
     errors: int = Field(default=0, description="Of which failed.")
     error_rate: float | None = Field(default=None, description="errors / requests; absent without requests.")
-    p99_latency_seconds: float | None = Field(default=None, description="p99 latency in the window, if measured.")
+    p99_latency_seconds: float | None = Field(default=None, description="p99 of whole requests in the window, if "
+                                                                        "measured.")
+    stable_p99_latency_seconds: float | None = Field(default=None, description="The stable revision's, over the "
+                                                                               "same window.")
+    time_to_first_token_percentile: float | None = Field(default=None, description="With a timeToFirstToken gate: "
+                                                                                   "the percentile it holds.")
+    time_to_first_token_seconds: float | None = Field(default=None, description="The revision's time to first "
+                                                                                "token at that percentile.")
+    stable_time_to_first_token_seconds: float | None = Field(default=None, description="The stable revision's, "
+                                                                                       "over the same window.")
+    inter_token_latency_percentile: float | None = Field(default=None, description="With an interTokenLatency "
+                                                                                   "gate: the percentile it holds.")
+    inter_token_latency_seconds: float | None = Field(default=None, description="The revision's inter-token "
+                                                                                "latency at that percentile.")
+    stable_inter_token_latency_seconds: float | None = Field(default=None, description="The stable revision's, "
+                                                                                       "over the same window.")
     stable_error_rate: float | None = Field(default=None, description="The stable revision's error rate, "
                                                                       "for comparison.")
     result: Literal["Successful", "Failed", "Inconclusive", "Pending"] = Field(
-        description="The verdict; Pending while a differencing provider's first window runs.")
+        description="The verdict; Pending while a differencing provider's first window runs, while a window short "
+                    "of minRequests keeps measuring, or while a sequential test keeps measuring.")
     message: str = Field(default="", description="Why.")
     failures: int = Field(default=0, description="Consecutive Failed measurements so far.")
     step: int = Field(default=-1, description="The rollout step it was taken in.")
@@ -228,8 +248,11 @@ class Analysis(Schema):
     total_requests: float | None = Field(default=None, description="analysis.mode sequential: the revision's "
                                                                  "requests since its traffic started.")
     total_errors: float | None = Field(default=None, description="Of which failed.")
+    total_slow: float | None = Field(default=None, description="Of which were slower to their first token than "
+                                                             "timeToFirstToken.maxSeconds.")
     counters: dict[str, float] = Field(default_factory=dict,
-                                       description="Provider counters at `at`, to difference the next window.")
+                                       description="Provider counters at the window's start, to difference the "
+                                                   "next measurement.")
 
 
 class PreflightStatus(Schema):

@@ -66,6 +66,9 @@ class AnalysisRequest:
     prometheus: PrometheusProvider | None = None
     gateway: GatewayProvider | None = None
     source: MetricSource | None = None  # what the prometheus or gateway settings name, from the operator's config
+    # spec.serving.streaming: Triton's time-to-first-response histogram is then the time to first token only, not
+    # the whole request's (providers/triton.py).
+    streaming: bool = False
 
 
 @dataclass(frozen=True)

@@ -144,7 +144,7 @@ def rollout_status(ctx: PassContext, decided: Decided) -> None:
     for name, value in new.to_status().items():
         setattr(status, name, value)
     status.analysis = rollout_state.analysis_status(  # type: ignore[assignment]  # validated on assignment
-        ctx.old_status.get("analysis"), new, ctx.observed, provider, ctx.now)
+        ctx.old_status.get("analysis"), new, ctx.observed, provider, ctx.now, ctx.rollout.policy)
     status.history = history(ctx, new)  # type: ignore[assignment]
     if decided.refused or decided.action is not None:
         annotations = ctx.body["metadata"].get("annotations") or {}
@@ -236,4 +236,5 @@ def analysis_request(ctx: PassContext) -> AnalysisRequest | None:
         previous_counters=dict(previous), canary_pod_ips=ready_pod_ips(pods, state.canary),
         stable_pod_ips=ready_pod_ips(pods, state.stable), canary_service=naming.canary_service_name(name),
         stable_service=naming.stable_service_name(name), prometheus=a.prometheus, gateway=a.gateway,
-        source=ctx.observed.metric_sources.get(named[1]) if named is not None else None)
+        source=ctx.observed.metric_sources.get(named[1]) if named is not None else None,
+        streaming=ctx.spec.serving.streaming)

@@ -1,6 +1,5 @@
-"""What every metric provider shares: the Protocol, the counters Triton exports for the client model, the one
-HTTP read a provider makes, and the error it raises when it cannot measure (the analysis calls that
-Inconclusive, never a pass)."""
+"""What every metric provider shares: the Protocol, the one HTTP read a provider makes, and the error it raises
+when it cannot measure (the analysis calls that Inconclusive, never a pass)."""
 
 from __future__ import annotations
 
@@ -8,24 +7,20 @@ import ssl
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from deepseek_operator.api.sources import MetricSource
 from deepseek_operator.plan import AnalysisRequest
-from deepseek_operator.render import triton
 from deepseek_operator.rollout.analysis import Measurement
 
 TIMEOUT_S = 5.0
-# Triton counts requests per model; clients call the `llmapi` model (TensorRT-LLM's PyTorch backend).
-CLIENT_MODEL = triton.MODEL_NAME
-SUCCESS, FAILURE = "nv_inference_request_success", "nv_inference_request_failure"
-# Triton's latency histogram (with --metrics-config histogram_latencies=true): time to the first response, which
-# for a non-streaming request is the whole request.
-LATENCY_HISTOGRAM = "nv_inference_first_response_histogram_ms"
-
 
 
 class MetricProvider(Protocol):
+    # True: it differences counters against the sample kept in status (counters.py), so a window needs a
+    # baseline first (plan/rollout_state.DIFFERENCING says so to the machine).
+    differencing: ClassVar[bool]
+
     def measure(self, request: AnalysisRequest) -> Measurement: ...
 
 

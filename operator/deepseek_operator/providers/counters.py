@@ -1,5 +1,8 @@
-"""The counter arithmetic of the scraping providers (triton, gateway): the increase of each counter since the
-sample kept in status, summed per role into the canary's requests, errors and p99 and the stable's figures."""
+"""The counter arithmetic of the scraping providers (frontend, triton, gateway): each sample is a flat map of
+counters, keyed `<role>:<source>|requests`, `<role>:<source>|errors` and `<role>:<source>|<kind>|le=<seconds>` (a
+latency histogram's cumulative bucket; kind ttft, itl or e2e), where role is canary or stable and source the pod
+(or the gateway) it was read from. The increase of each since the sample kept in status, summed per role, is the
+window's Measurement: both revisions' requests, errors and latency histograms."""
 
 from __future__ import annotations
 
@@ -8,34 +11,52 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from deepseek_operator.plan import AnalysisRequest
-from deepseek_operator.providers.base import FAILURE, SUCCESS
-from deepseek_operator.rollout.analysis import Measurement, histogram_quantile, window
+from deepseek_operator.rollout.analysis import ROLES, Measurement, histogram, latency_key, window
+
+REQUESTS, ERRORS = "requests", "errors"
+# The layout of the keys above, kept in status with the sample: a sample of another layout (an operator upgraded
+# mid-rollout) is no base to difference against, so the next measurement is a baseline again.
+FORMAT_KEY, FORMAT = "#format", 2.0
 
 
-def summarize_counters(increase: Mapping[str, float], window_seconds: float,
-                       stable_prefix: str = "stable") -> Measurement:
-    """Requests, errors and p99 of the canary (and the stable's error figures) from per-key increases."""
+def counter_key(role: str, source: str, name: str) -> str:
+    return f"{role}:{source}|{name}"
+
+
+def bucket_key(role: str, source: str, kind: str, le_seconds: float) -> str:
+    return f"{role}:{source}|{kind}|le={le_seconds!r}"
+
+
+def add(out: dict[str, float], key: str, value: float) -> None:
+    out[key] = out.get(key, 0.0) + value
+
+
+def summarize_counters(increase: Mapping[str, float], window_seconds: float) -> Measurement:
+    """Both revisions' requests, errors and latency histograms from per-key increases."""
     sums: dict[tuple[str, str], float] = defaultdict(float)
-    buckets: dict[float, float] = defaultdict(float)
+    buckets: dict[tuple[str, str], dict[float, float]] = defaultdict(lambda: defaultdict(float))
     for key, value in increase.items():
-        prefix, _, name = key.rpartition("|")
-        role = "stable" if prefix.startswith(stable_prefix) else "canary"
-        if name.startswith("le="):
-            if role == "canary":
-                buckets[float(name[3:])] += value
+        head, _, name = key.partition("|")
+        role = head.partition(":")[0]
+        if role not in ROLES:
+            continue
+        kind, le, bound = name.partition("|le=")
+        if le:
+            buckets[(role, kind)][float(bound)] += value
         else:
             sums[(role, name)] += value
-    errors = sums[("canary", FAILURE)]
-    p99_ms = histogram_quantile(0.99, list(buckets.items())) if buckets else None
-    stable_errors = sums[("stable", FAILURE)]
-    return Measurement(requests=sums[("canary", SUCCESS)] + errors, errors=errors,
-                       p99_seconds=p99_ms / 1000 if p99_ms is not None else None, window_seconds=window_seconds,
-                       stable_requests=sums[("stable", SUCCESS)] + stable_errors, stable_errors=stable_errors)
+    return Measurement(requests=sums[("canary", REQUESTS)], errors=sums[("canary", ERRORS)],
+                       window_seconds=window_seconds, stable_requests=sums[("stable", REQUESTS)],
+                       stable_errors=sums[("stable", ERRORS)],
+                       latency={latency_key(role, kind): histogram(b) for (role, kind), b in sorted(buckets.items())})
 
 
-def differenced(request: AnalysisRequest, current: dict[str, float]) -> Measurement:
-    if not request.previous_counters:
+def differenced(request: AnalysisRequest, current: Mapping[str, float]) -> Measurement:
+    """The window since the sample kept in status; the first sample (or one of another layout) is a baseline.
+    What is kept for the next window leaves out zero counters: a key missing counts as zero."""
+    kept = {FORMAT_KEY: FORMAT, **{k: v for k, v in current.items() if v}}
+    if request.previous_counters.get(FORMAT_KEY) != FORMAT:
         # The first sample of this canary: a baseline; the first judged window starts now.
-        return Measurement(0, 0, window_seconds=request.window_seconds, baseline_only=True, counters=current)
+        return Measurement(0, 0, window_seconds=request.window_seconds, baseline_only=True, counters=kept)
     increase = window(request.previous_counters, current)
-    return replace(summarize_counters(increase, request.window_seconds), counters=current)
+    return replace(summarize_counters(increase, request.window_seconds), counters=kept)

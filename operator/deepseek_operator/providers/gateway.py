@@ -1,19 +1,24 @@
-"""`gateway`: the gateway's own per-backend response codes (Traefik's `traefik_service_requests_total`): what
-clients really saw, including failures Triton never counted."""
+"""`gateway`: the gateway's own per-backend response codes and durations (Traefik's
+`traefik_service_requests_total` and `traefik_service_request_duration_seconds`): what clients saw at the
+gateway, for the HTTPRoute's two backends (<name>-canary and <name>-stable; trafficRouting gatewayAPI only). The
+duration is the whole request's (e2e): a gateway sees no first token."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from deepseek_operator.plan import AnalysisRequest
-from deepseek_operator.providers.base import FAILURE, SUCCESS, ProviderError, source_reader, unmeasured
-from deepseek_operator.providers.counters import differenced
+from deepseek_operator.providers.base import ProviderError, source_reader, unmeasured
+from deepseek_operator.providers.counters import ERRORS, REQUESTS, add, bucket_key, counter_key, differenced
 from deepseek_operator.render.children import HTTP_PORT
-from deepseek_operator.rollout.analysis import Measurement
+from deepseek_operator.rollout.analysis import E2E, Measurement
+
+SOURCE = "gateway"
 
 
 def gateway_counters(text: str, services: Mapping[str, str], failure_codes: str) -> dict[str, float]:
@@ -31,12 +36,11 @@ def gateway_counters(text: str, services: Mapping[str, str], failure_codes: str)
             if role is None:
                 continue
             if sample.name == "traefik_service_requests_total":
-                name = FAILURE if failed.search(sample.labels.get("code", "")) else SUCCESS
-                key = f"{role}:gateway|{name}"
-                out[key] = out.get(key, 0.0) + sample.value
-            elif sample.name == "traefik_service_request_duration_seconds_bucket" and role == "canary":
-                key = f"{role}:gateway|le={float(sample.labels['le']) * 1000}"  # ms, as the Triton histogram
-                out[key] = out.get(key, 0.0) + sample.value
+                add(out, counter_key(role, SOURCE, REQUESTS), sample.value)
+                if failed.search(sample.labels.get("code", "")):
+                    add(out, counter_key(role, SOURCE, ERRORS), sample.value)
+            elif sample.name == "traefik_service_request_duration_seconds_bucket":
+                add(out, bucket_key(role, SOURCE, E2E, float(sample.labels["le"])), sample.value)
     return out
 
 
@@ -49,6 +53,8 @@ def traefik_service_pattern(namespace: str, service: str, ports: tuple[int, ...]
 
 @dataclass
 class GatewayProvider:
+    differencing: ClassVar[bool] = True
+
     def measure(self, request: AnalysisRequest) -> Measurement:
         settings = request.gateway
         assert settings is not None
@@ -59,7 +65,7 @@ class GatewayProvider:
             page = source_reader("gateway metrics", request.source)("")
             try:
                 current = gateway_counters(page, services, settings.failure_status_codes)
-            except ValueError as err:  # not the exposition format
+            except (ValueError, KeyError) as err:  # not the exposition format
                 raise ProviderError("gateway metrics", str(err)) from err
         except ProviderError as err:
             return unmeasured(request, err)

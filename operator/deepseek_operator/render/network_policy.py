@@ -57,7 +57,8 @@ def resource_policies(owner: Owner, spec: DeepSeekDeploymentSpec, operator_names
     rules = [{"from": clients, "ports": _ports(HTTP_PORT, GRPC_PORT)},
              {"from": scrapers, "ports": _ports(METRICS_PORT, FRONTEND_METRICS_PORT)}]
     if operator_namespace:
-        rules.append({"from": [_namespace(operator_namespace)], "ports": _ports(METRICS_PORT)})
+        # The operator's analysis scrapes the pods' figures: Triton's and the front door's.
+        rules.append({"from": [_namespace(operator_namespace)], "ports": _ports(METRICS_PORT, FRONTEND_METRICS_PORT)})
     return [_policy(owner, naming.ingress_policy_name(owner.name), {naming.LABEL_DEPLOYMENT: owner.name}, rules)]
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from deepseek_operator.api.status import AnalysisResult, Outcome, Phase, Reason
-from deepseek_operator.rollout.analysis import TRITON_CANNOT_PASS, Measurement, Policy, Verdict, analyse
+from deepseek_operator.rollout.analysis import TRITON_CANNOT_PASS, TTFT, Measurement, Policy, Verdict, analyse
 from deepseek_operator.rollout.clock import epoch, rfc3339
 from deepseek_operator.rollout.sequential import SequentialPolicy, sequential_verdict
 
@@ -29,6 +29,9 @@ ACTIONS = ("promote", "promote-full", "abort", "pause", "resume", "retry", "roll
 # Rollout kinds that skip the remaining steps and the analysis: a return to a known revision, a forced promotion.
 ROLLBACK, PROMOTE_FULL = "rollback", "promote-full"
 FAST = (ROLLBACK, PROMOTE_FULL)
+# A window short of minRequests stays open (Pending) until it has them or spans this many intervals, after which
+# it is Inconclusive.
+MAX_WINDOW_INTERVALS = 10
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,8 @@ class Rollout:
     failure_limit: int = 2
     on_inconclusive: Literal["pause", "continue", "rollback"] = "pause"
     history_limit: int = 5
-    # A provider that differences counters (triton, gateway) needs a baseline before its first window: taken as
-    # soon as the canary gets traffic, so that its first window is judged one interval later, not two.
+    # A provider that differences counters (frontend, triton, gateway) needs a baseline before its first window:
+    # taken as soon as the canary gets traffic, so that its first window is judged one interval later, not two.
     baseline_first: bool = False
     sequential: SequentialPolicy | None = None  # analysis.mode sequential: the test of the canary's totals
 
@@ -70,8 +73,11 @@ class LastAnalysis:
     failures: int
     message: str = ""
     step: int = -1  # the step it was taken in
-    # Sequential mode: the canary's requests and errors since its traffic started (None in windowed mode).
-    totals: tuple[float, float] | None = None
+    # Sequential mode: the canary's requests, errors and requests slower to their first token than the
+    # objective, since its traffic started (None in windowed mode).
+    totals: tuple[float, float, float] | None = None
+    # Windowed mode: where the window still open starts, while it is short of minRequests (None: closed at `at`).
+    window_start: float | None = None
 
 
 @dataclass(frozen=True)
@@ -95,10 +101,11 @@ class State:
         """The state as the last status write left it (the status fields `to_status` writes, and the last
         analysis and the history's revisions)."""
         a = status.get("analysis")
-        totals = (float(a["totalRequests"]), float(a.get("totalErrors", 0))) if a and "totalRequests" in a \
-            else None
+        totals = (float(a["totalRequests"]), float(a.get("totalErrors") or 0), float(a.get("totalSlow") or 0)) \
+            if a and a.get("totalRequests") is not None else None
         last = LastAnalysis(a["revision"], epoch(a["at"]), a["result"], int(a.get("failures", 0)),
-                            a.get("message", ""), int(a.get("step", -1)), totals) if a else None
+                            a.get("message", ""), int(a.get("step", -1)), totals,
+                            epoch(a["windowStart"]) if a.get("windowStart") else None) if a else None
         return cls(
             stable=status.get("stableRevision", ""), canary=status.get("canaryRevision", ""),
             weight=int(status.get("canaryWeight", 0)), canary_replicas=int(status.get("canaryReplicas", 0)),
@@ -181,21 +188,24 @@ def effective_weight(rollout: Rollout, weight: int, canary: int, stable: int) ->
 
 
 def window_start(state: State) -> float:
-    """Where the canary's next measurement window starts: the last measurement of it, or the step's start."""
+    """Where the canary's next measurement window starts: the start of the window still open (short of
+    minRequests), else the last measurement of it, or the step's start."""
     last = state.analysis
-    return last.at if last and last.revision == state.canary else state.step_started_at
+    if last is None or last.revision != state.canary:
+        return state.step_started_at
+    return last.at if last.window_start is None else last.window_start
 
 
 def next_analysis_at(rollout: Rollout, state: State) -> float | None:
-    """When the canary's next measurement is due; None while nothing is to be analysed. The baseline of a
-    differencing provider is due when the canary's step starts: its first judged window closes one interval
-    after the canary got traffic."""
+    """When the canary's next measurement is due (one interval after the last, even while the window it measures
+    stays open); None while nothing is to be analysed. The baseline of a differencing provider is due when the
+    canary's step starts: its first judged window closes one interval after the canary got traffic."""
     if rollout.policy is None or not state.canary or state.kind in FAST or state.paused:
         return None
-    measured = state.analysis is not None and state.analysis.revision == state.canary
-    if rollout.baseline_first and not measured:
+    last = state.analysis if state.analysis is not None and state.analysis.revision == state.canary else None
+    if rollout.baseline_first and last is None:
         return state.step_started_at
-    return window_start(state) + rollout.interval_seconds
+    return (state.step_started_at if last is None else last.at) + rollout.interval_seconds
 
 
 def analysis_due(rollout: Rollout, state: State, now: float, canary_ready: bool) -> bool:
@@ -388,9 +398,10 @@ class _Judged:
     """A measurement's verdict as the machine records it."""
 
     verdict: Verdict
-    result: str  # the verdict's, or Pending while a sequential test keeps measuring
+    result: str  # the verdict's, or Pending while a window or a sequential test keeps measuring
     failures: int  # consecutive failed measurements
     rollback: str = ""  # why the canary is rolled back now, if it is
+    keep_window: bool = False  # the window is short of minRequests: the next measurement covers it again
 
 
 def _judge(p: _Pass, m: Measurement) -> None:
@@ -399,20 +410,22 @@ def _judge(p: _Pass, m: Measurement) -> None:
     previous = s.analysis if s.analysis and s.analysis.revision == s.canary else None
     failures = previous.failures if previous else 0
     # Sequential mode's totals since the canary's traffic started; a window it cannot use keeps them.
-    totals = previous.totals if previous and previous.totals else ((0.0, 0.0) if r.sequential else None)
+    totals = previous.totals if previous and previous.totals else ((0.0, 0.0, 0.0) if r.sequential else None)
     if m.baseline_only:
         p.set(analysis=LastAnalysis(s.canary, p.world.now, "Pending", failures, "baseline taken", s.step, totals))
         return
     if r.sequential is not None and not m.error and math.isfinite(m.requests) and math.isfinite(m.errors):
         assert totals is not None
-        totals = (totals[0] + m.requests, totals[1] + m.errors)
-        judged = _judged_sequentially(m, r, r.sequential, totals, failures)
+        objective = r.policy.ttft.max_seconds if r.policy.ttft is not None else None
+        slow = (m.slower_than("canary", TTFT, objective) or 0.0) if objective is not None else 0.0
+        totals = (totals[0] + m.requests, totals[1] + m.errors, totals[2] + slow)
+        judged = _judged_sequentially(m, r, r.sequential, totals, failures, objective is not None)
     else:
-        judged = _judged_by_window(m, r, failures)
+        judged = _judged_by_window(m, r, failures, p.world.now - window_start(s))
     verdict = judged.verdict
     p.verdict = verdict
     p.set(analysis=LastAnalysis(s.canary, p.world.now, judged.result, judged.failures, verdict.message, s.step,
-                                totals))
+                                totals, window_start(s) if judged.keep_window else None))
     if judged.result != "Pending":
         p.say("Warning" if judged.result == AnalysisResult.FAILED else "Normal", f"Analysis{judged.result}",
               f"revision {s.canary}: {verdict.message}")
@@ -426,10 +439,24 @@ def _judge(p: _Pass, m: Measurement) -> None:
             p.set(paused=True, pause_reason=Reason.ANALYSIS_INCONCLUSIVE)
 
 
-def _judged_by_window(m: Measurement, r: Rollout, failures: int) -> _Judged:
-    """The window's error rate (and p99) against the policy; failureLimit failures in a row roll back."""
+def _judged_by_window(m: Measurement, r: Rollout, failures: int, window_seconds: float) -> _Judged:
+    """The window's error rate and latency gates against the policy; failureLimit failures in a row roll back.
+    A window short of minRequests stays open (Pending) until it has them or spans MAX_WINDOW_INTERVALS
+    intervals; then it is Inconclusive."""
     assert r.policy is not None
     verdict = analyse(m, r.policy)
+    if verdict.pending:
+        longest = MAX_WINDOW_INTERVALS * r.interval_seconds
+        if window_seconds < longest:
+            return _Judged(verdict, "Pending", failures, keep_window=True)
+        return _Judged(Verdict(AnalysisResult.INCONCLUSIVE, f"{verdict.message}, after {MAX_WINDOW_INTERVALS} "
+                                                            f"intervals"), AnalysisResult.INCONCLUSIVE, failures)
+    return _counted(verdict, r, failures)
+
+
+def _counted(verdict: Verdict, r: Rollout, failures: int) -> _Judged:
+    """A window's verdict with the consecutive failures it makes: a success resets them, a failure adds one and
+    rolls back at failureLimit, anything else leaves them."""
     if verdict.result == AnalysisResult.SUCCESSFUL:
         return _Judged(verdict, verdict.result, 0)
     if verdict.result != AnalysisResult.FAILED:
@@ -440,17 +467,20 @@ def _judged_by_window(m: Measurement, r: Rollout, failures: int) -> _Judged:
     return _Judged(verdict, verdict.result, failures, rollback)
 
 
-def _judged_sequentially(m: Measurement, r: Rollout, test: SequentialPolicy, totals: tuple[float, float],
-                         failures: int) -> _Judged:
-    """analysis.mode sequential: the test of the canary's totals rolls back at once; "keep measuring" is
-    Pending, neither a failure nor a pause. The latency gate still judges each window (failureLimit in a row)."""
+def _judged_sequentially(m: Measurement, r: Rollout, test: SequentialPolicy, totals: tuple[float, float, float],
+                         failures: int, slow_counts: bool) -> _Judged:
+    """analysis.mode sequential: the test of the canary's totals of bad requests (failed, or slower to the first
+    token than timeToFirstToken.maxSeconds) rolls back at once; "keep measuring" is Pending, neither a failure
+    nor a pause. The other latency gates still judge each window (failureLimit in a row)."""
     assert r.policy is not None
-    verdict = sequential_verdict(*totals, test)
+    requests, errors, slow = totals
+    bad = min(requests, errors + slow)
+    verdict = sequential_verdict(requests, bad, test, "bad (failed or slow)" if slow_counts else "errors")
     if verdict.result == AnalysisResult.FAILED:
         return _Judged(verdict, verdict.result, failures, f"the sequential test: {verdict.message}")
-    latency = _judged_by_window(m, replace(r, policy=replace(r.policy, max_error_rate=1.0)), failures)
-    if latency.result == AnalysisResult.FAILED:  # a window's p99 alone, as in windowed mode
-        return latency
+    gates = analyse(m, r.policy.window_gates_only())
+    if gates.result == AnalysisResult.FAILED:  # a window's latency alone, as in windowed mode
+        return _counted(gates, r, failures)
     if verdict.result == AnalysisResult.SUCCESSFUL and not m.errors_counted:
         return _Judged(Verdict(AnalysisResult.INCONCLUSIVE, f"{verdict.message}, but {TRITON_CANNOT_PASS}"),
                        AnalysisResult.INCONCLUSIVE, failures)
@@ -479,8 +509,10 @@ def _promotion_gate(p: _Pass) -> tuple[bool, str]:
     if r.policy is None or s.kind in FAST or not r.steps:
         return True, ""
     last = s.analysis if s.analysis and s.analysis.revision == s.canary else None
-    if last is None or last.result == "Pending":
+    if last is None:
         return False, "waiting for a first measurement before promotion"
+    if last.result == "Pending":
+        return False, f"waiting for a verdict before promotion (last: Pending, {last.message})"
     if last.failures:
         return False, "waiting until the last failed measurement is outweighed"
     if _counts_as_passed(last, r):

@@ -1,5 +1,9 @@
 """A sequential test of the canary's error rate: roll back as soon as its errors so far prove the rate too high.
 
+What counts as an error here is a *bad* request: one that failed, or, with analysis.timeToFirstToken.maxSeconds,
+one whose time to first token exceeded it (machine._judged_sequentially; a failed request that was also slow
+counts twice, capped at the requests). The test below is the same either way, on maxErrorRate.
+
 Over the canary's cumulative requests n and errors e since its traffic started, the log-likelihood ratio of a
 rate q against an acceptable rate p0 is
 
@@ -133,16 +137,18 @@ def rollback_evidence(requests: float, errors: float, policy: SequentialPolicy) 
     return top + math.log(sum(math.exp(t - top) for t in terms))
 
 
-def sequential_verdict(requests: float, errors: float, policy: SequentialPolicy) -> Verdict:
-    """The verdict on the canary's cumulative counts since its traffic started (not a window's)."""
+def sequential_verdict(requests: float, errors: float, policy: SequentialPolicy, counted: str = "errors") -> Verdict:
+    """The verdict on the canary's cumulative counts since its traffic started (not a window's). `errors` are its
+    bad requests, as `counted` names them in the messages (with a timeToFirstToken objective: failed or slow)."""
     if not (math.isfinite(requests) and math.isfinite(errors)):
         return Verdict(AnalysisResult.INCONCLUSIVE, "the provider returned no number (NaN)")
     if errors < 0 or requests < errors:
-        return Verdict(AnalysisResult.INCONCLUSIVE, f"impossible counts: {errors:g} errors in {requests:g} requests")
+        return Verdict(AnalysisResult.INCONCLUSIVE, f"impossible counts: {errors:g} {counted} in {requests:g} "
+                                                    "requests")
     if requests == 0:
         return Verdict(AnalysisResult.INCONCLUSIVE, "keep measuring: no canary requests yet")
     evidence = rollback_evidence(requests, errors, policy)
-    counts = f"{errors:.0f}/{requests:.0f} errors"
+    counts = f"{errors:.0f}/{requests:.0f} {counted}"
     if evidence >= policy.rollback_bound:
         return Verdict(AnalysisResult.FAILED, f"roll back: {counts}, evidence {evidence:.2f} >= "
                                               f"{policy.rollback_bound:.2f} (alpha {policy.alpha:g}, maxErrorRate "
