@@ -175,8 +175,8 @@ def run(rollout: Rollout, traffic: Traffic, seconds: int = 3000, every: float = 
             else:
                 m = traffic.window(max(0.0, machine.window_start(state) - first_traffic), now - first_traffic)
         d = machine.decide(rollout, state, World(target=NEW, target_servable=True, replicas=4, now=now,
-                                                 ready=dict(live), stable_replicas=live.get(STABLE) if state.canary
-                                                 else None, measurement=m))
+                                                 ready=dict(live), desired=dict(live), pods=dict(live),
+                                                 measurement=m))
         state, live = d.state, dict(d.replicas)
         decisions.append(d)
         if d.outcome:

@@ -149,17 +149,23 @@ ROLLOUT = Rollout(strategy="canary", steps=(Step(weight=25), Step(pause_seconds=
 
 
 def _canary(replicas: int, stable_now: int) -> dict[str, int]:
+    """The replicas a canary at 25% settles on once the count changed, pass after pass (pods Ready at once)."""
     state = State(stable="a", canary="b", weight=25, step=1, canary_replicas=1, history=("a",))
-    decision = decide(ROLLOUT, state, World(target="b", target_servable=True, replicas=replicas, now=100.0,
-                                            ready={"a": stable_now, "b": 1}, stable_replicas=stable_now))
-    return decision.replicas
+    live = {"a": stable_now, "b": 1}
+    for _ in range(10):
+        decision = decide(ROLLOUT, state, World(target="b", target_servable=True, replicas=replicas, now=100.0,
+                                                ready=dict(live), desired=dict(live), pods=dict(live)))
+        state, live = decision.state, dict(decision.replicas)
+    return live
 
 
 @pytest.mark.parametrize(("replicas", "stable_now", "expected"), [
-    (4, 4, {"a": 4, "b": 1}),
-    (8, 4, {"a": 8, "b": 2}),  # a scaler adds replicas mid-rollout: the stable follows, the canary keeps its 25%
+    (4, 4, {"a": 3, "b": 2}),  # 25% of 4 + 1 surge needs 2 canary replicas (1 of 5 would carry 20%)
+    # A scaler adds replicas mid-rollout: the canary keeps its 25% and the stable follows, both together within
+    # the count the scaler set plus maxSurge (1).
+    (8, 4, {"a": 6, "b": 3}),
     (2, 4, {"a": 2, "b": 1}),  # and removes them
-    (0, 4, {"a": 1, "b": 1}),  # never below one stable replica during a rollout
+    (0, 4, {"a": 0, "b": 0}),  # scaled to zero by hand: nothing serves, the rollout holds where it was
 ])
 def test_during_a_canary_the_stable_follows_the_scaler_and_the_canary_keeps_its_share(
         replicas: int, stable_now: int, expected: dict[str, int]) -> None:

@@ -53,8 +53,12 @@ def example(name: str, generation: int = GENERATION) -> dict[str, Any]:
 
 
 def quantized(name: str) -> dict[str, Any]:
-    """An example at INT4 AWQ, which its BF16 checkpoint does not carry: served once a quantize Job made it."""
-    return edited(example(name), {"model.precision": "awq"})
+    """An example at INT4 AWQ, which its BF16 checkpoint does not carry: served once a quantize Job made it, on
+    GPUs whose PyTorch backend runs it (Ada: L40S; Hopper)."""
+    body = edited(example(name), {"model.precision": "awq"})
+    if body["spec"]["serving"]["gpu"]["type"].startswith("A100"):
+        body["spec"]["serving"]["gpu"]["type"] = "L40S-48GB"
+    return body
 
 
 def edited(body: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
@@ -605,10 +609,11 @@ def test_replicas_change_re_applies_only_the_deployment() -> None:
 
 # ---------------------------------------------------------------------------------------------------- resync
 
+AWQ_ON_ADA = {"model.precision": "awq", "serving.gpu.type": "L40S-48GB"}  # INT4 AWQ runs on Ada and Hopper
 RESYNC = [
     # example, spec change, how the build Job ends (None: still running), Deployment rolled out, phase
-    pytest.param(QWEN_7B, {"model.precision": "awq"}, None, False, "Preparing", id="quantizing"),
-    pytest.param(QWEN_7B, {"model.precision": "awq"}, "Failed", False, "Degraded", id="quantize failed"),
+    pytest.param(QWEN_7B, AWQ_ON_ADA, None, False, "Preparing", id="quantizing"),
+    pytest.param(QWEN_7B, AWQ_ON_ADA, "Failed", False, "Degraded", id="quantize failed"),
     pytest.param(QWEN_7B, {}, "Complete", False, "Progressing", id="rolling out"),
     pytest.param(QWEN_7B, {}, "Complete", True, "Healthy", id="healthy"),
     pytest.param(QWEN_7B, {"serving.replicas": 0}, "Complete", True, "Healthy", id="scaled to zero"),

@@ -30,12 +30,17 @@ def route(cluster_plan: Any) -> dict[str, Any]:
     return r
 
 
-def start_canary(body: dict[str, Any]) -> tuple[Cluster, dict[str, Any]]:
+def start_canary(body: dict[str, Any], passes: int = 6) -> tuple[Cluster, dict[str, Any]]:
+    """A new revision rolled out (at most `passes` passes) until its canary has the replicas of the first step
+    (they take the surge, then drained stable replicas' GPUs, pass by pass)."""
     cluster = drive(body)
     assert body["status"]["phase"] == "Healthy"
     body = edited(body, {"serving.podAnnotations": {"version": "2"}})
-    cluster.reconcile(body, at(1))
-    cluster.roll_out()
+    for _ in range(passes):
+        p = cluster.reconcile(body, at(1))
+        cluster.roll_out()
+        if p.status.get("currentStep", 0) >= 1 or p.status["phase"] == "Paused":
+            break
     return cluster, body
 
 
@@ -66,7 +71,7 @@ def test_ab_route_matches_headers_and_cookies() -> None:
     body = with_rollout(strategy="abTest", steps=[{"pause": "indefinite"}], trafficRouting=GATEWAY,
                         match=[{"headers": {"x-model-variant": {"exact": "b"}}},
                                {"cookie": {"name": "variant", "value": "b"}}])
-    cluster, body = start_canary(body)
+    cluster, body = start_canary(body, passes=1)
     p = cluster.reconcile(body, at(2))
     rules = route(p)["spec"]["rules"]
     headers = [[{"type": "Exact", "name": "x-model-variant", "value": "b"}],
@@ -99,7 +104,8 @@ def test_analysis_is_requested_when_due_and_a_failure_rolls_back_with_the_figure
     body = with_rollout(steps=[{"weight": 50}, {"pause": "5m"}], analysis=ANALYSIS)
     cluster, body = start_canary(body)
     p = cluster.reconcile(body, at(2))
-    assert p.status["canaryWeight"] == 50
+    # Behind one Service the weight is the replica ratio: 2 new replicas beside 1 stable carry 67% (of 2 + 1).
+    assert (p.status["canaryWeight"], p.status["canaryReplicas"]) == (67, 2)
     # The triton provider differences counters: its baseline is due as soon as the canary has traffic, so the
     # first judged window closes one interval later (a prometheus provider waits the interval: see below).
     baseline = analysis_request(body, cluster.observed(), at(10))
@@ -113,7 +119,7 @@ def test_analysis_is_requested_when_due_and_a_failure_rolls_back_with_the_figure
     assert request is not None
     assert (request.provider, request.canary_revision, request.stable_revision) == (
         "triton", p.status["canaryRevision"], p.status["stableRevision"])
-    assert request.window_seconds == 38 and request.previous_counters == {}
+    assert request.window_seconds == 39 and request.previous_counters == {}
     observed = cluster.observed()
     failed = Observed(**{**observed.__dict__, "measurement": Measurement(requests=200, errors=40,
                                                                           window_seconds=38)})
@@ -123,8 +129,9 @@ def test_analysis_is_requested_when_due_and_a_failure_rolls_back_with_the_figure
     assert rolled.status["analysis"]["errorRate"] == 0.2 and rolled.status["analysis"]["result"] == "Failed"
     degraded = next(c for c in rolled.status["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "AnalysisFailed" and "error rate 0.2000 (40/200)" in degraded["message"]
-    canary = next(o for o in rolled.apply if o["kind"] == "Deployment")
-    assert canary["metadata"]["name"].endswith(p.status["canaryRevision"]) and canary["spec"]["replicas"] == 0
+    deployments = {o["metadata"]["name"]: o["spec"]["replicas"] for o in rolled.apply if o["kind"] == "Deployment"}
+    # The canary's replicas go at once; the stable grows back into the GPUs they gave up (here none still held).
+    assert deployments == {f"r1-qwen-7b-{p.status['canaryRevision']}": 0, f"r1-qwen-7b-{p.status['stableRevision']}": 2}
     assert rolled.outcome == "rolled_back" and rolled.verdict == "Failed"
 
 

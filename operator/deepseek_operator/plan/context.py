@@ -57,7 +57,7 @@ class PassContext:
     delete: list[ChildRef] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     servable: bool = True  # the target revision may get pods (its weights and checkpoint are there)
-    waiting: dict[str, str] = field(default_factory=dict)  # what the target waits for, for the rollout machine
+    waiting: dict[str, Any] = field(default_factory=dict)  # what the target waits for, for the rollout machine
     ssh_secrets: list[dict[str, Any]] = field(default_factory=list)  # of live multi-node revisions
 
     @property

@@ -4,6 +4,7 @@ request the metric provider answers before the pass. Pure."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,16 +31,26 @@ class Decided:
     refused: str  # why the action annotation was refused; "" when there was none or it was taken
 
 
+def pods_holding_gpus(pods: tuple[dict[str, Any], ...]) -> dict[str, int]:
+    """Serving pods (a group's leader, for a layout across nodes) per revision that hold their GPUs: created and
+    not yet gone, those draining after their deletion too; finished ones hold none."""
+    held: Counter[str] = Counter()
+    for pod in pods:
+        revision = (pod["metadata"].get("labels") or {}).get(naming.LABEL_REVISION)
+        if revision and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+            held[revision] += 1
+    return dict(held)
+
+
 def decide(ctx: PassContext) -> Decided:
     annotations = ctx.body["metadata"].get("annotations") or {}
     handled = (ctx.old_status.get("lastAction") or {}).get("nonce", "")
     parsed = machine.parse_action(annotations, naming.ANNOTATION_ACTION, naming.ANNOTATION_ACTION_NONCE, handled)
     action = parsed if isinstance(parsed, machine.Action) else None
-    stable_now = ctx.desired.get(ctx.state.stable) if ctx.state.canary else None
     decision = machine.decide(ctx.rollout, ctx.state, machine.World(
         target=ctx.target.name, target_servable=ctx.servable, replicas=ctx.spec.serving.replicas,
-        now=epoch(ctx.now), ready=ctx.ready, stable_replicas=stable_now, measurement=ctx.observed.measurement,
-        action=action, **ctx.waiting))
+        now=epoch(ctx.now), ready=ctx.ready, desired=ctx.desired, pods=pods_holding_gpus(ctx.observed.pods),
+        measurement=ctx.observed.measurement, action=action, **ctx.waiting))
     ctx.events += decision.events
     return Decided(decision, action, parsed if isinstance(parsed, str) else "")
 

@@ -38,7 +38,8 @@ def settings(spec: DeepSeekDeploymentSpec) -> machine.Rollout:
         failure_limit=a.failure_limit if a else 1, on_inconclusive=a.on_inconclusive if a else "pause",
         history_limit=r.revision_history_limit, baseline_first=a is not None and a.provider in DIFFERENCING,
         sequential=SequentialPolicy.for_limit(a.max_error_rate, a.min_requests)
-        if a is not None and a.mode == "sequential" else None)
+        if a is not None and a.mode == "sequential" else None,
+        max_surge=r.max_surge, max_unavailable=r.max_unavailable)
 
 
 def _seconds(value: float | None) -> float | None:

@@ -141,12 +141,12 @@ def leader_command(*, layout: Layout, env_names: list[str], service: str, namesp
     ssh = f"-p {SSH_PORT} -i {SSH_MOUNT}/{SSH_PRIVATE_KEY} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
     # Open MPI shortens hostfile names to their first label before it ssh-es to them; a pod's short name does
     # not resolve (the pod's DNS search path holds its namespace, not the headless Service): keep them whole.
-    mpirun = ["mpirun", "--prefix", "MPI_PREFIX", "--hostfile", "/tmp/hostfile", "-np", str(layout.world_size),
+    mpirun = ["mpirun", "MPI_PREFIX", "--hostfile", "/tmp/hostfile", "-np", str(layout.world_size),
               "--map-by", f"ppr:{slots}:node", "--bind-to", "none", "--mca", "orte_keep_fqdn_hostnames", "1",
               "--mca", "plm_rsh_args", ssh,
               *(arg for name in (*RANK_ENV, *env_names) for arg in ("-x", name)),
               "/bin/sh", "-c", rank_script(server)]
-    launch = shlex.join(mpirun).replace("MPI_PREFIX", '"$prefix"', 1)
+    launch = shlex.join(mpirun).replace("MPI_PREFIX", "$prefix", 1)
     script = "\n".join([
         "set -eu",
         ": > /tmp/hostfile",
@@ -162,8 +162,10 @@ def leader_command(*, layout: Layout, env_names: list[str], service: str, namesp
         "        time.sleep(2)' \"$host\"",
         "done",
         # The image's Open MPI, for the orted that mpirun starts on each worker over SSH (a non-login shell
-        # there has no PATH to it).
+        # there has no PATH to it), unless it is the system's (/usr), which every PATH has: --prefix also puts
+        # <prefix>/bin first on the ranks' PATH, which would shadow the image's own programs.
         'prefix="$(dirname "$(dirname "$(readlink -f "$(command -v mpirun)")")")"',
+        'if [ "$prefix" = /usr ]; then prefix=""; else prefix="--prefix=$prefix"; fi',
         f"exec {launch}",
     ])
     return ["/bin/sh", "-c", script]

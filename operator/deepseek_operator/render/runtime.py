@@ -92,7 +92,8 @@ PUBLISHED_R1_CHECKPOINTS = {Precision.NVFP4: "nvidia/DeepSeek-R1-0528-FP4-v2"}
 # PyTorch backend has no linear method; it loads INT8 from no checkpoint ModelOpt makes (benchmarks/quantize).
 INT8_UNSERVABLE = ("spec.model.precision int8: TensorRT-LLM's PyTorch backend loads no INT8 checkpoint (ModelOpt "
                    "exports INT8 as W8A8 SmoothQuant, a format of the removed TensorRT-engine backend): serve fp8 "
-                   "(Ada, Hopper, Blackwell; the same bytes per weight) or w4a16/awq (INT4 AWQ, from Ampere on)")
+                   "(Ada, Hopper, Blackwell; the same bytes per weight) or w4a16/awq (INT4 AWQ, on Ada and "
+                   "Hopper)")
 
 
 def moe_quantize_problem(spec: DeepSeekDeploymentSpec, model: ModelSpec) -> str:

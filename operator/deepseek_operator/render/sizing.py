@@ -53,6 +53,10 @@ OVERHEAD_PER_TP_PEER_GB = 0.25
 PIPELINE_PARALLEL_CHOICES = (2, 4)
 # TensorRT-LLM caches K/V in 16-bit, FP8 or INT8; 4-bit weight formats have no KV counterpart.
 KV_CACHE_PRECISIONS = frozenset({Precision.BF16, Precision.FP16, Precision.FP8, Precision.INT8})
+# INT4 AWQ (W4A16) runs in TensorRT-LLM's PyTorch backend on Ada and Hopper only (docs/source/features/
+# quantization.md, its hardware table: W4A16 AWQ on Hopper and Ada; Blackwell runs FP4 instead; nothing on Ampere).
+INT4_AWQ = frozenset({Precision.AWQ, Precision.W4A16})
+INT4_AWQ_CAPABILITIES = frozenset({"8.9", "9.0"})
 # Lower weight precisions suggested when a model does not fit, best quality first (AWQ is the better INT4).
 _LOWER_PRECISIONS = (Precision.FP8, Precision.NVFP4, Precision.AWQ)
 # What to suggest when the GPU has no FP8: the unquantized model first, then weight-only quantization.
@@ -285,6 +289,10 @@ def _place(req: SizingRequest) -> _Placement:
             and not gpu.fp8_block_scales:
         return _Placement(NO_FP8, chosen, f"{model.name}'s FP8 checkpoint has per-block scales, which TensorRT-LLM "
                                           f"cannot run on {gpu.name} (sm_{gpu.compute_capability.replace('.', '')})")
+    if req.precision in INT4_AWQ and gpu.compute_capability not in INT4_AWQ_CAPABILITIES:
+        return _Placement(NO_FP8, chosen, f"TensorRT-LLM's PyTorch backend runs INT4 AWQ weights on Ada and Hopper "
+                                          f"only (sm_89, sm_90); {gpu.name} is "
+                                          f"sm_{gpu.compute_capability.replace('.', '')}")
     if not req.gpu.fp4 and req.precision is Precision.NVFP4:
         return _Placement(NO_FP8, chosen, f"NVFP4 weights need a Blackwell GPU (FP4 tensor cores); {req.gpu.name} "
                                           f"(sm_{req.gpu.compute_capability.replace('.', '')}) has none")
@@ -347,6 +355,8 @@ def _suggestions(req: SizingRequest, precisions: tuple[Precision, ...], try_layo
         auto = _place(replace(req, tensor_parallel=None, pipeline_parallel=None))
         if auto.reason == FITS:
             found.append(_layout_setting(auto.estimate, per_node))
+    if req.model.moe:  # the 671B is served at its published precisions only (NVIDIA's NVFP4 checkpoint besides FP8)
+        precisions = tuple(p for p in precisions if p is Precision.NVFP4)
     # An FP8 KV cache the GPU cannot hold falls back to the default of the suggested precision.
     kv_cache_precision = None if req.kv_cache_precision is Precision.FP8 and not req.gpu.fp8 \
         else req.kv_cache_precision

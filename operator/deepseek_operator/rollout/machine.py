@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from deepseek_operator.api.status import AnalysisResult, Outcome, Phase, Reason
+from deepseek_operator.rollout import capacity
 from deepseek_operator.rollout.analysis import TRITON_CANNOT_PASS, TTFT, Measurement, Policy, Verdict, analyse
 from deepseek_operator.rollout.clock import epoch, rfc3339
 from deepseek_operator.rollout.sequential import SequentialPolicy, sequential_verdict
@@ -56,6 +57,8 @@ class Rollout:
     # taken as soon as the canary gets traffic, so that its first window is judged one interval later, not two.
     baseline_first: bool = False
     sequential: SequentialPolicy | None = None  # analysis.mode sequential: the test of the canary's totals
+    max_surge: int = 1  # replicas beyond the desired count a rollout may hold (rollout/capacity.py)
+    max_unavailable: int = 1  # replicas below it that Ready ones of both revisions may fall to
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,8 @@ class World:
     replicas: int  # spec.serving.replicas
     now: float
     ready: Mapping[str, int] = field(default_factory=dict)  # Ready replicas by revision (Deployment caught up)
-    stable_replicas: int | None = None  # replicas the stable Deployment has now
+    desired: Mapping[str, int] = field(default_factory=dict)  # replicas each revision's workload asks for now
+    pods: Mapping[str, int] = field(default_factory=dict)  # pods (groups) each revision holds GPUs with
     measurement: Measurement | None = None
     action: Action | None = None
     # What a target that is not servable waits for, in the words and reason its status gives.
@@ -170,21 +174,12 @@ class Decision:
 # ---------------------------------------------------------------------------------------------------- weights
 
 
-def canary_replicas(rollout: Rollout, weight: int, replicas: int, stable_replicas: int) -> int:
-    """Replicas the canary needs for `weight`: GPUs are expensive, so only what the weight needs (at least one)."""
-    if weight >= 100:
-        return replicas
-    if rollout.router == "gatewayAPI":
-        return max(1, min(replicas, math.ceil(replicas * weight / 100)))
-    # Replica ratio behind one Service: the stable keeps its replicas, the canary adds c with c/(s+c) ≈ weight.
-    return max(1, min(replicas, math.ceil(weight * stable_replicas / (100 - weight))))
+def budget(rollout: Rollout, replicas: int) -> capacity.Budget:
+    return capacity.Budget(replicas, rollout.max_surge, rollout.max_unavailable)
 
 
-def effective_weight(rollout: Rollout, weight: int, canary: int, stable: int) -> int:
-    """The share of traffic the canary really gets (exact with an HTTPRoute, the replica ratio without)."""
-    if rollout.router == "gatewayAPI" or weight >= 100:
-        return weight
-    return round(100 * canary / (canary + stable)) if canary + stable else 0
+def held(world: World, revision: str, desired: int) -> capacity.Held:
+    return capacity.Held(desired=desired, ready=world.ready.get(revision, 0), existing=world.pods.get(revision, 0))
 
 
 def window_start(state: State) -> float:
@@ -373,11 +368,22 @@ def _follow_target(p: _Pass) -> None:
         p.start(target)
 
 
+def _steady_replicas(p: _Pass) -> int:
+    """The stable's replicas outside a rollout: N, grown back (after a rollback, a promotion of a revision that
+    had fewer) only into GPUs the other revisions' pods gave up, so that no stable pod waits Pending for them."""
+    s, w = p.state, p.world
+    n, now = w.replicas, w.desired.get(s.stable, w.replicas)
+    if now >= n:
+        return n
+    others = sum(count for revision, count in w.pods.items() if revision != s.stable)
+    return min(n, max(now, budget(p.rollout, n).room - others))
+
+
 def _steady(p: _Pass) -> Decision:
     s, w = p.state, p.world
     n = w.replicas
     ready = w.ready.get(s.stable, 0)
-    replicas = {s.stable: n}
+    replicas = {s.stable: _steady_replicas(p)}
     if s.held and s.held == w.target:
         degraded = s.held_reason != Reason.ROLLED_BACK_BY_USER
         message = f"revision {s.held} was rolled back ({s.held_reason}); serving {s.stable}. Change the spec or " \
@@ -520,90 +526,140 @@ def _promotion_gate(p: _Pass) -> tuple[bool, str]:
     return False, f"waiting for a Successful measurement (last: {last.result})"
 
 
+@dataclass(frozen=True)
+class _Walk:
+    """Where the steps stopped this pass: the canary's replica goal, what it waits for, and whether it is
+    promoting (the last step passed)."""
+
+    canary_goal: int
+    waiting: str = ""
+    promoting: bool = False
+
+
 def _advance(p: _Pass) -> Decision:
-    r, w = p.rollout, p.world
-    n = w.replicas
-    stable_now = w.replicas if w.stable_replicas is None else w.stable_replicas
-    if r.strategy == "recreate" and p.state.kind not in FAST:
+    """A rollout in progress: walk the steps as far as they allow, then move the revisions' replicas one safe step
+    toward where the walk stopped (rollout/capacity.py), and say where the rollout stands."""
+    if p.rollout.strategy == "recreate" and p.state.kind not in FAST:
         return _recreate(p)
-    waiting = ""
-    # Until promotion the stable follows spec.serving.replicas (a scaler's count too), the canary its share
-    # of it; a rollout never scales the stable below one replica.
-    stable_desired = max(1, n)
-    sizing_step = False  # the loop stopped at a weight step whose canary replicas are not all Ready yet
+    walk = _walk_steps(p)
+    if walk is None:  # promoted
+        return _steady(p)
+    stable_now, canary_now = _move(p, walk)
+    s = p.state
+    replicas = {s.stable: stable_now, s.canary: canary_now}
+    if s.paused:
+        return _paused(p, replicas)
+    kind = "rollback to" if s.kind == ROLLBACK else "rollout of"
+    message = f"{kind} {s.canary}: step {s.step}/{len(p.rollout.steps)}, weight {s.weight}%"
+    if stable_now + canary_now < p.world.replicas:
+        message += (f"; {stable_now} stable + {canary_now} new replicas while GPUs move to the new revision "
+                    f"(maxSurge {p.rollout.max_surge}, maxUnavailable {p.rollout.max_unavailable})")
+    reason = Reason.PROMOTING if walk.promoting else Reason.CANARY_STEP
+    return _decision(p, replicas, Phase.PROGRESSING, reason,
+                     f"{message}; {walk.waiting}" if walk.waiting else message, wait=POLL_SECONDS)
+
+
+def _walk_steps(p: _Pass) -> _Walk | None:
+    """Takes each step the rollout may take now, in order; None once the canary is promoted."""
+    r, w = p.rollout, p.world
+    n, plan = w.replicas, budget(p.rollout, w.replicas)
     while True:
         s = p.state
         ready = w.ready.get(s.canary, 0)
         if s.paused:
-            break
+            return _Walk(_holding_goal(p))
         if s.step >= len(r.steps):
             open_, why = _promotion_gate(p)
             if not open_:
-                waiting = why
-                break
+                return _Walk(_holding_goal(p), why)
             if ready >= n:
                 p.promote()
-                return _steady(p)
-            # Promotion replaces the stable one replica at a time (surge one): a rollout never needs more than
-            # one replica's GPUs beyond what the stable already holds. Traffic follows the Ready replicas.
-            # Monotonic: a pass that reads a Deployment mid-scale never shrinks the canary or regrows the stable.
-            stable_desired = min(stable_now, max(0, n - ready))
-            p.set(canary_replicas=max(s.canary_replicas, min(n, ready + 1)))
-            serving = ready + min(stable_desired, w.ready.get(s.stable, 0))
-            p.set(weight=max(s.weight, round(100 * ready / serving) if serving else 0))
-            waiting = f"promoting: {ready}/{n} replicas of revision {s.canary} ready"
-            break
+                return None
+            return _Walk(n, f"promoting: {ready}/{n} replicas of revision {s.canary} ready", promoting=True)
         step = r.steps[s.step]
         if step.weight is not None:
-            need = canary_replicas(r, step.weight, n, stable_desired)
-            p.set(canary_replicas=need)
-            if ready < need:
-                waiting = f"{ready}/{need} canary replicas ready for weight {step.weight}%"
-                sizing_step = True
-                break
-            weight = effective_weight(r, step.weight, need, stable_desired)
-            if weight != s.weight:
-                p.say("Normal", Reason.CANARY_STEP, f"revision {s.canary} now receives {weight}% of traffic")
-            p.set(weight=weight, step=s.step + 1, step_started_at=w.now)
+            if not _weight_step(p, step.weight, capacity.canary_target(step.weight, plan)):
+                need = capacity.canary_target(step.weight, plan)
+                return _Walk(need, f"{ready}/{need} canary replicas ready for weight {step.weight}%")
             continue
-        if r.strategy == "abTest":
-            p.set(canary_replicas=max(1, s.canary_replicas))
-            if ready < 1:
-                waiting = f"waiting for a Ready replica of revision {s.canary}"
-                break
-        if step.pause_seconds is None:
-            p.set(paused=True, pause_reason=Reason.CANARY_PAUSED)
-            p.say("Normal", Reason.CANARY_PAUSED, f"rollout of {s.canary} paused at step {s.step} until `promote`")
-            break
-        ends = s.step_started_at + step.pause_seconds
-        if w.now < ends:
-            p.waits.append(ends - w.now)
-            waiting = f"step {s.step}: pause until {ends - w.now:.0f}s from now"
-            break
-        open_, why = _gate_open(p)
-        if not open_:
-            waiting = f"step {s.step}: {why}"
-            break
-        p.set(step=s.step + 1, step_started_at=w.now)
+        if r.strategy == "abTest" and ready < 1:
+            return _Walk(max(1, s.canary_replicas), f"waiting for a Ready replica of revision {s.canary}")
+        waiting = _pause_step(p, step)
+        if waiting is not None:
+            return _Walk(_holding_goal(p), waiting)
+
+
+def _weight_step(p: _Pass, weight: int, need: int) -> bool:
+    """A weight step passes once the canary has the replicas its weight needs; the weight it then gets is what
+    those replicas can carry (never more than their share of the Ready replicas)."""
+    s, w = p.state, p.world
+    ready = w.ready.get(s.canary, 0)
+    if ready < need:
+        return False
+    stable_ready = w.ready.get(s.stable, 0)
+    effective = capacity.effective_weight(weight, stable_ready, ready, p.rollout.router == "service")
+    if effective != s.weight:
+        share = "" if effective == weight else f" (its {ready} Ready replica(s) beside {stable_ready} stable)"
+        p.say("Normal", Reason.CANARY_STEP, f"revision {s.canary} now receives {effective}% of traffic{share}")
+    p.set(weight=effective, step=s.step + 1, step_started_at=w.now)
+    return True
+
+
+def _pause_step(p: _Pass, step: Step) -> str | None:
+    """A pause step (indefinite, or timed and then the analysis' gate): None once it is over, else why it
+    holds."""
+    s, w = p.state, p.world
+    if step.pause_seconds is None:
+        p.set(paused=True, pause_reason=Reason.CANARY_PAUSED)
+        p.say("Normal", Reason.CANARY_PAUSED, f"rollout of {s.canary} paused at step {s.step} until `promote`")
+        return ""
+    ends = s.step_started_at + step.pause_seconds
+    if w.now < ends:
+        p.waits.append(ends - w.now)
+        return f"step {s.step}: pause until {ends - w.now:.0f}s from now"
+    open_, why = _gate_open(p)
+    if not open_:
+        return f"step {s.step}: {why}"
+    p.set(step=s.step + 1, step_started_at=w.now)
+    return None
+
+
+def _holding_goal(p: _Pass) -> int:
+    """The canary's replicas where the walk holds: its last weight step's share of the count now (so a scaler's
+    change of it reaches the canary between steps), or what it has (a pause before any weight, an A/B test)."""
+    s, r = p.state, p.rollout
+    weights = [step.weight for step in r.steps[: s.step] if step.weight is not None]
+    if r.strategy == "canary" and weights and 0 < weights[-1] < 100:
+        return capacity.canary_target(weights[-1], budget(r, p.world.replicas))
+    return max(1 if r.strategy == "abTest" else 0, s.canary_replicas)
+
+
+def _move(p: _Pass, walk: _Walk) -> tuple[int, int]:
+    """The replicas of the stable and the canary this pass (one safe move toward the walk's goal), and the
+    weight a promotion's Ready replicas carry."""
+    s, w, r = p.state, p.world, p.rollout
+    plan = budget(r, w.replicas)
+    stable = held(w, s.stable, w.desired.get(s.stable, w.replicas))
+    canary = held(w, s.canary, s.canary_replicas)
+    stable_now, canary_now = capacity.step(plan, stable=stable, canary=canary,
+                                           stable_goal=capacity.stable_target(walk.canary_goal, plan),
+                                           canary_goal=walk.canary_goal)
+    p.set(canary_replicas=canary_now)
+    if walk.promoting:  # traffic follows the Ready replicas of the promotion (never back)
+        serving = canary.ready + min(stable_now, stable.ready)
+        p.set(weight=max(s.weight, round(100 * canary.ready / serving) if serving else 0))
+    return stable_now, canary_now
+
+
+def _paused(p: _Pass, replicas: dict[str, int]) -> Decision:
     s = p.state
-    if r.strategy == "canary" and not sizing_step and 0 < s.weight < 100 and s.step < len(r.steps):
-        # Between weight steps the canary's share follows the replica count (a scaler's changes of it).
-        p.set(canary_replicas=canary_replicas(r, s.weight, n, stable_desired))
-        s = p.state
-    replicas = {s.stable: stable_desired, s.canary: s.canary_replicas}
-    if s.paused:
-        why = {Reason.ANALYSIS_INCONCLUSIVE: "the analysis was inconclusive",
-               Reason.PAUSED_BY_USER: "paused by a person",
-               Reason.CANARY_PAUSED: "an indefinite pause step"}.get(s.pause_reason, s.pause_reason)
-        detail = f" ({s.analysis.message})" if s.pause_reason == Reason.ANALYSIS_INCONCLUSIVE and s.analysis else ""
-        return _decision(p, replicas, Phase.PAUSED, s.pause_reason,
-                         f"rollout of {s.canary} at step {s.step}/{len(r.steps)}, weight {s.weight}%, paused: "
-                         f"{why}{detail}; send `resume` or `promote`")
-    kind = "rollback to" if s.kind == ROLLBACK else "rollout of"
-    message = f"{kind} {s.canary}: step {s.step}/{len(r.steps)}, weight {s.weight}%"
-    reason = Reason.PROMOTING if s.step >= len(r.steps) else Reason.CANARY_STEP
-    return _decision(p, replicas, Phase.PROGRESSING, reason, f"{message}; {waiting}" if waiting else message,
-                     wait=POLL_SECONDS)
+    why = {Reason.ANALYSIS_INCONCLUSIVE: "the analysis was inconclusive",
+           Reason.PAUSED_BY_USER: "paused by a person",
+           Reason.CANARY_PAUSED: "an indefinite pause step"}.get(s.pause_reason, s.pause_reason)
+    detail = f" ({s.analysis.message})" if s.pause_reason == Reason.ANALYSIS_INCONCLUSIVE and s.analysis else ""
+    return _decision(p, replicas, Phase.PAUSED, s.pause_reason,
+                     f"rollout of {s.canary} at step {s.step}/{len(p.rollout.steps)}, weight {s.weight}%, paused: "
+                     f"{why}{detail}; send `resume` or `promote`")
 
 
 def _recreate(p: _Pass) -> Decision:

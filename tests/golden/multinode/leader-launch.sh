@@ -13,7 +13,8 @@ while True:
         time.sleep(2)' "$host"
 done
 prefix="$(dirname "$(dirname "$(readlink -f "$(command -v mpirun)")")")"
-exec mpirun --prefix "$prefix" --hostfile /tmp/hostfile -np 16 --map-by ppr:8:node --bind-to none --mca orte_keep_fqdn_hostnames 1 --mca plm_rsh_args '-p 2222 -i /etc/deepseek/ssh/id_ed25519 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null' -x PATH -x LD_LIBRARY_PATH -x HOME -x NCCL_DEBUG -x NCCL_IB_DISABLE -x NCCL_IB_HCA -x NCCL_NET_GDR_LEVEL -x NCCL_SOCKET_IFNAME /bin/sh -c 'set -u
+if [ "$prefix" = /usr ]; then prefix=""; else prefix="--prefix=$prefix"; fi
+exec mpirun $prefix --hostfile /tmp/hostfile -np 16 --map-by ppr:8:node --bind-to none --mca orte_keep_fqdn_hostnames 1 --mca plm_rsh_args '-p 2222 -i /etc/deepseek/ssh/id_ed25519 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null' -x PATH -x LD_LIBRARY_PATH -x HOME -x NCCL_DEBUG -x NCCL_IB_DISABLE -x NCCL_IB_HCA -x NCCL_NET_GDR_LEVEL -x NCCL_SOCKET_IFNAME /bin/sh -c 'set -u
 if [ "${OMPI_COMM_WORLD_RANK:-0}" != 0 ]; then exec python3 -m tensorrt_llm.llmapi.mgmn_worker_node; fi
 export TLLM_SPAWN_PROXY_PROCESS=1 tllm_mpi_size="$OMPI_COMM_WORLD_SIZE"
 export TLLM_SPAWN_PROXY_PROCESS_IPC_ADDR=tcp://127.0.0.1:10012
