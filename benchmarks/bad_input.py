@@ -7,8 +7,10 @@ Each spec is created with `dryRun=All` and strict field validation (as kubectl s
 server, with the CRD of the checkout whose `deepseek_operator` is imported (applied first, server-side): what the
 schema and the CEL rules refuse is `rejected`. An accepted spec is planned as the operator would (`plan()`, with
 its PVC present): `conditioned` when a condition says what is wrong (FitsHardware or SpecValid False, Degraded
-True, or SpecValid's IgnoredSetting), `raised` when the plan raises, and `silent` otherwise. To count an older
-checkout: `git worktree add /tmp/old <commit>` and run this file with `PYTHONPATH=/tmp/old/operator:.`.
+True, or SpecValid's IgnoredSetting), `raised` when the plan raises, and `silent` otherwise. The inputs of the third
+round (issue #33, `ROUND_THREE`) are counted again by class. To count an older checkout: `git worktree add
+/tmp/old <commit>` and run this file with `PYTHONPATH=/tmp/old/operator:.` (a checkout whose table has no
+ROUND_THREE counts without it).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import deepseek_operator
 from deepseek_operator.plan import Observed, plan
 from testbed.cluster import KUBECONFIG
+from tests import bad_specs
 from tests.bad_specs import ALL, GROUP, VERSION
 
 PLURAL = "deepseekdeployments"
@@ -57,9 +60,13 @@ def main() -> int:
             raise
     custom = client.CustomObjectsApi(api)
     counts: Counter[str] = Counter()
+    round_three: dict[str, list[object]] = getattr(bad_specs, "ROUND_THREE", {})
+    by_class = {id(case): area for area, cases in round_three.items() for case in cases}
+    per_class: dict[str, Counter[str]] = {area: Counter() for area in round_three}
     silent = []
     for n, case in enumerate(ALL):
-        doc = case.document(NAMESPACE, name=f"bad-{n}")
+        # An input that is the resource's name keeps it (getattr: an older table's cases have no name).
+        doc = case.document(NAMESPACE, name=getattr(case, "name", None) or f"bad-{n}")
         try:
             # Strict, as kubectl sends it: an unknown field is an error rather than dropped.
             stored = custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, doc, dry_run="All",
@@ -68,16 +75,22 @@ def main() -> int:
             if err.status not in (400, 422):
                 raise
             counts["rejected"] += 1
+            if id(case) in by_class:
+                per_class[by_class[id(case)]]["rejected"] += 1
             continue
         stored.setdefault("metadata", {})["generation"] = 1
         try:
             result = plan(stored, Observed(pvc_uids={"model-store": "uid-model-store"}), "2026-12-01T00:00:00Z")
         except Exception as err:  # a bug: the count is what this script is for
             counts["raised"] += 1
+            if id(case) in by_class:
+                per_class[by_class[id(case)]]["raised"] += 1
             silent.append(f"{case.id}: plan raised {type(err).__name__}: {err}")
             continue
         verdict = outcome(result.status)
         counts[verdict] += 1
+        if id(case) in by_class:
+            per_class[by_class[id(case)]][verdict] += 1
         if verdict == "silent":
             silent.append(case.id)
     core.delete_namespace(NAMESPACE)
@@ -87,7 +100,9 @@ def main() -> int:
     print(f"accepted and silent (or raised): {counts['silent'] + counts['raised']}")
     for line in silent:
         print(f"  - {line}")
-    print(json.dumps(dict(counts)))
+    for area, found in per_class.items():
+        print(f"round three, {area}: {sum(found.values())} ({', '.join(f'{k} {v}' for k, v in sorted(found.items()))})")
+    print(json.dumps({**counts, "roundThree": {area: dict(found) for area, found in per_class.items()}}))
     return 0
 
 

@@ -61,6 +61,9 @@ POD_LOGS = CACHE / "logs" / "pods"
 ADDRESS_WAIT_S = 30.0  # longest wait for a reused pod IP to be released by the namespace that held it
 TICK_S = 0.25
 RETRY_S = 2.0  # a volume or object not there yet: tried again this often (the kubelet's pod sync)
+# A Warning event that repeats (a volume still failing to mount) is one Event whose count and lastTimestamp the
+# kubelet's recorder bumps (client-go's EventCorrelator); bumped here at most this often.
+EVENT_REPEAT_S = 10.0
 # Where the testbed tells its stand-ins which pod they are in and what faults to inject (the pod's own
 # annotations: testbed.deepseek.ai/error-rate, testbed.deepseek.ai/latency-ms). A testbed-only file.
 TESTBED_POD_FILE = "/run/testbed/pod.json"
@@ -207,12 +210,18 @@ class Pod:
         if not self.runner.claim_address(self):
             return False
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.check_pull_secrets()
         while not self.stopping.is_set():
             try:
                 self.volumes = self.setup.set_up()
                 break
-            except volumes.VolumeNotReady as e:
-                self._set_waiting_all("ContainerCreating", f"MountVolume.SetUp failed: {e}")
+            except volumes.MountFailed as e:
+                # As the kubelet: the containers wait in ContainerCreating, and only a FailedMount Warning event on
+                # the pod says why, repeated while the volume manager retries.
+                self._set_waiting_all("ContainerCreating", "")
+                self.runner.warn(self, "FailedMount", str(e))
+            except volumes.ClaimNotReady:
+                self._set_waiting_all("ContainerCreating", "")
             except (podspec.SpecError, ApiException, subprocess.CalledProcessError) as e:
                 self._set_waiting_all("CreateContainerConfigError", str(e))
             self.publish()
@@ -230,7 +239,23 @@ class Pod:
         with self.lock:
             for c in [*self.init, *self.containers]:
                 if c.proc is None:
-                    c.state = {"waiting": {"reason": reason, "message": message}}
+                    c.state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
+
+    def check_pull_secrets(self) -> None:
+        """The kubelet reads the pod's imagePullSecrets before it pulls; one it cannot find is a Warning event, and
+        the pull goes ahead without it (here every image is local, so it succeeds)."""
+        missing = []
+        for ref in self.pod["spec"].get("imagePullSecrets") or []:
+            try:
+                self.runner.api.read_namespaced_secret(ref["name"], self.ns)
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+                missing.append(ref["name"])
+        if missing:
+            self.runner.warn(self, "FailedToRetrieveImagePullSecret",
+                             f"Unable to retrieve some image pull secrets ({', '.join(missing)}); attempting to pull "
+                             "the image may not succeed.")
 
     def write_hosts(self, entries: Mapping[str, str]) -> None:
         """/etc/hosts as the kubelet writes it, plus every pod DNS name of the cluster (no CoreDNS here);
@@ -581,6 +606,8 @@ class PodRunner:
         self.dns: dict[str, str] = {}  # pod DNS name -> IP (pods with a hostname and subdomain)
         self.api_host = api.api_client.configuration.host.removeprefix("https://")
         self.trees: dict[str, Path] = {}
+        # (pod uid, reason, message) -> [Event name, count, when last posted (monotonic)]
+        self.events: dict[tuple[str, str, str], list[Any]] = {}
 
     def image_of(self, container: Mapping[str, Any]) -> images.Image | None:
         return images.find(self.images, str(container.get("image") or ""))
@@ -615,6 +642,45 @@ class PodRunner:
                 LOG.warning("patch %s/%s: %s %s", namespace, name, e.reason, (e.body or "")[:300])
             return False
 
+    # ---------------------------------------------------------------- events
+
+    def warn(self, pod: Pod, reason: str, message: str) -> None:
+        """A Warning event on the pod, as the kubelet's recorder posts it: a core/v1 Event named
+        `<pod>.<hex nanoseconds>` from component kubelet; the same reason and message again bump its count and
+        lastTimestamp (at most every EVENT_REPEAT_S) instead of making another."""
+        key = (pod.uid, reason, message)
+        stamp = now()
+        with self.lock:
+            seen = self.events.get(key)
+            if seen is not None and time.monotonic() - seen[2] < EVENT_REPEAT_S:
+                return
+            if seen is not None:
+                seen[1], seen[2] = seen[1] + 1, time.monotonic()
+                name, count = seen[0], seen[1]
+            else:
+                name, count = f"{pod.name}.{time.time_ns():x}", 1
+                self.events[key] = [name, count, time.monotonic()]
+        try:
+            if count > 1:
+                self.api.patch_namespaced_event(name, pod.ns, {"count": count, "lastTimestamp": stamp})
+                return
+            node = pod.pod["spec"].get("nodeName", "")
+            self.api.create_namespaced_event(pod.ns, {
+                "metadata": {"name": name, "namespace": pod.ns},
+                "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": pod.ns, "name": pod.name,
+                                   "uid": pod.uid},
+                "reason": reason, "message": message, "type": "Warning", "count": 1,
+                "firstTimestamp": stamp, "lastTimestamp": stamp,
+                "source": {"component": "kubelet", "host": node},
+                "reportingComponent": "kubelet", "reportingInstance": node})
+        except ApiException as e:  # the namespace going away, say: an event is never worth failing a pod for
+            LOG.warning("event %s on %s/%s: %s", reason, pod.ns, pod.name, e.reason)
+
+    def forget_events(self, uid: str) -> None:
+        with self.lock:
+            for key in [k for k in self.events if k[0] == uid]:
+                del self.events[key]
+
     # ---------------------------------------------------------------- addresses
 
     def claim_address(self, pod: Pod) -> bool:
@@ -644,6 +710,7 @@ class PodRunner:
         network.delete_pod_netns(pod.uid)
         with self.lock:
             self.addresses.pop(pod.uid, None)
+        self.forget_events(pod.uid)
 
     # ---------------------------------------------------------------- pod events
 
@@ -709,6 +776,7 @@ class PodRunner:
         with self.lock:
             self.pods.pop(uid, None)
             self.addresses.pop(uid, None)
+        self.forget_events(uid)
         self._finish_deletion(uid, worker.ns, worker.name)
 
     def _finish_deletion(self, uid: str, namespace: str, name: str) -> None:

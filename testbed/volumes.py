@@ -29,7 +29,22 @@ TOKEN_SECONDS = 3607  # what the ServiceAccount admission plugin asks for (kube-
 
 
 class VolumeNotReady(RuntimeError):
-    """A volume that cannot be set up yet (missing ConfigMap or Secret, unbound PVC): the kubelet retries."""
+    """A volume (or an env source) that cannot be set up yet (missing ConfigMap or Secret or key, unbound PVC), in
+    the kubelet's words for its source: the kubelet retries."""
+
+
+class ClaimNotReady(VolumeNotReady):
+    """A PersistentVolumeClaim that is missing or not bound yet. A real cluster's scheduler keeps such a pod off the
+    nodes (FailedScheduling); kwok binds it anyway, so the testbed's kubelet waits for the claim without a word."""
+
+
+class MountFailed(RuntimeError):
+    """A pod volume the kubelet cannot set up: the message of its FailedMount event (pkg/kubelet/volumemanager's
+    `MountVolume.SetUp failed for volume "<volume>" : <error>`). The pod stays in ContainerCreating meanwhile."""
+
+    def __init__(self, volume: str, error: VolumeNotReady) -> None:
+        super().__init__(f'MountVolume.SetUp failed for volume "{volume}" : {error}')
+        self.volume = volume
 
 
 @dataclass(frozen=True)
@@ -76,8 +91,9 @@ class VolumeSetup:
         if data is None or key not in data:
             if optional:
                 return None
-            raise VolumeNotReady(f"couldn't find key {key} in {kind.replace('configmap', 'ConfigMap')} "
-                                 f"{self.ns}/{name}")
+            # The kubelet's words (pkg/kubelet/kubelet_pods.go, makeEnvironmentVariables).
+            what = "ConfigMap" if kind == "configmap" else "Secret"
+            raise VolumeNotReady(f"couldn't find key {key} in {what} {self.ns}/{name}")
         return data[key].decode()
 
     def lookup_all(self, kind: str, name: str, optional: bool) -> dict[str, str]:
@@ -88,30 +104,38 @@ class VolumeSetup:
     def set_up(self) -> dict[str, Volume]:
         out = {}
         for spec in self.pod["spec"].get("volumes") or []:
-            kind = next(k for k in spec if k != "name")
-            folder = self.root / spec["name"]
-            folder.mkdir(parents=True, exist_ok=True)
-            read_only = kind in ALWAYS_READ_ONLY
-            if kind == "emptyDir":
-                self._empty_dir(folder, spec["emptyDir"] or {})
-            elif kind in ("configMap", "secret"):
-                self._keys(folder, kind, spec[kind])
-            elif kind == "projected":
-                self._projected(folder, spec["projected"])
-            elif kind == "downwardAPI":
-                self._downward(folder, spec["downwardAPI"].get("items") or [],
-                               spec["downwardAPI"].get("defaultMode", DEFAULT_MODE))
-            elif kind == "persistentVolumeClaim":
-                folder, pvc_read_only = self._claim(spec["persistentVolumeClaim"])
-                read_only = read_only or pvc_read_only
-            elif kind == "hostPath":
-                folder = Path(spec["hostPath"]["path"])
-                if spec["hostPath"].get("type") in ("DirectoryOrCreate", "", None):
-                    folder.mkdir(parents=True, exist_ok=True)
-            else:
-                raise podspec.SpecError(f"volume {spec['name']}: type {kind} is not supported by the testbed")
-            out[spec["name"]] = Volume(spec["name"], kind, folder, read_only)
+            try:
+                out[spec["name"]] = self._set_up(spec)
+            except ClaimNotReady:
+                raise
+            except VolumeNotReady as e:
+                raise MountFailed(spec["name"], e) from e
         return out
+
+    def _set_up(self, spec: Mapping[str, Any]) -> Volume:
+        kind = next(k for k in spec if k != "name")
+        folder = self.root / spec["name"]
+        folder.mkdir(parents=True, exist_ok=True)
+        read_only = kind in ALWAYS_READ_ONLY
+        if kind == "emptyDir":
+            self._empty_dir(folder, spec["emptyDir"] or {})
+        elif kind in ("configMap", "secret"):
+            self._keys(folder, kind, spec[kind])
+        elif kind == "projected":
+            self._projected(folder, spec["projected"])
+        elif kind == "downwardAPI":
+            self._downward(folder, spec["downwardAPI"].get("items") or [],
+                           spec["downwardAPI"].get("defaultMode", DEFAULT_MODE))
+        elif kind == "persistentVolumeClaim":
+            folder, pvc_read_only = self._claim(spec["persistentVolumeClaim"])
+            read_only = read_only or pvc_read_only
+        elif kind == "hostPath":
+            folder = Path(spec["hostPath"]["path"])
+            if spec["hostPath"].get("type") in ("DirectoryOrCreate", "", None):
+                folder.mkdir(parents=True, exist_ok=True)
+        else:
+            raise podspec.SpecError(f"volume {spec['name']}: type {kind} is not supported by the testbed")
+        return Volume(spec["name"], kind, folder, read_only)
 
     def tear_down(self) -> None:
         for folder in self.tmpfs:
@@ -142,10 +166,10 @@ class VolumeSetup:
         name = spec.get("name") or spec.get("secretName")
         data = self.object_data("configmap" if kind == "configMap" else "secret", name, bool(spec.get("optional")))
         self._write_items(folder, data or {}, spec.get("items"), spec.get("defaultMode", DEFAULT_MODE),
-                          f"{kind} {name}", bool(spec.get("optional")))
+                          kind, bool(spec.get("optional")))
 
     def _write_items(self, folder: Path, data: Mapping[str, bytes], items: list[dict[str, Any]] | None,
-                     default_mode: int, what: str, optional: bool) -> None:
+                     default_mode: int, kind: str, optional: bool) -> None:
         if items is None:
             for key, value in data.items():
                 self._write(folder, key, value, default_mode)
@@ -154,7 +178,7 @@ class VolumeSetup:
             if item["key"] not in data:
                 if optional:
                     continue
-                raise VolumeNotReady(f"{what}: no key {item['key']}")
+                raise VolumeNotReady(missing_key_message(kind, item["key"]))
             self._write(folder, item["path"], data[item["key"]], item.get("mode", default_mode))
 
     def _downward(self, folder: Path, items: list[dict[str, Any]], default_mode: int) -> None:
@@ -178,8 +202,7 @@ class VolumeSetup:
                 ref = source[kind]
                 data = self.object_data("configmap" if kind == "configMap" else "secret", ref["name"],
                                         bool(ref.get("optional")))
-                self._write_items(folder, data or {}, ref.get("items"), mode, f"{kind} {ref['name']}",
-                                  bool(ref.get("optional")))
+                self._write_items(folder, data or {}, ref.get("items"), mode, kind, bool(ref.get("optional")))
             elif "downwardAPI" in source:
                 self._downward(folder, source["downwardAPI"].get("items") or [], mode)
 
@@ -199,10 +222,10 @@ class VolumeSetup:
             pvc = self.core.read_namespaced_persistent_volume_claim(name, self.ns)
         except ApiException as e:
             if e.status == 404:
-                raise VolumeNotReady(f'persistentvolumeclaim "{name}" not found') from e
+                raise ClaimNotReady(f'persistentvolumeclaim "{name}" not found') from e
             raise
         if not pvc.spec.volume_name or (pvc.status and pvc.status.phase != "Bound"):
-            raise VolumeNotReady(f'persistentvolumeclaim "{name}" is not bound')
+            raise ClaimNotReady(f'persistentvolumeclaim "{name}" is not bound')
         pv = self.core.read_persistent_volume(pvc.spec.volume_name)
         source = pv.spec.host_path or pv.spec.local
         if source is None:
@@ -211,6 +234,14 @@ class VolumeSetup:
         folder.mkdir(parents=True, exist_ok=True)
         hold_to_capacity(folder, (pv.spec.capacity or {}).get("storage"))
         return folder, bool(spec.get("readOnly"))
+
+
+def missing_key_message(kind: str, key: str) -> str:
+    """The kubelet's words for a key a volume's `items` names and its ConfigMap or Secret lacks
+    (pkg/volume/configmap and pkg/volume/secret, makePayload)."""
+    if kind == "configMap":
+        return f"configmap references non-existent config key: {key}"
+    return f"references non-existent secret key: {key}"
 
 
 def hold_to_capacity(folder: Path, capacity: str | None) -> None:

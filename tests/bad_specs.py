@@ -7,7 +7,7 @@ nowhere without a word (benchmarks/bad_input.py).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 GROUP, VERSION = "serving.deepseek.ai", "v1alpha1"
@@ -36,11 +36,14 @@ class Bad:
     patch: dict[str, Any]
     text: str  # what the API server's answer, or the condition's message, must contain
     condition: str | None = None  # "Type/Reason" of the condition that says why; None: admission must reject
+    name: str | None = None  # the resource's name, where the input is the name (else the caller's)
 
     def document(self, namespace: str, name: str | None = None) -> dict[str, Any]:
         doc = merge(VALID, self.patch)
         doc["metadata"] = {**doc["metadata"], "namespace": namespace}
-        if name is not None and "name" not in self.patch.get("metadata", {}):
+        if self.name is not None:
+            doc["metadata"]["name"] = self.name
+        elif name is not None and "name" not in self.patch.get("metadata", {}):
             doc["metadata"]["name"] = name
         return doc
 
@@ -73,6 +76,11 @@ def rejected(path: str, value: Any, text: str | None = None) -> Bad:
 
 def conditioned(id: str, spec: dict[str, Any], condition: str, text: str) -> Bad:
     return Bad(id, {"spec": spec}, text, condition)
+
+
+def named(id: str, case: Bad) -> Bad:
+    """The case under an id of its own (rejected()'s is the patch, cut to 70 characters)."""
+    return replace(case, id=id)
 
 
 def autoscaling(text: str, **fields: Any) -> Bad:
@@ -246,15 +254,16 @@ REJECTED = [
 
 CONDITIONED = [
     conditioned("r1-on-8-h100", {"model": {"name": "deepseek-r1", "precision": "fp8"},
-                                 "runtime": {"parallelism": {"pipeline": 1}},
+                                 "runtime": {"parallelism": {"tensor": 8, "pipeline": 1}},
                                  "serving": {"gpu": {"type": "H100-80GB", "perNode": 8}}},
-                "FitsHardware/InsufficientGPUMemory", "H200-141GB"),
+                "FitsHardware/InsufficientGPUMemory", "B200-180GB"),
     conditioned("fp8-on-a100", {"model": {"precision": "fp8"}}, "FitsHardware/PrecisionUnsupported", "fp8"),
     conditioned("70b-on-one-l4", {"model": {"name": "deepseek-r1-distill-llama-70b"},
                                   "serving": {"gpu": {"type": "L4-24GB", "perNode": 1}}},
                 "FitsHardware/InsufficientGPUMemory", "L4-24GB"),
-    conditioned("tp8-on-4-per-node", {"model": {"name": "deepseek-r1-distill-qwen-14b"},
-                                      "runtime": {"parallelism": {"tensor": 8}}}, "FitsHardware/ExceedsNode", "4"),
+    conditioned("tp8-on-6-per-node", {"model": {"name": "deepseek-r1-distill-qwen-14b"},
+                                      "runtime": {"parallelism": {"tensor": 8}}, "serving": {"gpu": {"perNode": 6}}},
+                "FitsHardware/ExceedsNode", "whole nodes of 6"),
     conditioned("tp64", {"model": {"name": "deepseek-r1-distill-qwen-1.5b"}, "runtime": {"parallelism": {"tensor": 64}},
                          "serving": {"gpu": {"type": "A100-80GB", "perNode": 16}}},
                 "FitsHardware/InvalidParallelism", "heads"),
@@ -304,5 +313,110 @@ CONDITIONED = [
                                              "prometheus": {"source": "finance-prometheus"}}}},
                 "SpecValid/InvalidSpec", "serving.autoscaling.prometheus.source"),
 ]
+
+# ------------------------------------------------------------------------------------------------ round three
+# Inputs of the areas added since the second round (issue #33), by class. Each class's rows go to REJECTED or
+# CONDITIONED below, so the tests and the count take them like the others; ROUND_THREE keeps the classes apart for
+# benchmarks/bad_input.py's per-class count.
+
+SCALED = {"maxReplicas": 4, "target": 8}
+TWO_NODES = {"model": {"name": "deepseek-r1-distill-llama-70b", "precision": "bf16"},
+             "runtime": {"maxBatchSize": 8, "maxSeqLen": 2048, "parallelism": {"tensor": 2, "pipeline": 2}},
+             "serving": {"gpu": {"type": "H100-80GB", "perNode": 2}}}
+ROUTED = {"gatewayAPI": {"parentRefs": [{"name": "llm-gateway"}]}}
+HF = {"repo": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "revision": "0" * 40}
+
+ROUND_THREE: dict[str, list[Bad]] = {
+    # 1. What the API server refuses on a child the operator renders, refused on the resource (naming the field and
+    # the limit); the name limits of a layout spanning nodes, before anything is created.
+    "kubernetes-limits-on-children": [
+        named("hpa-stabilization-window-beyond-an-hour", autoscaling(
+            "stabilizationWindow must be at most 1h", scaleDown={"stabilizationWindow": "2h",
+                                                                 "maxReplicasPerPeriod": 1})),
+        named("hpa-policy-period-beyond-30-minutes", autoscaling(
+            "period must be 1s-30m", scaleUp={"stabilizationWindow": "0s", "maxReplicasPerPeriod": 2, "period": "1h"})),
+        named("hpa-policy-period-of-zero", autoscaling(
+            "period must be 1s-30m", scaleDown={"stabilizationWindow": "300s", "maxReplicasPerPeriod": 1,
+                                                "period": "0s"})),
+        rejected("spec.serving.podAnnotations", {f"team.example.com/note-{i}": "x" * 4000 for i in range(40)},
+                 "podAnnotations: keys and values together must stay within"),
+        rejected("spec.serving.resources", {"requests": {"cpu": "8", "memory": "64Gi"},
+                                            "limits": {"cpu": "4", "memory": "64Gi"}},
+                 "every request must be at most its limit"),
+        rejected("spec.runtime.cache", {"size": "0Gi"}, "spec.runtime.cache.size"),
+        rejected("spec.serving.tolerations", [{"key": "pool", "operator": "Equal", "value": "gpu nodes"}],
+                 "value must be a label value"),
+        named("one-gateway-named-twice", rejected(
+            "spec.rollout.trafficRouting", {"gatewayAPI": {"parentRefs": [{"name": "llm-gateway"},
+                                                                          {"name": "llm-gateway"}]}},
+            "a Gateway named more than once needs a different sectionName")),
+        named("more-parent-refs-than-gateway-api-takes", rejected(
+            "spec.rollout.trafficRouting",
+            {"gatewayAPI": {"parentRefs": [{"name": f"gateway-{i}"} for i in range(33)]}},
+            "spec.rollout.trafficRouting.gatewayAPI.parentRefs")),
+        Bad("ab-header-match-empty-value", at("spec.rollout", {
+            "strategy": "abTest", "steps": [{"pause": "indefinite"}], "trafficRouting": ROUTED,
+            "match": [{"headers": {"x-variant": {"exact": ""}}}]}), "exact"),
+        Bad("multi-node-name-overflows-the-statefulset-labels", {"spec": TWO_NODES},
+            "controller-revision-hash", "SpecValid/InvalidSpec", name="a-forty-six-character-name-for-a-two-node-llm"),
+    ],
+    # 2. Objects the pods reference, named so that no object can have the name (a missing one, or a Gateway that
+    # does not take the route, is the kubelet's or the Gateway's word in the resource's conditions:
+    # tests/e2e/test_bad_input.py).
+    "referenced-objects": [
+        rejected("spec.pods.imagePullSecrets", ["NGC_Registry"], "spec.pods.imagePullSecrets[0]"),
+        rejected("spec.model.calibration", {"configMap": {"name": "calibration", "key": "samples .txt"}},
+                 "spec.model.calibration.configMap.key"),
+        rejected("spec.serving.grpcTls", {"secretName": "Triton_TLS"}, "secretName must be a DNS subdomain"),
+    ],
+    # 3. Settings that contradict each other: refused where the contradiction is static, else SpecValid says which
+    # setting wins (IgnoredSetting) or what fails (InvalidSpec).
+    "contradictions": [
+        rejected("spec.rollout", {"strategy": "canary", "analysis": {"provider": "gateway",
+                                                                     "gateway": {"source": "traefik"}}},
+                 "analysis provider gateway needs trafficRouting.gatewayAPI"),
+        Bad("queries-name-the-route-backends-without-a-route", at("spec.rollout", {"strategy": "canary", "analysis": {
+            "provider": "prometheus", "prometheus": {"source": "prometheus", "queries": {
+                "requests": 'sum(increase(traefik_service_requests_total{service=~".*{{service}}.*"}[{{window}}]))',
+                "failures": 'sum(increase(traefik_service_requests_total{service=~".*{{service}}.*",'
+                            'code=~"5.."}[{{window}}]))'}}}}), "service placeholder"),
+        rejected("spec.rollout", {"strategy": "recreate", "analysis": {"provider": "frontend"}},
+                 "strategy recreate has no analysis"),
+        conditioned("r1-on-b300-prompts-beyond-max-num-tokens", {
+            "model": {"name": "deepseek-r1", "precision": "fp8"}, "runtime": {"maxNumTokens": 2048},
+            "serving": {"gpu": {"type": "B300-288GB", "perNode": 8}}},
+            "SpecValid/InvalidSpec", "spec.runtime.maxNumTokens 2048 is below maxSeqLen"),
+        conditioned("keda-and-a-plain-hpa-at-once", {"serving": {"autoscaling": {
+            **SCALED, "prometheus": {"source": "prometheus"}, "hpaMetric": "deepseek_frontend_requests_in_flight"}}},
+            "SpecValid/IgnoredSetting", "spec.serving.autoscaling."),
+        conditioned("an-hpa-metric-with-a-keda-query", {"serving": {"autoscaling": {
+            **SCALED, "metric": "custom", "query": "sum(up)", "hpaMetric": "deepseek_frontend_requests_in_flight"}}},
+            "SpecValid/IgnoredSetting", "spec.serving.autoscaling.metric is ignored"),
+    ],
+    # 4. Security children that fail closed: a NetworkPolicy the API server would refuse is refused on the resource
+    # (one it refuses anyway holds every new pod back: tests/e2e/test_bad_input.py).
+    "security-fails-closed": [
+        rejected("spec.serving.networkPolicy", {"clients": [{"namespaceSelector": {"team": "search engine"}}]},
+                 "namespaceSelector: every value must be a label value"),
+        rejected("spec.serving.networkPolicy", {"monitoring": [{"podSelector": {"app": "prometheus/server"}}]},
+                 "podSelector: every value must be a label value"),
+    ],
+    # 5. Free-form fields that are not what they claim: addresses that are no URLs, images that are no references.
+    "free-form-fields": [
+        rejected("spec.model.source", {"hf": {**HF, "endpoint": "https://hub mirror.internal"}},
+                 "endpoint must be an http(s) URL"),
+        named("s3-endpoint-port-beyond-65535", rejected(
+            "spec.model.source", {"s3": {"uri": "s3://models/q7", "endpointUrl": "http://minio.storage:99999"}},
+            "endpointUrl must be an http(s) URL")),
+        named("s3-endpoint-host-with-a-space", rejected(
+            "spec.model.source", {"s3": {"uri": "s3://models/q7", "endpointUrl": "http://min io:9000"}},
+            "endpointUrl must be an http(s) URL")),
+        rejected("spec.runtime.image", "nvcr.io/NVIDIA/tritonserver:26.07-trtllm-python-py3", "spec.runtime.image"),
+        rejected("spec.serving.openai", {"image": "ghcr.io/deepseek-operator/deepseek-operator-frontend:"},
+                 "spec.serving.openai.image"),
+    ],
+}
+REJECTED += [c for cases in ROUND_THREE.values() for c in cases if c.condition is None]
+CONDITIONED += [c for cases in ROUND_THREE.values() for c in cases if c.condition is not None]
 
 ALL = REJECTED + CONDITIONED

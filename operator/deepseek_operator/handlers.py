@@ -21,8 +21,9 @@ from deepseek_operator.api.sources import MetricSource, parse_sources
 from deepseek_operator.api.spec import DEFAULT_MODEL_CACHE_PVC, GROUP, PLURAL, VERSION
 from deepseek_operator.api.status import Phase
 from deepseek_operator.k8s.client import Kube
-from deepseek_operator.k8s.reconcile import Summary, observe, reconcile, summarize
+from deepseek_operator.k8s.reconcile import Summary, event_summary, observe, reconcile, summarize
 from deepseek_operator.k8s.scheduler import Key, PassResult, PassScheduler
+from deepseek_operator.plan.pods import POD_WARNING_REASONS
 from deepseek_operator.render import autoscaling, imex, multinode, naming
 
 OURS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
@@ -169,9 +170,33 @@ def download_pods(**kw: Any) -> dict[Any, Any]:
     return {kw["namespace"]: summarize(kw["body"])}
 
 
+QUANTIZE_PODS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY, naming.LABEL_COMPONENT: naming.COMPONENT_QUANTIZE}
+
+
+@kopf.index("", "v1", "pods", labels=QUANTIZE_PODS)
+def quantize_pods(**kw: Any) -> dict[Any, Any]:
+    return {kw["namespace"]: summarize(kw["body"])}
+
+
 @kopf.index("", "v1", "persistentvolumeclaims")
 def pvcs(**kw: Any) -> dict[Any, Any]:
     return {kw["namespace"]: summarize(kw["body"])}
+
+
+def _pod_warning(body: kopf.Body, **_: Any) -> bool:
+    """The kubelet's Warning events that keep a pod in ContainerCreating (a volume it cannot mount, a sandbox it
+    cannot create, an image pull Secret it cannot find): all the index keeps of the cluster's events."""
+    involved = body.get("involvedObject") or {}
+    return bool(body.get("type") == "Warning" and body.get("reason") in POD_WARNING_REASONS
+                and involved.get("kind") == "Pod")
+
+
+@kopf.index("", "v1", "events", when=_pod_warning)
+def pod_warnings(**kw: Any) -> dict[Any, Any]:
+    """By (namespace, pod name): a small summary per event (the kubelet makes one Event per distinct message and
+    bumps its count, and the API server drops it an hour after its last bump), the newest read per pod."""
+    involved = kw["body"].get("involvedObject") or {}
+    return {(kw["namespace"], involved.get("name")): event_summary(kw["body"])}
 
 
 # ------------------------------------------------------------------ reconcile triggers
@@ -188,12 +213,17 @@ def _prepare(key: Key, body: Mapping[str, Any], indexes: Mapping[str, kopf.Index
     owned: dict[str, list[Summary]] = {kind: list(indexes[index].get(key, []))
                                        for kind, (*_, index) in OWNED.items()}
     namespace = key[0]
+    download_pods = list(indexes["download_pods"].get(namespace, []))
+    quantizing = list(indexes["quantize_pods"].get(namespace, []))
+    pods = [*owned["Pod"], *owned["PreflightPod"], *download_pods, *quantizing]
+    warnings = {p["metadata"]["name"]: list(found) for p in pods
+                if (found := indexes["pod_warnings"].get((namespace, p["metadata"]["name"])))}
     observed = observe(body, owned, list(indexes["pvcs"].get(namespace, [])),
                        list(indexes["quantize_jobs"].get(namespace, [])), lws_installed=_lws_installed,
                        keda_installed=_keda_installed, compute_domains_installed=_compute_domains_installed,
                        download_jobs=list(indexes["download_jobs"].get(namespace, [])),
-                       download_pods=list(indexes["download_pods"].get(namespace, [])),
-                       metric_sources=_metric_sources, operator_namespace=_operator_namespace)
+                       download_pods=download_pods, metric_sources=_metric_sources,
+                       operator_namespace=_operator_namespace, quantize_pods=quantizing, pod_warnings=warnings)
     assert _kube is not None
     return functools.partial(reconcile, _kube, body, observed)
 
@@ -205,7 +235,7 @@ async def _reconcile(key: Key, indexes: Mapping[str, kopf.Index[Any, Any]]) -> N
 
 
 def _indexes(kwargs: Mapping[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
-    names = ("resources", "quantize_jobs", "download_jobs", "download_pods", "pvcs",
+    names = ("resources", "quantize_jobs", "download_jobs", "download_pods", "quantize_pods", "pvcs", "pod_warnings",
              *(index for *_, index in OWNED.values()))
     return {n: kwargs[n] for n in names}
 
@@ -232,17 +262,40 @@ for _group, _version, _plural, _labels, _index in OWNED.values():
 @kopf.on.event("batch", "v1", "jobs", labels={naming.LABEL_COMPONENT: naming.COMPONENT_QUANTIZE})
 @kopf.on.event("batch", "v1", "jobs", labels=DOWNLOADS, id="download_jobs_changed")
 @kopf.on.event("", "v1", "pods", labels=DOWNLOADS, id="download_pods_changed")
+@kopf.on.event("", "v1", "pods", labels=QUANTIZE_PODS, id="quantize_pods_changed")
 @kopf.on.event("", "v1", "persistentvolumeclaims", labels={naming.LABEL_MANAGED_BY: naming.MANAGED_BY})
 async def shared_child_changed(**kwargs: Any) -> None:
-    namespace, labels = kwargs["namespace"], kwargs["labels"]
+    await _shared_changed(kwargs["namespace"], kwargs["name"], kwargs["labels"], _indexes(kwargs))
+
+
+async def _shared_changed(namespace: str, name: str, labels: Mapping[str, str],
+                          indexes: Mapping[str, kopf.Index[Any, Any]]) -> None:
     # Downloads, quantized checkpoints and caches are shared: the resources of the namespace that wait on this
     # one take another look, concurrently (bounded by PARALLEL_PASSES).
-    indexes = _indexes(kwargs)
     checkpoint_key = labels.get(naming.LABEL_CHECKPOINT_KEY)
     weights_key = labels.get(naming.LABEL_WEIGHTS_KEY)
     waiting = [key for key, store in indexes["resources"].items() if key[0] == namespace
-               and any(_waits_on(b, kwargs["name"], checkpoint_key, weights_key) for b in store)]
+               and any(_waits_on(b, name, checkpoint_key, weights_key) for b in store)]
     await asyncio.gather(*(_reconcile(key, indexes) for key in waiting))
+
+
+@kopf.on.event("", "v1", "events", when=_pod_warning)
+async def pod_warned(**kwargs: Any) -> None:
+    """The kubelet said why a pod does not start: the resource the pod is of takes another look (its own pods and
+    preflight pods by their owner label, a shared download's or quantize Job's pods as their Job's waiters)."""
+    if kwargs["type"] == "DELETED":  # an hour after its last repeat: the pod's status has long said the rest
+        return
+    namespace = kwargs["namespace"]
+    pod = (kwargs["body"].get("involvedObject") or {}).get("name")
+    indexes = _indexes(kwargs)
+    owners = {key for index in ("owned_pods", "owned_preflight_pods") for key, store in indexes[index].items()
+              if key[0] == namespace and any(p["metadata"]["name"] == pod for p in store)}
+    for key in sorted(owners):
+        await _reconcile(key, indexes)
+    for index in ("download_pods", "quantize_pods"):
+        for summary in indexes[index].get(namespace, []):
+            if summary["metadata"]["name"] == pod:
+                await _shared_changed(namespace, pod, summary["metadata"]["labels"], indexes)
 
 
 def _waits_on(body: Mapping[str, Any], pvc: str, checkpoint_key: str | None, weights_key: str | None) -> bool:

@@ -1,12 +1,17 @@
 """Bad input never goes silent. The API server rejects what is never valid, naming the field; what only the catalog
 can judge is accepted and conditioned (FitsHardware, SpecValid) with a message and nothing created; a child the
-API server refuses shows in status and events until a fix of the spec clears it; and for specs generated from the
-CRD's schema and mutated, admission refuses them or the operator gives them a status, and `plan()` never raises.
-The table is tests/bad_specs.py; `benchmarks/bad_input.py` counts how many go nowhere without a word."""
+API server refuses shows in status and events until a fix of the spec clears it; what Kubernetes already says
+against a child (the kubelet's FailedMount for a Secret or ConfigMap a pod mounts, a Gateway's status on the
+HTTPRoute) is quoted in the resource's conditions; a refused NetworkPolicy holds every new pod back; and for specs
+generated from the CRD's schema and mutated, admission refuses them or the operator gives them a status, and
+`plan()` never raises. The table is tests/bad_specs.py; `benchmarks/bad_input.py` counts how many go nowhere
+without a word."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +25,12 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from deepseek_operator.plan import Observed, plan
+from testbed import cluster
 from tests.bad_specs import CONDITIONED, REJECTED, VALID, Bad
 from tests.e2e.kube import TestbedClient, eventually
 from tests.e2e.operator_proc import OperatorProcess
-from tests.e2e.test_serving import GROUP, PLURAL, VERSION, Resources, kubectl_apply, model_store_namespace
+from tests.e2e.test_serving import GROUP, PLURAL, VERSION, Resources, _docs, kubectl_apply, model_store_namespace
+from tests.unit.test_metric_sources import _cert, _pem
 
 pytestmark = pytest.mark.e2e
 CRD_FILE = "crds/serving.deepseek.ai_deepseekdeployments.yaml"
@@ -52,7 +59,7 @@ def test_apiserver_rejects_what_is_never_valid(bad_ns: str, case: Bad) -> None:
 @pytest.mark.parametrize("case", CONDITIONED, ids=[c.id for c in CONDITIONED])
 def test_what_cannot_work_is_conditioned_and_creates_nothing(testbed: TestbedClient, bad_ns: str,
                                                              operator: OperatorProcess, case: Bad) -> None:
-    name = f"c{CONDITIONED.index(case)}-{case.id}"[:47].rstrip("-")
+    name = case.name or f"c{CONDITIONED.index(case)}-{case.id}"[:47].rstrip("-")
     assert kubectl_apply([case.document(bad_ns, name)]).returncode == 0
     custom = client.CustomObjectsApi(testbed.api)
     ctype, reason = str(case.condition).split("/")
@@ -151,6 +158,193 @@ def test_a_child_the_api_server_refuses_shows_in_status_and_a_fix_clears_it(test
             except ApiException as err:
                 if err.status != 404:
                     raise
+
+
+# ------------------------------------------------------------------------ what Kubernetes already says, quoted
+
+QWEN_7B_PATH = "/models/DeepSeek-R1-Distill-Qwen-7B"
+POD_WORDS_WITHIN_S = 45  # a pod scheduled, the kubelet's first mount try and its event, a pass
+
+
+def _qwen(ns: str, name: str, **serving: Any) -> dict[str, Any]:
+    doc = Bad(name, {"spec": {"serving": serving}}, "").document(ns, name)
+    doc["spec"]["model"]["source"]["pvc"]["path"] = QWEN_7B_PATH
+    return doc
+
+
+def _condition_saying(res: Resources, name: str, words: str, types: tuple[str, ...]) -> dict[str, Any] | None:
+    conditions = (res.get(name).get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] in types and words in c["message"]), None)
+
+
+def _warnings(testbed: TestbedClient, ns: str, name: str, reason: str) -> list[Any]:
+    return [e for e in testbed.core.list_namespaced_event(ns, field_selector=f"involvedObject.name={name}").items
+            if e.reason == reason and e.type == "Warning"]
+
+
+def test_a_missing_grpc_tls_secret_is_said_in_the_kubelets_words_and_creating_it_lets_the_pods_start(
+        testbed: TestbedClient, ns: str) -> None:
+    """The serving pod mounts a Secret that does not exist: it stays in ContainerCreating and only the kubelet's
+    FailedMount event says why. The resource quotes it within seconds, in one Warning event."""
+    res = Resources(testbed, ns)
+    assert kubectl_apply([_qwen(ns, "r1-tls", replicas=1, grpcTls={"secretName": "triton-grpc"})]).returncode == 0
+    words = 'MountVolume.SetUp failed for volume "grpc-tls" : secret "triton-grpc" not found'
+    began = time.monotonic()
+    said = eventually("the kubelet's words in the resource's conditions",
+                      lambda: _condition_saying(res, "r1-tls", words, ("Ready", "Progressing")),
+                      timeout=POD_WORDS_WITHIN_S)
+    assert said["reason"] == "ContainersFailing" and "FailedMount" in said["message"], said
+    print(f"FailedMount quoted {time.monotonic() - began:.1f} s after the apply")
+    [pod] = testbed.core.list_namespaced_pod(ns, label_selector="serving.deepseek.ai/deployment=r1-tls").items
+    waiting = pod.status.container_statuses[0].state.waiting
+    assert waiting is not None and waiting.reason == "ContainerCreating"  # as the kubelet: no word there
+    assert any(words in e.message for e in _warnings(testbed, ns, pod.metadata.name, "FailedMount"))
+    time.sleep(6)  # the kubelet's retries bump its event; the resource says it once
+    failing = _warnings(testbed, ns, "r1-tls", "PodFailing")
+    assert len(failing) == 1 and words in failing[0].message, [e.message for e in failing]
+
+    ca_key, ca = _cert("test CA")
+    key, cert = _cert("localhost", ca_key, ca.subject)
+    testbed.core.create_namespaced_secret(ns, {"metadata": {"name": "triton-grpc"}, "type": "kubernetes.io/tls",
+                                               "data": {"tls.crt": base64.b64encode(_pem(cert)).decode(),
+                                                        "tls.key": base64.b64encode(_pem(key)).decode()}})
+    status = res.wait_phase("r1-tls", "Healthy", timeout=180)["status"]
+    assert not any(words in c["message"] for c in status["conditions"])
+
+
+def test_a_missing_calibration_configmap_holds_the_quantize_job_with_the_kubelets_words(testbed: TestbedClient,
+                                                                                       ns: str) -> None:
+    res = Resources(testbed, ns)
+    [doc] = [d for d in _docs("r1-distill-qwen-1.5b-l4.yaml", ns) if d["kind"] == "DeepSeekDeployment"]
+    doc["metadata"]["name"] = "r1-calibrated"  # FP8 of a BF16 checkpoint: a quantize Job, on a missing ConfigMap
+    doc["spec"]["model"]["calibration"] = {"configMap": {"name": "chats", "key": "r1.jsonl"}}
+    assert kubectl_apply([doc]).returncode == 0
+    words = 'configmap "chats" not found'
+    said = eventually("the kubelet's words in CheckpointReady",
+                      lambda: _condition_saying(res, "r1-calibrated", words, ("CheckpointReady",)),
+                      timeout=POD_WORDS_WITHIN_S)
+    assert said["status"] == "False" and said["reason"] == "ContainersFailing" and "FailedMount" in said["message"]
+    progressing = _condition_saying(res, "r1-calibrated", words, ("Progressing",))
+    assert progressing is not None and progressing["status"] == "True"
+    samples = "\n".join(json.dumps({"text": f"calibration sample {n}"}) for n in range(8))
+    assert kubectl_apply([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "chats", "namespace": ns},
+                           "data": {"r1.jsonl": samples}}]).returncode == 0
+    res.wait_phase("r1-calibrated", "Healthy", timeout=240)
+
+
+@pytest.mark.parametrize(("parent", "words"), [
+    # A listener the Gateway does not have: Traefik answers Accepted=False with its reason.
+    ({"name": cluster.GATEWAY_NAME, "namespace": cluster.GATEWAY_NAMESPACE, "sectionName": "no-such-listener"},
+     "Accepted=False (NoMatchingParent)"),
+    # A Gateway that does not exist: no controller answers (Traefik 3.6 writes no status for a route none of whose
+    # parents it runs), which the resource says once the route has waited ROUTE_ANSWER_S.
+    ({"name": "no-such-gateway", "namespace": cluster.GATEWAY_NAMESPACE},
+     "no Gateway controller has taken or refused the route"),
+], ids=["missing-listener", "missing-gateway"])
+def test_a_gateway_that_does_not_take_the_route_is_said_in_its_words(testbed: TestbedClient, ns: str,
+                                                                    parent: dict[str, str], words: str) -> None:
+    res = Resources(testbed, ns)
+    doc = _qwen(ns, "r1-routed", replicas=1)
+    doc["spec"]["rollout"] = {"trafficRouting": {"gatewayAPI": {"parentRefs": [parent],
+                                                                "hostnames": [f"{ns}.llm.test"]}}}
+    assert kubectl_apply([doc]).returncode == 0
+    said = eventually("the Gateway's words in Degraded",
+                      lambda: _condition_saying(res, "r1-routed", words, ("Degraded",)), timeout=90)
+    assert said["status"] == "True" and said["reason"] == "RouteNotAccepted", said
+    assert f"Gateway {parent['namespace']}/{parent['name']}" in said["message"]
+    assert res.get("r1-routed")["status"]["phase"] == "Degraded"
+    assert [e for e in _warnings(testbed, ns, "r1-routed", "RouteNotAccepted") if words in e.message]
+    # Attached to the Gateway's own listener, the route is taken and the resource is Healthy again.
+    res.patch("r1-routed", {"rollout": {"trafficRouting": {"gatewayAPI": {"parentRefs": [
+        {"name": cluster.GATEWAY_NAME, "namespace": cluster.GATEWAY_NAMESPACE}]}}}})
+    status = res.wait_phase("r1-routed", "Healthy", timeout=120)["status"]
+    assert next(c for c in status["conditions"] if c["type"] == "Degraded")["status"] == "False"
+
+
+# ------------------------------------------------------------------------ security children fail closed
+
+def _refuse_network_policies(testbed: TestbedClient, ns: str, operations: list[str]) -> str:
+    """A platform's admission policy (a real ValidatingAdmissionPolicy) that refuses NetworkPolicies in `ns`."""
+    name = f"no-netpol-{ns}"
+    assert kubectl_apply([
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+         "metadata": {"name": name},
+         "spec": {"failurePolicy": "Fail", "matchConstraints": {"resourceRules": [
+             {"apiGroups": ["networking.k8s.io"], "apiVersions": ["v1"], "operations": operations,
+              "resources": ["networkpolicies"]}]},
+             "validations": [{"expression": "false", "message": "NetworkPolicies are the platform team's here"}]}},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+         "metadata": {"name": name},
+         "spec": {"policyName": name, "validationActions": ["Deny"],
+                  "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}}},
+    ]).returncode == 0
+    probe = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+             "metadata": {"name": "probe", "namespace": ns}, "spec": {"podSelector": {}}}
+    networking = client.NetworkingV1Api(testbed.api)
+
+    def enforced() -> bool:  # the API server takes a moment to load a new policy
+        try:
+            networking.create_namespaced_network_policy(ns, probe, dry_run="All")
+        except ApiException as err:
+            return err.status in (400, 403, 422)
+        return False
+
+    eventually("the admission policy to be enforced", enforced, timeout=30)
+    return name
+
+
+def _drop_admission_policy(testbed: TestbedClient, name: str) -> None:
+    admission = client.AdmissionregistrationV1Api(testbed.api)
+    for delete in (admission.delete_validating_admission_policy_binding,
+                   admission.delete_validating_admission_policy):
+        try:
+            delete(name)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+
+
+def test_no_pod_starts_without_its_network_policy_and_running_pods_are_not_scaled_past_it(
+        testbed: TestbedClient, ns: str) -> None:
+    """The API server refuses the resource's NetworkPolicy: its pods would run unprotected, so none is started
+    (the other children are applied) and the resource is Degraded saying so; a resource already serving behind its
+    policy keeps its pods but gets no more while a change of the policy is refused."""
+    res = Resources(testbed, ns)
+    apps = client.AppsV1Api(testbed.api)
+    policy = _refuse_network_policies(testbed, ns, ["CREATE", "UPDATE"])
+    try:
+        assert kubectl_apply([_qwen(ns, "r1-guarded", replicas=1)]).returncode == 0
+
+        def held() -> dict[str, Any] | None:
+            return _condition_saying(res, "r1-guarded", "no new pod of the resource is started", ("Degraded",))
+
+        said = eventually("the refusal and the hold in status", held, timeout=60)
+        assert said["reason"] == "ChildRejected" and "NetworkPolicy r1-guarded-ingress" in said["message"]
+        assert "NetworkPolicies are the platform team's here" in said["message"]
+        time.sleep(5)
+        selector = "serving.deepseek.ai/deployment=r1-guarded"
+        assert not apps.list_namespaced_deployment(ns, label_selector=selector).items  # no pod without its policy
+        assert not testbed.core.list_namespaced_pod(ns, label_selector=selector).items
+        assert testbed.core.list_namespaced_config_map(ns, label_selector=selector).items  # the others went ahead
+    finally:
+        _drop_admission_policy(testbed, policy)
+    res.wait_phase("r1-guarded", "Healthy", timeout=180)
+    assert client.NetworkingV1Api(testbed.api).read_namespaced_network_policy("r1-guarded-ingress", ns)
+
+    # Serving behind its policy: a change of the policy is refused, and a scale-up with it is held at what runs.
+    policy = _refuse_network_policies(testbed, ns, ["UPDATE"])
+    try:
+        res.patch("r1-guarded", {"serving": {"replicas": 2, "networkPolicy": {"monitoring": []}}})
+        said = eventually("the hold in status", lambda: _condition_saying(
+            res, "r1-guarded", "kept at 1 of 2 replicas", ("Degraded",)), timeout=60)
+        assert said["reason"] == "ChildRejected"
+        [deployment] = apps.list_namespaced_deployment(ns, label_selector="serving.deepseek.ai/deployment=r1-guarded"
+                                                       ).items
+        assert deployment.spec.replicas == 1 and deployment.status.ready_replicas == 1  # the running pod stays
+    finally:
+        _drop_admission_policy(testbed, policy)
+    status = res.wait_phase("r1-guarded", "Healthy", timeout=180)["status"]
+    assert status["ready"] == "2/2"
 
 
 # ------------------------------------------------------------------------ generated from the schema, mutated

@@ -68,9 +68,9 @@ def test_two_node_replica_preflight_and_canary(testbed: TestbedClient, ns: str) 
     assert roles["worker"].metadata.name == f"{roles['leader'].metadata.name}-1"  # `<leader>-<index>`, as LWS names
     # The leader's mpirun reached the worker's sshd and started its ranks there: had it failed, mpirun (the
     # leader's main process) would have exited and the leader would be restarting, not Ready.
-    # (The leader also runs the OpenAI frontend beside Triton; the worker serves no client and has none.)
+    # (The leader also runs the front door beside Triton; the worker serves no client and has none.)
     assert sorted((c.name, c.restart_count) for c in roles["leader"].status.container_statuses) == [
-        ("openai", 0), ("triton", 0)]
+        ("frontend", 0), ("triton", 0)]
     # Leader and worker reach each other (SSH, NCCL) through their revision's NetworkPolicy.
     policies = client.NetworkingV1Api(testbed.api).list_namespaced_network_policy(ns).items
     assert f"{NAME}-{stable}-group" in {p.metadata.name for p in policies}

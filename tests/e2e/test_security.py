@@ -101,7 +101,7 @@ def test_a_resource_cannot_send_a_secret_to_its_own_address(testbed: TestbedClie
             "analysis": {"prometheus": {"source": None, **deputy["prometheus"]}}}}})
     # A source the operator was not installed with is reported, naming those it has; nothing is created.
     custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, _resource(
-        ns, "unknown", {"provider": "gateway", "gateway": {"source": "author-collector"}}))
+        ns, "unknown", {"provider": "prometheus", "prometheus": {"source": "author-collector"}}))
 
     def spec_valid() -> dict[str, Any] | None:
         obj = custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "unknown")
@@ -109,7 +109,7 @@ def test_a_resource_cannot_send_a_secret_to_its_own_address(testbed: TestbedClie
 
     condition = eventually("SpecValid on the resource", spec_valid, timeout=60)
     assert condition["status"] == "False" and condition["reason"] == "InvalidSpec"
-    assert f"no gateway metric source named 'author-collector' (it has {cluster.GATEWAY_SOURCE};" in \
+    assert f"no prometheus metric source named 'author-collector' (it has {cluster.PROMETHEUS_SOURCE};" in \
         condition["message"]
     assert not client.AppsV1Api(testbed.api).list_namespaced_deployment(
         ns, label_selector="app.kubernetes.io/instance=unknown").items

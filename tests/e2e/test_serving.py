@@ -119,9 +119,8 @@ def test_example_becomes_ready_and_serves_through_its_service(testbed: TestbedCl
     route = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
              "metadata": {"name": "r1-llama-70b", "namespace": ns},
              "spec": {"parentRefs": [{"name": "llm-gateway", "namespace": "default"}], "hostnames": [f"{ns}.test"],
-                      "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}],
-                                 "backendRefs": [{"name": "r1-llama-70b", "port": 9000}]},
-                                {"backendRefs": [{"name": "r1-llama-70b", "port": 8000}]}]}}
+                      # One backend: the pods' front door takes the OpenAI API and Triton's on the http port.
+                      "rules": [{"backendRefs": [{"name": "r1-llama-70b", "port": 8000}]}]}}
     assert kubectl_apply([route]).returncode == 0
     host = {"Host": f"{ns}.test"}
     via_gateway = eventually("the gateway to route to the Service", lambda: (
@@ -130,7 +129,7 @@ def test_example_becomes_ready_and_serves_through_its_service(testbed: TestbedCl
     # TensorRT-LLM's llmapi model echoes the prompt unless the request excludes it (helpers.py's default).
     assert via_gateway.json()["text_output"] == f"through the gateway [{ns}/{pod.metadata.name}] gateway the through"
 
-    # The OpenAI API of the same pod (its frontend sidecar over the same Triton), through the same gateway.
+    # The OpenAI API of the same pod (its front door over the same Triton), through the same gateway.
     models = requests.get(f"{testbed.gateway}/v1/models", headers=host, timeout=10).json()
     assert [m["id"] for m in models["data"]] == ["deepseek-r1-distill-llama-70b"]
     question = {"model": "deepseek-r1-distill-llama-70b", "messages": [

@@ -221,7 +221,8 @@ def test_cluster_scope_rbac_covers_the_operator() -> None:
     # No read of any Secret (metric credentials are mounted files): only its own SSH keys, created and deleted.
     assert verbs_on(rules, "", "secrets") == {"create", "delete"}
     assert verbs_on(rules, "", "pods") == READ
-    assert verbs_on(rules, "", "events") == {"create", "patch"}
+    # Its own events, and the kubelet's Warning events about its pods (FailedMount: a Secret they mount is missing).
+    assert verbs_on(rules, "", "events") == {"create", "patch", "list", "watch"}
     assert verbs_on(rules, "serving.deepseek.ai", "deepseekdeployments") == READ
     assert verbs_on(rules, "serving.deepseek.ai", "deepseekdeployments/status") == {"patch"}
     assert verbs_on(rules, "apiextensions.k8s.io", "customresourcedefinitions") == {"list", "watch"}

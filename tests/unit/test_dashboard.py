@@ -28,7 +28,7 @@ EXPORTED = {
     "nv_inference_first_response_histogram_ms",
     # The serving pods' frontend's registry on their --metrics-port (8003) /metrics,
     # operator/deepseek_operator/frontend/metrics.py (checked below against a live registry); labels model,
-    # revision, api (and code / reason), plus the same pod labels as Triton's.
+    # revision, api, mirrored (and code / reason), plus the same pod labels as Triton's.
     "deepseek_frontend_requests_total",  # code
     "deepseek_frontend_request_failures_total",  # reason: http_4xx, http_5xx, error_in_200
     "deepseek_frontend_request_duration_seconds",  # histograms
@@ -60,8 +60,8 @@ HISTOGRAMS = {"deepseek_operator_reconcile_duration_seconds", "nv_inference_firs
               "deepseek_frontend_request_duration_seconds"}
 FRONTEND = {"deepseek_frontend_", "nv_trt_llm_"}
 # The frontend's own labels, and those of the scrape (see TRITON_LABELS).
-FRONTEND_LABELS = {"model", "revision", "api", "code", "reason", "request_type", "le", "serving_deepseek_ai_revision",
-                   "serving_deepseek_ai_deployment", "namespace", "pod", "container"}
+FRONTEND_LABELS = {"model", "revision", "api", "mirrored", "code", "reason", "request_type", "le",
+                   "serving_deepseek_ai_revision", "serving_deepseek_ai_deployment", "namespace", "pod", "container"}
 
 # Labels as they reach Prometheus: the testbed's scrape config maps pod labels with `labelmap`, which turns
 # `serving.deepseek.ai/revision` into `serving_deepseek_ai_revision`; plus namespace and pod.
@@ -216,8 +216,8 @@ def test_frontend_queries_use_the_labels_they_have() -> None:
         names = {n for n in metric_names(expr) if n.startswith(tuple(FRONTEND))}
         if not names:
             continue
-        have = set.union(*(exported[n] for n in names)) | FRONTEND_LABELS - {"model", "revision", "api", "code",
-                                                                              "reason", "request_type", "le"}
+        have = set.union(*(exported[n] for n in names)) | FRONTEND_LABELS - {"model", "revision", "api", "mirrored",
+                                                                              "code", "reason", "request_type", "le"}
         for label in re.findall(r"(\w+)\s*(?:=~|!~|!=|=)\s*\"", expr):
             assert label in have, f"{label} in {expr!r}"
         for group in re.findall(r"\bby\s*\(([^()]*)\)", expr):
@@ -238,6 +238,19 @@ def test_frontend_panels_show_ttft_itl_tokens_per_second_waiting_and_running_per
     assert per_revision("nv_trt_llm_request_metrics", 'request_type="waiting"')
     assert per_revision("nv_trt_llm_request_metrics", 'request_type="scheduled"')
     assert not any("kv_cache" in e for e in found), "the llmapi model reports no KV-cache use"
+
+
+def test_frontend_panels_show_client_traffic_only() -> None:
+    """A stable pod may mirror requests to a canary (frontend/mirror.py): they are counted with mirrored="true", and
+    the dashboard shows what clients got. Every selector of a deepseek_frontend_* series (all have `mirrored`)
+    takes mirrored="false"; the inference extension's gauges have no such label (they are the pod's load)."""
+    exported = _frontend_registry()
+    selectors = [m for expr in exprs(load()) for m in re.finditer(r"(deepseek_frontend_\w+)\{([^{}]*)\}", expr)]
+    assert len(selectors) >= 9
+    for match in selectors:
+        assert "mirrored" in exported[match.group(1)], match.group(1)
+        assert 'mirrored="false"' in match.group(2), match.group(0)
+    assert "mirrored" not in exported["nv_trt_llm_request_metrics"]
 
 
 def test_triton_queries_use_the_labels_prometheus_really_has() -> None:

@@ -37,8 +37,11 @@ QUESTION = [{"role": "user", "content": "w1 w2 w3"}]
 class Stack:
     """The fake Triton and the frontend, serving on loopback ports from an event loop in a thread."""
 
-    def __init__(self, checkpoint: Path, fake: FakeTriton, **settings: Any) -> None:
+    def __init__(self, checkpoint: Path, fake: FakeTriton, options: dict[str, Any] | None = None,
+                 **settings: Any) -> None:
+        """`settings` go to the frontend's Settings, `options` to Frontend itself (monotonic, rng)."""
         self.fake = fake
+        self.options = options or {}
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -56,7 +59,7 @@ class Stack:
         frontend = Frontend(Settings(**{
             "triton_url": self.triton, "triton_model": "tensorrt_llm", "served_model": MODEL, "revision": "rev1",
             "chat": ChatFormat.from_checkpoint(checkpoint), "tokens": self.tokens, "decoupled": True,
-            "max_seq_len": 64, "default_max_tokens": 32, **settings}), clock=clock)
+            "max_seq_len": 64, "default_max_tokens": 32, **settings}), clock=clock, **self.options)
         self.port, self.metrics_port = await frontend.start("127.0.0.1", 0, 0)
         return frontend
 

@@ -19,3 +19,19 @@ def test_the_diff_base_keeps_nothing() -> None:
     body = kopf.Body({"metadata": {"name": "r1", "annotations": {"a": "b"}}, "spec": {"x": 1}})
     storage = handlers.NoDiffBase()
     assert storage.build(body=body) == {} == storage.fetch(body=body)
+
+
+def test_the_events_index_keeps_only_the_kubelets_warnings_about_pods() -> None:
+    def event(type_: str, reason: str, kind: str = "Pod") -> kopf.Body:
+        return kopf.Body({"metadata": {"name": "r1-0.17", "namespace": "llm"}, "type": type_, "reason": reason,
+                          "message": "m", "lastTimestamp": "2026-12-01T00:00:00Z",
+                          "involvedObject": {"kind": kind, "name": "r1-0", "uid": "u-1"}})
+
+    assert handlers._pod_warning(body=event("Warning", "FailedMount"))
+    assert handlers._pod_warning(body=event("Warning", "FailedToRetrieveImagePullSecret"))
+    assert not handlers._pod_warning(body=event("Normal", "Pulled"))
+    assert not handlers._pod_warning(body=event("Warning", "BackOff"))  # a crash loop: in the pod's own status
+    assert not handlers._pod_warning(body=event("Warning", "FailedMount", kind="DeepSeekDeployment"))
+    indexed = handlers.pod_warnings(body=event("Warning", "FailedMount"), namespace="llm")
+    assert indexed == {("llm", "r1-0"): {"uid": "u-1", "reason": "FailedMount", "message": "m", "count": 1,
+                                         "last": "2026-12-01T00:00:00Z"}}

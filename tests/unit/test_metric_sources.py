@@ -45,7 +45,10 @@ def test_sources_parse_and_bad_ones_say_what_is_wrong() -> None:
 ])
 def test_a_resource_naming_a_source_the_operator_lacks_is_invalid_and_changes_nothing(
         analysis: dict[str, object], says: str) -> None:
-    body = edited(example("r1-distill-qwen-7b-a100"), {"rollout": {"strategy": "canary", "analysis": analysis}})
+    # The gateway provider measures the HTTPRoute's backends: a spec that names it routes through a Gateway.
+    routing = {"gatewayAPI": {"parentRefs": [{"name": "llm-gateway"}]}}
+    body = edited(example("r1-distill-qwen-7b-a100"), {"rollout": {"strategy": "canary", "analysis": analysis,
+                                                                   "trafficRouting": routing}})
     p = Cluster().reconcile(body, T0)
     valid = cond(p, "SpecValid")
     assert valid["status"] == "False" and valid["reason"] == "InvalidSpec"

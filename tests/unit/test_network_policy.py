@@ -47,6 +47,23 @@ def test_named_clients_replace_the_namespace_default() -> None:
                                 "podSelector": {"matchLabels": {"app": "rag"}}}]
 
 
+def test_a_mirroring_canary_takes_its_stable_pods_requests_even_when_clients_are_named() -> None:
+    named = {"serving.networkPolicy": {"clients": [{"namespaceSelector": {"team": "search"}}]},
+             "rollout": {"strategy": "canary", "trafficRouting": GATEWAY}}
+    analysed = {**named, "rollout": {**named["rollout"], "analysis": {"provider": "frontend"}}}
+
+    def rules(patch: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(policies(Cluster().reconcile(edited(example(QWEN_7B), patch), T0).apply)
+                    ["r1-qwen-7b-ingress"]["ingress"])
+
+    own_pods = {"from": [{"podSelector": {"matchLabels": {"serving.deepseek.ai/deployment": "r1-qwen-7b"}}}],
+                "ports": [{"protocol": "TCP", "port": 8000}]}
+    assert own_pods in rules(analysed)  # analysis.mirror defaults to fill
+    assert own_pods not in rules(named)  # no analysis: nothing is mirrored
+    off = {**analysed, "rollout": {**analysed["rollout"], "analysis": {"provider": "frontend", "mirror": "off"}}}
+    assert own_pods not in rules(off)
+
+
 def test_a_multi_node_revision_reaches_itself_from_its_preflight_on_and_nothing_else_does() -> None:
     cluster = Cluster()
     body = example(TWO_NODES)
@@ -86,3 +103,18 @@ def test_turned_off_they_are_deleted_and_changing_them_is_no_new_revision() -> N
         return snapshot(DeepSeekDeploymentSpec.model_validate(doc["spec"]))
 
     assert revision_of(body) == revision_of(edited(body, {"serving.networkPolicy": {"enabled": False}}))
+
+
+def test_an_empty_list_of_peers_admits_nobody_and_no_rule_admits_everyone() -> None:
+    """`from: []` in a NetworkPolicy rule admits every source: an empty `monitoring` renders no rule (nobody
+    scrapes but the operator), never an open one."""
+    body = edited(example(QWEN_7B), {"serving.networkPolicy": {"monitoring": []}})
+    p = plan(body, replace(Cluster().observed(), operator_namespace="deepseek-system"), T0)
+    rules = policies(p.apply)["r1-qwen-7b-ingress"]["ingress"]
+    assert all(rule["from"] for rule in rules)
+    scraped = [rule for rule in rules if {"protocol": "TCP", "port": 8002} in rule["ports"]]
+    assert [rule["from"] for rule in scraped] == [[{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "deepseek-system"}}}]]  # the operator's namespace only
+    # Without an operator namespace either, the metrics ports take no one.
+    alone = policies(Cluster().reconcile(body, T0).apply)["r1-qwen-7b-ingress"]["ingress"]
+    assert [[p["port"] for p in rule["ports"]] for rule in alone] == [[8000, 8001]]

@@ -12,6 +12,8 @@ from kubernetes.client.exceptions import ApiException
 
 from deepseek_operator.k8s import reconcile as pass_
 from deepseek_operator.plan import Observed
+from deepseek_operator.plan.status import fail_closed
+from deepseek_operator.render import naming
 from tests.unit.test_plan import QWEN_7B, example
 
 
@@ -81,3 +83,32 @@ def test_a_pass_that_raises_is_reported_in_status_and_retried(monkeypatch: pytes
     assert status["stableRevision"] == "abc"  # nothing of the status is lost
     assert kube.applied == [] and result.requeue_after == 10
     assert [e[:2] for e in kube.events] == [("Warning", "ReconcileError")]
+
+
+def test_a_refused_network_policy_holds_every_new_pod_back_and_says_so() -> None:
+    kube = RecordingKube(refuse={"NetworkPolicy": 'NetworkPolicy "r1-qwen-7b-ingress" is forbidden: the platform'})
+    body = example(QWEN_7B)
+    pass_.reconcile(kube, body, Observed(pvc_uids={"model-store": "uid"}))  # type: ignore[arg-type]
+    status = kube.statuses[-1]
+    degraded = _degraded(status)
+    assert degraded["reason"] == "ChildRejected" and "forbidden: the platform" in degraded["message"]
+    assert "no new pod of the resource is started while its NetworkPolicy is refused" in degraded["message"]
+    assert "held back: Deployment r1-qwen-7b-" in degraded["message"]
+    assert "Deployment" not in kube.applied and "ConfigMap" in kube.applied  # the pods' guard first, or no pods
+    assert [e[1] for e in kube.events if e[0] == "Warning"] == ["ChildRejected"]
+
+
+def test_fail_closed_keeps_what_runs_and_starts_nothing_new() -> None:
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "r1-a", "labels": {}},
+                  "spec": {"replicas": 3}}
+    new_revision = {**deployment, "metadata": {"name": "r1-b", "labels": {}}}
+    preflight = {"apiVersion": "batch/v1", "kind": "Job", "spec": {},
+                 "metadata": {"name": "r1-b-pf", "labels": {naming.LABEL_COMPONENT: naming.COMPONENT_PREFLIGHT}}}
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "r1"}, "spec": {}}
+    running = Observed(deployments={"r1-a": {**deployment, "spec": {"replicas": 2}}})
+    kept, held = fail_closed([deployment, new_revision, preflight, service], running)
+    assert [(o["metadata"]["name"], o["spec"].get("replicas")) for o in kept] == [("r1-a", 2), ("r1", None)]
+    assert held == ["Deployment r1-a (kept at 2 of 3 replicas)", "Deployment r1-b", "Job r1-b-pf"]
+    # A scale-down (a rollback's drain) goes ahead.
+    smaller = {**deployment, "spec": {"replicas": 1}}
+    assert fail_closed([smaller], running) == ([smaller], [])

@@ -1,14 +1,19 @@
-"""The testbed kubelet's pure decisions (testbed/podspec.py) and its image table (testbed/images.yaml)."""
+"""The testbed kubelet's pure decisions (testbed/podspec.py), its image table (testbed/images.yaml), and what it says
+of a volume it cannot set up (testbed/volumes.py, the FailedMount event testbed/podrunner.py posts)."""
 
 from __future__ import annotations
 
+import base64
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from kubernetes.client.rest import ApiException
 
 from deepseek_operator.api import images as project_images
-from testbed import images, podspec
+from testbed import images, podrunner, podspec, volumes
 
 POD: dict[str, Any] = {
     "metadata": {"name": "web-0", "namespace": "llm", "uid": "u-1", "labels": {"app": "web"},
@@ -193,3 +198,99 @@ def test_a_container_runs_as_its_security_context_says_and_never_as_root_when_to
     assert podspec.run_as(bare, {"name": "c"}, image_user=10001) == podspec.RunAs(10001, 10001, ())
     with pytest.raises(podspec.SpecError, match="runAsNonRoot and image will run as root"):
         podspec.run_as(bare, {"name": "c", "securityContext": {"runAsNonRoot": True}}, image_user=0)
+
+
+# ------------------------------------------------------------------ volumes the kubelet cannot set up
+
+
+class _Objects:
+    """The core API as the volume manager reads it: ConfigMaps and Secrets by name, 404 for the others."""
+
+    def __init__(self, configmaps: dict[str, dict[str, str]], secrets: dict[str, dict[str, str]]) -> None:
+        self.configmaps, self.secrets = configmaps, secrets
+
+    def read_namespaced_config_map(self, name: str, namespace: str) -> Any:
+        if name not in self.configmaps:
+            raise ApiException(status=404, reason="Not Found")
+        return SimpleNamespace(data=self.configmaps[name], binary_data=None)
+
+    def read_namespaced_secret(self, name: str, namespace: str) -> Any:
+        if name not in self.secrets:
+            raise ApiException(status=404, reason="Not Found")
+        return SimpleNamespace(data={k: base64.b64encode(v.encode()).decode() for k, v in self.secrets[name].items()})
+
+
+def _pod_with(*volume_list: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": "r1-0", "namespace": "llm", "uid": "u-1"},
+            "spec": {"volumes": list(volume_list), "containers": [{"name": "c"}]}}
+
+
+@pytest.mark.parametrize(("volume", "words"), [
+    ({"name": "grpc-tls", "secret": {"secretName": "triton-grpc"}},
+     'MountVolume.SetUp failed for volume "grpc-tls" : secret "triton-grpc" not found'),
+    ({"name": "calibration", "configMap": {"name": "chats"}},
+     'MountVolume.SetUp failed for volume "calibration" : configmap "chats" not found'),
+    ({"name": "grpc-tls", "secret": {"secretName": "tls", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+     'MountVolume.SetUp failed for volume "grpc-tls" : references non-existent secret key: ca.crt'),
+    ({"name": "calibration", "configMap": {"name": "samples", "items": [{"key": "r1.jsonl", "path": "s.jsonl"}]}},
+     'MountVolume.SetUp failed for volume "calibration" : configmap references non-existent config key: r1.jsonl'),
+    ({"name": "both", "projected": {"sources": [{"secret": {"name": "triton-grpc"}}]}},
+     'MountVolume.SetUp failed for volume "both" : secret "triton-grpc" not found'),
+])
+def test_a_volume_the_kubelet_cannot_set_up_fails_in_its_words(tmp_path: Path, volume: dict[str, Any],
+                                                               words: str) -> None:
+    objects = _Objects({"samples": {"other": "x"}}, {"tls": {"tls.crt": "c", "tls.key": "k"}})
+    setup = volumes.VolumeSetup(objects, _pod_with(volume), tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(volumes.MountFailed) as failed:
+        setup.set_up()
+    assert str(failed.value) == words
+    # An optional source that is missing is no failure, as for the kubelet.
+    optional = {**volume, **{k: {**v, "optional": True} for k, v in volume.items() if isinstance(v, dict)
+                             and k != "projected"}}
+    if "projected" not in volume:
+        assert volumes.VolumeSetup(objects, _pod_with(optional), tmp_path / "o").set_up()  # type: ignore[arg-type]
+
+
+def test_env_from_a_missing_secret_key_is_a_config_error_not_a_mount_failure(tmp_path: Path) -> None:
+    setup = volumes.VolumeSetup(_Objects({}, {"hf": {"other": "x"}}), _pod_with(), tmp_path)  # type: ignore[arg-type]
+    with pytest.raises(volumes.VolumeNotReady, match="couldn't find key token in Secret llm/hf"):
+        setup.lookup("secret", "hf", "token", False)
+    with pytest.raises(volumes.VolumeNotReady, match='secret "nope" not found'):
+        setup.lookup("secret", "nope", "token", False)
+
+
+class _Events:
+    def __init__(self) -> None:
+        self.created: list[dict[str, Any]] = []
+        self.patched: list[tuple[str, dict[str, Any]]] = []
+
+    def create_namespaced_event(self, namespace: str, body: dict[str, Any]) -> None:
+        self.created.append(body)
+
+    def patch_namespaced_event(self, name: str, namespace: str, body: dict[str, Any]) -> None:
+        self.patched.append((name, body))
+
+
+def test_a_repeated_warning_is_one_event_whose_count_goes_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = object.__new__(podrunner.PodRunner)
+    runner.api, runner.lock, runner.events = _Events(), threading.Lock(), {}  # type: ignore[assignment]
+    pod = SimpleNamespace(uid="u-1", name="r1-0", ns="llm", pod={"spec": {"nodeName": "gpu-node-1"}})
+    clock = [100.0]
+    monkeypatch.setattr(podrunner.time, "monotonic", lambda: clock[0])
+    words = 'MountVolume.SetUp failed for volume "grpc-tls" : secret "triton-grpc" not found'
+    runner.warn(pod, "FailedMount", words)  # type: ignore[arg-type]
+    [event] = runner.api.created  # type: ignore[attr-defined]
+    assert (event["type"], event["reason"], event["message"], event["count"]) == ("Warning", "FailedMount", words, 1)
+    assert event["involvedObject"] == {"apiVersion": "v1", "kind": "Pod", "namespace": "llm", "name": "r1-0",
+                                       "uid": "u-1"}
+    assert event["source"] == {"component": "kubelet", "host": "gpu-node-1"}
+    assert event["metadata"]["name"].startswith("r1-0.")
+    clock[0] += 2  # the pod sync retries at once: no new write
+    runner.warn(pod, "FailedMount", words)  # type: ignore[arg-type]
+    assert runner.api.patched == []  # type: ignore[attr-defined]
+    clock[0] += podrunner.EVENT_REPEAT_S
+    runner.warn(pod, "FailedMount", words)  # type: ignore[arg-type]
+    [(name, bump)] = runner.api.patched  # type: ignore[attr-defined]
+    assert name == event["metadata"]["name"] and bump["count"] == 2
+    runner.forget_events("u-1")
+    assert runner.events == {}

@@ -142,7 +142,7 @@ and the API server also checks `create` when an apply creates the object; `updat
 - apiGroups: [""]
   resources: [secrets]
   verbs: [create, delete]
-# Serving pods: readiness and scheduling failures for the status. Read-only.
+# Pods (serving, preflight, download, quantize): readiness and scheduling failures for the status. Read-only.
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]
@@ -150,10 +150,11 @@ and the API server also checks `create` when an apply creates the object; `updat
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [get]
-# Events: one per decision, posted on the DeepSeekDeployment (core v1 Events API).
+# Events: one per decision, posted on the DeepSeekDeployment (core v1 Events API); and the kubelet's Warning
+# events about the resource's pods (a Secret or ConfigMap they mount that is missing), read for the status.
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create, patch, list, watch]
 {{- end }}
 
 {{/* Where the metric sources' credentials are mounted in the operator's pod. */}}

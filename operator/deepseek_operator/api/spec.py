@@ -47,7 +47,14 @@ GPU_TYPES = ("A10-24GB", "L4-24GB", "L40S-48GB", "A100-40GB", "A100-80GB", "H100
              "RTX-PRO-6000-96GB")
 
 K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-IMAGE = r"^[^\s]+$"  # an image reference: no whitespace (the registry decides the rest)
+# An image reference as the container runtime parses it (distribution/reference's grammar: [domain[:port]/]path
+# of lowercase components, :tag, @digest). A reference outside it (an upper-case path, an empty tag) passes the
+# API server and then fails on the node with InvalidImageName.
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE = (rf"^(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?/)?{_PATH_PART}(?:/{_PATH_PART})*"
+         r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*"
+         r":[0-9a-fA-F]{32,})?$")
 NO_SPACE_PATH = r"^/[^\s]*$"
 # Map-valued fields are bounded so that the API server can price their CEL rules.
 MAX_MAP_ENTRIES = 64
@@ -83,8 +90,8 @@ def map_keys(field: str, attr: str, cel_check: str, check: Callable[[str], bool]
 
 def map_values(field: str, attr: str, cel_check: str, check: Callable[[str], bool], what: str) -> Rule:
     return Rule(f"!has(self.{field}) || self.{field}.all(k, {k8s.cel(cel_check, f'self.{field}[k]')})",
-                f"{field}: every value must be {what}", lambda o: all(check(v) for v in getattr(o, attr).values()),
-                f".{field}")
+                f"{field}: every value must be {what}",
+                lambda o: all(check(v) for v in (getattr(o, attr) or {}).values()), f".{field}")
 
 
 LABEL_KEY = "a label key: [prefix/]name, name of at most 63 of [A-Za-z0-9-_.] starting and ending alphanumeric"
@@ -149,21 +156,36 @@ class SecretKeyRef(Schema):
     key: str = Field(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253, description="Key in the Secret.")
 
 
+def http_url(cel_field: str, attr: str) -> Rule:
+    """An address field (unset, or an http(s) URL with a host that is a DNS name or an IP address): Kubernetes' URL
+    library at admission, api/names.py's twin in the operator."""
+    return Rule(f"!has(self.{cel_field}) || {k8s.cel(k8s.CEL_HTTP_URL, f'self.{cel_field}')}",
+                f"{cel_field} must be an http(s) URL whose host is a DNS name or an IP address (no spaces, a port "
+                "in 1-65535)", lambda o: getattr(o, attr) is None or k8s.is_http_url(getattr(o, attr)),
+                f".{cel_field}")
+
+
 class HuggingFaceSource(Schema):
+    rules = (http_url("endpoint", "endpoint"),)
+
     repo: str = Field(pattern=r"^[\w.-]+/[\w.-]+$", description="Repository id, e.g. deepseek-ai/DeepSeek-R1.")
     revision: str = Field(pattern=r"^[0-9a-f]{40}$", description="The commit to download (40 hex digits): a "
                           "branch or tag moves, and a checkpoint in the cache must be the one its key names.")
-    endpoint: str | None = Field(default=None, pattern=r"^https?://", description="A Hub mirror or an in-cluster "
-                                 "Hub-compatible server (HF_ENDPOINT); default https://huggingface.co.")
+    endpoint: str | None = Field(default=None, pattern=r"^https?://", max_length=512,
+                                 description="A Hub mirror or an in-cluster Hub-compatible server (HF_ENDPOINT); "
+                                             "default https://huggingface.co.")
     token_secret_ref: SecretKeyRef | None = Field(
         default=None, description="Secret key holding a Hub token; only the download Job's environment reads it.")
 
 
 class S3Source(Schema):
+    rules = (http_url("endpointUrl", "endpoint_url"),)
+
     uri: str = Field(pattern=r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$",
                      description="s3://bucket/prefix of the checkpoint: every object under the prefix is fetched.")
-    endpoint_url: str | None = Field(default=None, pattern=r"^https?://", description="Endpoint of an "
-                                     "S3-compatible store (in-cluster MinIO, Ceph RGW, SeaweedFS, ...); default AWS.")
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://", max_length=512,
+                                     description="Endpoint of an S3-compatible store (in-cluster MinIO, Ceph RGW, "
+                                                 "SeaweedFS, ...); default AWS.")
     region: str | None = Field(default=None, pattern=r"^[a-z0-9-]+$", description="Region; default us-east-1.")
     path_style: bool = Field(default=False, description="Path-style addressing (endpoint/bucket/key), which most "
                              "S3-compatible stores need; AWS uses virtual-hosted style.")
@@ -281,7 +303,8 @@ class ModelCache(Schema):
                      description="PVC that holds downloaded and quantized checkpoints under their keys; created "
                                  "when missing (ReadWriteMany) and kept when a DeepSeekDeployment is deleted: "
                                  "downloads and quantizing cost hours, and other resources may use them.")
-    size: str = Field(default="500Gi", pattern=r"^[0-9]+(Ki|Mi|Gi|Ti)$", description="Size of a created cache PVC.")
+    size: str = Field(default="500Gi", pattern=r"^[1-9][0-9]*(Ki|Mi|Gi|Ti)$",
+                      description="Size of a created cache PVC (above 0: Kubernetes refuses an empty claim).")
     storage_class_name: str | None = Field(default=None, max_length=253, pattern=k8s.DNS1123_SUBDOMAIN.join("^$"),
                                            description="StorageClass of a created cache PVC.")
 
@@ -399,6 +422,8 @@ class Toleration(Schema):
              lambda t: t.toleration_seconds is None or t.effect == "NoExecute"),
         Rule(f"!has(self.key) || self.key == '' || {k8s.cel(k8s.CEL_QUALIFIED_NAME, 'self.key')}",
              f"key must be {LABEL_KEY}", lambda t: not t.key or k8s.is_qualified_name(t.key), ".key"),
+        Rule(f"!has(self.value) || {k8s.cel(k8s.CEL_LABEL_VALUE, 'self.value')}", f"value must be {LABEL_VALUE}",
+             lambda t: not t.value or k8s.is_label_value(t.value), ".value"),
     )
 
     key: str | None = Field(default=None, max_length=317, description="Taint key.")
@@ -406,6 +431,14 @@ class Toleration(Schema):
     value: str | None = Field(default=None, max_length=63, description="Taint value.")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(default=None, description="Effect.")
     toleration_seconds: int | None = Field(default=None, description="For NoExecute.")
+
+
+def _requests_within_limits(requests: dict[str, str], limits: dict[str, str]) -> bool:
+    for name, request in requests.items():
+        wanted, most = k8s.quantity_value(request), k8s.quantity_value(limits.get(name, ""))
+        if wanted is not None and most is not None and wanted > most:
+            return False
+    return True
 
 
 class Resources(Schema):
@@ -418,6 +451,12 @@ class Resources(Schema):
         map_values("requests", "requests", k8s.CEL_QUANTITY, k8s.is_quantity, QUANTITY),
         map_keys("limits", "limits", k8s.CEL_QUALIFIED_NAME, k8s.is_qualified_name, "a resource name"),
         map_values("limits", "limits", k8s.CEL_QUANTITY, k8s.is_quantity, QUANTITY),
+        # The API server refuses a container whose request exceeds its limit (core/v1 ResourceRequirements).
+        Rule("!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) || "
+             "!isQuantity(self.requests[k]) || !isQuantity(self.limits[k]) || "
+             "quantity(self.requests[k]).compareTo(quantity(self.limits[k])) <= 0)",
+             "every request must be at most its limit (Kubernetes refuses a container that requests more than "
+             "its limit)", lambda r: _requests_within_limits(r.requests, r.limits), ".requests"),
     )
 
     requests: dict[str, Annotated[str, Field(max_length=64)]] = Field(
@@ -456,7 +495,11 @@ class NetworkPeer(Schema):
                   lambda p: p.namespace_selector is not None or p.pod_selector is not None),
              map_keys("namespaceSelector", "namespace_selector", k8s.CEL_QUALIFIED_NAME, k8s.is_qualified_name,
                       LABEL_KEY),
-             map_keys("podSelector", "pod_selector", k8s.CEL_QUALIFIED_NAME, k8s.is_qualified_name, LABEL_KEY))
+             map_keys("podSelector", "pod_selector", k8s.CEL_QUALIFIED_NAME, k8s.is_qualified_name, LABEL_KEY),
+             # matchLabels of a NetworkPolicy the API server would refuse: the resource's pods would wait for it.
+             map_values("namespaceSelector", "namespace_selector", k8s.CEL_LABEL_VALUE, k8s.is_label_value,
+                        LABEL_VALUE),
+             map_values("podSelector", "pod_selector", k8s.CEL_LABEL_VALUE, k8s.is_label_value, LABEL_VALUE))
 
     namespace_selector: LabelMap | None = Field(default=None, max_length=16,
                                                 description="Labels of the namespaces ({}: every namespace).")
@@ -475,7 +518,9 @@ class NetworkPolicySettings(Schema):
                     "namespaces of trafficRouting; empty: the pods of this namespace.")
     monitoring: list[NetworkPeer] = Field(
         default_factory=lambda: [NetworkPeer(namespace_selector={"kubernetes.io/metadata.name": "monitoring"})],
-        max_length=16, description="Who may scrape the metrics ports (Triton's 8002, the frontend's /metrics).")
+        max_length=16, description="Who may scrape the metrics ports (Triton's 8002, the frontend's /metrics); "
+                                   "empty: nobody but the operator (a NetworkPolicy rule with no peers would admit "
+                                   "everyone, so none is rendered).")
 
 
 class GrpcTls(Schema):
@@ -490,8 +535,25 @@ class GrpcTls(Schema):
     mutual: bool = Field(default=False, description="Clients must present a certificate that ca.crt signed.")
 
 
+# The bounds of autoscaling/v2's HPAScalingRules, which the API server holds every HorizontalPodAutoscaler to (KEDA's
+# too): kubernetes/pkg/apis/autoscaling/validation/validation.go, MaxStabilizationWindowSeconds = 3600 and
+# MaxPeriodSeconds = 1800 (stabilizationWindowSeconds 0-3600, a policy's periodSeconds 1-1800).
+MAX_STABILIZATION_WINDOW_S, MAX_PERIOD_S = 3600, 1800
+
+
 class ScalingBehaviour(Schema):
     """How fast one direction of scaling may go (the HorizontalPodAutoscaler's `behavior` for it)."""
+
+    rules = (
+        Rule(f"duration(self.stabilizationWindow) <= duration('{MAX_STABILIZATION_WINDOW_S}s')",
+             f"stabilizationWindow must be at most 1h ({MAX_STABILIZATION_WINDOW_S}s): the HorizontalPodAutoscaler "
+             "(autoscaling/v2 behavior.stabilizationWindowSeconds) takes 0-3600 s",
+             lambda b: duration_seconds(b.stabilization_window) <= MAX_STABILIZATION_WINDOW_S, ".stabilizationWindow"),
+        Rule(f"duration(self.period) >= duration('1s') && duration(self.period) <= duration('{MAX_PERIOD_S}s')",
+             f"period must be 1s-30m ({MAX_PERIOD_S}s): the HorizontalPodAutoscaler (autoscaling/v2 "
+             "behavior policies' periodSeconds) takes 1-1800 s",
+             lambda b: 1 <= duration_seconds(b.period) <= MAX_PERIOD_S, ".period"),
+    )
 
     stabilization_window: str = Field(
         pattern=DURATION, description="The scaler acts on the most cautious recommendation of this window "
@@ -567,6 +629,12 @@ class Autoscaling(Schema):
     scale_down: ScalingBehaviour = Field(default_factory=_scale_down, description="How fast replicas go.")
 
 
+# apimachinery's TotalAnnotationSizeLimitB (256 KiB) holds all of a pod's annotations (the operator adds its own) and
+# all of the resource's: `kubectl apply` copies the whole resource, podAnnotations included, into its
+# last-applied-configuration annotation. Half of it for podAnnotations leaves room for both.
+MAX_POD_ANNOTATION_BYTES = 128 * 1024
+
+
 class ServingSpec(Schema):
     rules = (
         Rule("!has(self.podLabels) || self.podLabels.all(k, !k.startsWith('serving.deepseek.ai/') && "
@@ -579,6 +647,12 @@ class ServingSpec(Schema):
         map_values("podLabels", "pod_labels", k8s.CEL_LABEL_VALUE, k8s.is_label_value, LABEL_VALUE),
         map_keys("podAnnotations", "pod_annotations", k8s.CEL_QUALIFIED_NAME, k8s.is_qualified_name,
                  "an annotation key ([prefix/]name, as a label key)"),
+        Rule(f"!has(self.podAnnotations) || self.podAnnotations.map(k, size(k) + size(self.podAnnotations[k]))"
+             f".sum() <= {MAX_POD_ANNOTATION_BYTES}",
+             f"podAnnotations: keys and values together must stay within {MAX_POD_ANNOTATION_BYTES // 1024} KiB "
+             "(Kubernetes refuses a pod, or a resource applied with kubectl, whose annotations exceed 256 KiB)",
+             lambda s: sum(len(k.encode()) + len(v.encode()) for k, v in s.pod_annotations.items())
+             <= MAX_POD_ANNOTATION_BYTES, ".podAnnotations"),
         map_keys("nodeSelector", "node_selector", k8s.CEL_QUALIFIED_NAME, k8s.is_qualified_name, LABEL_KEY),
         map_values("nodeSelector", "node_selector", k8s.CEL_LABEL_VALUE, k8s.is_label_value, LABEL_VALUE),
     )
@@ -748,9 +822,10 @@ class CanaryStep(Schema):
 class StringMatch(Schema):
     """How a header value must look: exactly, or matching a regex."""
 
-    exact: str | None = Field(default=None, max_length=4096, description="The value, exactly.")
-    regex: str | None = Field(default=None, max_length=1024, description="A regular expression (RE2) the value "
-                                                                           "must match.")
+    # Gateway API's HTTPHeaderMatch value: 1-4096 characters.
+    exact: str | None = Field(default=None, min_length=1, max_length=4096, description="The value, exactly.")
+    regex: str | None = Field(default=None, min_length=1, max_length=1024,
+                              description="A regular expression (RE2) the value must match.")
 
     rules = (exactly_one(("exact", "regex"), "set exactly one of exact, regex"),
              Rule(f"!has(self.regex) || {k8s.cel(k8s.CEL_RE2, 'self.regex')}", "regex must be an RE2 regular "
@@ -947,6 +1022,13 @@ class Analysis(Schema):
                                   "client got; a non-streamed answer's is the whole answer).")
     inter_token_latency: LatencyObjective | None = Field(
         default=None, description="Optional gate on the inter-token latency of streamed answers.")
+    mirror: Literal["fill", "off"] = Field(
+        default="fill",
+        description="fill: while a canary takes traffic, each stable pod's front door also sends it a share of its "
+                    "own requests, answers discarded, so that a canary replica carries as much load as a stable one "
+                    "(a step's weight is often below its replicas' share): more evidence sooner, no client sees "
+                    "the canary's answers, mirrored requests are counted apart. off: only the canary's own "
+                    "share of traffic is measured.")
     mode: Literal["windowed", "sequential"] = Field(
         default="windowed",
         description="windowed: each interval's error rate against maxErrorRate, failureLimit failures in a row "
@@ -990,10 +1072,38 @@ class ParentRef(Schema):
 Hostname = Annotated[str, Field(pattern=rf"^(\*\.)?{k8s.DNS1123_SUBDOMAIN}$", max_length=253)]
 
 
+# Gateway API's own rules on an HTTPRoute's parentRefs (its CRD's x-kubernetes-validations, in the same form): a
+# Gateway named more than once needs a sectionName on each, and no two may name the same listener.
+# (`namespace` is a word CEL reserves: the API server names the field __namespace__ in rules.)
+_NAMESPACE_OF = "(has({0}.__namespace__) ? {0}.__namespace__ : '')"
+_SECTION_OF = "(has({0}.sectionName) ? {0}.sectionName : '')"
+_SAME_GATEWAY = f"p1.name == p2.name && {_NAMESPACE_OF.format('p1')} == {_NAMESPACE_OF.format('p2')}"
+
+
+def _distinct_parents(refs: list[ParentRef]) -> bool:
+    for p in refs:
+        same = [q for q in refs if (q.name, q.namespace or "") == (p.name, p.namespace or "")]
+        if len(same) > 1 and (p.section_name is None
+                              or sum(q.section_name == p.section_name for q in same) > 1):
+            return False
+    return True
+
+
+PARENTS_APART = ("parentRefs: a Gateway named more than once needs a different sectionName on each (Gateway API "
+                 "refuses the HTTPRoute otherwise)")
+
+
 class GatewayApiRouting(Schema):
     """Split traffic with a Gateway API HTTPRoute."""
 
-    parent_refs: list[ParentRef] = Field(min_length=1, description="Gateways the HTTPRoute attaches to.")
+    rules = (Rule(f"self.parentRefs.all(p1, self.parentRefs.all(p2, !({_SAME_GATEWAY}) || "
+                  "has(p1.sectionName) == has(p2.sectionName))) && self.parentRefs.all(p1, "
+                  f"self.parentRefs.exists_one(p2, {_SAME_GATEWAY} && "
+                  f"{_SECTION_OF.format('p1')} == {_SECTION_OF.format('p2')}))",
+                  PARENTS_APART, lambda g: _distinct_parents(g.parent_refs), ".parentRefs"),)
+
+    parent_refs: list[ParentRef] = Field(min_length=1, max_length=32,
+                                         description="Gateways the HTTPRoute attaches to (Gateway API: at most 32).")
     hostnames: list[Hostname] = Field(default_factory=list, max_length=16,
                                       description="Hostnames the HTTPRoute serves (all if empty); lowercase, no "
                                                   "port, `*.` allowed first (Gateway API's Hostname).")
@@ -1011,6 +1121,38 @@ class TrafficRouting(Schema):
     gateway_api: GatewayApiRouting | None = Field(default=None, alias="gatewayAPI",
                                                   description="Weighted HTTPRoute (Gateway API).")
     service: ServiceRouting | None = Field(default=None, description="Replica ratio behind one Service.")
+
+
+_GATEWAY_ROUTING = "(has(self.trafficRouting) && has(self.trafficRouting.gatewayAPI))"
+_SERVICE_PLACEHOLDER = "{" + "{service}}"  # never two opening braces in a row in the CRD's text (a Helm template)
+
+
+def _queries_name_service(r: RolloutSpec) -> bool:
+    queries = r.analysis.prometheus.queries if r.analysis and r.analysis.prometheus else None
+    return queries is not None and any(_SERVICE_PLACEHOLDER in (q or "")
+                                       for q in (queries.requests, queries.failures, queries.latency))
+
+
+# What the analysis needs of the routing and the strategy: settings that contradict each other, refused.
+ANALYSIS_ROUTING_RULES = (
+    Rule(f"!has(self.analysis) || self.analysis.provider != 'gateway' || {_GATEWAY_ROUTING}",
+         "analysis provider gateway needs trafficRouting.gatewayAPI: with trafficRouting service the gateway sees "
+         "one Service, never the two revisions apart (use provider frontend, triton or prometheus)",
+         lambda r: r.analysis is None or r.analysis.provider != "gateway" or r.traffic_routing.gateway_api is not None,
+         ".analysis.provider"),
+    Rule("!has(self.analysis) || !has(self.analysis.prometheus) || !has(self.analysis.prometheus.queries) || "
+         f"{_GATEWAY_ROUTING} || ![self.analysis.prometheus.queries.?requests.orValue(''), "
+         "self.analysis.prometheus.queries.?failures.orValue(''), self.analysis.prometheus.queries.?latency"
+         ".orValue('')].exists(q, q.contains('{' + '{service}}'))",
+         "analysis.prometheus.queries use the service placeholder (the HTTPRoute's backends <name>-canary and "
+         "<name>-stable), which only trafficRouting.gatewayAPI makes: with trafficRouting service they measure "
+         "nothing", lambda r: r.traffic_routing.gateway_api is not None or not _queries_name_service(r),
+         ".analysis.prometheus.queries"),
+    Rule("self.strategy != 'recreate' || !has(self.analysis)",
+         "strategy recreate has no analysis: the stable revision stops before the new one starts, so there is no "
+         "canary to measure or roll back to (use strategy canary for an analysed rollout)",
+         lambda r: r.strategy != "recreate" or r.analysis is None, ".analysis"),
+)
 
 
 def _sorted(values: list[int]) -> bool:
@@ -1039,10 +1181,14 @@ class RolloutSpec(Schema):
              "a canary needs a step with a weight above 0: with every weight 0 the new revision never gets "
              "traffic to be judged by", lambda r: not any(s.weight is not None for s in r.steps)
              or any((s.weight or 0) > 0 for s in r.steps), ".steps"),
+        Rule("(has(self.maxSurge) && self.maxSurge > 0) || !has(self.maxUnavailable) || self.maxUnavailable > 0",
+             "maxSurge and maxUnavailable cannot both be 0: the rollout could neither add a replica nor free one",
+             lambda r: r.max_surge > 0 or r.max_unavailable > 0),
         Rule("!has(self.steps) || self.steps.filter(s, has(s.weight)).map(s, s.weight).isSorted()",
              "step weights must not go down (a canary only ever gets more traffic; a rollback is the analysis' "
              "or an `abort` action's)", lambda r: _sorted([s.weight for s in r.steps if s.weight is not None]),
              ".steps"),
+        *ANALYSIS_ROUTING_RULES,
     )
 
     strategy: Literal["canary", "abTest", "recreate"] = Field(
@@ -1060,11 +1206,34 @@ class RolloutSpec(Schema):
                     "(replica ratio).")
     revision_history_limit: int = Field(default=5, ge=1, le=50,
                                         description="Earlier revisions kept (scaled to zero) for rollback-to.")
+    max_surge: int = Field(
+        default=1, ge=0, le=16,
+        description="Replicas (of a multi-node layout: groups) beyond the desired count a rollout may hold. The "
+                    "new revision's replicas first take these extra GPUs, then those of stable replicas drained "
+                    "for them; 0 rolls out on a full GPU pool, each new replica in the GPUs a stable one freed.")
+    max_unavailable: int = Field(
+        default=1, ge=0, le=16,
+        description="Stable replicas a rollout may drain at once: Ready replicas of both revisions together never "
+                    "fall below the desired count minus this (without the status saying why).")
+
+
+# One replica rolled out on a full pool would leave the model down between the drain and the new replica.
+ONE_REPLICA_NO_SURGE = ("rollout.maxSurge 0 with 1 replica would take the model down at every rollout: use "
+                        "rollout.strategy recreate (down on purpose), maxSurge: 1 (one replica's GPUs beyond the "
+                        "pool), or at least 2 replicas (serving.replicas and autoscaling.minReplicas)")
 
 
 class DeepSeekDeploymentSpec(Schema):
     # The removed field's own validator names it (spec.engine) before this rule runs.
-    rules = (Rule("!has(self.engine)", REMOVED_ENGINE, lambda s: s.engine is None),)
+    rules = (
+        Rule("!has(self.engine)", REMOVED_ENGINE, lambda s: s.engine is None),
+        Rule("!has(self.rollout) || self.rollout.maxSurge > 0 || self.rollout.strategy == 'recreate' || "
+             "(has(self.serving.autoscaling) ? self.serving.autoscaling.minReplicas >= 2 : "
+             "self.serving.replicas != 1)",
+             ONE_REPLICA_NO_SURGE,
+             lambda s: s.rollout.max_surge > 0 or s.rollout.strategy == "recreate" or (
+                 s.serving.autoscaling.min_replicas >= 2 if s.serving.autoscaling else s.serving.replicas != 1)),
+    )
 
     model: ModelRef = Field(description="Which DeepSeek-R1 model, from where, at which precision.")
     engine: dict[str, Any] | None = _removed(REMOVED_ENGINE)

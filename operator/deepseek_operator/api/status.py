@@ -103,7 +103,9 @@ class Reason:
     REPLICAS_READY = "ReplicasReady"
     REPLICAS_NOT_READY = "ReplicasNotReady"
     UNSCHEDULABLE = "Unschedulable"
-    CONTAINERS_FAILING = "ContainersFailing"  # a serving pod crash-loops, cannot pull or fails its startup probe
+    # A pod of the resource (serving, download, quantize or preflight) crash-loops, cannot pull, fails its startup
+    # probe, or cannot start at all: a Secret, ConfigMap or key it mounts is missing (the kubelet's FailedMount).
+    CONTAINERS_FAILING = "ContainersFailing"
     ROLLING_OUT = "RollingOut"
     SCALED_TO_ZERO = "ScaledToZero"
     AS_EXPECTED = "AsExpected"
@@ -119,6 +121,9 @@ class Reason:
     PROMOTED = "Promoted"
     CANARY_UNSCHEDULABLE = "CanaryUnschedulable"
     QUOTA_EXCEEDED = "QuotaExceeded"  # a ResourceQuota of the namespace refuses the revision's pods
+    # A Gateway of trafficRouting.gatewayAPI does not take the resource's HTTPRoute (its status.parents say
+    # Accepted or ResolvedRefs False), or no controller answered for one of its parentRefs.
+    ROUTE_NOT_ACCEPTED = "RouteNotAccepted"
     PODS_REFUSED = "PodsRefused"  # admission (a policy, a webhook) refuses the revision's pods
     CANARY_CONTAINERS_FAILING = "CanaryContainersFailing"
     # Autoscaling.

@@ -31,8 +31,24 @@ What the `llmapi` model of TensorRT-LLM 1.2 does, and what follows here (/work/r
   (`nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="fraction"}`) is not exported: there is no true value
   to give. Its waiting and running gauges are (metrics.py).
 
+Mirroring (mirror.py): during a canary rollout the canary gets only its traffic weight of client requests, so its
+analysis waits long for enough evidence, and a larger weight would show more clients an untested revision. So the
+operator may order the STABLE revision's front doors (PUT /mirror on the metrics port, never the client port) to
+send a `fraction` of their clients' generation requests (chat, completions, generate, generate_stream) to the
+canary's Service as well: the client gets the stable answer and never waits for, nor sees, the canary's, which
+is read and discarded. More canary evidence sooner, at no cost to clients. The order lives `ttl_seconds` unless
+renewed, so mirroring ends by itself when the operator stops renewing it (a crash, the rollout's end). The
+operator sizes `fraction` so that a canary replica carries no more load than a stable one: with S stable and C
+canary replicas and a canary weight w, a canary replica gets (w + fraction*(1-w))/C of the traffic and a stable
+one (1-w)/S, so fraction <= C/S - w/(1-w) (none when that is <= 0). A mirrored request carries
+`x-deepseek-mirror-of: <the sender's revision>`: the canary serves it and counts it apart (mirrored="true" on the
+front door's own series; dashboards and billing take mirrored="false", the analysis sums over both), and a pod of
+that same revision (a target leading back to it, e.g. when no canary is left) answers 204 at once, untouched and
+uncounted. A mirrored request is never mirrored again. The sender counts deepseek_frontend_mirrored_total{outcome}.
+
 Drain: on SIGTERM (after the pod's 10 s preStop, 40 s before SIGKILL) it stops accepting, closes idle keep-alive
-connections, lets the requests in flight finish for at most --drain-timeout (35 s), and exits 0.
+connections, cancels its mirrored requests in flight and starts no more, lets the requests in flight finish for at
+most --drain-timeout (35 s), and exits 0.
 
 It needs only its own image's packages (aiohttp, jinja2, prometheus_client, tokenizers; `requirements.txt`),
 held by an import contract. The tests' and the benchmark's stand-in for Triton is tests/fake_triton.py.

@@ -2,7 +2,11 @@
 
 Every series carries the served `model` and the pod's `revision`; the frontend's own ones also carry `api`:
 chat | completions (OpenAI), generate | generate_stream | infer (Triton's inference routes), other (every other
-`/v2/...` route and `/v1/models`). `/health/*` and `/metrics` are not counted.
+`/v2/...` route and `/v1/models`), and `mirrored`: "false" for a client's request, "true" for one that another
+revision's front door mirrored here (it carries `x-deepseek-mirror-of`; mirror.py). Both exist from the start.
+Dashboards and billing take `mirrored="false"` (what clients got); a canary analysis sums over both (the mirrored
+requests are the extra evidence they are sent for). `/health/*` and `/metrics` are not counted, nor a mirrored
+request that came back to its own revision (answered 204 at once).
 
     deepseek_frontend_requests_total{code}                   every API: answered, by the HTTP status sent
     deepseek_frontend_request_failures_total{reason}         every API: http_4xx | http_5xx | error_in_200
@@ -14,6 +18,7 @@ chat | completions (OpenAI), generate | generate_stream | infer (Triton's infere
     deepseek_frontend_output_tokens_total                    generating APIs: the generated text, echo left out
     deepseek_frontend_requests_waiting_first_token           generating APIs
     nv_trt_llm_request_metrics{request_type=waiting|scheduled}  generating APIs, together (below)
+    deepseek_frontend_mirrored_total{outcome}               mirroring (no api, no mirrored label), below
 
 What each API path counts:
 - chat, completions: all of the above. The prompt is the rendered one without the stripped BOS, plus the BOS the
@@ -26,6 +31,12 @@ What each API path counts:
 - infer: requests, failures by status, duration, in flight; its tensors (binary ones too) pass through unread.
 - other: requests, failures by status, duration, in flight.
 A client that goes away mid-answer is counted as code 499 and not as a failure.
+
+Mirroring, on the SENDING pod (mirror.py): deepseek_frontend_mirrored_total{model, revision, outcome}, one outcome
+per request chosen for mirroring: `sent` (the target answered, whatever its status, and its body was read to the
+end and discarded), `dropped` (64 mirrored requests were already in flight: never sent), `failed` (no answer: the
+target unreachable, the 300 s timeout, a cut answer, or cancelled by the drain). The RECEIVING pod counts what it
+served in its own series above with mirrored="true".
 
 The two gauges that the Gateway API Inference Extension's endpoint picker reads from a Triton TensorRT-LLM pod are
 exported under the names its mapping gives that engine:
@@ -42,8 +53,9 @@ commit 66e0376cb3046d487f190fc702cd28646b697bc1 — so each request_type is one 
 model exports no `nv_trt_llm_*` family itself (only the removed `inflight_batcher_llm` C++ backend did), so these
 names collide with nothing on Triton's own :8002. They are the frontend's view: `waiting` is the generation
 requests (chat, completions, generate, generate_stream) that have not yet had their first token, `scheduled` those
-that have and are still answering; the engine's own queue is not visible from here. The third gauge of that
-mapping, `nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="fraction"}` (KVCacheUtilization), is NOT
+that have and are still answering, mirrored ones included (they are load on this pod's engine, and the picker
+must see it: these gauges have no `mirrored` label); the engine's own queue is not visible from here. The third
+gauge of that mapping, `nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="fraction"}` (KVCacheUtilization), is NOT
 exported: the `llmapi` model reports no KV-cache use (only per-request `kv_cache_*` perf outputs when asked), and
 a made-up value would steer the picker wrongly.
 """
@@ -57,6 +69,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 APIS = ("chat", "completions", "generate", "generate_stream", "infer", "other")
 GENERATING = frozenset({"chat", "completions", "generate", "generate_stream"})
+MIRROR_OUTCOMES = ("sent", "dropped", "failed")
 
 # Failure reasons: an HTTP 4xx or 5xx, or an error carried inside a 200 (an error event in a stream, an `error`
 # field in a generate answer). A client that went away mid-answer is counted as code 499 and not as a failure.
@@ -71,11 +84,12 @@ DURATION_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 12
 
 
 class ApiStats:
-    """One API's metric children, bound once (no label lookups per request), and its live counts."""
+    """One API's metric children for client or mirrored requests, bound once (no label lookups per request), and
+    its live counts."""
 
-    def __init__(self, metrics: Metrics, api: str) -> None:
-        labels = (metrics.model, metrics.revision, api)
-        self.api = api
+    def __init__(self, metrics: Metrics, api: str, mirrored: bool = False) -> None:
+        labels = (metrics.model, metrics.revision, api, "true" if mirrored else "false")
+        self.api, self.mirrored = api, mirrored
         self._requests, self._failures = metrics.requests, metrics.failures
         self._labels = labels
         # Series that exist from the start (at 0), so that rates and ratios have them before the first request.
@@ -110,7 +124,7 @@ class Metrics:
     def __init__(self, model: str, revision: str) -> None:
         self.model, self.revision = model, revision
         self.registry = registry = CollectorRegistry()
-        labels = ["model", "revision", "api"]
+        labels = ["model", "revision", "api", "mirrored"]
         self.requests = Counter("deepseek_frontend_requests", "Requests answered, by API and the HTTP status code "
                                 "the client got", [*labels, "code"], registry=registry)
         self.failures = Counter("deepseek_frontend_request_failures", "Requests that failed: an HTTP 4xx or 5xx, "
@@ -138,13 +152,21 @@ class Metrics:
                                 "them (waiting: no token yet; scheduled: answering) — the Gateway API Inference "
                                 "Extension's TotalQueuedRequests and TotalRunningRequests for Triton TensorRT-LLM",
                                 ["model", "revision", "request_type"], registry=registry)
-        self.apis = {api: ApiStats(self, api) for api in APIS}
-        generating = [self.apis[api] for api in GENERATING]
+        mirrored = Counter("deepseek_frontend_mirrored", "Requests this pod chose to mirror to another revision, "
+                           "by outcome: sent (answered, body discarded), dropped (too many in flight), failed",
+                           ["model", "revision", "outcome"], registry=registry)
+        self.mirror_outcomes = {o: mirrored.labels(model, revision, o) for o in MIRROR_OUTCOMES}
+        self.apis = {api: ApiStats(self, api) for api in APIS}  # client requests (mirrored="false")
+        self.mirrored_apis = {api: ApiStats(self, api, mirrored=True) for api in APIS}  # mirrored here
+        generating = [apis[api] for apis in (self.apis, self.mirrored_apis) for api in GENERATING]
         request_metrics.labels(model, revision, "waiting").set_function(lambda: sum(s.waiting for s in generating))
         request_metrics.labels(model, revision, "scheduled").set_function(lambda: sum(s.running for s in generating))
 
+    def stats(self, api: str, mirrored: bool) -> ApiStats:
+        return (self.mirrored_apis if mirrored else self.apis)[api]
+
     def in_flight_total(self) -> int:
-        return sum(s.in_flight for s in self.apis.values())
+        return sum(s.in_flight for apis in (self.apis, self.mirrored_apis) for s in apis.values())
 
 
 class Tracker:

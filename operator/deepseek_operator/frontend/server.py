@@ -12,7 +12,12 @@ On --port (the pod's `http` port):
     GET  /health/live                      200 while this process serves
     GET  /health/ready                     Triton's /v2/health/ready (the pod's readiness)
 
-On --metrics-port: GET /metrics (metrics.py), and nothing else.
+A request with `x-deepseek-mirror-of: <revision>` was mirrored here by another pod's front door (mirror.py): it is
+served and counted with mirrored="true", unless the revision is this pod's own (the mirror's target leads back to
+the same revision): then it is answered 204 at once, not sent to Triton and not counted.
+
+On --metrics-port: GET /metrics (metrics.py), and the operator's mirror order: GET, PUT and DELETE /mirror
+(mirror.py). Nothing else; neither is on --port.
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import resource
 import signal
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -46,10 +52,12 @@ from deepseek_operator.frontend.metrics import (
     CLIENT_CLOSED,
     ERROR_IN_200,
     SERVER_ERROR,
+    ApiStats,
     Metrics,
     Tracker,
     failure_of,
 )
+from deepseek_operator.frontend.mirror import MIRROR_HEADER, Mirror, OrderError, parse_order
 from deepseek_operator.frontend.openai_api import CHAT, COMPLETIONS, ClientError, error_body
 from deepseek_operator.frontend.sse import Cumulative, EventLines, error_of, finish_reason, parse_event, text_output
 from deepseek_operator.frontend.tokens import LONG_TEXT_CHARS, TokenCounter
@@ -125,15 +133,18 @@ class _FailuresLog(AbstractAccessLogger):
 
 
 class Frontend:
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.perf_counter, *,
+                 monotonic: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
+        """`clock` times the requests, `monotonic` the mirror order's life, `rng` picks the mirrored requests."""
         self.settings = settings
         self.clock = clock
         self.metrics = Metrics(settings.served_model, settings.revision)
+        self.mirror = Mirror(self.metrics, self._session, clock=monotonic, rng=rng)
         self.triton = URL(settings.triton_url.rstrip("/"))
         self.started = int(time.time())
         self.draining = False
         self.session: ClientSession | None = None
-        self.app = app = web.Application(client_max_size=MAX_BODY_BYTES)
+        self.app = app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._mirrored_back])
         app.router.add_get("/health/live", self.live)
         app.router.add_get("/health/ready", self.ready)
         app.router.add_get("/v1/models", self.models)
@@ -146,6 +157,9 @@ class Frontend:
         app.router.add_route("*", "/v2{tail:.*}", self.other)
         self.metrics_app = web.Application()
         self.metrics_app.router.add_get("/metrics", self.scrape)
+        self.metrics_app.router.add_get("/mirror", self.mirror_state)
+        self.metrics_app.router.add_put("/mirror", self.mirror_order)
+        self.metrics_app.router.add_delete("/mirror", self.mirror_stop)
         self._runners: list[web.AppRunner] = []
         self._api_sites: list[web.TCPSite] = []
 
@@ -176,6 +190,7 @@ class Frontend:
         still unfinished. Idle keep-alive connections are closed at once; a request that arrives on a busy one
         is still answered, with `Connection: close`."""
         self.draining = True
+        await self.mirror.close()  # none started from here, those in flight cancelled
         for site in self._api_sites:
             await site.stop()
         if self._runners and self._runners[0].server is not None:
@@ -186,6 +201,7 @@ class Frontend:
         return self.metrics.in_flight_total()
 
     async def close(self) -> None:
+        await self.mirror.close()
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
@@ -205,6 +221,42 @@ class Frontend:
         if self.draining:
             response.force_close()
         return response
+
+    # ------------------------------------------------------------------------------------------ mirroring
+
+    @web.middleware
+    async def _mirrored_back(self, request: web.Request,
+                             handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """A request this pod's own revision mirrored (the target leads back to it): 204 at once, not counted."""
+        if request.headers.get(MIRROR_HEADER) == self.settings.revision:
+            return self._closing(web.Response(status=HTTPStatus.NO_CONTENT))
+        return await handler(request)
+
+    def _stats(self, request: web.Request, api: str) -> ApiStats:
+        return self.metrics.stats(api, MIRROR_HEADER in request.headers)
+
+    def _mirror_out(self, request: web.Request, body: bytes) -> None:
+        """A client's request of a generating API, its body read: offered to the mirror (never one that is itself
+        mirrored, nor while draining). The client's request does not wait for the mirrored one."""
+        if not self.draining and MIRROR_HEADER not in request.headers:
+            self.mirror.offer(request.method, request.raw_path, request.headers.get("Content-Type"), body)
+
+    async def mirror_state(self, request: web.Request) -> web.Response:
+        return _json(HTTPStatus.OK, self.mirror.status())
+
+    async def mirror_order(self, request: web.Request) -> web.Response:
+        try:
+            order = parse_order(json.loads(await request.read() or b"null"))
+        except OrderError as err:
+            return _json(HTTPStatus.BAD_REQUEST, {"error": str(err), "field": err.field})
+        except ValueError as err:
+            return _json(HTTPStatus.BAD_REQUEST, {"error": f"the order is not JSON: {err}", "field": "body"})
+        self.mirror.put(order)
+        return _json(HTTPStatus.OK, order.as_json())
+
+    async def mirror_stop(self, request: web.Request) -> web.Response:
+        self.mirror.stop("DELETE /mirror")
+        return _json(HTTPStatus.OK, self.mirror.status())
 
     # ------------------------------------------------------------------------------------------ plain routes
 
@@ -228,7 +280,7 @@ class Frontend:
         return _json(HTTPStatus.NOT_FOUND, error_body(message, HTTPStatus.NOT_FOUND))
 
     async def models(self, request: web.Request) -> web.StreamResponse:
-        tracker = Tracker(self.metrics.apis["other"], self.clock)
+        tracker = Tracker(self._stats(request, "other"), self.clock)
         if not self.settings.openai:
             tracker.finish(HTTPStatus.NOT_FOUND, failure_of(HTTPStatus.NOT_FOUND))
             return self._closing(_json(HTTPStatus.NOT_FOUND, error_body(OPENAI_OFF, HTTPStatus.NOT_FOUND)))
@@ -247,7 +299,7 @@ class Frontend:
 
     async def _openai(self, request: web.Request, endpoint: str) -> web.StreamResponse:
         settings = self.settings
-        tracker = Tracker(self.metrics.apis[endpoint], self.clock)
+        tracker = Tracker(self._stats(request, endpoint), self.clock)
         code: int = HTTPStatus.INTERNAL_SERVER_ERROR
         failure: str | None = SERVER_ERROR
         prompt_tokens: int | None = None
@@ -255,8 +307,10 @@ class Frontend:
         try:
             if not settings.openai:
                 raise ClientError(OPENAI_OFF, HTTPStatus.NOT_FOUND)
+            raw = await request.read()
+            self._mirror_out(request, raw)
             try:
-                body = json.loads(await request.read() or b"null")
+                body = json.loads(raw or b"null")
             except ValueError as err:
                 raise ClientError(f"request body is not JSON: {err}") from err
             parsed = openai_api.parse(endpoint, body, settings.served_model, settings.chat)
@@ -452,7 +506,7 @@ class Frontend:
 
     async def _forward(self, request: web.Request, api: str) -> web.StreamResponse:
         """A request passed through as it is, both ways streamed: counted by its status only."""
-        tracker = Tracker(self.metrics.apis[api], self.clock)
+        tracker = Tracker(self._stats(request, api), self.clock)
         code: int = HTTPStatus.BAD_GATEWAY
         failure: str | None = SERVER_ERROR
         response: web.StreamResponse | None = None
@@ -484,7 +538,7 @@ class Frontend:
         event), and counted from the events: the first generated text, the gaps between responses, errors inside
         the 200, and the prompt and generated tokens (the echoed prompt left out)."""
         settings = self.settings
-        tracker = Tracker(self.metrics.apis[api], self.clock)
+        tracker = Tracker(self._stats(request, api), self.clock)
         code: int = HTTPStatus.BAD_GATEWAY
         failure: str | None = SERVER_ERROR
         prompt_tokens: int | None = None
@@ -492,6 +546,7 @@ class Frontend:
         response: web.StreamResponse | None = None
         try:
             body = await request.read()
+            self._mirror_out(request, body)
             prompt, echoed = _prompt_of(body)
             if prompt is not None:
                 prompt_tokens = await self._count(settings.tokens.prompt_tokens, prompt)

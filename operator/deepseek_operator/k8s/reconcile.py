@@ -18,9 +18,16 @@ from deepseek_operator.k8s import metrics
 from deepseek_operator.k8s.client import Kube
 from deepseek_operator.k8s.scheduler import PassResult
 from deepseek_operator.plan import Observed, PassContext, Plan, download_progress_request, run, start
+from deepseek_operator.plan.pods import WARNING
 from deepseek_operator.plan.rollout import analysis_request
-from deepseek_operator.plan.status import rejected_children_message, retry_after, with_trouble
-from deepseek_operator.providers import download_progress, provider_for
+from deepseek_operator.plan.status import (
+    POLICY_HOLD,
+    fail_closed,
+    rejected_children_message,
+    retry_after,
+    with_trouble,
+)
+from deepseek_operator.providers import download_progress, mirror, provider_for
 from deepseek_operator.render import naming, weights
 from deepseek_operator.rollout.machine import Event
 
@@ -35,6 +42,7 @@ def summarize(body: Mapping[str, Any]) -> Summary:
         "apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
         "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "uid": meta.get("uid"),
                      "generation": meta.get("generation", 0), "labels": dict(meta.get("labels") or {}),
+                     "creationTimestamp": meta.get("creationTimestamp"),
                      "annotations": {k: v for k, v in (meta.get("annotations") or {}).items()
                                      if k == naming.ANNOTATION_APPLIED_HASH}},
         "status": dict(body.get("status") or {}),
@@ -43,18 +51,47 @@ def summarize(body: Mapping[str, Any]) -> Summary:
     }
 
 
+def event_summary(body: Mapping[str, Any]) -> Summary:
+    """A Warning event about a pod, as the events index keeps it: which pod (its uid), why, and when last."""
+    meta, involved = body.get("metadata") or {}, body.get("involvedObject") or {}
+    return {"uid": involved.get("uid"), "reason": body.get("reason"), "message": body.get("message") or "",
+            "count": body.get("count") or 1,
+            "last": body.get("lastTimestamp") or body.get("eventTime") or meta.get("creationTimestamp") or ""}
+
+
+def with_warnings(pods: Sequence[Summary], warnings: Mapping[str, Sequence[Summary]]) -> list[Summary]:
+    """The pods, each with the newest Warning event the kubelet posted on it (the same pod: its uid) under
+    plan.pods.WARNING."""
+    out = []
+    for pod in pods:
+        meta = pod["metadata"]
+        mine = [w for w in warnings.get(meta["name"], ()) if w.get("uid") in (None, meta.get("uid"))]
+        if mine:
+            newest = max(mine, key=lambda w: str(w.get("last") or ""))
+            pod = {**pod, WARNING: {"reason": newest["reason"], "message": newest["message"]}}
+        out.append(pod)
+    return out
+
+
+def _by_job(pods: Sequence[Summary]) -> dict[str, tuple[Summary, ...]]:
+    out: dict[str, list[Summary]] = {}
+    for pod in pods:
+        if job_name := pod["metadata"]["labels"].get("batch.kubernetes.io/job-name"):
+            out.setdefault(job_name, []).append(pod)
+    return {name: tuple(found) for name, found in out.items()}
+
+
 def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: list[Summary],
             jobs: list[Summary], lws_installed: bool = False, keda_installed: bool = False,
             compute_domains_installed: bool = False,
             download_jobs: Sequence[Summary] = (),
             download_pods: Sequence[Summary] = (), metric_sources: Mapping[str, MetricSource] | None = None,
-            operator_namespace: str | None = None) -> Observed:
-    """Turns what the indexes hold for one resource (and its namespace's shared objects) into the planner's input."""
+            operator_namespace: str | None = None, quantize_pods: Sequence[Summary] = (),
+            pod_warnings: Mapping[str, Sequence[Summary]] | None = None) -> Observed:
+    """Turns what the indexes hold for one resource (and its namespace's shared objects) into the planner's input;
+    `pod_warnings` are the kubelet's Warning events of the namespace's pods, by pod name (event_summary)."""
     hashes: dict[tuple[str, str], str] = {}
-    pods_by_job: dict[str, list[Summary]] = {}
-    for pod in download_pods:
-        if job_name := pod["metadata"]["labels"].get("batch.kubernetes.io/job-name"):
-            pods_by_job.setdefault(job_name, []).append(pod)
+    warnings = pod_warnings or {}
     for item in [*(i for kind, items in owned.items() if not kind.endswith("Pod") for i in items), *pvcs, *jobs,
                  *download_jobs]:
         applied = item["metadata"]["annotations"].get(naming.ANNOTATION_APPLIED_HASH)
@@ -64,14 +101,16 @@ def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: l
         deployments={d["metadata"]["name"]: d for d in owned.get("Deployment", [])
                      if d["metadata"]["labels"].get(naming.LABEL_COMPONENT) == naming.COMPONENT_SERVER},
         http_routes=tuple(sorted(r["metadata"]["name"] for r in owned.get("HTTPRoute", []))),
-        pods=tuple(owned.get("Pod", [])),
+        routes={r["metadata"]["name"]: r for r in owned.get("HTTPRoute", [])},
+        pods=tuple(with_warnings(owned.get("Pod", []), warnings)),
         model_repo_configmaps=tuple(sorted(c["metadata"]["name"] for c in owned.get("ConfigMap", [])
                                            if c["metadata"]["labels"].get(naming.LABEL_COMPONENT)
                                            == naming.COMPONENT_MODEL_REPO)),
         pvc_uids={p["metadata"]["name"]: p["metadata"]["uid"] for p in pvcs},
         quantize_jobs={j["metadata"]["name"]: j for j in jobs},
         download_jobs={j["metadata"]["name"]: j for j in download_jobs},
-        download_pods={name: tuple(pods) for name, pods in pods_by_job.items()},
+        download_pods=_by_job(with_warnings(download_pods, warnings)),
+        quantize_pods=_by_job(with_warnings(quantize_pods, warnings)),
         statefulsets={s["metadata"]["name"]: s for s in owned.get("StatefulSet", [])},
         leader_worker_sets={s["metadata"]["name"]: s for s in owned.get("LeaderWorkerSet", [])},
         lws_installed=lws_installed,
@@ -83,7 +122,7 @@ def observe(body: Mapping[str, Any], owned: Mapping[str, list[Summary]], pvcs: l
         operator_namespace=operator_namespace,
         network_policies=tuple(sorted(p["metadata"]["name"] for p in owned.get("NetworkPolicy", []))),
         preflight_jobs={j["metadata"]["name"]: j for j in owned.get("Job", [])},
-        preflight_pods=tuple(owned.get("PreflightPod", [])),
+        preflight_pods=tuple(with_warnings(owned.get("PreflightPod", []), warnings)),
         applied_hashes=hashes,
     )
 
@@ -153,19 +192,24 @@ def reconcile(kube: Kube, body: Mapping[str, Any], observed: Observed) -> PassRe
         for secret in result.ssh_secrets:  # before the pods that mount it
             kube.ensure_ssh_secret(secret)
         refused: list[tuple[str, str]] = []
-        for obj in result.apply:
-            try:
-                kube.apply(obj)
-            except ApiException as err:
-                if err.status not in REFUSED:
-                    raise
-                refused.append((f"{obj['kind']} {obj['metadata']['name']}", _refusal(err)))
+        # The NetworkPolicies first: while one is refused, nothing that starts a pod it should guard is applied.
+        policies = [o for o in result.apply if o["kind"] == "NetworkPolicy"]
+        others = [o for o in result.apply if o["kind"] != "NetworkPolicy"]
+        for obj in policies:
+            _apply(kube, obj, refused)
+        held: list[str] = []
+        if refused:
+            others, held = fail_closed(others, observed)
+        for obj in others:
+            _apply(kube, obj, refused)
         for ref in result.delete:
             kube.delete(ref.api_version, ref.kind, meta["namespace"], ref.name)
+        mirror.send_all(result.mirror)  # the stable pods' share of traffic to the canary (best effort)
         status, events, requeue = result.status, list(result.events), result.requeue_after
         if refused:
-            status, event = with_trouble(status, old_status, Reason.CHILD_REJECTED,
-                                         rejected_children_message(refused), generation, now)
+            message = rejected_children_message(refused) + (
+                f"{POLICY_HOLD} (held back: {', '.join(held)})" if held else "")
+            status, event = with_trouble(status, old_status, Reason.CHILD_REJECTED, message, generation, now)
             events = [e for e in events if e.type != "Warning"] + ([event] if event else [])
             requeue = retry_after(old_status, Reason.CHILD_REJECTED, now)  # no sooner: nothing moves meanwhile
         wrote = _write(kube, body, old_status, status, events)
@@ -176,6 +220,15 @@ def reconcile(kube: Kube, body: Mapping[str, Any], observed: Observed) -> PassRe
         raise
     finally:
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - began)
+
+
+def _apply(kube: Kube, obj: dict[str, Any], refused: list[tuple[str, str]]) -> None:
+    try:
+        kube.apply(obj)
+    except ApiException as err:
+        if err.status not in REFUSED:
+            raise
+        refused.append((f"{obj['kind']} {obj['metadata']['name']}", _refusal(err)))
 
 
 def _write(kube: Kube, body: Mapping[str, Any], old_status: dict[str, Any], status: dict[str, Any],

@@ -11,8 +11,9 @@ from typing import Any
 
 from deepseek_operator.api import status as st
 from deepseek_operator.api.status import Phase, PreflightState, QuantizationState, Reason, WeightsState
-from deepseek_operator.plan.context import PassContext
+from deepseek_operator.plan.context import PassContext, said_before
 from deepseek_operator.plan.observed import ChildRef, Plan
+from deepseek_operator.plan.pods import troubled_pods
 from deepseek_operator.render import children, imex, naming, network_policy, preflight, reports, weights
 from deepseek_operator.render import quantize as quantization
 from deepseek_operator.rollout.clock import epoch, rfc3339
@@ -40,8 +41,22 @@ def _waiting(ctx: PassContext, reason: str, ready_message: str, message: str, **
     return ctx.finish(Phase.PREPARING, **plan_kw)
 
 
+def _pod_trouble(ctx: PassContext, pods: Any) -> str:
+    """What the kubelet says against the first of a Job's pods that cannot run (a Secret or ConfigMap it mounts
+    missing, an image it cannot pull, a crash loop), said once in a Warning event; "" when none is in trouble."""
+    trouble = troubled_pods(list(pods))
+    if not trouble:
+        return ""
+    if not said_before(ctx, trouble[0].split(" (exit code")[0]):
+        ctx.events.append(Event("Warning", "PodFailing", trouble[0]))
+    return trouble[0]
+
+
 def weights_gate(ctx: PassContext) -> Plan | None:
     download = _download(ctx)
+    pending = download.state in (WeightsState.PENDING, WeightsState.DOWNLOADING) and bool(download.job)
+    if stuck := (_pod_trouble(ctx, ctx.observed.download_pods.get(download.job, ())) if pending else ""):
+        download = replace(download, message=f"{download.message}; its pod cannot run: {stuck}")
     assert ctx.status.model is not None  # set by start
     ctx.status.model = ctx.status.model.model_copy(update=download.status_fields())
     if download.state == WeightsState.FAILED:
@@ -55,6 +70,7 @@ def weights_gate(ctx: PassContext) -> Plan | None:
         return ctx.finish(Phase.DEGRADED, requeue_after=wait)
     if download.state != WeightsState.READY:
         reason = Reason.DOWNLOADING if download.state == WeightsState.DOWNLOADING else Reason.DOWNLOAD_PENDING
+        reason = Reason.CONTAINERS_FAILING if stuck else reason
         ctx.conds.set(st.WEIGHTS_READY, False, reason, download.message)
         return _waiting(ctx, reason, "waiting for the weights", download.message, requeue_after=DOWNLOAD_POLL_S)
     reason = Reason.DOWNLOADED if weights.downloads(ctx.spec) else Reason.ON_VOLUME
@@ -116,7 +132,12 @@ def _quantize(ctx: PassContext) -> tuple[QuantizationState, str, str]:
         ctx.apply.append(children.cache_pvc(spec, ctx.owner.namespace))
         return QuantizationState.PENDING, f"waiting for the model cache PVC {spec.runtime.cache.pvc}", ""
     if (existing := ctx.observed.quantize_jobs.get(naming.quantize_job_name(key))) is not None:
-        return (*_quantize_job_state(existing), existing["metadata"]["name"])
+        name = existing["metadata"]["name"]
+        state, message = _quantize_job_state(existing)
+        pods = ctx.observed.quantize_pods.get(name, ())
+        if state == QuantizationState.RUNNING and (stuck := _pod_trouble(ctx, pods)):
+            return state, f"{message}; its pod cannot run: {stuck}", name
+        return state, message, name
     ckpt_volume, ckpt_mount = children.checkpoint_volume(spec)
     job = quantization.job(
         spec=spec, key=key, namespace=ctx.owner.namespace, cr_name=ctx.owner.name,
@@ -145,6 +166,7 @@ def quantize_gate(ctx: PassContext) -> Plan | None:
         return ctx.finish(Phase.DEGRADED)
     if state in (QuantizationState.RUNNING, QuantizationState.PENDING):
         reason = Reason.QUANTIZING if state == QuantizationState.RUNNING else Reason.QUANTIZE_PENDING
+        reason = Reason.CONTAINERS_FAILING if "its pod cannot run: " in message else reason
         ctx.conds.set(st.CHECKPOINT_READY, False, reason, message)
         return _waiting(ctx, reason, "waiting for the quantized checkpoint", message)
     reason = Reason.QUANTIZED if state == QuantizationState.COMPLETE else Reason.AS_PUBLISHED
@@ -206,4 +228,11 @@ def preflight_gate(ctx: PassContext) -> Plan | None:
     if verdict is not None and verdict["state"] == PreflightState.RUNNING:
         ctx.servable = False
         ctx.waiting = {"waiting_for": "its NCCL preflight", "wait_reason": Reason.PREFLIGHT_RUNNING}
+        pods = [p for p in ctx.observed.preflight_pods
+                if (p["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name") == verdict["job"]]
+        if stuck := _pod_trouble(ctx, pods):
+            ctx.waiting = {"waiting_for": f"its NCCL preflight, whose pod cannot run: {stuck}",
+                           "wait_reason": Reason.CONTAINERS_FAILING}
+            ctx.conds.set(st.PREFLIGHT, None, Reason.CONTAINERS_FAILING,
+                          f"revision {verdict['revision']}: its pod cannot run: {stuck}")
     return None

@@ -9,6 +9,7 @@ from typing import Any
 from deepseek_operator.api.sources import MetricSource
 from deepseek_operator.api.spec import GatewayProvider, PrometheusProvider
 from deepseek_operator.api.status import DeepSeekDeploymentStatus
+from deepseek_operator.plan.mirror import MirrorOrder
 from deepseek_operator.rollout import analysis
 from deepseek_operator.rollout.machine import Event
 
@@ -32,13 +33,18 @@ class Observed:
     metric_sources: Mapping[str, MetricSource] = field(default_factory=dict)
     model_repo_configmaps: tuple[str, ...] = ()
     http_routes: tuple[str, ...] = ()
+    # The resource's HTTPRoutes as summaries, by name: their status.parents say whether each Gateway took them.
+    routes: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     network_policies: tuple[str, ...] = ()  # the resource's, by name
     operator_namespace: str | None = None  # where the operator runs (None: outside the cluster)
-    pods: tuple[dict[str, Any], ...] = ()  # the serving pods, as summaries (labels, status)
+    # The serving pods, as summaries (labels, status, and under plan.pods.WARNING the kubelet's newest Warning event
+    # that holds a pod in ContainerCreating: a volume it cannot mount).
+    pods: tuple[dict[str, Any], ...] = ()
     pvc_uids: Mapping[str, str] = field(default_factory=dict)  # PVCs of the namespace, by name
     quantize_jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # quantize Jobs, by name
     download_jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # download Jobs, by name
     download_pods: Mapping[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)  # by their Job's name
+    quantize_pods: Mapping[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)  # by their Job's name
     # What the running download pod's progress endpoint answered this pass (see download_progress_request).
     download_progress: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     preflight_jobs: Mapping[str, dict[str, Any]] = field(default_factory=dict)  # the resource's, by name
@@ -88,5 +94,7 @@ class Plan:
     # The SSH key Secrets of live multi-node revisions: the k8s layer creates those missing, generating the keys.
     ssh_secrets: list[dict[str, Any]] = field(default_factory=list)
     requeue_after: float | None = None  # seconds until a pass is due even if nothing changes (pauses, analysis)
+    # What the stable pods' front doors mirror to the canary (plan/mirror.py): the k8s layer tells each of them.
+    mirror: tuple[MirrorOrder, ...] = ()
     outcome: str = ""  # promoted | rolled_back | aborted when this pass ended a rollout
     verdict: str = ""  # the analysis verdict taken this pass

@@ -56,20 +56,41 @@ def ready_pod_ips(pods: tuple[dict[str, Any], ...], revision: str) -> tuple[str,
 
 
 # Container states a pod does not get out of by waiting (the kubelet's reasons).
-FAILING_WAITING_REASONS = frozenset({"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff",
-                                     "CreateContainerConfigError", "CreateContainerError", "RunContainerError"})
+FAILING_WAITING_REASONS = frozenset({"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+                                     "ErrImageNeverPull", "ImageInspectError", "CreateContainerConfigError",
+                                     "CreateContainerError", "RunContainerError"})
+# What a pod waits in while the kubelet sets it up (its volumes, its sandbox): only its Events say why it stays.
+SETTING_UP_REASONS = frozenset({"ContainerCreating", "PodInitializing"})
+# The kubelet's (and the attach/detach controller's) Warning events that leave a pod in ContainerCreating: the only
+# place Kubernetes says that a Secret, a ConfigMap or a key a pod mounts is missing. The k8s layer keeps the newest
+# of these per pod and hands it over as the pod summary's WARNING key.
+POD_WARNING_REASONS = frozenset({"FailedMount", "FailedAttachVolume", "FailedCreatePodSandBox",
+                                 "FailedToRetrieveImagePullSecret"})
+WARNING = "warning"  # {"reason", "message"} of the pod's newest such event
+PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff"})
+
+
+def _revision_of(pod: dict[str, Any]) -> str | None:
+    return (pod["metadata"].get("labels") or {}).get(naming.LABEL_REVISION)
 
 
 def failing_pods(pods: tuple[dict[str, Any], ...], revision: str) -> list[str]:
     """`<pod>/<container>: <reason> ...` for this revision's pods whose containers (init containers included)
-    keep failing, with the last exit code, restarts and message the kubelet recorded."""
+    keep failing, with the last exit code, restarts and message the kubelet recorded; and `<pod>: <event reason>:
+    <message>` for a pod the kubelet cannot set up (a volume it cannot mount), in the words of its Warning event."""
+    return troubled_pods(tuple(p for p in pods if _revision_of(p) == revision))
+
+
+def troubled_pods(pods: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> list[str]:
+    """failing_pods for any pods (a download's, a quantize Job's, a preflight's)."""
     out = []
     for pod in pods:
         meta = pod["metadata"]
-        if (meta.get("labels") or {}).get(naming.LABEL_REVISION) != revision or meta.get("deletionTimestamp"):
+        if meta.get("deletionTimestamp"):
             continue
         status = pod.get("status") or {}
-        for c in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+        for c in statuses:
             waiting = (c.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") not in FAILING_WAITING_REASONS:
                 continue
@@ -78,15 +99,39 @@ def failing_pods(pods: tuple[dict[str, Any], ...], revision: str) -> list[str]:
                       if "exitCode" in last else "")
             words = str(last.get("message") or waiting.get("message") or "").strip().splitlines()
             tail = f": {words[-1][:300]}" if words else ""
+            warning = pod.get(WARNING) or {}
+            if waiting["reason"] in PULL_REASONS and warning.get("reason") == "FailedToRetrieveImagePullSecret":
+                tail += f" ({warning.get('message', '')})"  # the pull went ahead without the Secret named
             out.append(f"{meta['name']}/{c.get('name')}: {waiting['reason']}{detail}{tail}")
+        if (warning := setting_up_warning(pod)) is not None:
+            out.append(f"{meta['name']}: {warning}")
     return out
+
+
+def setting_up_warning(pod: dict[str, Any]) -> str | None:
+    """`<reason>: <message>` of the kubelet's newest Warning event on a pod it is still setting up (no container
+    running, or ever run): a volume it cannot mount, a sandbox it cannot create. None for a pod that runs, or one
+    the kubelet has said nothing against."""
+    warning = pod.get(WARNING) or {}
+    status = pod.get("status") or {}
+    if warning.get("reason") not in POD_WARNING_REASONS or status.get("phase") not in (None, "Pending"):
+        return None
+    statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+    if any("running" in (c.get("state") or {}) or "terminated" in (c.get("state") or {})
+           or "terminated" in (c.get("lastState") or {}) for c in statuses):
+        return None  # it got past the set-up: the event is history
+    if any(((c.get("state") or {}).get("waiting") or {}).get("reason") not in SETTING_UP_REASONS
+           for c in statuses):
+        return None  # waiting for something else (an image, a crash loop): said above
+    message = " ".join(str(warning.get("message", "")).split())[:400]
+    return f"{warning['reason']}: {message}"
 
 
 def unschedulable_pods(pods: tuple[dict[str, Any], ...], revision: str) -> list[str]:
     """The scheduler's messages for this revision's pods that it could not place."""
     out = []
     for pod in pods:
-        if (pod["metadata"].get("labels") or {}).get(naming.LABEL_REVISION) != revision:
+        if _revision_of(pod) != revision:
             continue
         for cond in (pod.get("status") or {}).get("conditions") or []:
             if cond.get("type") == "PodScheduled" and cond.get("status") == "False" \

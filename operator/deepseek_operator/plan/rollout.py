@@ -10,7 +10,7 @@ from typing import Any
 
 from deepseek_operator.api import status as st
 from deepseek_operator.api.status import AnalysisResult, Phase, Reason
-from deepseek_operator.plan import rollout_state, scaling
+from deepseek_operator.plan import mirror, rollout_state, scaling
 from deepseek_operator.plan.context import PassContext
 from deepseek_operator.plan.gates import stale_preflights
 from deepseek_operator.plan.observed import AnalysisRequest, ChildRef, Plan
@@ -190,9 +190,12 @@ def _pods_in_trouble(ctx: PassContext, decision: machine.Decision) -> tuple[str,
     return reason, message
 
 
-def conditions(ctx: PassContext, decision: machine.Decision) -> None:
+def conditions(ctx: PassContext, decision: machine.Decision, mirroring: tuple[mirror.MirrorOrder, ...] = ()) -> None:
     new, replicas, conds = decision.state, ctx.spec.serving.replicas, ctx.conds
     reason, message = _pods_in_trouble(ctx, decision)
+    if mirroring and mirroring[0].fraction > 0:
+        message += (f"; the stable mirrors {100 * mirroring[0].fraction:.1f}% of its requests to the canary "
+                    "(analysis evidence, answers discarded)")
     n_ready = min(ctx.ready.get(new.stable or ctx.target.name, 0), replicas)
     if new.stable and ctx.ready.get(new.stable, 0) >= replicas:
         conds.set(st.READY, True, Reason.SCALED_TO_ZERO if replicas == 0 else Reason.REPLICAS_READY,
@@ -225,9 +228,28 @@ def roll(ctx: PassContext) -> Plan:
     scaling.scaler(ctx)
     prune(ctx, decision, kept)
     rollout_status(ctx, decided)
-    conditions(ctx, decision)
+    mirroring = mirror_orders(ctx, decision)
+    conditions(ctx, decision, mirroring)
     return ctx.finish(ssh_secrets=ctx.ssh_secrets, requeue_after=decision.requeue_after, outcome=decision.outcome,
-                      verdict=decision.verdict.result if decision.verdict else "")
+                      verdict=decision.verdict.result if decision.verdict else "", mirror=mirroring)
+
+
+def mirror_orders(ctx: PassContext, decision: machine.Decision) -> tuple[mirror.MirrorOrder, ...]:
+    """While a canary with an analysis takes traffic: the share of the stable's requests its pods mirror to the
+    canary (analysis.mirror fill); once the rollout ended this pass, an order to stop."""
+    a, new, pods = ctx.spec.rollout.analysis, decision.state, ctx.observed.pods
+    interval = float(ctx.rollout.interval_seconds)
+    if a is None or a.mirror != "fill" or ctx.rollout.strategy != "canary":
+        return ()
+    was_canary = ctx.old_status.get("canaryRevision", "")
+    if not new.canary or new.kind in machine.FAST or new.weight <= 0:
+        stop = bool(was_canary) and not new.canary
+        return mirror.orders(fraction=0.0, stable_ips=ready_pod_ips(pods, new.stable), canary_ips=(),
+                             interval_s=interval, stop=stop)
+    stable_ips, canary_ips = ready_pod_ips(pods, new.stable), ready_pod_ips(pods, new.canary)
+    fraction = mirror.fill_fraction(new.weight, len(canary_ips), len(stable_ips))
+    return mirror.orders(fraction=fraction, stable_ips=stable_ips, canary_ips=canary_ips, interval_s=interval,
+                         stop=False)
 
 
 def analysis_request(ctx: PassContext) -> AnalysisRequest | None:

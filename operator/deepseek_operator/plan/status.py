@@ -3,6 +3,7 @@ children worth sending (unchanged ones are not). Pure."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,11 +27,20 @@ class Conditions:
     items: list[dict[str, Any]] = field(default_factory=list)
 
     def set(self, ctype: str, value: bool | None, reason: str, message: str = "") -> None:
+        """Sets a condition; a later set of the same type replaces the earlier one (in its place)."""
         status = "Unknown" if value is None else ("True" if value else "False")
         prev = self.previous.get(ctype)
         since = prev["lastTransitionTime"] if prev and prev.get("status") == status else self.now
-        self.items.append({"type": ctype, "status": status, "observedGeneration": self.generation,
-                           "lastTransitionTime": since, "reason": reason, "message": message})
+        item = {"type": ctype, "status": status, "observedGeneration": self.generation,
+                "lastTransitionTime": since, "reason": reason, "message": message}
+        for i, existing in enumerate(self.items):
+            if existing["type"] == ctype:
+                self.items[i] = item
+                return
+        self.items.append(item)
+
+    def get(self, ctype: str) -> dict[str, Any] | None:
+        return next((c for c in self.items if c["type"] == ctype), None)
 
 
 def validation_message(err: ValidationError) -> str:
@@ -154,3 +164,100 @@ def with_trouble(status: dict[str, Any], old_status: dict[str, Any], reason: str
 def rejected_children_message(rejected: list[tuple[str, str]]) -> str:
     """One line per refused child: `<Kind> <name>: <the API server's message>`."""
     return "the API server refused " + "; ".join(f"{child}: {why}" for child, why in rejected)
+
+
+# A NetworkPolicy the API server refused: no new pod of the resource starts without it (see `fail_closed`).
+POLICY_HOLD = ("; no new pod of the resource is started while its NetworkPolicy is refused (they would run "
+               "unprotected): pods already running keep the policy they had")
+POD_MAKERS = ("Deployment", "StatefulSet", "LeaderWorkerSet", "Job")
+
+
+def fail_closed(objects: list[dict[str, Any]], observed: Observed) -> tuple[list[dict[str, Any]], list[str]]:
+    """What may still be applied while the resource's NetworkPolicy is refused: nothing that starts a pod the
+    policy should guard. A workload that does not exist yet is held back; one that does is applied with no more
+    replicas than it has now (a scale-down, a rollback's drain go ahead); a Job (a preflight) is held back unless
+    it exists. The other children go ahead. Returns (to apply, the names held back or capped)."""
+    live = {"Deployment": observed.deployments, "StatefulSet": observed.statefulsets,
+            "LeaderWorkerSet": observed.leader_worker_sets, "Job": observed.preflight_jobs}
+    out, held = [], []
+    for obj in objects:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        if kind not in POD_MAKERS or (kind == "Job" and obj["metadata"].get("labels", {}).get(
+                naming.LABEL_COMPONENT) != naming.COMPONENT_PREFLIGHT):
+            out.append(obj)
+            continue
+        current = live[kind].get(name)
+        if current is None:
+            held.append(f"{kind} {name}")
+            continue
+        if kind == "Job":
+            out.append(obj)
+            continue
+        now = int((current.get("spec") or {}).get("replicas", 0))
+        wanted = int(obj["spec"].get("replicas", 1))
+        if wanted > now:
+            held.append(f"{kind} {name} (kept at {now} of {wanted} replicas)")
+            obj = {**obj, "spec": {**obj["spec"], "replicas": now}}
+        out.append(obj)
+    return out, held
+
+
+# ------------------------------------------------------------------------------------------------ the routes
+
+# How long a new HTTPRoute may go without any Gateway controller reporting on one of its parentRefs before the
+# resource says so (an implementation writes status only for the Gateways it runs: a Gateway that does not exist
+# gets no word from anyone).
+ROUTE_ANSWER_S = 30.0
+# Gateway API's route condition reasons (gateway-api/apis/v1/shared_types.go), glossed for a message without one.
+_ROUTE_REASONS = {
+    "NoMatchingParent": "no listener of that Gateway matches the parentRef: no Gateway of that name, or no listener "
+                        "of that sectionName or port",
+    "NotAllowedByListeners": "the Gateway's listeners do not admit routes from this namespace (allowedRoutes)",
+    "NoMatchingListenerHostname": "no listener hostname matches the route's hostnames",
+    "UnsupportedValue": "the route uses a value the Gateway does not support",
+    "RefNotPermitted": "a backend in another namespace needs a ReferenceGrant",
+    "BackendNotFound": "a backend Service does not exist",
+    "InvalidKind": "a backend is of a kind the Gateway does not support",
+}
+
+
+def _same_parent(ref: Mapping[str, Any], parent: Mapping[str, Any], namespace: str) -> bool:
+    return (parent.get("name") == ref.get("name")
+            and (parent.get("namespace") or namespace) == (ref.get("namespace") or namespace)
+            and (parent.get("sectionName") or "") == (ref.get("sectionName") or ""))
+
+
+def route_problems(route: Mapping[str, Any], refs: list[dict[str, Any]], now: str) -> tuple[list[str], float | None]:
+    """What the Gateways say against an HTTPRoute, for each of its parentRefs (`refs`, as on the wire): its
+    status.parents' Accepted conditions that are False, in their reason and message; its ResolvedRefs that are
+    False once the route is ROUTE_ANSWER_S old (a new route's backends may have no endpoints for a moment); and a
+    parentRef no controller has answered for ROUTE_ANSWER_S since the route was made. With the seconds until such a
+    wait is up, for a parentRef still within it."""
+    meta = route.get("metadata") or {}
+    namespace, generation = meta.get("namespace") or "", int(meta.get("generation") or 0)
+    parents = (route.get("status") or {}).get("parents") or []
+    made = meta.get("creationTimestamp")
+    waited = epoch(now) - epoch(made) if made else ROUTE_ANSWER_S
+    problems: list[str] = []
+    recheck: float | None = None
+    for ref in refs:
+        where = f"Gateway {ref.get('namespace') or namespace}/{ref.get('name')}" + (
+            f" (listener {ref['sectionName']})" if ref.get("sectionName") else "")
+        answers = [p for p in parents if _same_parent(ref, p.get("parentRef") or {}, namespace)]
+        waiting = False
+        for answer in answers:
+            for c in answer.get("conditions") or []:
+                stale = int(c.get("observedGeneration") or generation) < generation
+                if c.get("type") not in ("Accepted", "ResolvedRefs") or c.get("status") != "False" or stale:
+                    continue
+                if c["type"] == "ResolvedRefs" and waited < ROUTE_ANSWER_S:
+                    waiting = True  # the backend Services of a new route may not have their endpoints yet
+                    continue
+                words = str(c.get("message") or "").strip() or _ROUTE_REASONS.get(str(c.get("reason")), "")
+                problems.append(f"{where}: {c['type']}=False ({c.get('reason', '')})" + (f": {words}" if words else ""))
+        if not answers and waited >= ROUTE_ANSWER_S:
+            problems.append(f"{where}: no Gateway controller has taken or refused the route in {waited:.0f} s (no "
+                            "Gateway of that name exists, or no controller runs its GatewayClass)")
+        elif not answers or waiting:
+            recheck = min(recheck or ROUTE_ANSWER_S, ROUTE_ANSWER_S - waited)
+    return problems, recheck

@@ -224,7 +224,7 @@ def frontend_container(r: RevisionPods, checkpoint_mount: dict[str, Any]) -> dic
     args = ["--port", str(HTTP_PORT), "--metrics-port", str(FRONTEND_METRICS_PORT),
             "--triton-url", f"http://127.0.0.1:{TRITON_HTTP_PORT}", "--triton-model", triton.MODEL_NAME,
             "--served-model", frontend.served_model_name or spec.model.name, "--revision", revision,
-            "--checkpoint", quantization.CHECKPOINT_MOUNT, "--reasoning-parser", frontend.reasoning_parser,
+            "--checkpoint", quantization.checkpoint_dir(spec), "--reasoning-parser", frontend.reasoning_parser,
             # No answer is longer than the sequence the runtime holds.
             "--default-max-tokens", str(min(frontend.default_max_tokens, spec.runtime.max_seq_len)),
             "--max-seq-len", str(spec.runtime.max_seq_len), "--stream-interval", str(r.stream_interval)]

@@ -37,9 +37,13 @@ def _ports(*ports: int) -> list[dict[str, Any]]:
 
 
 def _policy(owner: Owner, name: str, selector: dict[str, str], ingress: list[dict[str, Any]]) -> dict[str, Any]:
+    """A policy that admits only `ingress`. A rule whose `from` is empty admits every source (NetworkPolicy's
+    semantics, networking/v1 NetworkPolicyIngressRule): such a rule is never rendered, so an empty list of peers
+    admits nobody."""
+    rules = [r for r in ingress if r.get("from")]
     return {"apiVersion": API_VERSION, "kind": "NetworkPolicy",
             "metadata": child_metadata(owner, name, naming.COMPONENT_NETWORK_POLICY),
-            "spec": {"podSelector": {"matchLabels": selector}, "policyTypes": ["Ingress"], "ingress": ingress}}
+            "spec": {"podSelector": {"matchLabels": selector}, "policyTypes": ["Ingress"], "ingress": rules}}
 
 
 def resource_policies(owner: Owner, spec: DeepSeekDeploymentSpec, operator_namespace: str | None
@@ -53,11 +57,17 @@ def resource_policies(owner: Owner, spec: DeepSeekDeploymentSpec, operator_names
     gateways = sorted({ref.namespace or owner.namespace for ref in routing.parent_refs}) if routing else []
     clients = [_peer(p) for p in settings.clients] or [{"podSelector": {}}]  # default: this namespace's pods
     clients += [_namespace(ns) for ns in gateways]
-    scrapers = [_peer(p) for p in settings.monitoring]
+    scrapers = [_peer(p) for p in settings.monitoring]  # empty: nobody (the rule is dropped, not made open)
     rules = [{"from": clients, "ports": _ports(HTTP_PORT, GRPC_PORT)},
              {"from": scrapers, "ports": _ports(METRICS_PORT, FRONTEND_METRICS_PORT)}]
+    analysis = spec.rollout.analysis
+    if analysis is not None and analysis.mirror == "fill" and spec.rollout.strategy == "canary":
+        # A stable pod's front door mirrors a share of its requests to a canary pod (plan/mirror.py).
+        rules.append({"from": [{"podSelector": {"matchLabels": {naming.LABEL_DEPLOYMENT: owner.name}}}],
+                      "ports": _ports(HTTP_PORT)})
     if operator_namespace:
-        # The operator's analysis scrapes the pods' figures: Triton's and the front door's.
+        # The operator's analysis scrapes the pods' figures: Triton's and the front door's; and it gives the
+        # front doors their mirror orders on the metrics port.
         rules.append({"from": [_namespace(operator_namespace)], "ports": _ports(METRICS_PORT, FRONTEND_METRICS_PORT)})
     return [_policy(owner, naming.ingress_policy_name(owner.name), {naming.LABEL_DEPLOYMENT: owner.name}, rules)]
 

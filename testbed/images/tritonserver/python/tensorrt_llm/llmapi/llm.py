@@ -317,7 +317,9 @@ class LLM:
         bos = self.tokenizer.bos_token_id
         double_bos = bos is not None and prompt_token_ids[:2] == [bos, bos]
         if double_bos:
-            print(f"[testbed stand-in] WARNING: the prompt starts with two BOS tokens ({self.tokenizer.bos_token} in "
+            # ascii(): the Python backend's stdout may be ASCII, and a warning must not fail the request.
+            bos_text = self.tokenizer.bos_token
+            print(f"[testbed stand-in] WARNING: the prompt starts with two BOS tokens ({bos_text!a} in "
                   f"the text, and the tokenizer adds one): the answer is marked '(double BOS)'", flush=True)
         self._next_id += 1
         return RequestOutput(self, self._next_id, inputs, prompt_token_ids, sampling_params, streaming, max_tokens,
