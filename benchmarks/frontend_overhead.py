@@ -1,17 +1,20 @@
 """What the serving pod's frontend adds: latency per request and to the first token, and how many concurrent
-streams it holds, for the new frontend (aiohttp) and the old one (HEAD's stdlib http.server + urllib), both in
-front of the same fake Triton (tests/fake_triton.py: the llmapi model's cumulative
-streams with a fixed delay per token).
+streams it holds, for the working tree's frontend ("new") and the one committed at --old-ref ("old", HEAD by
+default: run before committing a change, the two pair the change against what it replaces; 73d1110 is the stdlib
+http.server + urllib one that the aiohttp frontend replaced), both in front of the same fake Triton
+(tests/fake_triton.py: the llmapi model's cumulative streams with a fixed delay per token).
 
-    .venv/bin/python benchmarks/frontend_overhead.py [--out benchmarks/frontend/overhead-<date>.txt]
+    .venv/bin/python benchmarks/frontend_overhead.py [--old-ref REF] [--out benchmarks/frontend/overhead-<date>.txt]
 
 It starts everything itself on free loopback ports and stops it on exit, even when killed: each child dies with
 this process (PR_SET_PDEATHSIG), the fake Triton also stops by itself after --budget seconds, and an alarm ends
 the run after --budget seconds. Request counts and stream levels are bounded. Latency: the same requests, one at
 a time, straight to the fake Triton and through each frontend, interleaved; "added" is the frontend's percentile
-less the direct one. Streams: N streamed chats at once (N = 64, 128, 256, ... up to --max-streams); a level is
-held when every stream answers in full without an error; the ramp stops at the first level not held. Goals from
-the issue: at most 1 ms added at p50, at least 256 concurrent streams.
+less the direct one; a bare aiohttp hop (on asyncio's loop, and on uvloop's where installed) is the floor of any
+proxy. CPU: each proxied path alone, the proxy process's CPU time per request (/proc/PID/task/*/schedstat), which
+other load on the machine changes far less than latency. Streams: N streamed chats at once (N = 64, 128, 256, ...
+up to --max-streams); a level is held when every stream answers in full without an error; the ramp stops at the
+first level not held. Goals from the issue: at most 1 ms added at p50, at least 256 concurrent streams.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import atexit
 import contextlib
 import ctypes
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -45,7 +49,7 @@ sys.path.insert(0, str(ROOT))  # tests.fake_triton
 from deepseek_operator.frontend.chat import ChatFormat  # noqa: E402
 from tests.fake_triton import write_checkpoint  # noqa: E402
 
-OLD_FILES = ("__init__.py", "__main__.py", "server.py", "chat.py", "reasoning.py")
+FRONTEND_DIR = "operator/deepseek_operator/frontend"
 MODEL = "deepseek-r1"
 MESSAGES = [{"role": "user", "content": "w1 w2 w3 w4 w5 w6 w7 w8"}]
 CHILDREN: list[subprocess.Popen[bytes]] = []
@@ -130,38 +134,66 @@ def start_fake(work: Path, tokens: int, delay_s: float, budget_s: float) -> tupl
     raise RuntimeError(f"the fake Triton did not start: {log.read_text() if log.exists() else ''}")
 
 
-def old_package(work: Path) -> Path:
-    """HEAD's frontend (the stdlib one), as a package of its own."""
+def old_package(work: Path, ref: str) -> Path:
+    """The frontend as committed at `ref` (every file of its folder there), as a package of its own."""
     root = work / "old"
     package = root / "deepseek_operator" / "frontend"
     package.mkdir(parents=True)
     (root / "deepseek_operator" / "__init__.py").write_text("")
-    for name in OLD_FILES:
-        source = subprocess.run(["git", "show", f"HEAD:operator/deepseek_operator/frontend/{name}"], cwd=ROOT,
-                                check=True, capture_output=True).stdout
-        (package / name).write_bytes(source)
+    names = subprocess.run(["git", "ls-tree", "--name-only", f"{ref}:{FRONTEND_DIR}"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.split()
+    for name in names:
+        if name.endswith(".py"):
+            source = subprocess.run(["git", "show", f"{ref}:{FRONTEND_DIR}/{name}"], cwd=ROOT, check=True,
+                                    capture_output=True).stdout
+            (package / name).write_bytes(source)
     return root
 
 
+def event_loop_of(log: Path) -> str:
+    """The event loop a frontend said it runs on (one that says nothing ran on asyncio's own)."""
+    text = log.read_text() if log.exists() else ""
+    return "uvloop" if "on uvloop" in text else "asyncio"
+
+
 async def start_frontend(kind: str, work: Path, triton: str, checkpoint: Path,
-                         old_root: Path) -> tuple[subprocess.Popen[bytes], str]:
+                         old_root: Path) -> tuple[subprocess.Popen[bytes], str, str]:
     port = _free_port()
     log = work / f"{kind}-{port}.log"
     common = ["-m", "deepseek_operator.frontend", "--host", "127.0.0.1", "--port", str(port), "--triton-url", triton,
               "--served-model", MODEL, "--checkpoint", str(checkpoint), "--decoupled", "--default-max-tokens", "64"]
+    counted = ["--metrics-port", str(_free_port()), "--revision", "bench", "--max-seq-len", "4096"]
     if kind == "new":
-        proc = _start([*common, "--metrics-port", str(_free_port()), "--revision", "bench", "--max-seq-len", "4096"],
-                      ROOT / "operator", log)
-    else:
+        proc = _start([*common, *counted], ROOT / "operator", log)
+    elif (old_root / "deepseek_operator" / "frontend" / "metrics.py").exists():  # an aiohttp one: the same flags
+        proc = _start([*common, *counted], old_root, log)
+    else:  # the stdlib one had no metrics port, revision or context check
         proc = _start(common, old_root, log)
     url = f"http://127.0.0.1:{port}"
     await _wait_live(url, proc, log)
-    return proc, url
+    for _ in range(100):  # the start line comes just after the ports are bound
+        if "frontend on" in log.read_text() or "listening" in log.read_text():
+            break
+        await asyncio.sleep(0.05)
+    return proc, url, event_loop_of(log)
 
 
-def bare_proxy(port: int, triton: str, budget_s: float) -> None:
+def _loop_factory(loop: str) -> Any:
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return None
+
+
+def _uvloop_installed() -> bool:
+    return importlib.util.find_spec("uvloop") is not None
+
+
+def bare_proxy(port: int, triton: str, budget_s: float, loop: str) -> None:
     """The floor: the least an aiohttp hop can do (forward the request, stream the answer back), with no parsing
-    and no counting. Run as a child: `frontend_overhead.py --bare-proxy PORT TRITON`."""
+    and no counting, on asyncio's own event loop or uvloop's. Run as a child:
+    `frontend_overhead.py --bare-proxy PORT TRITON --bare-loop asyncio|uvloop`."""
     from aiohttp import web
 
     async def serve() -> None:
@@ -189,14 +221,15 @@ def bare_proxy(port: int, triton: str, budget_s: float) -> None:
         await web.TCPSite(runner, "127.0.0.1", port).start()
         await asyncio.sleep(budget_s)
 
-    asyncio.run(serve())
+    with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
+        runner.run(serve())
 
 
-async def start_bare(work: Path, triton: str, budget_s: float) -> tuple[subprocess.Popen[bytes], str]:
+async def start_bare(work: Path, triton: str, budget_s: float, loop: str) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
-    log = work / f"bare-{port}.log"
-    proc = _start([str(Path(__file__).resolve()), "--bare-proxy", str(port), triton, "--budget", str(budget_s)],
-                  ROOT / "operator", log)
+    log = work / f"bare-{loop}-{port}.log"
+    proc = _start([str(Path(__file__).resolve()), "--bare-proxy", str(port), triton, "--bare-loop", loop,
+                   "--budget", str(budget_s)], ROOT / "operator", log)
     url = f"http://127.0.0.1:{port}"
     await _wait_live(url, proc, log)
     return proc, url
@@ -212,9 +245,12 @@ class Target:
     openai: bool  # OpenAI's chunks (else Triton's events)
     stream: bool
     base: str = ""
+    pid: int = 0  # the proxy's process (0: straight to the fake Triton)
     e2e: list[float] = field(default_factory=list)
     ttft: list[float] = field(default_factory=list)
     errors: int = 0
+    cpu_ms: float = 0.0  # the proxy's CPU time per request (all its threads), measured apart
+    wait_ms: float = 0.0  # the proxy's time runnable but not running (waiting for a core) per request
 
 
 def _has_text(payload: bytes, openai: bool) -> bool:
@@ -285,6 +321,36 @@ async def latency(targets: list[Target], rounds: int, timeout_s: float) -> None:
                 target.ttft.append(ttft)
 
 
+def _schedstat(pid: int) -> tuple[int, int]:
+    """(ns on a CPU, ns waiting for one) of all the threads of a process (/proc/PID/task/*/schedstat)."""
+    run = wait = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            fields = (task / "schedstat").read_text().split()
+            run, wait = run + int(fields[0]), wait + int(fields[1])
+    return run, wait
+
+
+async def cpu_per_request(targets: list[Target], requests: int, timeout_s: float) -> None:
+    """Each proxied path alone: the proxy's CPU time per request, which other load on the machine barely changes
+    (unlike its latency), and its time waiting for a core."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        for target in targets:
+            if not target.pid:
+                continue
+            for _ in range(5):
+                await measure(session, target, timeout_s)
+            run, wait = _schedstat(target.pid)
+            done = 0
+            for _ in range(requests):
+                with contextlib.suppress(RuntimeError, aiohttp.ClientError, TimeoutError):
+                    await measure(session, target, timeout_s)
+                    done += 1
+            run2, wait2 = _schedstat(target.pid)
+            target.cpu_ms = (run2 - run) / 1e6 / max(1, done)
+            target.wait_ms = (wait2 - wait) / 1e6 / max(1, done)
+
+
 @dataclass
 class Level:
     streams: int
@@ -340,7 +406,9 @@ def report(args: argparse.Namespace, lat: dict[str, list[Target]], ramps: dict[s
     ms = 1000.0
     out = [f"# frontend overhead benchmark — {started.isoformat(timespec='seconds')}",
            f"# machine: nproc={os.cpu_count()} python={platform.python_version()} {platform.platform()} "
-           f"aiohttp={aiohttp.__version__}",
+           f"aiohttp={aiohttp.__version__} load average before: {args.load_before}",
+           f"# new: the working tree's frontend, on {args.new_loop}; old: the one committed at {args.old_ref} "
+           f"({args.old_commit}), on {args.old_loop}",
            f"# latency: {args.rounds} sequential requests per path, fake Triton {args.tokens} tokens at "
            f"{args.token_delay * ms:g} ms each; streams: {args.ramp_tokens} tokens at {args.ramp_delay * ms:g} ms "
            f"each; timeout {args.timeout:g} s", ""]
@@ -367,6 +435,14 @@ def report(args: argparse.Namespace, lat: dict[str, list[Target]], ramps: dict[s
                        f"{row['ttft99']:>10.2f}{plus_text}{t.errors:>8}")
         out.append(f"  ({group})")
     out.append("")
+    out.append(f"## The proxy's CPU time per request, ms ({args.cpu_requests} requests per path, one path at a time; "
+               "wait = runnable but not running: the machine's other load)")
+    out.append(f"{'path':<52}{'cpu':>8}{'wait':>8}")
+    for targets in lat.values():
+        for t in targets:
+            if t.pid:
+                out.append(f"{t.name:<52}{t.cpu_ms:>8.3f}{t.wait_ms:>8.3f}")
+    out.append("")
     out.append("## Concurrent streamed chats (held: every stream answered in full, no error)")
     out.append(f"{'frontend':<10}{'streams':>8}{'ok':>7}{'errors':>8}{'ttft p50 ms':>13}{'ttft p99 ms':>13}"
                f"{'wall s':>8}  first error")
@@ -388,22 +464,29 @@ def report(args: argparse.Namespace, lat: dict[str, list[Target]], ramps: dict[s
     for key, label in (("e2e50", "added ms per non-streamed chat, p50"),
                        ("e2e99", "added ms per non-streamed chat, p99")):
         line(label, added["old /v1/chat/completions"][key], added["new /v1/chat/completions"][key])
+    cpu = {t.name: t.cpu_ms for targets in lat.values() for t in targets}
+    line("proxy CPU ms per streamed chat", cpu["old /v1/chat/completions stream"],
+         cpu["new /v1/chat/completions stream"])
+    line("proxy CPU ms per non-streamed chat", cpu["old /v1/chat/completions"], cpu["new /v1/chat/completions"])
     old_held, new_held = held(ramps.get("old", [])), held(ramps.get("new", []))
     out.append(f"{'most concurrent streams held (of the levels tried)':<52}{old_held:>10}{new_held:>10}"
                f"{(f'{old_held / new_held:.2f}x' if new_held else '-'):>10}")
-    floor = added.get("bare aiohttp hop, generate_stream (floor)", {})
-    new_chat = added["new /v1/chat/completions stream"]
     out.append("")
-    out.append("A bare aiohttp hop (no parsing, no counting) is the floor of any proxy process on this machine; "
-               "the new frontend's own share is what it adds above that:")
-    for key, label in (("e2e50", "streamed chat, p50 per request"), ("ttft50", "streamed chat, p50 to first token")):
-        if floor:
-            out.append(f"  {label}: {new_chat[key]:.2f} ms added, of which {floor[key]:.2f} ms the bare hop, "
-                       f"{new_chat[key] - floor[key]:.2f} ms the frontend's work")
-    p50 = new_chat["e2e50"]
+    out.append("A bare aiohttp hop (no parsing, no counting) on the same event loop is the floor of any proxy process "
+               "on this machine; each frontend's own share is what it adds above that:")
+    for kind, loop in (("new", args.new_loop), ("old", args.old_loop)):
+        floor = added.get(f"bare aiohttp hop on {loop}, generate_stream", {})
+        chat = added[f"{kind} /v1/chat/completions stream"]
+        for key, label in (("e2e50", "streamed chat, p50 per request"),
+                           ("ttft50", "streamed chat, p50 to first token")):
+            if floor:
+                out.append(f"  {kind} (on {loop}) {label}: {chat[key]:.2f} ms added, of which {floor[key]:.2f} ms "
+                           f"the bare hop on {loop}, {chat[key] - floor[key]:.2f} ms the frontend's work")
+    floor = added.get(f"bare aiohttp hop on {args.new_loop}, generate_stream", {})
+    p50 = added["new /v1/chat/completions stream"]["e2e50"]
     out.append("")
     out.append(f"goal <= 1 ms added at p50 (new, streamed chat): {'met' if p50 <= 1.0 else 'NOT met'} ({p50:.2f} ms; "
-               f"the bare hop alone adds {floor.get('e2e50', float('nan')):.2f} ms here)")
+               f"the bare hop on {args.new_loop} alone adds {floor.get('e2e50', float('nan')):.2f} ms here)")
     out.append(f"goal >= 256 concurrent streams (new): {'met' if new_held >= 256 else 'NOT met'} ({new_held})")
     return "\n".join(out) + "\n"
 
@@ -412,38 +495,44 @@ async def main_async(args: argparse.Namespace, work: Path) -> str:
     started = datetime.datetime.now(datetime.UTC)
     deadline = time.monotonic() + args.budget - 15
     checkpoint = write_checkpoint(work / "checkpoint")
-    old_root = old_package(work)
+    old_root = old_package(work, args.old_ref)
+    args.old_commit = subprocess.run(["git", "rev-parse", "--short", args.old_ref], cwd=ROOT, check=True,
+                                     capture_output=True, text=True).stdout.strip()
+    args.load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     chat = ChatFormat.from_checkpoint(checkpoint)
     prompt = chat.prompt(MESSAGES).removeprefix(chat.bos)
 
     # Latency: one request at a time, 16 tokens a few ms apart.
     fake, triton = start_fake(work, args.tokens, args.token_delay, args.budget)
-    new, new_url = await start_frontend("new", work, triton, checkpoint, old_root)
-    old, old_url = await start_frontend("old", work, triton, checkpoint, old_root)
-    bare, bare_url = await start_bare(work, triton, args.budget)
+    new, new_url, args.new_loop = await start_frontend("new", work, triton, checkpoint, old_root)
+    old, old_url, args.old_loop = await start_frontend("old", work, triton, checkpoint, old_root)
+    bare_loops = ["asyncio", *(["uvloop"] if _uvloop_installed() else [])]
+    bares = {loop: await start_bare(work, triton, args.budget, loop) for loop in bare_loops}
     generate = {"text_input": prompt, "sampling_param_max_tokens": 64, "return_finish_reason": True,
                 "sampling_param_exclude_input_from_output": True}
     chat_body = {"model": MODEL, "messages": MESSAGES}
     streamed = [Target("direct generate_stream", "/v2/models/tensorrt_llm/generate_stream",
                        {**generate, "streaming": True}, False, True, triton),
                 Target("new /v1/chat/completions stream", "/v1/chat/completions", {**chat_body, "stream": True},
-                       True, True, new_url),
+                       True, True, new_url, new.pid),
                 Target("old /v1/chat/completions stream", "/v1/chat/completions", {**chat_body, "stream": True},
-                       True, True, old_url),
+                       True, True, old_url, old.pid),
                 Target("new /v2/.../generate_stream (pass-through)", "/v2/models/tensorrt_llm/generate_stream",
-                       {**generate, "streaming": True}, False, True, new_url),
-                Target("bare aiohttp hop, generate_stream (floor)", "/v2/models/tensorrt_llm/generate_stream",
-                       {**generate, "streaming": True}, False, True, bare_url)]
+                       {**generate, "streaming": True}, False, True, new_url, new.pid),
+                *(Target(f"bare aiohttp hop on {loop}, generate_stream", "/v2/models/tensorrt_llm/generate_stream",
+                         {**generate, "streaming": True}, False, True, url, proc.pid)
+                  for loop, (proc, url) in bares.items())]
     whole = [Target("direct generate", "/v2/models/tensorrt_llm/generate", generate, False, False, triton),
-             Target("new /v1/chat/completions", "/v1/chat/completions", chat_body, True, False, new_url),
-             Target("old /v1/chat/completions", "/v1/chat/completions", chat_body, True, False, old_url),
+             Target("new /v1/chat/completions", "/v1/chat/completions", chat_body, True, False, new_url, new.pid),
+             Target("old /v1/chat/completions", "/v1/chat/completions", chat_body, True, False, old_url, old.pid),
              Target("new /v2/.../generate (pass-through)", "/v2/models/tensorrt_llm/generate", generate, False,
-                    False, new_url),
-             Target("bare aiohttp hop, generate (floor)", "/v2/models/tensorrt_llm/generate", generate, False,
-                    False, bare_url)]
+                    False, new_url, new.pid),
+             *(Target(f"bare aiohttp hop on {loop}, generate", "/v2/models/tensorrt_llm/generate", generate, False,
+                      False, url, proc.pid) for loop, (proc, url) in bares.items())]
     await latency(streamed, args.rounds, args.timeout)
     await latency(whole, args.rounds, args.timeout)
-    for proc in (new, old, bare, fake):
+    await cpu_per_request(streamed + whole, args.cpu_requests, args.timeout)
+    for proc in (new, old, *(proc for proc, _ in bares.values()), fake):
         _stop(proc)
 
     # Streams: many at once, each answering for a while.
@@ -451,7 +540,7 @@ async def main_async(args: argparse.Namespace, work: Path) -> str:
     ramps: dict[str, list[Level]] = {}
     for kind in ("new", "old"):
         fake, triton = start_fake(work, args.ramp_tokens, args.ramp_delay, args.budget)
-        proc, url = await start_frontend(kind, work, triton, checkpoint, old_root)
+        proc, url, _ = await start_frontend(kind, work, triton, checkpoint, old_root)
         ramps[kind] = await ramp(url, levels, args.timeout, deadline)
         _stop(proc)
         _stop(fake)
@@ -461,18 +550,21 @@ async def main_async(args: argparse.Namespace, work: Path) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="also write the report here")
+    parser.add_argument("--old-ref", default="HEAD", help="the git commit whose frontend is \"old\"")
     parser.add_argument("--rounds", type=int, default=200, help="requests per path for latency")
+    parser.add_argument("--cpu-requests", type=int, default=200, help="requests per path for CPU time")
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--token-delay", type=float, default=0.001, help="seconds per token (latency)")
     parser.add_argument("--ramp-tokens", type=int, default=10)
     parser.add_argument("--ramp-delay", type=float, default=0.2, help="seconds per token (streams)")
     parser.add_argument("--max-streams", type=int, default=1024)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
-    parser.add_argument("--budget", type=float, default=280.0, help="seconds for the whole run")
+    parser.add_argument("--budget", type=float, default=400.0, help="seconds for the whole run")
     parser.add_argument("--bare-proxy", nargs=2, metavar=("PORT", "TRITON"), help=argparse.SUPPRESS)
+    parser.add_argument("--bare-loop", choices=["asyncio", "uvloop"], default="asyncio", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_proxy:
-        bare_proxy(int(args.bare_proxy[0]), args.bare_proxy[1], args.budget)
+        bare_proxy(int(args.bare_proxy[0]), args.bare_proxy[1], args.budget, args.bare_loop)
         return 0
     atexit.register(_stop_children)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):

@@ -5,6 +5,7 @@ Usage: .venv/bin/python benchmarks/testbed_footprint.py   (stops a running testb
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 import time
@@ -17,6 +18,8 @@ from testbed import cluster  # noqa: E402
 
 
 def main() -> None:
+    # No options; parsing them anyway means `--help` prints this and stops, before the testbed is stopped.
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     cluster.down(quiet=True)
     t0 = time.monotonic()
     subprocess.run([sys.executable, "-m", "testbed.cluster", "up"], cwd=REPO, check=True, capture_output=True)

@@ -55,6 +55,10 @@ GATEWAY_CLASS = "traefik"
 GATEWAY_TLS_LISTENER, GATEWAY_TLS_SECRET = "websecure", "llm-gateway-tls"
 
 
+# The operator `testbed/cluster operator` runs beside the cluster: no part of its health.
+OPERATOR = "operator"
+
+
 class TestbedError(RuntimeError):
     """A failure the user can act on; printed without a traceback."""
 
@@ -490,26 +494,34 @@ def metric_sources(state: State) -> list[dict[str, str]]:
              "address": f"http://{network.HOST_IP}:{state.ports['traefik-metrics']}/metrics"}]
 
 
+METRIC_SOURCES_FILE = STATE_DIR / "metric-sources.yaml"
+
+
 def metric_sources_file(state: State) -> Path:
-    path = STATE_DIR / "metric-sources.yaml"
-    path.write_text(yaml.safe_dump({"sources": metric_sources(state)}))
-    return path
+    """The operator's --metric-sources file for this cluster's ports, written anew (whole, by a rename: an
+    operator starting meanwhile never reads half of it)."""
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    partial = METRIC_SOURCES_FILE.with_suffix(f".{os.getpid()}.partial")
+    partial.write_text(yaml.safe_dump({"sources": metric_sources(state)}))
+    partial.replace(METRIC_SOURCES_FILE)
+    return METRIC_SOURCES_FILE
 
 
 def start_local_operator(state: State) -> None:
-    """The operator as a local process against the testbed (until it runs in-cluster from the Helm chart)."""
-    if "operator" in state.pids and pid_alive(state.pids["operator"]):
+    """The operator as a local process against the testbed (until it runs in-cluster from the Helm chart); again
+    if it died."""
+    if OPERATOR in state.pids and pid_alive(state.pids[OPERATOR]):
         return
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     kubectl("wait", "--for=condition=Established", "crd/deepseekdeployments.serving.deepseek.ai", "--timeout=60s")
     port = free_port()
     state.ports["operator-metrics"] = port
-    start_process(state, "operator", [sys.executable, "-m", "deepseek_operator", "--liveness", "",
+    start_process(state, OPERATOR, [sys.executable, "-m", "deepseek_operator", "--liveness", "",
                                       "--metrics-port", str(port), "--metrics-address", "127.0.0.1",
                                       "--metric-sources", str(metric_sources_file(state))],
                   env={"KUBECONFIG": str(KUBECONFIG), "PYTHONUNBUFFERED": "1"})
     wait_for("the operator's metrics endpoint",
-             lambda: http_ok(f"http://127.0.0.1:{port}/metrics"), 60, "operator", state.pids["operator"])
+             lambda: http_ok(f"http://127.0.0.1:{port}/metrics"), 60, OPERATOR, state.pids[OPERATOR])
 
 
 def gateway_tls_secret() -> dict[str, object]:
@@ -573,16 +585,43 @@ def apply_base_objects(state: State) -> None:
 # ---------------------------------------------------------------- commands
 
 
+def unhealthy(state: State) -> str | None:
+    """Why the cluster of `state` cannot be used as it is; None when it can. The operator is no part of it: when
+    it dies, `testbed/cluster operator` starts it again on the same cluster."""
+    dead = [f"{name} (pid {pid})" for name, pid in state.pids.items() if name != OPERATOR and not pid_alive(pid)]
+    if dead:
+        return f"{', '.join(dead)} not running"
+    if not https_ok(f"https://{network.HOST_IP}:{state.ports.get('apiserver', 0)}/readyz"):
+        return "the API server does not answer /readyz"
+    return None
+
+
 def healthy(state: State) -> bool:
-    return all(pid_alive(p) for p in state.pids.values()) and https_ok(
-        f"https://{network.HOST_IP}:{state.ports.get('apiserver', 0)}/readyz")
+    return unhealthy(state) is None
+
+
+def why_start_afresh(state: State | None, mode: str, nodes_file: str) -> str | None:
+    """Why `up` must start a new cluster (None: the running one serves as it is)."""
+    if state is None:
+        return "none is running"
+    if (state.mode, state.nodes_file) != (mode, nodes_file):
+        return f"the running one is mode {state.mode} with nodes {state.nodes_file}"
+    return unhealthy(state)
 
 
 def up(mode: str, nodes_file: str | Path = TESTBED / "nodes.yaml") -> State:
     nodes_file = str(Path(nodes_file).resolve())
     state = State.load()
-    if state and state.mode == mode and state.nodes_file == nodes_file and healthy(state):
+    why = why_start_afresh(state, mode, nodes_file)
+    if state is not None and why is None:
+        if OPERATOR in state.pids and not pid_alive(state.pids[OPERATOR]):
+            print(f"testbed: the operator (pid {state.pids[OPERATOR]}) is not running; `testbed/cluster operator` "
+                  "starts it again on this cluster", file=sys.stderr)
+        metric_sources_file(state)
         return state
+    # Said, since a fresh cluster has none of the old one's resources.
+    print(f"testbed: starting a fresh cluster: {why}" + ("; nothing of the old one is kept" if state else ""),
+          file=sys.stderr)
     # Whatever a previous run left (processes, pod namespaces whose IPs kwok will hand out again) goes first.
     down(quiet=True)
     require_binaries()
@@ -616,6 +655,7 @@ def up(mode: str, nodes_file: str | Path = TESTBED / "nodes.yaml") -> State:
                  "traefik", state.pids["traefik"])
         if mode == "processes":
             start_keda(state)
+        metric_sources_file(state)
     except BaseException:
         down(quiet=True)
         raise
@@ -644,12 +684,13 @@ def down(quiet: bool = False) -> None:
     state = State.load()
     if state:
         # The pod runner first: it stops the stand-ins and removes their network namespaces.
-        order = ["operator", "keda-adapter", "keda-operator", "pod-runner", "traefik", "prometheus", "kwok",
+        order = [OPERATOR, "keda-adapter", "keda-operator", "pod-runner", "traefik", "prometheus", "kwok",
                  "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"]
         names = [n for n in order if n in state.pids] + [n for n in state.pids if n not in order]
         for name in names:
             stop_pid(state.pids[name])
         STATE_FILE.unlink(missing_ok=True)
+        METRIC_SOURCES_FILE.unlink(missing_ok=True)  # its ports were that cluster's
     network.remove_all()
     volumes.release_capacity_mounts()
     if not quiet:
@@ -716,11 +757,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "operator":
             state = State.load()
-            if not state or not healthy(state):
+            if not state:
                 raise TestbedError("testbed is not running; run testbed/up")
+            if (why := unhealthy(state)) is not None:
+                raise TestbedError(f"the testbed's cluster is broken ({why}); testbed/up starts a fresh one")
             start_local_operator(state)
             state.save()
-            print(f"operator running (pid {state.pids['operator']}); log: {LOGS / 'operator.log'}")
+            print(f"operator running (pid {state.pids[OPERATOR]}); log: {LOGS / 'operator.log'}")
             return 0
         if args.command == "env":
             state = State.load()

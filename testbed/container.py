@@ -8,7 +8,8 @@ container's first process, PID 1 of a fresh PID namespace, which:
    (the container's writable layer, new for every start) already holds the image's file tree (testbed/images.py);
 2. mounts /proc for its PID namespace, the host's /dev and /sys, a 64 MiB /dev/shm (a container runtime's
    default), the pod's /etc/hosts and /etc/hostname, the termination-message file, and every volume at its
-   mount path (bind mounts, read-only where asked, or tmpfs);
+   mount path (bind mounts, read-only where asked, or tmpfs), then, read-only, any of the testbed's own host paths
+   (the checkout, Python) that a volume's mount hid: a checkout under /tmp runs like one anywhere else;
 3. sets the pod's hostname, chroots, changes to the working directory, becomes the container's user
    (runAsUser, runAsGroup, fsGroup and supplementalGroups, or the image's USER) and execs the command with
    exactly the container's environment.
@@ -90,9 +91,20 @@ def setup(spec: dict[str, Any]) -> Path:
         mount("--bind", str(source), str(target))
         if m.get("readOnly"):
             mount("-o", "remount,bind,ro", str(target))
+    for path in spec.get("hostPaths", []):
+        if any(_under(path, m["target"]) for m in spec["mounts"]):  # hidden by a volume: shown again, read-only
+            target = in_root(merged, path)
+            mount_point(target, False)
+            mount("--bind", path, str(target))
+            mount("-o", "remount,bind,ro", str(target))
     if root.get("readOnly"):
         mount("-o", "remount,bind,ro", str(merged))
     return merged
+
+
+def _under(path: str, folder: str) -> bool:
+    folder = folder.rstrip("/") or "/"
+    return folder != "/" and (path == folder or path.startswith(folder + "/"))
 
 
 def main(argv: list[str]) -> int:

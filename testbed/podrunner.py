@@ -56,6 +56,9 @@ from testbed.cluster import CACHE, DOWNLOADER_PYTHON, PREFLIGHT_PYTHON
 
 LOG = logging.getLogger("pod-runner")
 REPO = Path(__file__).resolve().parent.parent
+# What every container runs from: the checkout (its venv, the stand-ins) and Python's own prefix. A volume mounted
+# over a folder above one of them (an emptyDir at /tmp, with the checkout under /tmp) must not hide it.
+HOST_PATHS = sorted({str(REPO), sys.base_prefix, sys.prefix})
 PODS = CACHE / "pods"
 POD_LOGS = CACHE / "logs" / "pods"
 ADDRESS_WAIT_S = 30.0  # longest wait for a reused pod IP to be released by the namespace that held it
@@ -339,7 +342,7 @@ class Pod:
         spec = {"rootfs": {"upper": str(upper), "work": str(work), "merged": str(run_dir / "root"),
                            "readOnly": bool(security.get("readOnlyRootFilesystem"))},
                 "user": {"uid": user.uid, "gid": user.gid, "groups": list(user.groups)},
-                "hostname": self.hostname, "mounts": mounts,
+                "hostname": self.hostname, "mounts": mounts, "hostPaths": HOST_PATHS,
                 "workingDir": c.spec.get("workingDir") or c.image.working_dir, "argv": argv, "env": env}
         (run_dir / "spec.json").write_text(json.dumps(spec))
         logs = log_dir(self.ns, self.name, self.uid, c.name)

@@ -18,15 +18,15 @@ from kubernetes import client, config
 
 from deepseek_operator import __version__
 from deepseek_operator.api.sources import MetricSource, parse_sources
-from deepseek_operator.api.spec import DEFAULT_MODEL_CACHE_PVC, GROUP, PLURAL, VERSION
+from deepseek_operator.api.spec import DEFAULT_MODEL_CACHE_PVC
 from deepseek_operator.api.status import Phase
+from deepseek_operator.k8s import kinds
 from deepseek_operator.k8s.client import Kube
 from deepseek_operator.k8s.reconcile import Summary, event_summary, observe, reconcile, summarize
 from deepseek_operator.k8s.scheduler import Key, PassResult, PassScheduler
 from deepseek_operator.plan.pods import POD_WARNING_REASONS
-from deepseek_operator.render import autoscaling, imex, multinode, naming
+from deepseek_operator.render import naming
 
-OURS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY}
 # Passes running at once: API round trips overlap, memory stays bounded (an unbounded fan-out over 500
 # resources doubled the operator's RSS).
 PARALLEL_PASSES = 8
@@ -78,12 +78,16 @@ def configure(settings: kopf.OperatorSettings, logger: Any, **_: Any) -> None:
         config.load_kube_config()  # type: ignore[no-untyped-call]
     _kube = Kube(client.ApiClient())
     global _lws_installed, _keda_installed, _compute_domains_installed
-    _lws_installed = _kube.serves(multinode.LWS_API_VERSION, "leaderworkersets")
-    _keda_installed = _kube.serves(autoscaling.KEDA_API_VERSION, "scaledobjects")
-    _compute_domains_installed = _kube.serves(imex.API_VERSION, imex.PLURAL)
+    _lws_installed = _serves(_kube, kinds.LEADER_WORKER_SETS)
+    _keda_installed = _serves(_kube, kinds.SCALED_OBJECTS)
+    _compute_domains_installed = _serves(_kube, kinds.COMPUTE_DOMAINS)
     logger.info("deepseek-operator %s starting; multi-node revisions become %s; autoscaling %s", __version__,
                 "LeaderWorkerSets" if _lws_installed else "StatefulSets (no LeaderWorkerSet API)",
                 "renders KEDA ScaledObjects" if _keda_installed else "renders HPAs only (no KEDA API)")
+
+
+def _serves(kube: Kube, resource: kinds.Resource) -> bool:
+    return kube.serves(resource.api_version, resource.plural)
 
 
 @kopf.on.startup()
@@ -103,38 +107,21 @@ async def stop_scheduler(**_: Any) -> None:
 # ------------------------------------------------------------------ indexes
 
 
-@kopf.index(GROUP, VERSION, PLURAL)
+def _watched(resource: kinds.Resource) -> tuple[str, str, str]:
+    """What kopf watches: the group, version and plural of one of the table's resources."""
+    return resource.group, resource.version, resource.plural
+
+
+def _kopf_labels(labels: Mapping[str, str | None]) -> dict[str, Any]:
+    """kinds' label filters as kopf takes them: None (the label must be absent) is kopf.ABSENT."""
+    return {k: kopf.ABSENT if v is None else v for k, v in labels.items()}
+
+
+@kopf.index(*_watched(kinds.DEEPSEEK_DEPLOYMENTS))
 def resources(**kw: Any) -> dict[Any, Any]:
     return {(kw["namespace"], kw["name"]): dict(kw["body"])}
 
 
-SERVING_PODS = {**OURS, naming.LABEL_COMPONENT: naming.COMPONENT_SERVER}
-PREFLIGHT = {**OURS, naming.LABEL_COMPONENT: naming.COMPONENT_PREFLIGHT}
-def _api(api_version: str) -> tuple[str, str]:
-    group, version = api_version.split("/")
-    return group, version
-
-
-# Children each resource owns, indexed by (namespace, owner): kind -> (group, version, plural, label selector,
-# index id).
-# (The label filters are kopf's: a value or kopf.ABSENT.)
-OWNED: dict[str, tuple[str, str, str, Mapping[str, Any], str]] = {
-    "Deployment": ("apps", "v1", "deployments", OURS, "owned_deployments"),
-    "ConfigMap": ("", "v1", "configmaps", OURS, "owned_configmaps"),
-    "Service": ("", "v1", "services", OURS, "owned_services"),
-    "PodDisruptionBudget": ("policy", "v1", "poddisruptionbudgets", OURS, "owned_pdbs"),
-    "Pod": ("", "v1", "pods", SERVING_PODS, "owned_pods"),
-    "HTTPRoute": ("gateway.networking.k8s.io", "v1", "httproutes", OURS, "owned_httproutes"),
-    "Job": ("batch", "v1", "jobs", PREFLIGHT, "owned_preflight_jobs"),
-    "PreflightPod": ("", "v1", "pods", PREFLIGHT, "owned_preflight_pods"),
-    "StatefulSet": ("apps", "v1", "statefulsets", OURS, "owned_statefulsets"),
-    "LeaderWorkerSet": (*_api(multinode.LWS_API_VERSION), "leaderworkersets", OURS, "owned_leaderworkersets"),
-    "ComputeDomain": (*_api(imex.API_VERSION), imex.PLURAL, OURS, "owned_computedomains"),
-    "NetworkPolicy": ("networking.k8s.io", "v1", "networkpolicies", OURS, "owned_networkpolicies"),
-    "ScaledObject": (*_api(autoscaling.KEDA_API_VERSION), "scaledobjects", OURS, "owned_scaledobjects"),
-    "HorizontalPodAutoscaler": (*_api(autoscaling.HPA_API_VERSION), "horizontalpodautoscalers",
-                                {**OURS, autoscaling.KEDA_HPA_LABEL: kopf.ABSENT}, "owned_hpas"),
-}
 # Multi-node revisions become LeaderWorkerSets where the LWS API is served, autoscaling a KEDA ScaledObject where
 # KEDA's is, and replicas across GB200 trays get IMEX channels where NVIDIA's DRA driver serves ComputeDomains
 # (each checked at start-up: installing one later takes an operator restart).
@@ -143,16 +130,17 @@ _keda_installed = False
 _compute_domains_installed = False
 
 
+# Children each resource owns, indexed by (namespace, owner): kinds.OWNED, where the chart's RBAC rules come from too.
 def _owned(**kw: Any) -> dict[Any, Any] | None:
     owner = kw["labels"].get(naming.LABEL_DEPLOYMENT)
     return {(kw["namespace"], owner): summarize(kw["body"])} if owner else None
 
 
-for _group, _version, _plural, _labels, _index in OWNED.values():
-    kopf.index(_group, _version, _plural, labels=_labels, id=_index)(_owned)
+for _watch in kinds.OWNED.values():
+    kopf.index(*_watched(_watch.resource), labels=_kopf_labels(_watch.labels), id=_watch.index)(_owned)
 
 
-@kopf.index("batch", "v1", "jobs", labels={naming.LABEL_COMPONENT: naming.COMPONENT_QUANTIZE})
+@kopf.index(*_watched(kinds.JOBS), labels={naming.LABEL_COMPONENT: naming.COMPONENT_QUANTIZE})
 def quantize_jobs(**kw: Any) -> dict[Any, Any]:
     return {kw["namespace"]: summarize(kw["body"])}
 
@@ -160,12 +148,12 @@ def quantize_jobs(**kw: Any) -> dict[Any, Any]:
 DOWNLOADS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY, naming.LABEL_COMPONENT: naming.COMPONENT_DOWNLOAD}
 
 
-@kopf.index("batch", "v1", "jobs", labels=DOWNLOADS)
+@kopf.index(*_watched(kinds.JOBS), labels=DOWNLOADS)
 def download_jobs(**kw: Any) -> dict[Any, Any]:
     return {kw["namespace"]: summarize(kw["body"])}
 
 
-@kopf.index("", "v1", "pods", labels=DOWNLOADS)
+@kopf.index(*_watched(kinds.PODS), labels=DOWNLOADS)
 def download_pods(**kw: Any) -> dict[Any, Any]:
     return {kw["namespace"]: summarize(kw["body"])}
 
@@ -173,12 +161,12 @@ def download_pods(**kw: Any) -> dict[Any, Any]:
 QUANTIZE_PODS = {naming.LABEL_MANAGED_BY: naming.MANAGED_BY, naming.LABEL_COMPONENT: naming.COMPONENT_QUANTIZE}
 
 
-@kopf.index("", "v1", "pods", labels=QUANTIZE_PODS)
+@kopf.index(*_watched(kinds.PODS), labels=QUANTIZE_PODS)
 def quantize_pods(**kw: Any) -> dict[Any, Any]:
     return {kw["namespace"]: summarize(kw["body"])}
 
 
-@kopf.index("", "v1", "persistentvolumeclaims")
+@kopf.index(*_watched(kinds.PERSISTENT_VOLUME_CLAIMS))
 def pvcs(**kw: Any) -> dict[Any, Any]:
     return {kw["namespace"]: summarize(kw["body"])}
 
@@ -191,7 +179,7 @@ def _pod_warning(body: kopf.Body, **_: Any) -> bool:
                 and involved.get("kind") == "Pod")
 
 
-@kopf.index("", "v1", "events", when=_pod_warning)
+@kopf.index(*_watched(kinds.EVENTS), when=_pod_warning)
 def pod_warnings(**kw: Any) -> dict[Any, Any]:
     """By (namespace, pod name): a small summary per event (the kubelet makes one Event per distinct message and
     bumps its count, and the API server drops it an hour after its last bump), the newest read per pod."""
@@ -210,8 +198,8 @@ def _body_of(key: Key, indexes: Mapping[str, kopf.Index[Any, Any]]) -> Mapping[s
 def _prepare(key: Key, body: Mapping[str, Any], indexes: Mapping[str, kopf.Index[Any, Any]]
              ) -> Callable[[], PassResult]:
     """What the pass sees, read from the indexes in the event loop; the pass itself runs in a worker."""
-    owned: dict[str, list[Summary]] = {kind: list(indexes[index].get(key, []))
-                                       for kind, (*_, index) in OWNED.items()}
+    owned: dict[str, list[Summary]] = {kind: list(indexes[watch.index].get(key, []))
+                                       for kind, watch in kinds.OWNED.items()}
     namespace = key[0]
     download_pods = list(indexes["download_pods"].get(namespace, []))
     quantizing = list(indexes["quantize_pods"].get(namespace, []))
@@ -236,11 +224,11 @@ async def _reconcile(key: Key, indexes: Mapping[str, kopf.Index[Any, Any]]) -> N
 
 def _indexes(kwargs: Mapping[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
     names = ("resources", "quantize_jobs", "download_jobs", "download_pods", "quantize_pods", "pvcs", "pod_warnings",
-             *(index for *_, index in OWNED.values()))
+             *(watch.index for watch in kinds.OWNED.values()))
     return {n: kwargs[n] for n in names}
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
+@kopf.on.event(*_watched(kinds.DEEPSEEK_DEPLOYMENTS))
 async def resource_changed(**kwargs: Any) -> None:
     namespace, name = kwargs["namespace"], kwargs["name"]
     if kwargs["type"] == "DELETED":
@@ -255,15 +243,16 @@ async def child_changed(**kwargs: Any) -> None:
         await _reconcile((kwargs["namespace"], owner), _indexes(kwargs))
 
 
-for _group, _version, _plural, _labels, _index in OWNED.values():
-    kopf.on.event(_group, _version, _plural, labels=_labels, id=f"{_index}_changed")(child_changed)
+for _watch in kinds.OWNED.values():
+    kopf.on.event(*_watched(_watch.resource), labels=_kopf_labels(_watch.labels), id=f"{_watch.index}_changed"
+                  )(child_changed)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={naming.LABEL_COMPONENT: naming.COMPONENT_QUANTIZE})
-@kopf.on.event("batch", "v1", "jobs", labels=DOWNLOADS, id="download_jobs_changed")
-@kopf.on.event("", "v1", "pods", labels=DOWNLOADS, id="download_pods_changed")
-@kopf.on.event("", "v1", "pods", labels=QUANTIZE_PODS, id="quantize_pods_changed")
-@kopf.on.event("", "v1", "persistentvolumeclaims", labels={naming.LABEL_MANAGED_BY: naming.MANAGED_BY})
+@kopf.on.event(*_watched(kinds.JOBS), labels={naming.LABEL_COMPONENT: naming.COMPONENT_QUANTIZE})
+@kopf.on.event(*_watched(kinds.JOBS), labels=DOWNLOADS, id="download_jobs_changed")
+@kopf.on.event(*_watched(kinds.PODS), labels=DOWNLOADS, id="download_pods_changed")
+@kopf.on.event(*_watched(kinds.PODS), labels=QUANTIZE_PODS, id="quantize_pods_changed")
+@kopf.on.event(*_watched(kinds.PERSISTENT_VOLUME_CLAIMS), labels={naming.LABEL_MANAGED_BY: naming.MANAGED_BY})
 async def shared_child_changed(**kwargs: Any) -> None:
     await _shared_changed(kwargs["namespace"], kwargs["name"], kwargs["labels"], _indexes(kwargs))
 
@@ -279,7 +268,7 @@ async def _shared_changed(namespace: str, name: str, labels: Mapping[str, str],
     await asyncio.gather(*(_reconcile(key, indexes) for key in waiting))
 
 
-@kopf.on.event("", "v1", "events", when=_pod_warning)
+@kopf.on.event(*_watched(kinds.EVENTS), when=_pod_warning)
 async def pod_warned(**kwargs: Any) -> None:
     """The kubelet said why a pod does not start: the resource the pod is of takes another look (its own pods and
     preflight pods by their owner label, a shared download's or quantize Job's pods as their Job's waiters)."""

@@ -17,6 +17,7 @@ from kubernetes import client, config, utils
 from deepseek_operator.api import images
 from deepseek_operator.render import triton
 from testbed import cluster, network
+from tests.e2e import leftovers
 from tests.e2e.secret_scan import leaks
 
 T = TypeVar("T")
@@ -48,11 +49,12 @@ class TestbedClient:
         return client.CoreV1Api(self.api)
 
     def namespace(self, prefix: str = "t", pod_security: str | None = None) -> str:
-        """A fresh namespace; `pod_security` (restricted, baseline, privileged) is the Pod Security Standard the
-        API server enforces on its pods."""
+        """A fresh namespace, labelled with this session; `pod_security` (restricted, baseline, privileged) is the
+        Pod Security Standard the API server enforces on its pods."""
         name = f"{prefix}-{uuid.uuid4().hex[:6]}"
         labels = {"pod-security.kubernetes.io/enforce": pod_security,
                   "pod-security.kubernetes.io/enforce-version": "latest"} if pod_security else {}
+        labels[leftovers.SESSION_LABEL] = leftovers.this_session()  # the next session deletes it if this one dies
         self.core.create_namespace({"metadata": {"name": name, "labels": labels}})
         return name
 

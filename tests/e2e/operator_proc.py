@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from testbed import cluster
+from tests.e2e import leftovers
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "serving.deepseek.ai_deepseekdeployments.yaml"
@@ -27,6 +28,7 @@ class OperatorProcess:
     def __init__(self) -> None:
         self.log_path = cluster.LOGS / "operator.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.record: Path | None = None  # tests/e2e/leftovers.py: killed by the next session if this one dies
         self.metrics_port = cluster.free_port()
 
     @property
@@ -41,6 +43,7 @@ class OperatorProcess:
             [sys.executable, "-m", "deepseek_operator", "--liveness", "", "--metrics-port", str(self.metrics_port),
              "--metrics-address", "127.0.0.1", "--metric-sources", str(self.metric_sources_file())],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
+        self.record = leftovers.record_operator(self.proc.pid)
         log.close()
         time.sleep(1.0)
         if self.proc.poll() is not None:
@@ -57,6 +60,7 @@ class OperatorProcess:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        self._forget()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -65,3 +69,9 @@ class OperatorProcess:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._forget()
+
+    def _forget(self) -> None:
+        if self.record is not None:
+            self.record.unlink(missing_ok=True)
+            self.record = None

@@ -138,7 +138,10 @@ def test_argocd_syncs_a_model_and_tracks_its_rollouts(testbed: TestbedClient, ns
     degraded = next(c for c in res.get(NAME)["status"]["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "AnalysisFailed"
     assert no_drift(seen), f"Argo CD saw drift it would fight: {seen}"
-    time.sleep(15)  # another resync or two: still no sync operation against the operator
+    # Another comparison with Git: still no sync operation against the operator.
+    compared = app.get()["status"].get("reconciledAt")
+    eventually("Argo CD to compare with Git again", lambda: app.get()["status"].get("reconciledAt") != compared,
+               timeout=60)
     assert app.states()[0] == "Synced"
     history = app.get()["status"].get("history") or []
     assert len(history) == 3  # one sync per commit, none to undo the operator's doing

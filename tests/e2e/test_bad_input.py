@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -87,6 +88,13 @@ def test_what_cannot_work_is_conditioned_and_creates_nothing(testbed: TestbedCli
     assert operator.proc is not None and operator.proc.poll() is None
 
 
+def denials(policy: str) -> int:
+    """The requests a ValidatingAdmissionPolicy refused, as the API server counts them (its /metrics)."""
+    prefix = "apiserver_validating_admission_policy_check_total{"
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in cluster.kubectl("get", "--raw", "/metrics").splitlines()
+               if line.startswith(prefix) and f'policy="{policy}"' in line and 'enforcement_action="deny"' in line)
+
+
 def test_a_child_the_api_server_refuses_shows_in_status_and_a_fix_clears_it(testbed: TestbedClient,
                                                                           ns: str) -> None:
     """A platform's admission policy (a real ValidatingAdmissionPolicy) refuses the serving Deployment."""
@@ -139,7 +147,11 @@ def test_a_child_the_api_server_refuses_shows_in_status_and_a_fix_clears_it(test
         events = [e for e in testbed.core.list_namespaced_event(ns, field_selector="involvedObject.name=r1-team").items
                   if e.reason == "ChildRejected"]
         assert len(events) == 1 and events[0].type == "Warning"
-        time.sleep(12)  # a retry or two: still one event, the same condition
+        # The operator tries again on its back-off (10 s, then 20 s): the API server refuses it twice more (a pass
+        # on the status write's own event, and one retry at least) and the condition and the one event stay.
+        refused_before = denials(policy)
+        eventually("the operator to try the refused Deployment again", lambda: denials(policy) >= refused_before + 2,
+                   timeout=60)
         again = res.get("r1-team")["status"]
         assert next(c for c in again["conditions"] if c["type"] == "Degraded")["lastTransitionTime"] == \
             degraded["lastTransitionTime"]
@@ -182,8 +194,15 @@ def _warnings(testbed: TestbedClient, ns: str, name: str, reason: str) -> list[A
             if e.reason == reason and e.type == "Warning"]
 
 
+def passes(operator: OperatorProcess) -> float:
+    """The reconcile passes the operator has run, as its metrics count them."""
+    text = requests.get(operator.metrics_url, timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("deepseek_operator_reconcile_duration_seconds_count"))
+
+
 def test_a_missing_grpc_tls_secret_is_said_in_the_kubelets_words_and_creating_it_lets_the_pods_start(
-        testbed: TestbedClient, ns: str) -> None:
+        testbed: TestbedClient, operator: OperatorProcess, ns: str) -> None:
     """The serving pod mounts a Secret that does not exist: it stays in ContainerCreating and only the kubelet's
     FailedMount event says why. The resource quotes it within seconds, in one Warning event."""
     res = Resources(testbed, ns)
@@ -199,7 +218,12 @@ def test_a_missing_grpc_tls_secret_is_said_in_the_kubelets_words_and_creating_it
     waiting = pod.status.container_statuses[0].state.waiting
     assert waiting is not None and waiting.reason == "ContainerCreating"  # as the kubelet: no word there
     assert any(words in e.message for e in _warnings(testbed, ns, pod.metadata.name, "FailedMount"))
-    time.sleep(6)  # the kubelet's retries bump its event; the resource says it once
+    # The kubelet's retries bump its event (every 10 s at most), each bump a pass of the resource's: said once.
+    eventually("the kubelet to repeat FailedMount",
+               lambda: max(e.count or 1 for e in _warnings(testbed, ns, pod.metadata.name, "FailedMount")) >= 2,
+               timeout=30)
+    passes_before = passes(operator)
+    eventually("a pass after the repeat", lambda: passes(operator) > passes_before, timeout=30)
     failing = _warnings(testbed, ns, "r1-tls", "PodFailing")
     assert len(failing) == 1 and words in failing[0].message, [e.message for e in failing]
 

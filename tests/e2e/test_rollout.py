@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -13,17 +14,18 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import requests
+from kubernetes import client
 
 from testbed import cluster
 from tests.e2e.kube import TestbedClient, eventually
 from tests.e2e.operator_proc import OperatorProcess
-from tests.e2e.test_serving import GROUP, PLURAL, VERSION, Resources, kubectl_apply, model_store_namespace
+from tests.e2e.test_serving import GROUP, PLURAL, VERSION, Resources, _docs, kubectl_apply, model_store_namespace
 
 pytestmark = pytest.mark.e2e
 NAME = "r1-canary"
@@ -61,7 +63,7 @@ def canary_cr(namespace: str, *, strategy: str = "canary", steps: list[dict[str,
 class Load:
     """Bounded load through the gateway: a few threads, each request's outcome and which pod answered."""
 
-    url: str
+    url: str | Callable[[], str]  # the gateway, or a picker of one of the Service's endpoints per request
     host: str
     headers: dict[str, str] = field(default_factory=dict)
     threads: int = 4
@@ -87,14 +89,17 @@ class Load:
                     self.outcomes.append((0, f"{time.strftime('%H:%M:%S')} {type(e).__name__}: {e}"[:200]))
                 time.sleep(self.pause_s)
 
+    def _base(self) -> str:
+        return self.url() if callable(self.url) else self.url
+
     def _generate(self, s: requests.Session) -> tuple[int, str]:
-        r = s.post(f"{self.url}/v2/models/tensorrt_llm/generate", timeout=5,
+        r = s.post(f"{self._base()}/v2/models/tensorrt_llm/generate", timeout=5,
                    json={"text_input": "which revision answers", "sampling_param_max_tokens": 4},
                    headers={"Host": self.host, **self.headers})
         return r.status_code, r.json().get("text_output", "") if r.ok else r.text
 
     def _chat(self, s: requests.Session) -> tuple[int, str]:
-        r = s.post(f"{self.url}/v1/chat/completions", timeout=5, stream=True,
+        r = s.post(f"{self._base()}/v1/chat/completions", timeout=5, stream=True,
                    json={"messages": [{"role": "user", "content": "which revision answers"}], "max_tokens": 12,
                          "stream": True}, headers={"Host": self.host, **self.headers})
         if not r.ok:
@@ -116,6 +121,30 @@ class Load:
         self._stop.set()
         for t in self._workers:
             t.join(timeout=10)
+
+
+class ServiceEndpoints:
+    """What kube-proxy does for a client of the Service (the testbed has none): each request to one of its Ready
+    endpoints, chosen at random, from its EndpointSlices as they are now (read at most every 0.5 s)."""
+
+    def __init__(self, testbed: TestbedClient, ns: str, service: str) -> None:
+        self._api = client.DiscoveryV1Api(testbed.api)
+        self._ns, self._service = ns, service
+        self._addresses: list[str] = []
+        self._read_at = -1.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> str:
+        with self._lock:
+            if time.monotonic() - self._read_at > 0.5:
+                slices = self._api.list_namespaced_endpoint_slice(
+                    self._ns, label_selector=f"kubernetes.io/service-name={self._service}").items
+                self._addresses = [e.addresses[0] for sl in slices for e in sl.endpoints or []
+                                   if e.conditions is None or e.conditions.ready is not False]
+                self._read_at = time.monotonic()
+            if not self._addresses:
+                raise requests.ConnectionError(f"Service {self._service} has no Ready endpoint")
+            return f"http://{random.choice(self._addresses)}:8000"
 
 
 @pytest.fixture
@@ -196,22 +225,87 @@ def gateway_analysis(testbed: TestbedClient, **settings: Any) -> dict[str, Any]:
             "gateway": {"source": cluster.GATEWAY_SOURCE}, **settings}
 
 
-@pytest.mark.parametrize("provider", ["triton", "prometheus"])
-def test_triton_counters_never_show_a_failing_canary_healthy_so_it_pauses(testbed: TestbedClient, ns: str,
-                                                                          provider: str) -> None:
+def test_triton_counters_never_show_a_canary_healthy_so_a_clean_one_pauses(testbed: TestbedClient,
+                                                                         ns: str) -> None:
+    """The triton provider's honest limit: Triton counts the llmapi model's errors as successes, so its counters
+    can never prove a canary healthy. A clean canary is paused for a person, naming the providers that can pass."""
     res = Resources(testbed, ns)
-    analysis: dict[str, Any] = {"interval": "4s", "maxErrorRate": 0.05, "minRequests": 20, "failureLimit": 2,
-                                "provider": provider, "onInconclusive": "pause"}
-    if provider == "prometheus":
-        analysis["prometheus"] = {"source": cluster.PROMETHEUS_SOURCE}
+    analysis = {"interval": "3s", "maxErrorRate": 0.05, "minRequests": 10, "failureLimit": 2, "provider": "triton",
+                "onInconclusive": "pause"}
     old = serve_first_revision(res, canary_cr(ns, analysis=analysis), testbed)
     with Load(testbed.gateway, f"{ns}.llm.test"):
-        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/error-rate": "0.3"}}})
+        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/latency-ms": "1"}}})
         paused = eventually("the rollout to pause", lambda: (s := status(res)).get("phase") == "Paused" and s,
                             timeout=120)
     assert paused["pauseReason"] == "AnalysisInconclusive" and paused["stableRevision"] == old
     assert paused["canaryWeight"] == 20 and paused["currentStep"] <= 1  # never promoted past the first step
-    assert "server#7713" in paused["analysis"]["message"] and "provider gateway" in paused["analysis"]["message"]
+    assert paused["analysis"]["requests"] >= 10  # enough requests: what is missing is a count of the errors
+    assert "server#7713" in paused["analysis"]["message"] and "frontend" in paused["analysis"]["message"]
+
+
+@pytest.mark.parametrize("provider", ["frontend", "prometheus"])
+def test_with_service_routing_and_no_gateway_a_failing_canary_is_rolled_back_and_a_clean_one_promoted(
+        testbed: TestbedClient, ns: str, provider: str) -> None:
+    """trafficRouting service: the Service selects both revisions' pods, so the canary's weight is its share of
+    the replicas; clients reach the Service's endpoints (kube-proxy's random pick, done here by the load). The
+    analysis is the default one (frontend: each revision's pods' front doors), or prometheus over the same
+    series."""
+    res = Resources(testbed, ns)
+    cr = canary_cr(ns, replicas=4, steps=[{"weight": 20}, {"pause": "4s"}, {"weight": 50}, {"pause": "4s"}],
+                   analysis={} if provider == "frontend" else {
+                       "provider": "prometheus", "prometheus": {"source": cluster.PROMETHEUS_SOURCE}})
+    cr["spec"]["rollout"]["trafficRouting"] = {"service": {}}
+    assert kubectl_apply([cr]).returncode == 0
+    old = res.wait_phase(NAME, "Healthy", timeout=180)["status"]["stableRevision"]
+    endpoints = ServiceEndpoints(testbed, ns, NAME)
+    with Load(endpoints, f"{ns}.llm.test") as load:
+        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/error-rate": "0.3"}}})
+        seen = watch(res, "RolledBack", timeout=200)
+    final = seen[-1]
+    bad = final["heldRevision"]
+    assert bad and final["stableRevision"] == old and final["analysis"]["provider"] == provider
+    assert final["analysis"]["result"] == "Failed" and final["analysis"]["errorRate"] > 0.02
+    failed = [o for o in load.outcomes if o[0] != 200]
+    assert failed and len(failed) / len(load.outcomes) < 0.3 * 0.5, Counter(o[0] for o in load.outcomes)
+
+    # A clean version at the same traffic: promoted without a human.
+    with Load(endpoints, f"{ns}.llm.test") as load:
+        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/error-rate": "0",
+                                                        "testbed.deepseek.ai/latency-ms": "1"}}})
+        seen = watch(res, "Healthy", timeout=300)
+    final = seen[-1]
+    assert final["stableRevision"] not in (old, bad)
+    assert any((s.get("analysis") or {}).get("result") == "Successful" for s in seen)
+    assert not any(s.get("phase") == "Paused" for s in seen)
+    assert {code for code, _ in load.outcomes} == {200}, Counter(o for o in load.outcomes if o[0] != 200)
+
+
+TTFT_GATE = {"percentile": 90, "maxSeconds": 0.3}
+
+
+@pytest.mark.parametrize(("provider", "mode"), [("frontend", "windowed"), ("frontend", "sequential"),
+                                                ("triton", "windowed")])
+def test_a_canary_whose_first_token_comes_400ms_later_is_rolled_back_by_the_ttft_gate(
+        testbed: TestbedClient, ns: str, provider: str, mode: str) -> None:
+    """No errors, only a slower first token: the TTFT gate fails it in both modes (sequential: each request slower
+    than maxSeconds is bad). With the triton provider, whose counters cannot pass a canary, a latency failure is
+    still a failure, never Inconclusive."""
+    res = Resources(testbed, ns)
+    analysis = {"interval": "3s", "maxErrorRate": 0.05, "minRequests": 10, "failureLimit": 2, "provider": provider,
+                "mode": mode, "timeToFirstToken": TTFT_GATE, "onInconclusive": "pause"}
+    old = serve_first_revision(res, canary_cr(ns, analysis=analysis), testbed)
+    with Load(testbed.gateway, f"{ns}.llm.test") as load:
+        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/latency-ms": "400"}}})
+        seen = watch(res, "RolledBack", timeout=150)
+    final = seen[-1]
+    assert final["stableRevision"] == old and final["analysis"]["result"] == "Failed"
+    assert not any(s.get("phase") == "Paused" for s in seen)
+    if mode == "windowed":
+        assert final["analysis"]["timeToFirstTokenSeconds"] > 0.3, final["analysis"]
+        assert "time to first token" in final["analysis"]["message"]
+    else:
+        assert final["analysis"]["totalErrors"] >= 1 and "roll back" in final["analysis"]["message"]
+    assert {code for code, _ in load.outcomes} == {200}  # slow, never failing
 
 
 def test_errors_in_the_canary_roll_it_back_before_the_first_analysed_step(testbed: TestbedClient,
@@ -252,17 +346,79 @@ def test_errors_in_the_canary_roll_it_back_before_the_first_analysed_step(testbe
     assert status(res)["canaryRevision"] == "" and status(res)["heldRevision"] == bad
 
 
-def test_low_traffic_does_not_promote_it_pauses(testbed: TestbedClient, ns: str) -> None:
+@pytest.mark.parametrize("mode", ["windowed", "sequential"])
+def test_the_shipped_canary_example_at_modest_traffic_rolls_back_a_failing_version_and_ships_a_healthy_one(
+        testbed: TestbedClient, ns: str, mode: str) -> None:
+    """examples/r1-distill-llama-8b-canary.yaml as shipped (its namespace and host made this test's), ~8 req/s
+    through the gateway: its canary's 5 s windows hold fewer than its minRequests 20 (10% of the traffic, plus the
+    stable's mirrored share). A version failing 30% is rolled back, never paused; a healthy one is promoted
+    without a person."""
     res = Resources(testbed, ns)
-    analysis = {"interval": "3s", "maxErrorRate": 0.05, "minRequests": 1000, "provider": "triton",
-                "onInconclusive": "pause"}
+    [cr] = _docs("r1-distill-llama-8b-canary.yaml", ns)
+    name, host = cr["metadata"]["name"], f"{ns}.llm.test"
+    cr["spec"]["rollout"]["trafficRouting"]["gatewayAPI"]["hostnames"] = [host]
+    cr["spec"]["rollout"]["analysis"]["mode"] = mode
+    assert kubectl_apply([cr]).returncode == 0
+    old = res.wait_phase(name, "Healthy", timeout=300)["status"]["stableRevision"]
+    eventually("the route to answer", lambda: requests.post(
+        f"{testbed.gateway}/v2/models/tensorrt_llm/generate", timeout=5, headers={"Host": host},
+        json={"text_input": "ping", "sampling_param_max_tokens": 1}).ok, timeout=60)
+
+    def phases_until(phase: str, timeout: float) -> list[dict[str, Any]]:
+        seen: list[dict[str, Any]] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            obj = res.get(name)
+            s = dict(obj.get("status") or {})
+            if not seen or s != seen[-1]:
+                seen.append(s)
+            if s.get("observedGeneration") == obj["metadata"]["generation"] and s.get("phase") == phase \
+                    and not s.get("canaryRevision"):
+                return seen
+            time.sleep(0.5)
+        raise AssertionError(f"not {phase} after {timeout}s; last: {seen[-1] if seen else None}")
+
+    with Load(testbed.gateway, host, threads=1, pause_s=0.1) as load:
+        res.patch(name, {"serving": {"podAnnotations": {"testbed.deepseek.ai/error-rate": "0.3"}}})
+        seen = phases_until("RolledBack", timeout=240)
+    final = seen[-1]
+    assert final["stableRevision"] == old and final["analysis"]["result"] == "Failed", final["analysis"]
+    assert not any(s.get("phase") == "Paused" for s in seen)
+    windows = [s["analysis"] for s in seen if (s.get("analysis") or {}).get("revision") == final["heldRevision"]]
+    if mode == "windowed":  # the traffic was modest indeed: no window of the canary's reached minRequests
+        assert all(a["requests"] < 20 for a in windows), windows
+    else:
+        assert final["analysis"]["totalRequests"] < 40, final["analysis"]
+    failed = sum(1 for code, _ in load.outcomes if code != 200)
+    print(f"\n{mode}: rolled back, {failed} of {len(load.outcomes)} client requests failed")
+
+    with Load(testbed.gateway, host, threads=1, pause_s=0.1) as load:
+        res.patch(name, {"serving": {"podAnnotations": {"testbed.deepseek.ai/error-rate": "0",
+                                                        "testbed.deepseek.ai/latency-ms": "1"}}})
+        seen = phases_until("Healthy", timeout=420)
+    assert seen[-1]["stableRevision"] not in (old, final["heldRevision"])
+    assert not any(s.get("phase") == "Paused" for s in seen)
+    assert {code for code, _ in load.outcomes} == {200}, Counter(o for o in load.outcomes if o[0] != 200)
+
+
+def test_a_window_that_never_reaches_min_requests_pauses_rather_than_promoting(testbed: TestbedClient,
+                                                                           ns: str) -> None:
+    """The frontend provider can pass a canary; below minRequests it must not: the window keeps measuring
+    (Pending, growing) until it spans 10 intervals, then is Inconclusive and the rollout pauses for a person."""
+    res = Resources(testbed, ns)
+    analysis = {"interval": "2s", "maxErrorRate": 0.05, "minRequests": 1000, "onInconclusive": "pause",
+                "mirror": "off"}
     old = serve_first_revision(res, canary_cr(ns, analysis=analysis), testbed)
     with Load(testbed.gateway, f"{ns}.llm.test", threads=1):
         res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/latency-ms": "2"}}})
+        pending = eventually("a window short of requests", lambda: (
+            a := status(res).get("analysis") or {}).get("result") == "Pending" and a, timeout=120)
         paused = eventually("the rollout to pause", lambda: (s := status(res)).get("phase") == "Paused" and s,
                             timeout=120)
+    assert 0 < pending["requests"] < 1000 and "minRequests" in pending["message"]
     assert paused["pauseReason"] == "AnalysisInconclusive" and paused["stableRevision"] == old
     assert "fewer than minRequests 1000" in paused["analysis"]["message"]
+    assert paused["analysis"]["windowSeconds"] >= 10 * 2 - 1  # it kept measuring before it gave up
     time.sleep(8)  # paused: nothing moves
     still = status(res)
     assert (still["phase"], still["stableRevision"], still["currentStep"]) == ("Paused", old, paused["currentStep"])
@@ -425,3 +581,57 @@ def test_sequential_analysis_rolls_back_on_fewer_requests_than_a_window_needs(te
     print(f"\nsequential analysis: weight > 0 -> weight 0 in {last - first:.1f}s, version change -> weight 0 in "
           f"{last - changed:.1f}s, on {final['analysis']['totalRequests']:.0f} canary requests "
           f"({final['analysis']['totalErrors']:.0f} failed)")
+
+
+def _front_door(ip: str, path: str) -> requests.Response:
+    return requests.get(f"http://{ip}:8003{path}", timeout=5)
+
+
+def _requests_counted(ip: str, mirrored: str) -> float:
+    """The pod front door's deepseek_frontend_requests_total for mirrored="true" or "false", all codes."""
+    total = 0.0
+    for line in _front_door(ip, "/metrics").text.splitlines():
+        if line.startswith("deepseek_frontend_requests_total{") and f'mirrored="{mirrored}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_a_canary_below_its_replicas_share_gets_a_mirrored_share_of_the_stables_requests(testbed: TestbedClient,
+                                                                                        ns: str) -> None:
+    """10% of the traffic on 1 of 5 replicas: each stable pod's front door mirrors 13.9% of its requests to the
+    canary (then a canary replica carries a stable one's load). Clients only ever get 10% of answers from the
+    canary; its front door counts the mirrored ones apart; an abort stops the mirroring at once."""
+    res = Resources(testbed, ns)
+    analysis = {"interval": "3s", "maxErrorRate": 0.05, "minRequests": 10}
+    old = serve_first_revision(res, canary_cr(ns, replicas=4, analysis=analysis,
+                                              steps=[{"weight": 10}, {"pause": "indefinite"}]), testbed)
+    with Load(testbed.gateway, f"{ns}.llm.test") as load:
+        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/latency-ms": "1"}}})
+        paused = eventually("the canary at 10%", lambda: (s := status(res)).get("canaryWeight") == 10
+                            and s.get("phase") == "Paused" and s, timeout=150)
+        new = paused["canaryRevision"]
+        stable_pods = testbed.ready_pods(ns, f"serving.deepseek.ai/revision={old}")
+        [canary_pod] = testbed.ready_pods(ns, f"serving.deepseek.ai/revision={new}")
+        canary_ip = canary_pod.status.pod_ip
+        orders = eventually("every stable pod's mirror order", lambda: (o := [
+            _front_door(p.status.pod_ip, "/mirror").json()["order"] for p in stable_pods]) and all(o) and o,
+                            timeout=30)
+        before = _requests_counted(canary_ip, "true")
+        mark = len(load.outcomes)
+        time.sleep(6)
+        mirrored = _requests_counted(canary_ip, "true") - before
+        answered = [pod for code, pod in load.outcomes[mark:] if code == 200]
+    assert len(stable_pods) == 4
+    assert {o["target"] for o in orders} == {f"http://{canary_ip}:8000"}
+    assert all(o["fraction"] == pytest.approx(0.1389, abs=1e-4) for o in orders), orders
+    # Clients: about 10% from the canary, never the mirrored share on top.
+    canary_share = sum(1 for pod in answered if pod == canary_pod.metadata.name) / len(answered)
+    assert 0.03 < canary_share < 0.2, canary_share
+    # The canary's front door: about 13.9% of the stable's 90% mirrored, counted apart.
+    assert mirrored > 0.05 * len(answered), (mirrored, len(answered))
+    assert any("the stable mirrors 13.9% of its requests" in c["message"] for c in paused["conditions"])
+    cli = subprocess.run([sys.executable, "-m", "deepseek_operator.cli", "abort", NAME, "-n", ns,
+                          "--kubeconfig", str(cluster.KUBECONFIG)], capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    eventually("every stable pod told to stop", lambda: all(
+        _front_door(p.status.pod_ip, "/mirror").json()["order"] is None for p in stable_pods), timeout=30)

@@ -5,6 +5,7 @@ injection, and cleanup when pods go away."""
 from __future__ import annotations
 
 import collections
+import random
 import re
 import subprocess
 
@@ -123,11 +124,15 @@ def test_error_rate_annotation_fails_requests_that_triton_counts_as_successes(te
     The operator's analysis relies on this, so the testbed keeps it as it is."""
     ns = testbed.namespace("fault")
     try:
-        testbed.apply(triton_deployment("flaky", annotations={"testbed.deepseek.ai/error-rate": "0.3"}), ns)
+        seed = "flaky-600"  # the stand-in's draws, seeded: the same failures every run
+        testbed.apply(triton_deployment("flaky", annotations={"testbed.deepseek.ai/error-rate": "0.3",
+                                                              "testbed.deepseek.ai/fault-seed": seed}), ns)
         pod = eventually("a Ready pod", lambda: testbed.ready_pods(ns, "app=flaky"), timeout=120)[0]
         base = f"http://{pod.status.pod_ip}:8000"
         responses = fire(600, lambda s: generate(base, "hi", session=s), workers=1)
         failed = sum(r.status_code != 200 for r in responses)
+        draws = random.Random(seed)
+        assert failed == sum(draws.random() < 0.3 for _ in range(600)), failed  # one draw per request, in order
         assert 0.24 <= failed / 600 <= 0.36, failed
         assert all("injected fault" in r.json()["error"] for r in responses if r.status_code != 200)
 

@@ -18,6 +18,7 @@ import yaml
 
 from deepseek_operator.api import images
 from deepseek_operator.api.sources import parse_sources
+from deepseek_operator.k8s import kinds
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "deepseek-operator"
@@ -28,20 +29,6 @@ SYNC = "charts/deepseek-operator/sync-crds.sh"
 RELEASE, NAMESPACE = "dso", "deepseek-system"
 FULLNAME = f"{RELEASE}-deepseek-operator"
 READ = {"get", "list", "watch"}
-
-# The operator's children: kind -> (API group, plural). The first six are what k8s/client.py applies today
-# (checked below against its PLURALS); the rest are the kinds of multi-node serving, gateway routing and
-# monitoring the operator creates as well.
-CHILDREN = {
-    "ConfigMap": ("", "configmaps"), "Service": ("", "services"),
-    "PersistentVolumeClaim": ("", "persistentvolumeclaims"), "Deployment": ("apps", "deployments"),
-    "Job": ("batch", "jobs"), "PodDisruptionBudget": ("policy", "poddisruptionbudgets"),
-    "StatefulSet": ("apps", "statefulsets"), "HTTPRoute": ("gateway.networking.k8s.io", "httproutes"),
-    "LeaderWorkerSet": ("leaderworkerset.x-k8s.io", "leaderworkersets"),
-    "PodMonitor": ("monitoring.coreos.com", "podmonitors"), "Secret": ("", "secrets"),
-    "NetworkPolicy": ("networking.k8s.io", "networkpolicies"), "ScaledObject": ("keda.sh", "scaledobjects"),
-    "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers"),
-}
 
 needs_helm = pytest.mark.skipif(not HELM.exists(), reason=f"helm not built yet at {HELM} (testbed/build helm)")
 
@@ -68,7 +55,7 @@ def render(*sets: str, values: dict[str, Any] | None = None, include_crds: bool 
     return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
 
 
-def kinds(docs: list[dict[str, Any]]) -> list[str]:
+def kinds_of(docs: list[dict[str, Any]]) -> list[str]:
     return sorted(d["kind"] for d in docs)
 
 
@@ -154,12 +141,10 @@ def test_chart_metadata() -> None:
     assert (CHART / "dashboards" / "deepseek.json").exists()
 
 
-def test_children_table_covers_what_the_operator_applies() -> None:
-    from deepseek_operator.k8s.client import PLURALS
-
-    for kind, plural in PLURALS.items():
-        assert kind in CHILDREN, f"the operator applies {kind}: grant it in the chart's RBAC and list it here"
-        assert CHILDREN[kind][1] == plural
+def test_the_charts_operator_rules_are_generated_from_the_operators_table() -> None:
+    rules = CHART / "templates" / "_operator-rules.tpl"
+    assert rules.read_text() == kinds.rules_template(), \
+        f"stale: run .venv/bin/python -m deepseek_operator.k8s.kinds > {rules.relative_to(ROOT)}"
 
 
 # ---------------------------------------------------------------- helm
@@ -178,7 +163,7 @@ def test_lint_is_clean() -> None:
 @needs_helm
 def test_default_render() -> None:
     docs = render()
-    assert kinds(docs) == sorted(["ServiceAccount", "CustomResourceDefinition", "ClusterRole", "ClusterRole",
+    assert kinds_of(docs) == sorted(["ServiceAccount", "CustomResourceDefinition", "ClusterRole", "ClusterRole",
                                   "ClusterRole", "ClusterRoleBinding", "Service", "Deployment", "ConfigMap"])
     deployment = one(docs, "Deployment")
     assert deployment["spec"]["replicas"] == 1
@@ -188,7 +173,7 @@ def test_default_render() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
     c = container(docs)
-    assert c["image"] == images.OPERATOR_IMAGE and c["imagePullPolicy"] == "IfNotPresent"
+    assert c["image"] == images.reference("operator") and c["imagePullPolicy"] == "IfNotPresent"
     assert c["args"] == ["--liveness=http://0.0.0.0:8080/healthz", "--metrics-port=9090",
                          "--metric-sources=/etc/deepseek-operator/metric-sources.yaml",
                          f"--operator-namespace={NAMESPACE}"]
@@ -207,25 +192,35 @@ def test_default_render() -> None:
             assert d["metadata"]["namespace"] == NAMESPACE
 
 
+def granted_by_resource(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for r in rules:
+        for group in r["apiGroups"]:
+            for resource in r["resources"]:
+                out.setdefault((group, resource), set()).update(r["verbs"])
+    return out
+
+
+# What kopf itself reads cluster-wide (rbac.yaml): CRDs, to notice APIs installed after start-up.
+KOPF_DISCOVERY = {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+# What the operator does, by (API group, resource): its table, k8s/kinds.py.
+OPERATOR = {(r.group, r.plural): set(r.verbs) for r in kinds.RESOURCES}
+
+
 @needs_helm
-def test_cluster_scope_rbac_covers_the_operator() -> None:
+def test_cluster_scope_grants_what_the_operator_does_and_nothing_else() -> None:
     granted = operator_rules(render())
     assert set(granted) == {("ClusterRole", "*")}
     rules = granted[("ClusterRole", "*")]
-    for kind, (group, plural) in CHILDREN.items():
-        if kind == "Secret":  # create and delete only, below
-            continue
-        verbs = verbs_on(rules, group, plural)
-        assert {"create", "patch", "delete", "get"} <= verbs, kind
-        assert "update" not in verbs
-    # No read of any Secret (metric credentials are mounted files): only its own SSH keys, created and deleted.
-    assert verbs_on(rules, "", "secrets") == {"create", "delete"}
-    assert verbs_on(rules, "", "pods") == READ
-    # Its own events, and the kubelet's Warning events about its pods (FailedMount: a Secret they mount is missing).
-    assert verbs_on(rules, "", "events") == {"create", "patch", "list", "watch"}
-    assert verbs_on(rules, "serving.deepseek.ai", "deepseekdeployments") == READ
+    assert granted_by_resource(rules) == OPERATOR | KOPF_DISCOVERY
+    # What that means, for the rights a reviewer looks for first:
+    assert verbs_on(rules, "", "secrets") == {"create", "delete"}  # its own SSH keys; it reads no Secret
+    assert verbs_on(rules, "", "pods") == {"list", "watch"}
+    assert verbs_on(rules, "", "events") == {"create", "list", "watch"}  # its own; the kubelet's Warnings read
+    assert verbs_on(rules, "serving.deepseek.ai", "deepseekdeployments") == {"list", "watch"}
     assert verbs_on(rules, "serving.deepseek.ai", "deepseekdeployments/status") == {"patch"}
-    assert verbs_on(rules, "apiextensions.k8s.io", "customresourcedefinitions") == {"list", "watch"}
+    assert not verbs_on(rules, "monitoring.coreos.com", "podmonitors"), "the operator makes no PodMonitor"
+    assert not [r for r in rules if "update" in r["verbs"]], "server-side apply never updates"
     assert not verbs_on(rules, "kopf.dev", "clusterkopfpeerings"), "peering rights only with replicas > 1"
     assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in rules)
 
@@ -271,7 +266,7 @@ def test_namespaced_scope(tmp_path: Path) -> None:
     assert all(set(r["verbs"]) <= READ for r in cluster_wide), f"cluster-wide writes: {cluster_wide}"
     assert {res for r in cluster_wide for res in r["resources"]} == {"customresourcedefinitions", "namespaces"}
     for ns in ("llm", "llm-canary"):
-        assert {"create", "patch", "delete"} <= verbs_on(granted[("Role", ns)], "apps", "deployments")
+        assert granted_by_resource(granted[("Role", ns)]) == OPERATOR
     # The aggregated edit role is for people: it exists but is not bound to the operator.
     edit = one(docs, "ClusterRole", f"{FULLNAME}-edit")
     assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
@@ -315,7 +310,7 @@ def test_crd_install_and_annotations() -> None:
     assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}, "scale": {
         "specReplicasPath": ".spec.serving.replicas", "statusReplicasPath": ".status.replicas",
         "labelSelectorPath": ".status.selector"}}
-    assert "CustomResourceDefinition" not in kinds(render("crds.install=false"))
+    assert "CustomResourceDefinition" not in kinds_of(render("crds.install=false"))
     assert "annotations" not in one(render("crds.keep=false"), "CustomResourceDefinition")["metadata"] or \
         "helm.sh/resource-policy" not in one(render("crds.keep=false"), "CustomResourceDefinition")["metadata"][
             "annotations"]
@@ -335,9 +330,9 @@ def test_optional_monitoring() -> None:
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["deepseek-operator.json"]) == json.loads(
         (CHART / "dashboards" / "deepseek.json").read_text())
-    assert "ServiceMonitor" not in kinds(render())
+    assert "ServiceMonitor" not in kinds_of(render())
     metrics_off = render("metrics.enabled=false")
-    assert "Service" not in kinds(metrics_off)
+    assert "Service" not in kinds_of(metrics_off)
     assert "--metrics-port=0" in container(metrics_off)["args"]
 
 

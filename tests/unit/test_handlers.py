@@ -6,13 +6,23 @@ from __future__ import annotations
 import kopf
 
 from deepseek_operator import handlers
+from deepseek_operator.k8s import kinds
 
 
 def test_no_handler_needs_kopf_to_track_what_changed() -> None:
     registry = kopf.get_default_registry()
     assert registry._changing.get_all_handlers() == []  # no on.create / on.update / on.resume / on.delete
     assert registry._spawning.get_all_handlers() == []  # no timers or daemons
-    assert len(registry._watching.get_all_handlers()) >= len(handlers.OWNED) + 1
+    assert len(registry._watching.get_all_handlers()) >= len(kinds.OWNED) + 1
+
+
+def test_kopf_watches_exactly_what_the_charts_rules_let_the_operator_list_and_watch() -> None:
+    registry = kopf.get_default_registry()
+    watches = {(h.selector.group, h.selector.version, h.selector.any_name)
+               for h in [*registry._indexing.get_all_handlers(), *registry._watching.get_all_handlers()]}
+    listable = {(r.group, r.version, r.plural) for r in kinds.RESOURCES if {"list", "watch"} <= set(r.verbs)}
+    assert watches - listable == set(), "watched without the rights to: add them to deepseek_operator/k8s/kinds.py"
+    assert listable - watches == set(), "the right to list and watch what the operator never watches"
 
 
 def test_the_diff_base_keeps_nothing() -> None:

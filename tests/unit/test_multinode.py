@@ -7,7 +7,6 @@ read the diff.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -16,21 +15,17 @@ import yaml
 
 from deepseek_operator.plan.pods import ready_by_revision
 from deepseek_operator.render import naming
+from tests import golden
 from tests.unit.test_plan import T0, T1, Cluster, cond, drive, edited, example
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "multinode"
-REGENERATE = os.environ.get("DEEPSEEK_REGENERATE_GOLDEN") == "1"
 TWO_NODES = "r1-671b-h100-2x8-infiniband"
 NAME = "r1-671b-2x8"
 
 
 def _golden(case: str, rendered: Any) -> None:
     text = rendered if isinstance(rendered, str) else yaml.safe_dump(rendered, sort_keys=False, width=120)
-    path = GOLDEN / case
-    if REGENERATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert text == path.read_text(), f"{path} differs; regenerate (see module docstring) and review"
+    golden.check_file(GOLDEN / case, text)
 
 
 def _serving(lws: bool = False, replicas: int = 1) -> tuple[Cluster, dict[str, Any]]:

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from deepseek_operator.api.sources import MetricSource
+from deepseek_operator.k8s import kinds as kinds_table
 from deepseek_operator.plan import ChildRef, Observed, Plan, plan
 from deepseek_operator.plan.pods import ready_by_revision
 from deepseek_operator.plan.status import with_applied_hash
@@ -152,6 +153,13 @@ class Cluster:
     def reconcile(self, body: dict[str, Any], now: str) -> Plan:
         """One operator pass: plan, apply, delete, write the status into body."""
         p = plan(copy.deepcopy(body), self.observed(), now)
+        # Only what the chart's RBAC grants (k8s/kinds.py): the API client refuses the rest, as the API server would.
+        for secret in p.ssh_secrets:
+            kinds_table.granted(secret["apiVersion"], secret["kind"], "create")
+        for obj in p.apply:
+            kinds_table.granted(obj["apiVersion"], obj["kind"], "patch")
+        for ref in p.delete:
+            kinds_table.granted(ref.api_version, ref.kind, "delete")
         self.ssh_secrets |= {s["metadata"]["name"] for s in p.ssh_secrets}
         for obj in p.apply:
             self._apply(obj)

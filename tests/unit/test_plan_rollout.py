@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from deepseek_operator.plan import Observed, analysis_request, plan
+from deepseek_operator.plan import AnalysisRequest, Observed, PassContext, plan, start
+from deepseek_operator.plan.rollout import analysis_request
 from deepseek_operator.render import naming
 from deepseek_operator.rollout.analysis import Measurement
 from deepseek_operator.rollout.clock import epoch
@@ -19,6 +20,13 @@ ANALYSIS = {"interval": "30s", "maxErrorRate": 0.02, "minRequests": 50, "failure
 def at(seconds: float) -> str:
     from deepseek_operator.rollout.clock import rfc3339
     return rfc3339(epoch(T0) + seconds)
+
+
+def asked(body: dict[str, Any], observed: Observed, now: str) -> AnalysisRequest | None:
+    """What the pass at `now` asks the metric provider to measure; None when no measurement is due."""
+    ctx = start(body, observed, now)
+    assert isinstance(ctx, PassContext), "the pass ended before its analysis"
+    return analysis_request(ctx)
 
 
 def with_rollout(**rollout: Any) -> dict[str, Any]:
@@ -108,14 +116,14 @@ def test_analysis_is_requested_when_due_and_a_failure_rolls_back_with_the_figure
     assert (p.status["canaryWeight"], p.status["canaryReplicas"]) == (67, 2)
     # The triton provider differences counters: its baseline is due as soon as the canary has traffic, so the
     # first judged window closes one interval later (a prometheus provider waits the interval: see below).
-    baseline = analysis_request(body, cluster.observed(), at(10))
+    baseline = asked(body, cluster.observed(), at(10))
     assert baseline is not None and baseline.previous_counters == {}
     prometheus = edited(body, {"rollout.analysis": {**ANALYSIS, "provider": "prometheus",
                                                     "prometheus": {"source": "prometheus"}}})
-    assert analysis_request(prometheus, cluster.observed(), at(10)) is None  # not due before the interval
-    asked = analysis_request(prometheus, cluster.observed(), at(40))
-    assert asked is not None and asked.source == cluster.metric_sources["prometheus"]  # the operator's, by name
-    request = analysis_request(body, cluster.observed(), at(40))
+    assert asked(prometheus, cluster.observed(), at(10)) is None  # not due before the interval
+    by_name = asked(prometheus, cluster.observed(), at(40))
+    assert by_name is not None and by_name.source == cluster.metric_sources["prometheus"]  # the operator's
+    request = asked(body, cluster.observed(), at(40))
     assert request is not None
     assert (request.provider, request.canary_revision, request.stable_revision) == (
         "triton", p.status["canaryRevision"], p.status["stableRevision"])
@@ -171,7 +179,7 @@ def test_the_default_provider_scrapes_the_front_doors_and_takes_its_baseline_at_
     body = with_rollout(steps=[{"weight": 50}, {"pause": "5m"}], analysis={"interval": "30s"})
     cluster, body = start_canary(body)
     cluster.reconcile(body, at(2))
-    request = analysis_request(body, cluster.observed(), at(3))
+    request = asked(body, cluster.observed(), at(3))
     assert request is not None and request.provider == "frontend" and request.previous_counters == {}
     assert request.streaming  # the spec's streaming, for Triton's time-to-first-response histogram
 
@@ -187,8 +195,8 @@ def test_a_window_short_of_min_requests_stays_open_in_status_and_the_next_measur
     assert (short["result"], short["windowStart"], short["counters"]) == ("Pending", at(10), c0)
     assert "fewer than minRequests 20" in short["message"] and body["status"]["phase"] == "Progressing"
     # The next request, from status alone (a restarted operator asks the same): the whole window, from c0.
-    assert analysis_request(body, cluster.observed(), at(69)) is None  # one interval after the last measurement
-    request = analysis_request(body, cluster.observed(), at(70))
+    assert asked(body, cluster.observed(), at(69)) is None  # one interval after the last measurement
+    request = asked(body, cluster.observed(), at(70))
     assert request is not None and request.window_seconds == 60 and request.previous_counters == c0
     histograms = {"canary:ttft": ((0.25, 30.0), (0.5, 34.0), (math.inf, 34.0)),
                   "stable:ttft": ((0.25, 300.0), (math.inf, 300.0)),

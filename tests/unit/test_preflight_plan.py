@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,10 @@ import yaml
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec
 from deepseek_operator.render import catalog, preflight
 from deepseek_operator.render.children import Owner
+from tests import golden
 from tests.unit.test_plan import LLAMA_70B, R1_671B, T0, T1, T2, Cluster, cond, drive, edited, example, kinds
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "preflight"
-REGENERATE = os.environ.get("DEEPSEEK_REGENERATE_GOLDEN") == "1"
 OWNER = Owner("r1", "serving", "uid-r1")
 IB = {"fabric": "infiniband", "rdmaResource": "rdma/ib"}
 
@@ -82,11 +81,7 @@ def _job(network: dict[str, Any], gpus: int, nodes: int) -> dict[str, Any]:
                          [("one-node-nvlink", {}, 8, 1), ("two-nodes-infiniband", IB, 16, 2)])
 def test_rendered_job_matches_golden(case: str, network: dict[str, Any], gpus: int, nodes: int) -> None:
     rendered = yaml.safe_dump(_job(network, gpus, nodes), sort_keys=False, width=120)
-    path = GOLDEN / f"{case}.yaml"
-    if REGENERATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(rendered)
-    assert rendered == path.read_text(), f"{path} differs; regenerate (see module docstring) and review"
+    golden.check_file(GOLDEN / f"{case}.yaml", rendered)
 
 
 def test_two_node_job_puts_one_pod_on_each_node_and_rendezvous_at_rank_0() -> None:

@@ -14,7 +14,6 @@ and read the diff before committing it.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 from pathlib import Path
 from types import ModuleType
@@ -27,11 +26,11 @@ from deepseek_operator.api.common import Precision
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec
 from deepseek_operator.plan.revisions import render_revision
 from deepseek_operator.render import catalog, runtime
+from tests import golden
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN_DIR = ROOT / "tests" / "golden" / "recipes"
 TRITON_GOLDEN = ROOT / "tests" / "golden" / "triton" / "streaming-70b" / "tensorrt_llm" / "config.pbtxt"
-REGENERATE = os.environ.get("DEEPSEEK_REGENERATE_GOLDEN") == "1"
 MODEL_YAML = "tensorrt_llm__1__model.yaml"
 CONFIG_PBTXT = "tensorrt_llm__config.pbtxt"
 
@@ -71,16 +70,11 @@ def _rendered(model: str, gpu: str) -> dict[str, str]:
 @pytest.mark.parametrize(("model", "gpu"), CASES, ids=[f"{m}@{g}" for m, g in CASES])
 def test_model_yaml_matches_golden(model: str, gpu: str) -> None:
     text = _rendered(model, gpu)[MODEL_YAML]
-    golden = GOLDEN_DIR / model / f"{gpu}.yaml"
-    if REGENERATE:
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(text)
-    assert text == golden.read_text(), "golden differs: regenerate (module docstring) and read the diff"
+    golden.check_file(GOLDEN_DIR / model / f"{gpu}.yaml", text)
 
 
 def test_every_golden_is_a_case_and_every_model_fits_somewhere() -> None:
-    on_disk = {(p.parent.name, p.stem) for p in GOLDEN_DIR.rglob("*.yaml")}
-    assert on_disk == set(CASES), "stale or missing golden files: regenerate (module docstring)"
+    golden.check({}, stale=[p for p in GOLDEN_DIR.rglob("*.yaml") if (p.parent.name, p.stem) not in CASES])
     assert {m for m, _ in CASES} == set(catalog.MODELS)
 
 

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from deepseek_operator.k8s import kinds
 from deepseek_operator.k8s import reconcile as pass_
+from deepseek_operator.k8s.client import Kube
 from deepseek_operator.plan import Observed
 from deepseek_operator.plan.status import fail_closed
 from deepseek_operator.render import naming
@@ -112,3 +114,37 @@ def test_fail_closed_keeps_what_runs_and_starts_nothing_new() -> None:
     # A scale-down (a rollback's drain) goes ahead.
     smaller = {**deployment, "spec": {"replicas": 1}}
     assert fail_closed([smaller], running) == ([smaller], [])
+
+
+class RecordingApiClient:
+    """The kubernetes ApiClient's two calls Kube makes, answering 200 to each and keeping (method, path)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def param_serialize(self, method: str, resource_path: str, **_: Any) -> tuple[str, str]:
+        return method, resource_path
+
+    def call_api(self, method: str, path: str) -> Any:
+        self.calls.append((method, path))
+        return type("Response", (), {"status": 200, "data": b"{}", "read": lambda self: b"{}"})()
+
+
+def test_the_api_client_does_only_what_the_charts_rbac_grants_the_operator() -> None:
+    api = RecordingApiClient()
+    kube = Kube(api)  # type: ignore[arg-type]
+    kube.delete("resource.nvidia.com/v1beta1", "ComputeDomain", "llm", "r1-abc-imex")  # a GB200 revision gone
+    kube.apply({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"namespace": "llm",
+                                                                                       "name": "r1"}})
+    assert api.calls == [("DELETE", "/apis/resource.nvidia.com/v1beta1/namespaces/llm/computedomains/r1-abc-imex"),
+                         ("PATCH", "/apis/keda.sh/v1alpha1/namespaces/llm/scaledobjects/r1")]
+    # What the chart does not grant is refused before any request: a PDB goes with its owner, Secrets are never
+    # patched, and no PodMonitor is the operator's.
+    with pytest.raises(kinds.NotGranted):
+        kube.delete("policy/v1", "PodDisruptionBudget", "llm", "r1")
+    with pytest.raises(kinds.NotGranted):
+        kube.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"namespace": "llm", "name": "r1-abc-ssh"}})
+    with pytest.raises(kinds.NotGranted):
+        kube.apply({"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+                    "metadata": {"namespace": "llm", "name": "r1"}})
+    assert len(api.calls) == 2

@@ -6,6 +6,7 @@ server's side is the table, tests/bad_specs.py, run by tests/e2e/test_bad_input.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -19,7 +20,7 @@ from deepseek_operator.api.spec import DeepSeekDeploymentSpec
 from deepseek_operator.plan import plan
 from deepseek_operator.plan.context import MAX_LABEL, derived_names, ignored_scaling, name_problem
 from tests.bad_specs import ROUND_THREE, VALID, merge
-from tests.unit.test_plan import T0, Cluster, cond
+from tests.unit.test_plan import REPO, T0, Cluster, cond
 
 REVISION = "0123456789"
 
@@ -88,7 +89,9 @@ def test_a_gateway_named_twice_needs_a_listener_each() -> None:
 
 
 def test_images_are_references_the_runtime_can_pull() -> None:
-    for reference in (*(images.reference(t) for t in images.TARGETS), images.TRITON_BASE_IMAGE, "busybox",
+    # NVIDIA's image the Dockerfile's `tritonserver` target is built from, too.
+    [nvidia] = re.findall(r"^FROM (\S+) AS tritonserver$", (REPO / "Dockerfile").read_text(), re.MULTILINE)
+    for reference in (*(images.reference(t) for t in images.TARGETS), nvidia, "busybox",
                       "localhost:5000/triton:1", "registry.example.com/nvidia/tritonserver@sha256:" + "a" * 64):
         DeepSeekDeploymentSpec.model_validate(spec_of({"runtime": {"image": reference}}))
     for reference in ("nvcr.io/NVIDIA/tritonserver:26.07", "nvcr.io/nvidia/tritonserver:", "triton:a b",

@@ -2,10 +2,9 @@
 config.pbtxt as a parseable ModelConfig, model.yaml's arguments, ConfigMap keys, validation.
 
 Golden files live in tests/golden/triton/<case>/<repository path>. After an intended change, regenerate them
-from the repository root with either of
+from the repository root with (tests/golden.py)
 
     DEEPSEEK_REGENERATE_GOLDEN=1 .venv/bin/pytest tests/unit/test_triton_render.py
-    .venv/bin/python -m tests.unit.test_triton_render --regenerate
 
 and read the diff before committing it.
 """
@@ -13,8 +12,6 @@ and read the diff before committing it.
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +23,9 @@ from hypothesis import strategies as st
 from tritonclient.grpc import model_config_pb2 as mc
 
 from deepseek_operator.render import triton
+from tests import golden
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden" / "triton"
-REGENERATE = os.environ.get("DEEPSEEK_REGENERATE_GOLDEN") == "1"
 
 CASES: dict[str, triton.LlmApiParams] = {
     # A 70B-class deployment streaming tokens on 4 GPUs, a queue that never evicts a started request.
@@ -45,30 +42,11 @@ CASES: dict[str, triton.LlmApiParams] = {
 _VALID: dict[str, Any] = dataclasses.asdict(CASES["batch-small"])
 
 
-def regenerate() -> list[Path]:
-    """Rewrites every golden file from the current renderer, removing stale ones; returns the files written."""
-    written = []
-    for case, params in CASES.items():
-        rendered = triton.render_model_repository(params)
-        for stale in sorted((GOLDEN_DIR / case).rglob("*")):
-            if stale.is_file() and stale.relative_to(GOLDEN_DIR / case).as_posix() not in rendered:
-                stale.unlink()
-        for path, text in rendered.items():
-            target = GOLDEN_DIR / case / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text)
-            written.append(target)
-    return written
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_repository_matches_golden_files(case: str) -> None:
-    if REGENERATE:
-        regenerate()
-    rendered = triton.render_model_repository(CASES[case])
-    on_disk = {p.relative_to(GOLDEN_DIR / case).as_posix(): p.read_text()
-               for p in (GOLDEN_DIR / case).rglob("*") if p.is_file()}
-    assert rendered == on_disk, "golden files differ: regenerate (module docstring) and read the diff"
+    folder = GOLDEN_DIR / case
+    rendered = {folder / path: text for path, text in triton.render_model_repository(CASES[case]).items()}
+    golden.check(rendered, stale=[p for p in folder.rglob("*") if p.is_file() and p not in rendered])
 
 
 def test_repository_is_the_llmapi_layout_with_the_images_model_py() -> None:
@@ -140,8 +118,3 @@ def test_any_valid_parameters_render_yaml_that_reads_back(fraction: float, tp: i
     assert doc == triton.model_yaml(params)
     assert doc["kv_cache_config"]["free_gpu_memory_fraction"] == fraction
 
-
-if __name__ == "__main__":
-    if "--regenerate" in sys.argv:
-        for written in regenerate():
-            print(written)

@@ -88,74 +88,10 @@ The schema requires at least one in namespaced scope; `fail` repeats it for --sk
 {{- end }}
 
 {{/*
-The rules the operator needs on the namespaced resources it watches and writes. Shared by the ClusterRole
-(scope cluster) and by each Role (scope namespaced). Verbs: SSA creates and updates children through PATCH,
-and the API server also checks `create` when an apply creates the object; `update` is never used.
+"deepseek-operator.namespacedRules", the rules the operator needs on the namespaced resources it watches and
+writes, shared by the ClusterRole (scope cluster) and by each Role (scope namespaced), is in _operator-rules.tpl,
+generated from operator/deepseek_operator/k8s/kinds.py.
 */}}
-{{- define "deepseek-operator.namespacedRules" -}}
-# The custom resource: read and watch it; write only its status subresource. The operator never writes
-# spec, metadata or finalizers (its kopf handlers are event/index handlers, which keep no state on objects).
-- apiGroups: [serving.deepseek.ai]
-  resources: [deepseekdeployments]
-  verbs: [get, list, watch]
-- apiGroups: [serving.deepseek.ai]
-  resources: [deepseekdeployments/status]
-  verbs: [patch]
-# Children, applied server-side with one field manager, watched through kopf indexes, deleted when stale.
-- apiGroups: [""]
-  resources: [configmaps, services, persistentvolumeclaims]
-  verbs: [get, list, watch, create, patch, delete]
-- apiGroups: [apps]
-  resources: [deployments, statefulsets]
-  verbs: [get, list, watch, create, patch, delete]
-- apiGroups: [batch]
-  resources: [jobs]
-  verbs: [get, list, watch, create, patch, delete]
-- apiGroups: [policy]
-  resources: [poddisruptionbudgets]
-  verbs: [get, list, watch, create, patch, delete]
-- apiGroups: [gateway.networking.k8s.io]
-  resources: [httproutes]
-  verbs: [get, list, watch, create, patch, delete]
-- apiGroups: [leaderworkerset.x-k8s.io]
-  resources: [leaderworkersets]
-  verbs: [get, list, watch, create, patch, delete]
-# IMEX channels of replicas across GB200 trays (NVIDIA's DRA driver for GPUs).
-- apiGroups: [resource.nvidia.com]
-  resources: [computedomains]
-  verbs: [get, list, watch, create, patch, delete]
-- apiGroups: [monitoring.coreos.com]
-  resources: [podmonitors]
-  verbs: [get, list, watch, create, patch, delete]
-- apiGroups: [networking.k8s.io]
-  resources: [networkpolicies]
-  verbs: [get, list, watch, create, patch, delete]
-# The scaler of spec.serving.autoscaling: a KEDA ScaledObject, or a plain HPA without KEDA.
-- apiGroups: [keda.sh]
-  resources: [scaledobjects]
-  verbs: [get, list, watch, create, patch, delete]
-- apiGroups: [autoscaling]
-  resources: [horizontalpodautoscalers]
-  verbs: [get, list, watch, create, patch, delete]
-# SSH keys of multi-node (MPI) replicas: created (AlreadyExists means there) and deleted with their revision.
-# No get/list/watch: the operator reads no Secret (metric credentials are files mounted into its pod).
-- apiGroups: [""]
-  resources: [secrets]
-  verbs: [create, delete]
-# Pods (serving, preflight, download, quantize): readiness and scheduling failures for the status. Read-only.
-- apiGroups: [""]
-  resources: [pods]
-  verbs: [get, list, watch]
-# The namespace itself, read for its Pod Security label (a layout its level refuses is reported, not applied).
-- apiGroups: [""]
-  resources: [namespaces]
-  verbs: [get]
-# Events: one per decision, posted on the DeepSeekDeployment (core v1 Events API); and the kubelet's Warning
-# events about the resource's pods (a Secret or ConfigMap they mount that is missing), read for the status.
-- apiGroups: [""]
-  resources: [events]
-  verbs: [create, patch, list, watch]
-{{- end }}
 
 {{/* Where the metric sources' credentials are mounted in the operator's pod. */}}
 {{- define "deepseek-operator.credentialsDir" -}}

@@ -17,7 +17,6 @@ from deepseek_operator.api import names
 from deepseek_operator.api import spec as api
 from deepseek_operator.api.status import DeepSeekDeploymentStatus
 
-CRD_FILE = f"{api.GROUP}_{api.PLURAL}.yaml"
 MAX_NAME_LENGTH = 47
 _DROP = {"title", "$defs"}
 

@@ -15,17 +15,12 @@ TARGETS = {
     "frontend": "deepseek-operator-frontend",
     "tritonserver": "deepseek-operator-tritonserver",
 }
-# What the `tritonserver` target is built from: NVIDIA's Triton image with TensorRT-LLM 1.2.1 (Triton's
-# docs/introduction/compatibility.md: 26.04 to 26.07 ship 1.2.1), whose `llmapi` model cannot load as shipped
-# (the Dockerfile says why and what it adds).
-TRITON_BASE_IMAGE = "nvcr.io/nvidia/tritonserver:26.07-trtllm-python-py3"
 
 
 def reference(target: str) -> str:
     return f"{REGISTRY}/{TARGETS[target]}:{TAG}"
 
 
-OPERATOR_IMAGE = reference("operator")
 PREFLIGHT_IMAGE = reference("preflight")
 DOWNLOADER_IMAGE = reference("downloader")
 FRONTEND_IMAGE = reference("frontend")

@@ -10,21 +10,18 @@ own namespace, so the operator reads no Secret through the API at all.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from deepseek_operator.api.spec import K8S_NAME, Schema
-
-SourceKind = Literal["prometheus", "gateway"]
+from deepseek_operator.api.spec import K8S_NAME, Schema, SourceProviderName
 
 
 class MetricSource(Schema):
     """One endpoint the analysis may read, with what it takes to reach it."""
 
     name: str = Field(pattern=K8S_NAME, max_length=63, description="What resources call it.")
-    provider: SourceKind = Field(description="prometheus: a Prometheus HTTP API; gateway: the gateway's own "
+    provider: SourceProviderName = Field(description="prometheus: a Prometheus HTTP API; gateway: the gateway's own "
                                              "metrics page (Traefik's exposition).")
     address: str = Field(pattern=r"^https?://[^\s]+$", description="Prometheus base URL, or the gateway's "
                                                                    "metrics URL.")
@@ -56,7 +53,8 @@ def parse_sources(text: str) -> dict[str, MetricSource]:
         raise ValueError(f"metric sources: {err}") from err
 
 
-def source_problem(field: str, provider: SourceKind, name: str, known: Mapping[str, MetricSource]) -> str | None:
+def source_problem(field: str, provider: SourceProviderName, name: str,
+                   known: Mapping[str, MetricSource]) -> str | None:
     """Why a resource's `source` cannot be used, or None: it must name a configured source of its kind."""
     if (source := known.get(name)) is not None and source.provider == provider:
         return None

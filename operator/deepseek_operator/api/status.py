@@ -38,6 +38,7 @@ class AnalysisResult(StrEnum):
     SUCCESSFUL = "Successful"
     FAILED = "Failed"
     INCONCLUSIVE = "Inconclusive"
+    PENDING = "Pending"  # no verdict yet: a baseline taken, a window short of minRequests, a sequential test going on
 
 
 class WeightsState(StrEnum):

@@ -35,11 +35,12 @@ import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientError as AiohttpClientError
-from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
+from aiohttp import ClientSession, ClientTimeout, DummyCookieJar, TCPConnector, web
 from aiohttp.abc import AbstractAccessLogger
 from multidict import CIMultiDict, CIMultiDictProxy
 from prometheus_client import disable_created_metrics, generate_latest
@@ -124,6 +125,10 @@ def _event(payload: Any) -> bytes:
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
+# A str as JSON (ASCII, as json.dumps writes it by default): what json.dumps calls for one, without its checks.
+_string = encode_basestring_ascii
+
+
 class _FailuresLog(AbstractAccessLogger):
     """Answers are counted in /metrics; only failures are logged."""
 
@@ -141,6 +146,9 @@ class Frontend:
         self.metrics = Metrics(settings.served_model, settings.revision)
         self.mirror = Mirror(self.metrics, self._session, clock=monotonic, rng=rng)
         self.triton = URL(settings.triton_url.rstrip("/"))
+        self._triton_base = str(self.triton)  # + a request's raw path: the URL it is forwarded to
+        model = self.triton / f"v2/models/{settings.triton_model}"
+        self._generate_url, self._stream_url = model / "generate", model / "generate_stream"
         self.started = int(time.time())
         self.draining = False
         self.session: ClientSession | None = None
@@ -172,6 +180,9 @@ class Frontend:
             timeout=ClientTimeout(total=None, sock_connect=10),  # a long answer takes minutes
             auto_decompress=False,  # bodies pass through as Triton encoded them
             skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),  # only the client's
+            # One session serves every client: a cookie Triton (or a mirror target) set must not ride along on
+            # other clients' requests. Set-Cookie headers still pass through to the client that got them.
+            cookie_jar=DummyCookieJar(),
         )
         bound = []
         for app, listen in ((self.app, port), (self.metrics_app, metrics_port)):
@@ -325,7 +336,7 @@ class Frontend:
                 response, code, failure, output_tokens = await self._openai_stream(
                     request, endpoint, ident, parsed, inputs, prompt_tokens, tracker)
                 return response
-            result = await self._triton_json("generate", inputs)
+            result = await self._triton_json(inputs)
             text = Cumulative().feed(text_output(result))
             tracker.text(settings.stream_interval)  # the whole answer at once
             output_tokens = await self._count(settings.tokens.output_tokens, text)
@@ -372,9 +383,9 @@ class Frontend:
         return {**head, "object": "chat.completion", "usage": usage,
                 "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}]}
 
-    async def _triton_json(self, api: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    async def _triton_json(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """One answer of Triton's generate endpoint, or UpstreamError (an error status, or an error in the 200)."""
-        url = self.triton / f"v2/models/{self.settings.triton_model}/{api}"
+        url = self._generate_url
         try:
             async with self._session().post(url, data=json.dumps(inputs).encode(),
                                             headers={"Content-Type": "application/json"}) as upstream:
@@ -391,9 +402,9 @@ class Frontend:
         """The responses of the model: Triton's generate_stream events as they come (decoupled), else the one
         answer of generate. An error response raises UpstreamError."""
         if not self.settings.decoupled:
-            yield await self._triton_json("generate", inputs)
+            yield await self._triton_json(inputs)
             return
-        url = self.triton / f"v2/models/{self.settings.triton_model}/generate_stream"
+        url = self._stream_url
         try:
             async with self._session().post(url, data=json.dumps(inputs).encode(),
                                             headers={"Content-Type": "application/json"}) as upstream:
@@ -429,20 +440,33 @@ class Frontend:
         finish, interval = "stop", settings.stream_interval
         failure: str | None = None
 
+        # A chunk is the head's fields, then `choices`: the head is encoded once per answer and each chunk's one
+        # choice around its texts, byte for byte what json.dumps gives the whole object (a chunk per response of
+        # the engine: this is the per-token work).
+        prefix = b"data: " + json.dumps(head, separators=(",", ":")).encode()[:-1] + b',"choices":['
+        completions = endpoint == COMPLETIONS
+
         def chunk(content: str, thought: str = "", end: str | None = None, role: bool = False) -> bytes:
-            if endpoint == COMPLETIONS:
-                choice: dict[str, Any] = {"index": 0, "text": content, "logprobs": None, "finish_reason": end}
+            finish = "null" if end is None else _string(end)
+            if completions:
+                choice = f'{{"index":0,"text":{_string(content)},"logprobs":null,"finish_reason":{finish}}}'
             else:
-                delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}
-                if thought:
-                    delta["reasoning_content"] = thought
-                if content:
-                    delta["content"] = content
-                choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": end}
-            return _event({**head, "choices": [choice]})
+                if role:  # {"role": "assistant", "content": ""}, content and reasoning_content set into it
+                    fields = ['"role":"assistant"', f'"content":{_string(content)}']
+                    if thought:
+                        fields.append(f'"reasoning_content":{_string(thought)}')
+                else:
+                    fields = []
+                    if thought:
+                        fields.append(f'"reasoning_content":{_string(thought)}')
+                    if content:
+                        fields.append(f'"content":{_string(content)}')
+                choice = f'{{"index":0,"delta":{{{",".join(fields)}}},"logprobs":null,"finish_reason":{finish}}}'
+            return prefix + choice.encode() + b"]}\n\n"
 
         # The first write carries the headers, the role chunk and the first text in one send, and the last one
-        # the finish chunk, the usage, [DONE] and the end of the body: sends are what a stream costs most here.
+        # the final response's text, the finish chunk, the usage, [DONE] and the end of the body: sends (each a
+        # wake-up of the client) are what a stream costs most here.
         pending = chunk("", role=True) if endpoint == CHAT else b""
         events = self._triton_events(inputs)
         try:
@@ -452,12 +476,17 @@ class Frontend:
                         "Content-Type": "text/event-stream", "Cache-Control": "no-cache"}))
                     await response.prepare(request)
                 delta = text.feed(text_output(event))
+                last = False
                 if "finish_reason" in event:
+                    last = finish_reason(event, "") != ""  # the engine's final response says why it ended
                     finish = finish_reason(event, finish)
                 thought, content = splitter.feed(delta) if splitter else ("", delta)
                 if thought or content:
-                    await response.write(pending + chunk(content, thought) if pending else chunk(content, thought))
-                    pending = b""
+                    if last:  # its text goes out with the finish chunk and the end of the body, in one send
+                        pending += chunk(content, thought)
+                    else:
+                        await response.write(pending + chunk(content, thought) if pending else chunk(content, thought))
+                        pending = b""
                     tracker.text(interval)
             if splitter:
                 thought, content = splitter.finish()
@@ -502,7 +531,7 @@ class Frontend:
         return await self._forward(request, "other")
 
     def _url(self, request: web.Request) -> URL:
-        return URL(str(self.triton) + request.raw_path, encoded=True)
+        return URL(self._triton_base + request.raw_path, encoded=True)
 
     async def _forward(self, request: web.Request, api: str) -> web.StreamResponse:
         """A request passed through as it is, both ways streamed: counted by its status only."""
@@ -591,8 +620,9 @@ class Frontend:
             code, failure = CLIENT_CLOSED, None
             return response or web.StreamResponse()
         except (AiohttpClientError, OSError) as err:
-            if response is not None:
-                raise
+            if response is not None:  # Triton's answer was cut after the 200 went out (e.g. the server died)
+                failure = ERROR_IN_200  # a failure inside the 200, never a success
+                raise  # the client's connection is dropped, not ended cleanly: it sees the body cut
             return self._closing(_json(HTTPStatus.BAD_GATEWAY, {"error": f"Triton unreachable: {err}"}))
         finally:
             tracker.finish(code, failure, stream_interval=settings.stream_interval, prompt_tokens=prompt_tokens,
@@ -640,15 +670,28 @@ def _raise_open_files_limit() -> None:
         pass
 
 
-async def serve(settings: Settings, host: str, port: int, metrics_port: int, drain_timeout_s: float) -> int:
+def event_loop() -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
+    """uvloop's event loop where it is installed (the frontend image's requirements.txt), else asyncio's own. The
+    frontend is a proxy whose every request is a few socket reads and writes on each side: uvloop's C loop and
+    transports roughly halve what each costs in Python. Behaviour is the same on either."""
+    try:
+        import uvloop
+    except ImportError:
+        return None, "asyncio"
+    return uvloop.new_event_loop, "uvloop"
+
+
+async def serve(settings: Settings, host: str, port: int, metrics_port: int, drain_timeout_s: float,
+                loop_name: str = "asyncio") -> int:
     frontend = Frontend(settings)
     await frontend.start(host, port, metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    log.info("frontend on :%d (metrics :%d) for %s revision %s -> %s (OpenAI API %s)", port, metrics_port,
-             settings.served_model, settings.revision or "-", settings.triton_url, "on" if settings.openai else "off")
+    log.info("frontend on :%d (metrics :%d) for %s revision %s -> %s (OpenAI API %s), on %s", port, metrics_port,
+             settings.served_model, settings.revision or "-", settings.triton_url, "on" if settings.openai else "off",
+             loop_name)
     await stop.wait()
     left = await frontend.drain(drain_timeout_s)
     if left:
@@ -690,4 +733,6 @@ def main(argv: list[str] | None = None) -> int:
                         stream_interval=max(1, args.stream_interval))
     _raise_open_files_limit()
     disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series beside every counter and histogram
-    return asyncio.run(serve(settings, args.host, args.port, args.metrics_port, args.drain_timeout))
+    loop_factory, loop_name = event_loop()
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(serve(settings, args.host, args.port, args.metrics_port, args.drain_timeout, loop_name))

@@ -14,25 +14,20 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from deepseek_operator.api.spec import GROUP, KIND, PLURAL, VERSION
-from deepseek_operator.k8s import metrics
+from deepseek_operator.k8s import kinds, metrics
 from deepseek_operator.render.naming import FIELD_MANAGER
 from deepseek_operator.render.security import ENFORCE_LABEL
 
 LOG = logging.getLogger(__name__)
 
-# Kinds the operator creates, with their REST plural.
-PLURALS = {
-    "ConfigMap": "configmaps", "Service": "services", "PersistentVolumeClaim": "persistentvolumeclaims",
-    "Deployment": "deployments", "Job": "jobs", "PodDisruptionBudget": "poddisruptionbudgets",
-    "HTTPRoute": "httproutes", "StatefulSet": "statefulsets", "LeaderWorkerSet": "leaderworkersets",
-    "Secret": "secrets", "NetworkPolicy": "networkpolicies", "ScaledObject": "scaledobjects",
-    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
-}
 
 
-def _path(api_version: str, kind: str, namespace: str, name: str) -> str:
+def _path(api_version: str, kind: str, verb: str, namespace: str, name: str = "") -> str:
+    """The child's REST path, for a verb the chart grants on it (kinds.NotGranted otherwise: the table, and so the
+    chart's RBAC, must say it first)."""
+    plural = kinds.granted(api_version, kind, verb).plural
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    return f"{prefix}/namespaces/{namespace}/{PLURALS[kind]}/{name}"
+    return f"{prefix}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
 
 
 def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +70,7 @@ class Kube:
     def apply(self, obj: dict[str, Any]) -> None:
         """Server-side apply with our single field manager; `force` takes fields back from kubectl edits."""
         meta = obj["metadata"]
-        self._call("PATCH", _path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"]),
+        self._call("PATCH", _path(obj["apiVersion"], obj["kind"], "patch", meta["namespace"], meta["name"]),
                    body=obj, content_type="application/apply-patch+yaml",
                    query=[("fieldManager", FIELD_MANAGER), ("force", "true")])
         metrics.CHILDREN_APPLIED.labels(kind=obj["kind"]).inc()
@@ -83,7 +78,7 @@ class Kube:
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         self._ssh_secrets.discard((namespace, name))
         try:
-            self._call("DELETE", _path(api_version, kind, namespace, name),
+            self._call("DELETE", _path(api_version, kind, "delete", namespace, name),
                        body={"propagationPolicy": "Background"})
         except ApiException as e:
             if e.status != 404:
@@ -112,7 +107,7 @@ class Kube:
         body = {**secret, "data": {"id_ed25519": base64.b64encode(private).decode(),
                                    "id_ed25519.pub": base64.b64encode(public + b"\n").decode()}}
         try:
-            self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/secrets", body=body)
+            self._call("POST", _path(secret["apiVersion"], secret["kind"], "create", meta["namespace"]), body=body)
         except ApiException as e:
             if e.status != 409:
                 raise

@@ -28,7 +28,8 @@ GPUS = Gauge("deepseek_operator_gpus", "GPUs the resource's serving pods request
 
 
 OUTCOMES = tuple(Outcome)
-VERDICTS = tuple(AnalysisResult)
+# What a measurement can be judged (Pending is no verdict).
+VERDICTS = (AnalysisResult.SUCCESSFUL, AnalysisResult.FAILED, AnalysisResult.INCONCLUSIVE)
 
 
 def record_rollout(namespace: str, name: str, status: DeepSeekDeploymentStatus, outcome: str, verdict: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from deepseek_operator.api.sources import MetricSource
-from deepseek_operator.api.status import Reason
+from deepseek_operator.api.status import Phase, Reason
 from deepseek_operator.k8s import metrics
 from deepseek_operator.k8s.client import Kube
 from deepseek_operator.k8s.scheduler import PassResult
@@ -183,7 +183,7 @@ def reconcile(kube: Kube, body: Mapping[str, Any], observed: Observed) -> PassRe
             metrics.RECONCILE_ERRORS.inc()
             message = (f"the operator's pass failed: {type(err).__name__}: {err}; it is retried with back-off "
                        "(see the operator's log)")[:2048]
-            status, event = with_trouble(old_status or {"phase": "Pending"}, old_status, Reason.RECONCILE_ERROR,
+            status, event = with_trouble(old_status or {"phase": Phase.PENDING}, old_status, Reason.RECONCILE_ERROR,
                                          message, generation, now)
             status["observedGeneration"] = generation
             events = [event] if event else []

@@ -20,6 +20,7 @@ import concurrent.futures
 import contextlib
 import logging
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -44,8 +45,8 @@ Prepare = Callable[[Key, Mapping[str, Any], Any], Callable[[], PassResult]]
 
 class PassScheduler:
     def __init__(self, read: Read, prepare: Prepare, *, parallel: int, retry_s: float, stale_retry_s: float,
-                 tick_s: float = 1.0, max_retry_s: float = 300.0) -> None:
-        self._read, self._prepare = read, prepare
+                 tick_s: float = 1.0, max_retry_s: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._read, self._prepare, self._clock = read, prepare, clock
         self.retry_s, self.stale_retry_s, self.tick_s, self.max_retry_s = retry_s, stale_retry_s, tick_s, max_retry_s
         self._failures: defaultdict[Key, int] = defaultdict(int)  # consecutive failed passes
         # One lock per resource while a request holds or waits for it: dropped by the last of them, never by
@@ -56,13 +57,13 @@ class PassScheduler:
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="pass")
         self._queued: set[Key] = set()
         self._written_from: dict[Key, str] = {}
-        self.wakeups: dict[Key, float] = {}  # resource -> loop time its timed pass is due
+        self.wakeups: dict[Key, float] = {}  # resource -> the clock's time its timed pass is due
         self._context: Any = None
         self._task: asyncio.Task[None] | None = None
         self._rescheduled = asyncio.Event()
 
     def _now(self) -> float:
-        return asyncio.get_running_loop().time()
+        return self._clock()
 
     async def request(self, key: Key, context: Any) -> None:
         """A pass for `key`, now (or covered by one queued); returns when it ran or was found not needed."""
@@ -114,7 +115,7 @@ class PassScheduler:
             self._wake(key, started + result.requeue_after)
 
     def _wake(self, key: Key, at: float) -> None:
-        """A timed pass for `key` at loop time `at`; the loop, maybe asleep past it, looks again."""
+        """A timed pass for `key` at the clock's time `at`; the loop, maybe asleep past it, looks again."""
         self.wakeups[key] = at
         self._rescheduled.set()
 
@@ -136,14 +137,17 @@ class PassScheduler:
                 LOG.warning("timed pass of %s/%s failed: %s", *key, result)
         return due
 
+    def next_wait_s(self) -> float:
+        """How long the loop waits before it looks again: until the next timed pass is due, tick_s at most."""
+        earliest = min(self.wakeups.values(), default=math.inf)
+        return max(0.01, min(self.tick_s, earliest - self._now()))
+
     async def _loop(self) -> None:
         while True:
-            # Until the next timed pass is due or one is set, tick_s at most.
+            # Until the next timed pass is due or one is set.
             self._rescheduled.clear()
-            earliest = min(self.wakeups.values(), default=math.inf)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._rescheduled.wait(),
-                                       max(0.01, min(self.tick_s, earliest - self._now())))
+                await asyncio.wait_for(self._rescheduled.wait(), self.next_wait_s())
             if self._context is not None:
                 await self.run_due()
 

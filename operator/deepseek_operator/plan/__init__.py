@@ -41,12 +41,6 @@ def plan(body: dict[str, Any], observed: Observed, now: str) -> Plan:
     return started if isinstance(started, Plan) else run(started)
 
 
-def analysis_request(body: dict[str, Any], observed: Observed, now: str) -> AnalysisRequest | None:
-    """The analysis request of a resource, outside a pass (for tools and tests)."""
-    started = start(body, observed, now)
-    return None if isinstance(started, Plan) else rollout.analysis_request(started)
-
-
 def download_progress_request(body: Mapping[str, Any], observed: Observed) -> tuple[str, str] | None:
     """(Job name, pod IP) of the running download pod whose progress the resource shows, if there is one."""
     model = (body.get("status") or {}).get("model")
@@ -62,4 +56,4 @@ def download_progress_request(body: Mapping[str, Any], observed: Observed) -> tu
 
 
 __all__ = ["DOWNLOAD_POLL_S", "AnalysisRequest", "ChildRef", "Observed", "PassContext", "Plan",
-           "analysis_request", "download_progress_request", "plan", "run", "start"]
+           "download_progress_request", "plan", "run", "start"]

@@ -15,8 +15,8 @@ from pydantic import ValidationError
 
 from deepseek_operator.api import status as st
 from deepseek_operator.api.crd import MAX_NAME_LENGTH
-from deepseek_operator.api.sources import SourceKind, source_problem
-from deepseek_operator.api.spec import DeepSeekDeploymentSpec
+from deepseek_operator.api.sources import source_problem
+from deepseek_operator.api.spec import DeepSeekDeploymentSpec, SourceProviderName
 from deepseek_operator.api.status import Phase, Reason
 from deepseek_operator.plan import rollout_state
 from deepseek_operator.plan.observed import ChildRef, Observed, Plan
@@ -286,7 +286,7 @@ def ignored_scaling(spec: DeepSeekDeploymentSpec, observed: Observed) -> list[st
 def _source_problems(spec: DeepSeekDeploymentSpec, observed: Observed) -> list[str]:
     """A prometheus or gateway analysis, and autoscaling's Prometheus, must name a source of that kind that the
     operator is configured with."""
-    named: list[tuple[str, SourceKind, str]] = []
+    named: list[tuple[str, SourceProviderName, str]] = []
     analysis = spec.rollout.analysis
     if analysis is not None and (source := analysis.named_source()) is not None:
         named.append((f"rollout.analysis.{source[0]}.source", *source))

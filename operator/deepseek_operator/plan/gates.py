@@ -138,16 +138,9 @@ def _quantize(ctx: PassContext) -> tuple[QuantizationState, str, str]:
         if state == QuantizationState.RUNNING and (stuck := _pod_trouble(ctx, pods)):
             return state, f"{message}; its pod cannot run: {stuck}", name
         return state, message, name
-    ckpt_volume, ckpt_mount = children.checkpoint_volume(spec)
-    job = quantization.job(
-        spec=spec, key=key, namespace=ctx.owner.namespace, cr_name=ctx.owner.name,
-        # Quantization calibrates on one node's GPUs, whatever the serving layout.
-        cache_pvc_uid=cache_pvc_uid, gpus=target.world // ctx.fit.nodes_per_replica, node_affinity=ctx.affinity,
-        tolerations=children.tolerations(spec),
-        volumes=[{"name": "model-cache", "persistentVolumeClaim": {"claimName": spec.runtime.cache.pvc}},
-                 ckpt_volume],
-        volume_mounts=[{"name": "model-cache", "mountPath": quantization.CACHE_MOUNT}, ckpt_mount],
-        pod_annotations=dict(spec.serving.pod_annotations))
+    target_pods = children.RevisionPods(owner=ctx.owner, spec=spec, gpu=target.gpu, revision=target.name,
+                                        checkpoint_key=key, mount_model_cache=True)
+    job = quantization.job(target_pods, gpus=target.world // ctx.fit.nodes_per_replica, cache_pvc_uid=cache_pvc_uid)
     ctx.apply.append(job)
     job_name = job["metadata"]["name"]
     ctx.events.append(Event("Normal", "QuantizeStarted",

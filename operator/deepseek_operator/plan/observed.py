@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deepseek_operator.api.sources import MetricSource
-from deepseek_operator.api.spec import GatewayProvider, PrometheusProvider
+from deepseek_operator.api.spec import AnalysisProviderName, GatewaySettings, PrometheusSettings
 from deepseek_operator.api.status import DeepSeekDeploymentStatus
 from deepseek_operator.plan.mirror import MirrorOrder
 from deepseek_operator.rollout import analysis
@@ -58,7 +58,7 @@ class Observed:
 class AnalysisRequest:
     """What a metric provider is asked to measure (see providers/)."""
 
-    provider: str
+    provider: AnalysisProviderName
     namespace: str
     name: str
     canary_revision: str
@@ -69,8 +69,8 @@ class AnalysisRequest:
     stable_pod_ips: tuple[str, ...]
     canary_service: str
     stable_service: str
-    prometheus: PrometheusProvider | None = None
-    gateway: GatewayProvider | None = None
+    prometheus: PrometheusSettings | None = None
+    gateway: GatewaySettings | None = None
     source: MetricSource | None = None  # what the prometheus or gateway settings name, from the operator's config
     # spec.serving.streaming: Triton's time-to-first-response histogram is then the time to first token only, not
     # the whole request's (providers/triton.py).

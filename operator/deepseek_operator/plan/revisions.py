@@ -65,7 +65,7 @@ def render(spec: DeepSeekDeploymentSpec, model: catalog.ModelSpec, rt: runtimes.
     quantize = quantization.needs_quantize(spec, model.native_precision)
     fit = rt.fit
     repo_params = triton.LlmApiParams(
-        checkpoint_dir=quantization.quantized_dir(key) if quantize else quantization.checkpoint_dir(spec),
+        checkpoint_dir=quantization.quantized_dir(key) if quantize else children.checkpoint_dir(spec),
         tensor_parallel=fit.tensor_parallel, pipeline_parallel=fit.pipeline_parallel,
         max_batch_size=rt.max_batch_size, max_num_tokens=rt.max_num_tokens, max_seq_len=rt.max_seq_len,
         free_gpu_memory_fraction=rt.free_gpu_memory_fraction, batch_scheduler_policy=rt.scheduler_policy,

@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from deepseek_operator.api.spec import DeepSeekDeploymentSpec, LatencyObjective, duration_seconds
+from deepseek_operator.api.spec import (
+    DIFFERENCING_PROVIDERS,
+    DeepSeekDeploymentSpec,
+    LatencyObjective,
+    duration_seconds,
+)
 from deepseek_operator.plan.observed import Observed
 from deepseek_operator.rollout import analysis, machine
 from deepseek_operator.rollout.clock import rfc3339
 from deepseek_operator.rollout.sequential import SequentialPolicy
-
-# The providers that difference counters between samples (providers/counters.py): a window needs a baseline.
-# (providers.provider_for's providers say the same with their `differencing`: tests/unit/test_providers.py.)
-DIFFERENCING = frozenset({"frontend", "triton", "gateway"})
 
 
 def _gate(kind: str, objective: LatencyObjective | None) -> analysis.LatencyGate | None:
@@ -36,7 +37,7 @@ def settings(spec: DeepSeekDeploymentSpec) -> machine.Rollout:
         strategy=r.strategy, steps=steps, router="gatewayAPI" if r.traffic_routing.gateway_api else "service",
         policy=policy, interval_seconds=duration_seconds(a.interval) if a else 30,
         failure_limit=a.failure_limit if a else 1, on_inconclusive=a.on_inconclusive if a else "pause",
-        history_limit=r.revision_history_limit, baseline_first=a is not None and a.provider in DIFFERENCING,
+        history_limit=r.revision_history_limit, baseline_first=a is not None and a.provider in DIFFERENCING_PROVIDERS,
         sequential=SequentialPolicy.for_limit(a.max_error_rate, a.min_requests)
         if a is not None and a.mode == "sequential" else None,
         max_surge=r.max_surge, max_unavailable=r.max_unavailable)

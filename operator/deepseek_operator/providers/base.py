@@ -7,7 +7,7 @@ import ssl
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 from deepseek_operator.api.sources import MetricSource
 from deepseek_operator.plan import AnalysisRequest
@@ -17,9 +17,8 @@ TIMEOUT_S = 5.0
 
 
 class MetricProvider(Protocol):
-    # True: it differences counters against the sample kept in status (counters.py), so a window needs a
-    # baseline first (plan/rollout_state.DIFFERENCING says so to the machine).
-    differencing: ClassVar[bool]
+    """Those of DIFFERENCING_PROVIDERS (api/spec/analysis.py) difference counters against the sample kept in status
+    (counters.py): their first measurement of a canary is a baseline."""
 
     def measure(self, request: AnalysisRequest) -> Measurement: ...
 

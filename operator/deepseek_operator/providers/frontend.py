@@ -18,7 +18,6 @@ repository routes):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -58,7 +57,6 @@ def frontend_counters(text: str, role: str, source: str) -> dict[str, float]:
 
 @dataclass
 class FrontendProvider:
-    differencing: ClassVar[bool] = True
     port: int = FRONTEND_METRICS_PORT
 
     def measure(self, request: AnalysisRequest) -> Measurement:

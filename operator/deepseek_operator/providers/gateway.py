@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -53,7 +52,6 @@ def traefik_service_pattern(namespace: str, service: str, ports: tuple[int, ...]
 
 @dataclass
 class GatewayProvider:
-    differencing: ClassVar[bool] = True
 
     def measure(self, request: AnalysisRequest) -> Measurement:
         settings = request.gateway

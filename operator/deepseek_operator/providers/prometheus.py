@@ -82,7 +82,7 @@ import math
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from deepseek_operator.api.spec import PrometheusQueries, duration_seconds
 from deepseek_operator.plan import AnalysisRequest
@@ -108,7 +108,7 @@ P99 = 0.99  # the quantile a latency template is asked for: maxP99LatencySeconds
 
 
 def fill(template: str, values: Mapping[str, str]) -> str:
-    """A query template with its {{placeholders}} replaced (api/spec.py's rules admit no others)."""
+    """A query template with its {{placeholders}} replaced (api/spec/analysis.py's rules admit no others)."""
     for name, value in values.items():
         template = template.replace(f"{{{{{name}}}}}", value)
     return template
@@ -142,7 +142,6 @@ def _buckets(query: Query, promql: str) -> Histogram | None:
 
 @dataclass
 class PrometheusProvider:
-    differencing: ClassVar[bool] = False
 
     def measure(self, request: AnalysisRequest) -> Measurement:
         settings = request.prometheus

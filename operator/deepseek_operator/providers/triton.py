@@ -15,7 +15,6 @@ latency.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import ClassVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -53,7 +52,6 @@ def triton_counters(text: str, role: str, source: str, streaming: bool = True) -
 
 @dataclass
 class TritonProvider:
-    differencing: ClassVar[bool] = True
     port: int = METRICS_PORT
 
     def measure(self, request: AnalysisRequest) -> Measurement:

@@ -143,14 +143,6 @@ def custom_model(figures: CustomModel) -> ModelSpec:
                      native_precision=Precision.BF16)
 
 
-def lookup_model(name: str) -> ModelSpec:
-    """The catalog model `name`; a `custom` model is built with custom_model() instead."""
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}") from None
-
-
 @dataclass(frozen=True)
 class GpuSpec:
     name: str  # catalog key, as written in spec.serving.gpu.type
@@ -238,13 +230,6 @@ _GPUS = (
             compute_capability="12.0", fp4=True, nvlink_domain=1),
 )
 GPUS: Mapping[str, GpuSpec] = MappingProxyType({g.name: g for g in _GPUS})
-
-
-def lookup_gpu(name: str) -> GpuSpec:
-    try:
-        return GPUS[name]
-    except KeyError:
-        raise ValueError(f"unknown GPU type {name!r}; known: {', '.join(GPUS)}") from None
 
 
 # Bytes per weight. NVFP4 adds an FP8 scale per block of 16 weights; INT4 AWQ adds one fp16 scale per group of

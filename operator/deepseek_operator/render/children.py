@@ -11,7 +11,6 @@ from typing import Any
 
 from deepseek_operator.api.spec import GROUP, KIND, VERSION, DeepSeekDeploymentSpec
 from deepseek_operator.render import naming, nccl, security, triton, weights
-from deepseek_operator.render import quantize as quantization
 from deepseek_operator.render.catalog import GpuSpec
 
 MODEL_REPO_MOUNT = "/srv/model-repository"
@@ -90,10 +89,19 @@ def tolerations(spec: DeepSeekDeploymentSpec) -> list[dict[str, Any]]:
     return [gpu_taint, *(t.model_dump(by_alias=True, exclude_none=True) for t in spec.serving.tolerations)]
 
 
+CHECKPOINT_MOUNT = "/checkpoint"
+
+
+def checkpoint_dir(spec: DeepSeekDeploymentSpec) -> str:
+    """Where a pod that mounts checkpoint_volume finds the checkpoint."""
+    src = spec.model.source
+    return f"{CHECKPOINT_MOUNT}{src.pvc.path}".rstrip("/") if src.pvc else CHECKPOINT_MOUNT
+
+
 def checkpoint_volume(spec: DeepSeekDeploymentSpec) -> tuple[dict[str, Any], dict[str, Any]]:
     """The checkpoint, read-only at /checkpoint: the user's PVC, or the downloaded folder of the model cache."""
     src = spec.model.source
-    mount: dict[str, Any] = {"name": "checkpoint", "mountPath": quantization.CHECKPOINT_MOUNT, "readOnly": True}
+    mount: dict[str, Any] = {"name": "checkpoint", "mountPath": CHECKPOINT_MOUNT, "readOnly": True}
     if src.pvc:
         volume = {"name": "checkpoint", "persistentVolumeClaim": {"claimName": src.pvc.claim_name, "readOnly": True}}
     else:
@@ -224,7 +232,7 @@ def frontend_container(r: RevisionPods, checkpoint_mount: dict[str, Any]) -> dic
     args = ["--port", str(HTTP_PORT), "--metrics-port", str(FRONTEND_METRICS_PORT),
             "--triton-url", f"http://127.0.0.1:{TRITON_HTTP_PORT}", "--triton-model", triton.MODEL_NAME,
             "--served-model", frontend.served_model_name or spec.model.name, "--revision", revision,
-            "--checkpoint", quantization.checkpoint_dir(spec), "--reasoning-parser", frontend.reasoning_parser,
+            "--checkpoint", checkpoint_dir(spec), "--reasoning-parser", frontend.reasoning_parser,
             # No answer is longer than the sequence the runtime holds.
             "--default-max-tokens", str(min(frontend.default_max_tokens, spec.runtime.max_seq_len)),
             "--max-seq-len", str(spec.runtime.max_seq_len), "--stream-interval", str(r.stream_interval)]
@@ -302,7 +310,7 @@ def server_pod_template(r: RevisionPods, *, gpus: int, command: list[str], compo
                 **probes,
                 "volumeMounts": [
                     {"name": "model-repository", "mountPath": MODEL_REPO_MOUNT},
-                    *([{"name": "model-cache", "mountPath": quantization.CACHE_MOUNT, "readOnly": True}]
+                    *([{"name": "model-cache", "mountPath": weights.CACHE_MOUNT, "readOnly": True}]
                       if r.mount_model_cache else []),
                     ckpt_mount,
                     {"name": "dshm", "mountPath": "/dev/shm"},

@@ -19,11 +19,16 @@ from typing import Any
 
 from deepseek_operator.api.common import Precision
 from deepseek_operator.api.spec import GROUP, DeepSeekDeploymentSpec
-from deepseek_operator.render import naming, security
+from deepseek_operator.render import naming, security, weights
 from deepseek_operator.render.catalog import ModelSpec
+from deepseek_operator.render.children import (
+    RevisionPods,
+    checkpoint_dir,
+    checkpoint_volume,
+    gpu_node_affinity,
+    tolerations,
+)
 
-CACHE_MOUNT = "/model-cache"
-CHECKPOINT_MOUNT = "/checkpoint"
 CALIBRATION_MOUNT = "/calibration"
 COMPLETE_MARKER = ".complete"
 
@@ -141,19 +146,16 @@ def calibration_volume(spec: DeepSeekDeploymentSpec
 
 
 def quantized_dir(key: str) -> str:
-    return f"{CACHE_MOUNT}/{key}"
+    return f"{weights.CACHE_MOUNT}/{key}"
 
 
-def checkpoint_dir(spec: DeepSeekDeploymentSpec) -> str:
-    src = spec.model.source
-    return f"{CHECKPOINT_MOUNT}{src.pvc.path}".rstrip("/") if src.pvc else CHECKPOINT_MOUNT
-
-
-def job(*, spec: DeepSeekDeploymentSpec, key: str, namespace: str, cr_name: str, cache_pvc_uid: str,
-              gpus: int, node_affinity: dict[str, Any], tolerations: list[dict[str, Any]],
-              volumes: list[dict[str, Any]], volume_mounts: list[dict[str, Any]],
-              pod_annotations: dict[str, str]) -> dict[str, Any]:
-    """The quantize Job of one key, on GPUs of the serving type."""
+def job(r: RevisionPods, *, gpus: int, cache_pvc_uid: str) -> dict[str, Any]:
+    """The quantize Job of the revision's checkpoint key, on `gpus` GPUs of its type (it calibrates on one node's,
+    whatever the serving layout), owned by the cache PVC `cache_pvc_uid` names."""
+    spec, key, cr_name, namespace = r.spec, r.checkpoint_key, r.owner.name, r.owner.namespace
+    ckpt_volume, ckpt_mount = checkpoint_volume(spec)
+    volumes = [{"name": "model-cache", "persistentVolumeClaim": {"claimName": spec.runtime.cache.pvc}}, ckpt_volume]
+    volume_mounts = [{"name": "model-cache", "mountPath": weights.CACHE_MOUNT}, ckpt_mount]
     labels = {**naming.common_labels(cr_name, naming.COMPONENT_QUANTIZE), naming.LABEL_CHECKPOINT_KEY: key}
     # The checkpoint is shared: the Job belongs to the cache PVC, not to the resource that first asked for it.
     del labels[naming.LABEL_DEPLOYMENT]
@@ -173,12 +175,12 @@ def job(*, spec: DeepSeekDeploymentSpec, key: str, namespace: str, cr_name: str,
         "spec": {
             "backoffLimit": 1,
             "template": {
-                "metadata": {"labels": labels, "annotations": pod_annotations},
+                "metadata": {"labels": labels, "annotations": dict(spec.serving.pod_annotations)},
                 "spec": {
                     "restartPolicy": "Never",
                     **security.pod_fields(spec, gpu=True),
-                    "affinity": {"nodeAffinity": node_affinity},
-                    "tolerations": tolerations,
+                    "affinity": {"nodeAffinity": gpu_node_affinity(r.gpu, spec.serving.node_selector)},
+                    "tolerations": tolerations(spec),
                     "containers": [{
                         "name": "quantize",
                         "image": spec.runtime.image,

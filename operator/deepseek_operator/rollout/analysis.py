@@ -32,7 +32,6 @@ ROLES = ("canary", "stable")
 # The latency figures a provider may measure, by key kind: time to first token, inter-token latency (one
 # observation per gap of a streamed answer, per token), whole request.
 TTFT, ITL, E2E = "ttft", "itl", "e2e"
-LATENCY_KINDS = (TTFT, ITL, E2E)
 GATE_NAMES = {TTFT: "timeToFirstToken", ITL: "interTokenLatency", E2E: "maxP99LatencySeconds"}
 FIGURE_NAMES = {TTFT: "time to first token", ITL: "inter-token latency", E2E: "latency"}
 

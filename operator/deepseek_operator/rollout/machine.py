@@ -72,7 +72,7 @@ class Action:
 class LastAnalysis:
     revision: str
     at: float
-    result: str  # Successful | Failed | Inconclusive | Pending
+    result: str  # an AnalysisResult
     failures: int
     message: str = ""
     step: int = -1  # the step it was taken in
@@ -418,7 +418,8 @@ def _judge(p: _Pass, m: Measurement) -> None:
     # Sequential mode's totals since the canary's traffic started; a window it cannot use keeps them.
     totals = previous.totals if previous and previous.totals else ((0.0, 0.0, 0.0) if r.sequential else None)
     if m.baseline_only:
-        p.set(analysis=LastAnalysis(s.canary, p.world.now, "Pending", failures, "baseline taken", s.step, totals))
+        p.set(analysis=LastAnalysis(s.canary, p.world.now, AnalysisResult.PENDING, failures, "baseline taken", s.step,
+                                    totals))
         return
     if r.sequential is not None and not m.error and math.isfinite(m.requests) and math.isfinite(m.errors):
         assert totals is not None
@@ -432,7 +433,7 @@ def _judge(p: _Pass, m: Measurement) -> None:
     p.verdict = verdict
     p.set(analysis=LastAnalysis(s.canary, p.world.now, judged.result, judged.failures, verdict.message, s.step,
                                 totals, window_start(s) if judged.keep_window else None))
-    if judged.result != "Pending":
+    if judged.result != AnalysisResult.PENDING:
         p.say("Warning" if judged.result == AnalysisResult.FAILED else "Normal", f"Analysis{judged.result}",
               f"revision {s.canary}: {verdict.message}")
     if judged.rollback:
@@ -454,7 +455,7 @@ def _judged_by_window(m: Measurement, r: Rollout, failures: int, window_seconds:
     if verdict.pending:
         longest = MAX_WINDOW_INTERVALS * r.interval_seconds
         if window_seconds < longest:
-            return _Judged(verdict, "Pending", failures, keep_window=True)
+            return _Judged(verdict, AnalysisResult.PENDING, failures, keep_window=True)
         return _Judged(Verdict(AnalysisResult.INCONCLUSIVE, f"{verdict.message}, after {MAX_WINDOW_INTERVALS} "
                                                             f"intervals"), AnalysisResult.INCONCLUSIVE, failures)
     return _counted(verdict, r, failures)
@@ -492,7 +493,7 @@ def _judged_sequentially(m: Measurement, r: Rollout, test: SequentialPolicy, tot
                        AnalysisResult.INCONCLUSIVE, failures)
     if verdict.result == AnalysisResult.SUCCESSFUL:
         return _Judged(verdict, verdict.result, 0)
-    return _Judged(verdict, "Pending", failures)  # the counts are between the test's bounds: keep measuring
+    return _Judged(verdict, AnalysisResult.PENDING, failures)  # between the test's bounds: keep measuring
 
 
 def _gate_open(p: _Pass) -> tuple[bool, str]:
@@ -517,7 +518,7 @@ def _promotion_gate(p: _Pass) -> tuple[bool, str]:
     last = s.analysis if s.analysis and s.analysis.revision == s.canary else None
     if last is None:
         return False, "waiting for a first measurement before promotion"
-    if last.result == "Pending":
+    if last.result == AnalysisResult.PENDING:
         return False, f"waiting for a verdict before promotion (last: Pending, {last.message})"
     if last.failures:
         return False, "waiting until the last failed measurement is outweighed"

@@ -71,6 +71,7 @@ TESTBED_POD_FILE = Path("/run/testbed/pod.json")
 ERROR_RATE = "testbed.deepseek.ai/error-rate"
 LATENCY_MS = "testbed.deepseek.ai/latency-ms"
 TOKEN_INTERVAL_MS = "testbed.deepseek.ai/token-interval-ms"
+FAULT_SEED = "testbed.deepseek.ai/fault-seed"  # the error-rate draws' seed: a test that counts failures sets it
 R1_USER = "<\uff5cUser\uff5c>"
 R1_GENERATION_PROMPT = "<\uff5cAssistant\uff5c><think>\n"
 
@@ -219,7 +220,7 @@ class LLM:
         self.error_rate = float(annotations.get(ERROR_RATE, 0) or 0)
         self.latency_s = float(annotations.get(LATENCY_MS, 0) or 0) / 1000.0
         self.token_interval_s = float(annotations.get(TOKEN_INTERVAL_MS, 0) or 0) / 1000.0
-        self._rng = random.Random()
+        self._rng = random.Random(annotations.get(FAULT_SEED))  # unseeded without it
         self._slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self._next_id = 0
 
