@@ -433,8 +433,10 @@ class Ours:
 
     def describe(self, setting: Setting) -> str:
         surge = "" if self.max_surge is None else f"rollout.maxSurge {self.max_surge}; "
+        mirror = f"mirror {self.mirror}" + (" (no evidence for the gateway provider: mirrored requests never pass "
+                                            "Traefik)" if self.mirror == "fill" and self.provider == "gateway" else "")
         return (f"{surge}steps weight {STEP_WEIGHTS} each + pause {setting.ours_pause}; provider {self.provider}, "
-                f"mirror {self.mirror}; analysis {json.dumps(self.analysis(setting))}")
+                f"{mirror}; analysis {json.dumps(self.analysis(setting))}")
 
     def change(self, annotations: dict[str, str | None]) -> None:
         assert self.res is not None
@@ -497,6 +499,7 @@ class Flagger:
         self.apps = client.AppsV1Api(testbed.api)
         self.ns = ""
         self.progressed = False  # the rollout of the latest change has begun (its end phases are also the last's)
+        self.failed_checks = 0  # the most status.failedChecks seen in the latest change's rollout
         self.verdict = ""  # Flagger says only that its threshold was reached
 
     def prepare(self, setting: Setting) -> str:
@@ -562,7 +565,7 @@ class Flagger:
         return str((self.canary().get("status") or {}).get("phase", ""))
 
     def change(self, annotations: dict[str, str | None]) -> None:
-        self.progressed = False
+        self.progressed, self.failed_checks = False, 0
         self.apps.patch_namespaced_deployment(FLAGGER_TARGET, self.ns,
                                               {"spec": {"template": {"metadata": {"annotations": annotations}}}})
 
@@ -573,10 +576,11 @@ class Flagger:
         s = self.canary().get("status") or {}
         phase = s.get("phase")
         self.progressed |= phase in ("Progressing", "Promoting", "Finalising")
+        self.failed_checks = max(self.failed_checks, int(s.get("failedChecks") or 0))  # a rollback resets them
         ended = {"Failed": "rolled back", "Succeeded": "promoted"}.get(phase or "") if self.progressed else None
         if ended:
-            failed = [c.get("message", "") for c in s.get("conditions") or [] if c.get("type") == "Promoted"]
-            self.verdict = f"failed checks {s.get('failedChecks', 0)}; {'; '.join(failed)}"
+            said = [c.get("message", "") for c in s.get("conditions") or [] if c.get("type") == "Promoted"]
+            self.verdict = f"failed checks seen: {self.failed_checks}; {'; '.join(said)}"
         return int(s.get("canaryWeight", 0)), ended
 
 

@@ -6,7 +6,8 @@ It behaves as the research notes (/work/research/trtllm-serving.md §3, §7) say
 to 32; the prompt is echoed before the answer unless `sampling_param_exclude_input_from_output` is true; with
 `streaming: true` (decoupled only) one response per `stream_interval` tokens, each carrying the text so far, and
 without it one final response; a failure is an error response ("Error generating request: ..."), which Triton's
-generate answers with a 400 and generate_stream as a `data: {"error": ...}` event inside the 200.
+generate and generate_stream both answer with a 400 when it is the first response (as the testbed's real
+tritonserver does), and generate_stream as a `data: {"error": ...}` event inside the 200 once text went out.
 
 Faults by prompt: FAIL_NOW fails at once, FAIL_MIDWAY after the first response, ERROR_IN_200 answers generate with
 a 200 carrying an `error` field. Tests hold a request at its first or last response with `hold_first` and
@@ -194,12 +195,7 @@ class FakeTriton:
         return response
 
     async def _error(self, request: web.Request, streamed: bool, message: str) -> web.StreamResponse:
-        if not streamed:
-            return web.json_response({"error": message}, status=400)
-        response = await self._stream_start(request)
-        await response.write(_event({"error": message}))
-        await response.write_eof()
-        return response
+        return web.json_response({"error": message}, status=400)
 
     async def infer(self, request: web.Request) -> web.Response:
         """Triton's inference protocol (JSON tensors only)."""

@@ -1,14 +1,22 @@
 """The serving pod's front door as its users see it, on the testbed: traffic through the Traefik gateway to a
-DeepSeekDeployment's stand-in Triton pods (whose front door is this checkout's deepseek_operator.frontend),
-the counters the pod exports on :8003 (read directly, and as Prometheus scrapes them), the autoscaler's
-inFlightRequests signal, failures inside a 200, the pod's counts against the gateway's, and the official `openai`
-client, unmodified, against the served API.
+DeepSeekDeployment's stand-in Triton pods (real tritonserver, the stand-in LLM, and this checkout's
+deepseek_operator.frontend), the counters the pod exports on :8003 (read directly, and as Prometheus scrapes
+them), the autoscaler's inFlightRequests signal, failures (never counted as successes), the pod's counts against
+the gateway's, and the official `openai` client, unmodified, against the served API.
 
 Two resources in one namespace, each one replica behind its own hostname on the shared Gateway:
 - `fd-slow`: every generated token TOKEN_INTERVAL_MS apart (testbed.deepseek.ai/token-interval-ms), so a long
   answer is a stream held open for seconds;
-- `fd-faulty`: testbed.deepseek.ai/error-rate FAULT_RATE, the stand-in LLM's injected failure (a RequestError
-  before the first token: an error event inside generate_stream's 200, an error status elsewhere).
+- `fd-faulty`: testbed.deepseek.ai/error-rate FAULT_RATE, the stand-in LLM's injected failure. It raises before
+  the first token, and tritonserver answers such a failure with an error status (400) on every route, streams
+  included: an error event inside a 200 comes only after a stream's first response, which here only the engine
+  dying mid-answer (tritonserver SIGKILLed, the last test) gives.
+
+What the testbed's gateway does to streams: its Traefik reads a whole answer before handing it on (the Buffering
+middleware testbed/cluster.py puts on every entry point buffers responses too), so a client behind it gets a
+stream only once it is complete, and a client that leaves is not seen by the pod. The tests that need a live
+stream's client therefore talk to the pod's port straight, as a client of its Service would; one strict xfail
+states the gateway's part.
 
 Load is bounded: every request has a timeout, counts are fixed and small, and every thread a test starts is
 joined before it returns. Nothing here asserts on wall-clock time.
@@ -37,7 +45,7 @@ from prometheus_client.samples import Sample
 from deepseek_operator.api.spec import Autoscaling
 from deepseek_operator.providers.gateway import traefik_service_pattern
 from deepseek_operator.render import autoscaling
-from deepseek_operator.render.children import HTTP_PORT, Owner
+from deepseek_operator.render.children import FRONTEND_METRICS_PORT, HTTP_PORT, Owner
 from testbed import podrunner
 from tests.e2e.kube import TestbedClient, eventually
 from tests.e2e.operator_proc import OperatorProcess
@@ -51,7 +59,6 @@ TOKEN_INTERVAL_MS = 50
 FAULT_RATE = "0.5"
 LONG_PROMPT = " ".join(f"word{n}" for n in range(200))  # ~210 tokens at 50 ms: a stream open for ~10 s
 TIMEOUT_S = 120  # any one request
-METRICS_PORT = 8003  # the front door's own port (render.children FRONTEND_METRICS_PORT)
 
 
 @dataclass
@@ -89,7 +96,7 @@ def served(testbed: TestbedClient, operator: OperatorProcess) -> Iterator[Served
     try:
         res = Resources(testbed, ns)
         crs = [front_door_cr(ns, SLOW, {"testbed.deepseek.ai/token-interval-ms": str(TOKEN_INTERVAL_MS)}),
-               # A seeded stand-in draws the same failures every run (an unseeded one, at random).
+               # Where the stand-in takes a seed, it draws the same failures every run; else at random.
                front_door_cr(ns, FAULTY, {"testbed.deepseek.ai/error-rate": FAULT_RATE,
                                           "testbed.deepseek.ai/fault-seed": "2026"})]
         out = kubectl_apply(crs)
@@ -120,7 +127,7 @@ def total(samples: list[Sample], name: str, **labels: str) -> float:
 
 
 def front_door(pod: Pod) -> list[Sample]:
-    return scrape(f"http://{pod.ip}:{METRICS_PORT}/metrics")
+    return scrape(f"http://{pod.ip}:{FRONTEND_METRICS_PORT}/metrics")
 
 
 def delta(before: list[Sample], after: list[Sample], name: str, **labels: str) -> float:
@@ -207,8 +214,9 @@ def completion(base: str, host: str, prompt: str, *, stream: bool) -> tuple[int,
 
 @dataclass
 class SlowStream:
-    """One streamed request through the gateway in a thread of its own: when its first text came, whether it
-    ended, and how. It reads to the end (the stand-in's answer is bounded) unless `stop` is set first."""
+    """One streamed request to `base` (the gateway, or the pod's port) in a thread of its own: when its first text
+    came, whether it ended, and how. It reads to the end (the stand-in's answer is bounded) unless `stop` is set
+    first."""
 
     base: str
     host: str

@@ -15,7 +15,7 @@ import pytest
 
 from tests.e2e.kube import TestbedClient, eventually
 from tests.e2e.operator_proc import OperatorProcess
-from tests.e2e.test_rollout import NAME, Load, canary_cr, serve_first_revision, status, watch
+from tests.e2e.test_rollout import FAULT_SEED, NAME, Load, canary_cr, serve_first_revision, status, watch
 from tests.e2e.test_serving import Resources, model_store_namespace
 
 pytestmark = pytest.mark.e2e
@@ -112,7 +112,7 @@ def test_on_a_full_pool_a_canary_is_promoted_and_a_broken_one_rolled_back_withou
     assert set(codes) == {200}, Counter(o for o in load.outcomes if o[0] != 200)
 
     with PendingWatch(testbed, ns) as pending, Load(testbed.gateway, f"{ns}.llm.test") as load:
-        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/error-rate": "0.3"}}})
+        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/error-rate": "0.3", FAULT_SEED: "1"}}})
         seen = watch(res, "RolledBack", timeout=300)
         # The stable grows back into the GPUs the canary gave up: both replicas Ready again.
         eventually("the stable back at 2 Ready replicas", lambda: len(testbed.ready_pods(

@@ -30,6 +30,7 @@ from tests.e2e.test_serving import GROUP, PLURAL, VERSION, Resources, _docs, kub
 pytestmark = pytest.mark.e2e
 NAME = "r1-canary"
 LOAD_LIMIT_S = 240  # no load generator outlives this, whatever the test does
+FAULT_SEED = "testbed.deepseek.ai/fault-seed"  # the stand-in's error draws, seeded: the failure counts repeat
 
 
 def canary_cr(namespace: str, *, strategy: str = "canary", steps: list[dict[str, Any]] | None = None,
@@ -133,6 +134,7 @@ class ServiceEndpoints:
         self._addresses: list[str] = []
         self._read_at = -1.0
         self._lock = threading.Lock()
+        self._random = random.Random(0)
 
     def __call__(self) -> str:
         with self._lock:
@@ -144,7 +146,7 @@ class ServiceEndpoints:
                 self._read_at = time.monotonic()
             if not self._addresses:
                 raise requests.ConnectionError(f"Service {self._service} has no Ready endpoint")
-            return f"http://{random.choice(self._addresses)}:8000"
+            return f"http://{self._random.choice(self._addresses)}:8000"
 
 
 @pytest.fixture
@@ -259,7 +261,7 @@ def test_with_service_routing_and_no_gateway_a_failing_canary_is_rolled_back_and
     old = res.wait_phase(NAME, "Healthy", timeout=180)["status"]["stableRevision"]
     endpoints = ServiceEndpoints(testbed, ns, NAME)
     with Load(endpoints, f"{ns}.llm.test") as load:
-        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/error-rate": "0.3"}}})
+        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/error-rate": "0.3", FAULT_SEED: "1"}}})
         seen = watch(res, "RolledBack", timeout=200)
     final = seen[-1]
     bad = final["heldRevision"]
@@ -283,13 +285,14 @@ def test_with_service_routing_and_no_gateway_a_failing_canary_is_rolled_back_and
 TTFT_GATE = {"percentile": 90, "maxSeconds": 0.3}
 
 
-@pytest.mark.parametrize(("provider", "mode"), [("frontend", "windowed"), ("frontend", "sequential"),
-                                                ("triton", "windowed")])
+@pytest.mark.parametrize(("provider", "mode"), [("frontend", "windowed"), ("frontend", "sequential")])
 def test_a_canary_whose_first_token_comes_400ms_later_is_rolled_back_by_the_ttft_gate(
         testbed: TestbedClient, ns: str, provider: str, mode: str) -> None:
     """No errors, only a slower first token: the TTFT gate fails it in both modes (sequential: each request slower
-    than maxSeconds is bad). With the triton provider, whose counters cannot pass a canary, a latency failure is
-    still a failure, never Inconclusive."""
+    than maxSeconds is bad). The same fault through the triton provider cannot be run here: the testbed's
+    tritonserver (nvidia-pytriton's 2.51 build) exports no nv_inference_first_response_histogram_ms for the
+    Python backend's model; tests/unit/test_analysis_gates.py holds that a latency failure read from Triton's
+    counters is a failure, never Inconclusive."""
     res = Resources(testbed, ns)
     analysis = {"interval": "3s", "maxErrorRate": 0.05, "minRequests": 10, "failureLimit": 2, "provider": provider,
                 "mode": mode, "timeToFirstToken": TTFT_GATE, "onInconclusive": "pause"}
@@ -316,7 +319,7 @@ def test_errors_in_the_canary_roll_it_back_before_the_first_analysed_step(testbe
     steps = [{"weight": 20}, {"pause": "60s"}, {"weight": 50}, {"pause": "60s"}]
     old = serve_first_revision(res, canary_cr(ns, analysis=analysis, steps=steps), testbed)
     with Load(testbed.gateway, f"{ns}.llm.test") as load:
-        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/error-rate": "0.3"}}})
+        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/error-rate": "0.3", FAULT_SEED: "1"}}})
         seen = watch(res, "RolledBack", timeout=150)
         time.sleep(4)  # a little load after the rollback (and Traefik's reload): all of it on the stable
     final = seen[-1]
@@ -379,7 +382,7 @@ def test_the_shipped_canary_example_at_modest_traffic_rolls_back_a_failing_versi
         raise AssertionError(f"not {phase} after {timeout}s; last: {seen[-1] if seen else None}")
 
     with Load(testbed.gateway, host, threads=1, pause_s=0.1) as load:
-        res.patch(name, {"serving": {"podAnnotations": {"testbed.deepseek.ai/error-rate": "0.3"}}})
+        res.patch(name, {"serving": {"podAnnotations": {"testbed.deepseek.ai/error-rate": "0.3", FAULT_SEED: "1"}}})
         seen = phases_until("RolledBack", timeout=240)
     final = seen[-1]
     assert final["stableRevision"] == old and final["analysis"]["result"] == "Failed", final["analysis"]
@@ -564,7 +567,7 @@ def test_sequential_analysis_rolls_back_on_fewer_requests_than_a_window_needs(te
     timeline: list[tuple[float, int]] = []
     with Load(testbed.gateway, f"{ns}.llm.test", threads=2, pause_s=0.1):
         changed = time.monotonic()
-        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/error-rate": "0.3"}}})
+        res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/error-rate": "0.3", FAULT_SEED: "1"}}})
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             s = status(res)

@@ -316,7 +316,7 @@ def test_generate_stream_passes_events_through_and_counts_tokens_with_the_echo_l
 
 @pytest.mark.parametrize(("path", "prompt", "status", "reason"), [
     ("generate_stream", "FAIL_MIDWAY w1", 200, "error_in_200"),  # an error event after a response
-    ("generate_stream", "FAIL_NOW", 200, "error_in_200"),  # the model's error response, wrapped in the 200
+    ("generate_stream", "FAIL_NOW", 400, "http_4xx"),  # the model's error as the first response: Triton's 400
     ("generate", "ERROR_IN_200", 200, "error_in_200"),  # a 200 answer with an error field
     ("generate", "FAIL_NOW", 400, "http_4xx"),
 ])

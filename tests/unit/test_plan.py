@@ -139,8 +139,22 @@ class Cluster:
     def workloads(self) -> bool:
         return bool(self.deployments or self.statefulsets or self.leader_worker_sets)
 
+    def pods(self) -> tuple[dict[str, Any], ...]:
+        """The Deployments' pods as the pod watch sees them: as many as each's status counts, the Ready ones first,
+        each with an address."""
+        pods = []
+        for name, deployment in sorted(self.deployments.items()):
+            status = deployment.get("status") or {}
+            labels = deployment["spec"]["template"]["metadata"]["labels"]
+            for n in range(int(status.get("replicas", 0))):
+                ready = n < int(status.get("readyReplicas", 0))
+                pods.append({"metadata": {"name": f"{name}-{n}", "labels": dict(labels)}, "status": {
+                    "phase": "Running", "podIP": f"10.0.{len(pods) // 250}.{len(pods) % 250 + 1}",
+                    "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}})
+        return tuple(pods)
+
     def observed(self) -> Observed:
-        return Observed(deployments=copy.deepcopy(self.deployments),
+        return Observed(deployments=copy.deepcopy(self.deployments), pods=self.pods(),
                         model_repo_configmaps=tuple(sorted(self.configmaps)), pvc_uids=dict(self.pvc_uids),
                         quantize_jobs=copy.deepcopy(self.jobs), applied_hashes=dict(self.hashes),
                         preflight_jobs=copy.deepcopy(self.preflight_jobs), preflight_pods=tuple(self.preflight_pods),

@@ -4,6 +4,7 @@ status a person reads. Drives the same fake namespace as test_plan.py."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 from deepseek_operator.plan import AnalysisRequest, Observed, PassContext, plan, start
@@ -138,9 +139,33 @@ def test_analysis_is_requested_when_due_and_a_failure_rolls_back_with_the_figure
     degraded = next(c for c in rolled.status["conditions"] if c["type"] == "Degraded")
     assert degraded["reason"] == "AnalysisFailed" and "error rate 0.2000 (40/200)" in degraded["message"]
     deployments = {o["metadata"]["name"]: o["spec"]["replicas"] for o in rolled.apply if o["kind"] == "Deployment"}
-    # The canary's replicas go at once; the stable grows back into the GPUs they gave up (here none still held).
-    assert deployments == {f"r1-qwen-7b-{p.status['canaryRevision']}": 0, f"r1-qwen-7b-{p.status['stableRevision']}": 2}
+    canary, stable = (f"r1-qwen-7b-{p.status[k]}" for k in ("canaryRevision", "stableRevision"))
+    # The canary's replicas go at once; the stable grows back only into the GPUs they gave up: not while its pods
+    # still hold them, then once they are gone.
+    assert deployments == {canary: 0}
     assert rolled.outcome == "rolled_back" and rolled.verdict == "Failed"
+    body = {**body, "status": rolled.status}
+    for name, replicas in deployments.items():
+        cluster.deployments[name]["spec"]["replicas"] = replicas
+    cluster.roll_out()
+    regrown = cluster.reconcile(body, at(41))
+    assert {o["metadata"]["name"]: o["spec"]["replicas"] for o in regrown.apply if o["kind"] == "Deployment"}[
+        stable] == 2
+
+
+def test_no_measurement_is_asked_while_the_pod_watch_sees_no_ready_canary_pod() -> None:
+    """The canary's Deployment counts a Ready replica before the pod watch has seen it Ready (two watches): a
+    measurement then would scrape no pod, be Inconclusive and pause the rollout for nothing."""
+    body = with_rollout(steps=[{"weight": 50}, {"pause": "5m"}], analysis={**ANALYSIS, "provider": "frontend"})
+    cluster, body = start_canary(body)
+    p = cluster.reconcile(body, at(2))
+    canary = p.status["canaryRevision"]
+    observed = cluster.observed()
+    lagging = tuple({**pod, "status": {**pod["status"], "conditions": [{"type": "Ready", "status": "False"}]}}
+                    if pod["metadata"]["labels"][naming.LABEL_REVISION] == canary else pod for pod in observed.pods)
+    assert asked(body, replace(observed, pods=lagging), at(40)) is None
+    request = asked(body, observed, at(40))
+    assert request is not None and len(request.canary_pod_ips) == p.status["canaryReplicas"]
 
 
 def test_service_router_reports_the_replica_ratio() -> None:

