@@ -32,6 +32,8 @@ status of the Canary / DeepSeekDeployment and the namespace's Deployments are po
 --pool full (#31): the resource holds the testbed's whole H100 pool (testbed/nodes.yaml: 2 nodes x 8 GPUs) as
 --pool-layout replicas x GPUs (4x4: tensor parallel 4, 16 GPUs), and three rollouts take turns in each run: ours
 with rollout.maxSurge 0, ours with maxSurge 1 (the default) and Flagger (its Deployment pinned to the H100 nodes).
+Ours runs its NCCL preflight of the multi-GPU revision first: with maxSurge 0 a stable replica is drained to give
+the preflight Job its GPUs (rollout/capacity.py room_for_a_job), then the canary's first replica takes them.
 Before each, the bench waits (--pool-wait) until no other pod holds an H100 GPU, or counts the run as "pool busy".
 Flagger needs a second full pool to initialise (its primary must be Ready before it scales the target to zero): the
 bench creates its Deployment paused (no pods) and unpauses it once Flagger has initialised. Flagger's canary then
@@ -466,9 +468,9 @@ class Ours:
         now, seen = time.monotonic(), json.dumps(s, sort_keys=True)
         if seen != self.last_status:
             self.last_status, self.status_changed_at = seen, now
-        elif now - self.status_changed_at > self.stall_s and s.get("phase") == "Progressing":
-            progressing = next((c.get("message", "") for c in s.get("conditions") or []
-                                if c.get("type") == "Progressing"), "")
+        elif now - self.status_changed_at > self.stall_s and s.get("phase") in ("Progressing", "Preparing"):
+            progressing = "; ".join(c.get("message", "") for c in s.get("conditions") or []
+                                    if c.get("type") in ("Progressing", "Preflight") and c.get("message"))
             self.verdict = (f"its status unchanged for {self.stall_s:g} s at weight {weight}: {progressing}; the "
                             f"operator's last complaint: {operator_complaint(self.ns) or 'none'}")
             return weight, "stalled"

@@ -166,6 +166,7 @@ class Pod:
         self.init = [Container(c, True, runner.image_of(c)) for c in pod["spec"].get("initContainers") or []]
         self.containers = [Container(c, False, runner.image_of(c)) for c in pod["spec"]["containers"]]
         self.initializing = bool(self.init)
+        self.set_up = False  # its volumes mounted: until then the kubelet keeps a pod Pending, init containers or not
         self.last_written: dict[str, Any] | None = None
         self.conditions: dict[str, dict[str, Any]] = {}
         self.hostname = (pod["spec"].get("hostname") or self.name)[:63]
@@ -186,7 +187,7 @@ class Pod:
         """Writes the pod's status when it changed (the kubelet's status manager)."""
         with self.lock:
             ready = (not self.initializing and all(c.ready for c in self.containers))
-            phase = podspec.pod_phase(self.initializing, [c.final_exit for c in self.containers])
+            phase = podspec.pod_phase(self.initializing or not self.set_up, [c.final_exit for c in self.containers])
             if any(c.final_exit is not None and c.final_exit != 0 for c in self.init):
                 phase = "Failed"
             status = {
@@ -507,6 +508,8 @@ class Pod:
         try:
             if not self.prepare():
                 return
+            with self.lock:
+                self.set_up = True
             if not self.run_init():
                 return
             with self.lock:

@@ -267,10 +267,10 @@ CONDITIONED = [
     conditioned("tp64", {"model": {"name": "deepseek-r1-distill-qwen-1.5b"}, "runtime": {"parallelism": {"tensor": 64}},
                          "serving": {"gpu": {"type": "A100-80GB", "perNode": 16}}},
                 "FitsHardware/InvalidParallelism", "heads"),
-    conditioned("nvfp4-on-h200", {"model": {"name": "deepseek-r1", "precision": "nvfp4"},
+    conditioned("nvfp4-on-h200", {"model": {"name": "deepseek-r1-distill-llama-70b", "precision": "nvfp4"},
                                   "serving": {"gpu": {"type": "H200-141GB", "perNode": 8}}},
                 "FitsHardware/PrecisionUnsupported", "Blackwell"),
-    conditioned("r1-on-a100", {"model": {"name": "deepseek-r1", "precision": "awq"},
+    conditioned("r1-on-a100", {"model": {"name": "deepseek-r1", "precision": "fp8"},
                                "serving": {"gpu": {"type": "A100-80GB", "perNode": 8}}},
                 "FitsHardware/GPUUnsupported", "compute capability 9.0"),
     # What only the catalog knows: the model's context window, the GPUs a node of the type has.

@@ -16,7 +16,7 @@ from kubernetes import client, config, utils
 
 from deepseek_operator.api import images
 from deepseek_operator.render import triton
-from testbed import cluster, network
+from testbed import checkpoints, cluster, network
 from tests.e2e import leftovers
 from tests.e2e.secret_scan import leaks
 
@@ -100,7 +100,9 @@ TRITON_IMAGE = images.TRITON_IMAGE
 # model folder and a (tiny, made-up) checkpoint, and tritonserver in the foreground.
 _LAYOUT = ("set -eu; mkdir -p /srv/repo/tensorrt_llm/1 /srv/ckpt; "
            f"cp -R {triton.IMAGE_MODEL_DIR}/. /srv/repo/tensorrt_llm/1/; cp /src/config.pbtxt /srv/repo/tensorrt_llm/; "
-           "cp /src/model.yaml /srv/repo/tensorrt_llm/1/; echo '{}' > /srv/ckpt/config.json")
+           "cp /src/model.yaml /srv/repo/tensorrt_llm/1/; echo '{}' > /srv/ckpt/config.json; "
+           "cp /src/tokenizer.json /src/tokenizer_config.json /srv/ckpt/")  # the checkpoint's tokenizer, as upstream
+           # loads it before anything else (testbed/checkpoints.py)
 
 
 def triton_deployment(name: str, replicas: int = 1, annotations: dict[str, str] | None = None,
@@ -116,7 +118,7 @@ def triton_deployment(name: str, replicas: int = 1, annotations: dict[str, str] 
     return [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{name}-model"},
          "data": {"config.pbtxt": files[f"{triton.MODEL_NAME}/{triton.CONFIG_FILE}"],
-                  "model.yaml": files[triton.MODEL_YAML]}},
+                  "model.yaml": files[triton.MODEL_YAML], **checkpoints.tokenizer_files()}},
         {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
          "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
                   "template": {"metadata": {"labels": pod_labels, "annotations": annotations or {}},
@@ -144,7 +146,9 @@ def generate(base_url: str, prompt: str, headers: dict[str, str] | None = None,
              session: requests.Session | None = None) -> requests.Response:
     s = session or requests
     return s.post(f"{base_url}/v2/models/tensorrt_llm/generate",
-                  json={"text_input": prompt, "sampling_param_max_tokens": 8}, headers=headers or {}, timeout=10)
+                  json={"text_input": prompt, "sampling_param_max_tokens": 8,
+                        # without it the llmapi model echoes the prompt (helpers.py's default, as docs/serving.md says)
+                        "sampling_param_exclude_input_from_output": True}, headers=headers or {}, timeout=10)
 
 
 def fire(n: int, call: Callable[[requests.Session], T], workers: int = 8) -> list[T]:

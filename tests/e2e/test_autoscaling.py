@@ -1,7 +1,8 @@
-"""Autoscaling on the testbed: KEDA (operator and metrics API server, built from its Go module and registered with
-the API server through the aggregation layer) reads Triton's queue from the testbed's Prometheus, the real HPA
-controller of kube-controller-manager scales the DeepSeekDeployment through its scale subresource, and the
-operator turns the count into pods. A rollout shares a scaler's count between the stable and the canary."""
+"""Autoscaling on the testbed: KEDA (operator and metrics API server, built from its Go module and registered
+with the API server through the aggregation layer) reads the front door's load gauges from the testbed's
+Prometheus, the real HPA controller of kube-controller-manager scales the DeepSeekDeployment through its scale
+subresource, and the operator turns the count into pods. A rollout shares a scaler's count between the stable
+and the canary."""
 
 from __future__ import annotations
 
@@ -48,8 +49,9 @@ def ready_replicas(res: Resources) -> int:
     return int(status(res).get("readyReplicas", 0))
 
 
-# Triton's own queue, and the requests the OpenAI frontend is answering (the load's streamed chats: half of it).
-@pytest.mark.parametrize(("metric", "series"), [("queuedRequests", "nv_inference_pending_request_count"),
+# The requests still waiting for their first token (TensorRT-LLM's queue and prefill: 400 ms each here), and all
+# the requests the front door is answering.
+@pytest.mark.parametrize(("metric", "series"), [("queuedRequests", "deepseek_frontend_requests_waiting_first_token"),
                                                 ("inFlightRequests", "deepseek_frontend_requests_in_flight")])
 def test_load_scales_up_then_down_with_no_failed_request(testbed: TestbedClient, ns: str, metric: str,
                                                          series: str) -> None:
@@ -115,10 +117,12 @@ def test_a_rollout_shares_the_scalers_count_and_promotes_at_it(testbed: TestbedC
         paused = eventually("the canary at 50%", lambda: (s := status(res)).get("phase") == "Paused" and s,
                             timeout=120)
         new = paused["canaryRevision"]
-        assert replicas_by_revision(res, ns) == {old: 2, new: 1}
+        # 50% needs as many canary replicas as stable ones beside them, within 2 + maxSurge 1 (rollout/capacity.py)
+        eventually("2 canary replicas beside 1 stable", lambda: replicas_by_revision(res, ns) == {old: 1, new: 2},
+                   timeout=60)
         kubectl_scale(ns, 4)  # what an HPA or KEDA does: the scale subresource
-        eventually("the stable at 4 and the canary at its 50%: 2", lambda: replicas_by_revision(res, ns) ==
-                   {old: 4, new: 2}, timeout=60)
+        eventually("the canary at its 50% of 4: 3 beside 2 stable", lambda: replicas_by_revision(res, ns) ==
+                   {old: 2, new: 3}, timeout=60)
         assert status(res)["canaryWeight"] == 50 and status(res)["replicas"] == 4
         assert status(res)["scaling"]["replicasSetBy"].endswith("(scale)")
         res.custom.patch_namespaced_custom_object(

@@ -23,7 +23,7 @@ EXAMPLES = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "exampl
 def rendered_pods(name: str) -> dict[str, dict[str, Any]]:
     """The pod templates of every workload and Job the operator applies for an example, by where they come
     from, over the passes from nothing to served (Jobs finished, workloads rolled out)."""
-    cluster, body = Cluster(), example(name)
+    cluster, body = Cluster(compute_domains_installed=True), example(name)  # the GB200 example needs IMEX
     out: dict[str, dict[str, Any]] = {}
     for _ in range(8):
         for obj in cluster.reconcile(body, T0).apply:

@@ -95,7 +95,8 @@ class Load:
 
     def _generate(self, s: requests.Session) -> tuple[int, str]:
         r = s.post(f"{self._base()}/v2/models/tensorrt_llm/generate", timeout=5,
-                   json={"text_input": "which revision answers", "sampling_param_max_tokens": 4},
+                   json={"text_input": "which revision answers", "sampling_param_max_tokens": 4,
+                         "sampling_param_exclude_input_from_output": True},  # else the answer starts with the prompt
                    headers={"Host": self.host, **self.headers})
         return r.status_code, r.json().get("text_output", "") if r.ok else r.text
 

@@ -48,7 +48,8 @@ def test_gpu_pod_is_scheduled_ready_and_serves_real_triton(testbed: TestbedClien
         text = triton_http.InferInput("text_input", [1], "BYTES")
         text.set_data_from_numpy(np.array([b"one two three"], dtype=np.object_))
         result = tc.infer("tensorrt_llm", [text])
-        assert result.as_numpy("text_output")[0].decode() == f"[{ns}/{pod.metadata.name}] three two one"
+        # No sampling_param_exclude_input_from_output: the answer starts with the prompt, as upstream's default does.
+        assert result.as_numpy("text_output")[0].decode() == f"one two three [{ns}/{pod.metadata.name}] three two one"
 
         # Prometheus discovered the pod through our apiserver and scraped its Triton metrics.
         series = eventually("nv_inference_request_success in Prometheus", lambda: testbed.prom_query(
@@ -134,7 +135,7 @@ def test_error_rate_annotation_fails_requests_that_triton_counts_as_successes(te
         draws = random.Random(seed)
         assert failed == sum(draws.random() < 0.3 for _ in range(600)), failed  # one draw per request, in order
         assert 0.24 <= failed / 600 <= 0.36, failed
-        assert all("injected fault" in r.json()["error"] for r in responses if r.status_code != 200)
+        assert all("testbed fault injection" in r.json()["error"] for r in responses if r.status_code != 200)
 
         metrics = requests.get(f"http://{pod.status.pod_ip}:8002/metrics", timeout=5).text
         def counted(name: str) -> float:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from testbed import cluster
+from testbed import checkpoints, cluster
 from testbed.objectstore import ObjectStore
 from tests.e2e.kube import TestbedClient, eventually
 from tests.e2e.operator_proc import OperatorProcess
@@ -28,7 +28,8 @@ BIG = 40 << 20  # the weights file: tens of MB, so that a download takes seconds
 
 def checkpoint_files() -> dict[str, bytes]:
     config = {"model_type": "testbed-tiny", "_name_or_path": "s3", "architectures": ["Tiny"]}
-    return {"config.json": json.dumps(config).encode(), "tokenizer.json": b'{"version": "1.0"}',
+    tokenizer = {name: text.encode() for name, text in checkpoints.tokenizer_files().items()}  # what TRT-LLM loads
+    return {"config.json": json.dumps(config).encode(), **tokenizer,
             "model-00001-of-00001.safetensors": os.urandom(BIG)}
 
 

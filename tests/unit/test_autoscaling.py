@@ -31,8 +31,7 @@ def scaler(p: Any, kind: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("metric", "query"), [
     ("queuedRequests",
-     'sum(nv_inference_pending_request_count{namespace="team-a",serving_deepseek_ai_deployment="r1",'
-     'model="tensorrt_llm"})'),
+     'sum(deepseek_frontend_requests_waiting_first_token{namespace="team-a",serving_deepseek_ai_deployment="r1"})'),
     ("inFlightRequests",
      'sum(deepseek_frontend_requests_in_flight{namespace="team-a",serving_deepseek_ai_deployment="r1"})'),
 ])
@@ -95,7 +94,7 @@ def test_keda_gets_a_scaled_object_whose_readiness_is_the_autoscaling_condition(
     cluster.scalers["ScaledObject"]["status"] = {"conditions": [{"type": "Ready", "status": "True"}]}
     p = cluster.reconcile(body, at(2))
     assert (cond(p, "Autoscaling")["status"], cond(p, "Autoscaling")["reason"]) == ("True", "ScalerReady")
-    assert "nv_inference_pending_request_count" in cond(p, "Autoscaling")["message"]
+    assert "deepseek_frontend_requests_waiting_first_token" in cond(p, "Autoscaling")["message"]
     # Autoscaling removed: the ScaledObject goes, and so does the condition.
     body = edited(body, {"serving.autoscaling": None})
     p = cluster.reconcile(body, at(3))

@@ -165,6 +165,41 @@ def test_with_surge_the_stable_is_untouched_until_the_canary_needs_more_than_the
     assert d.replicas == {STABLE: 4, NEW: 1} and d.state.weight == 10 and pool.pending_passes == 0
 
 
+def _preparing(rollout: Rollout, *, desired: int, pods: int, ready: int, job_running: bool = True,
+               servable: bool = False) -> Decision:
+    """A pass of an update of a 4-replica resource whose new revision's Job (its NCCL preflight) runs."""
+    return machine.decide(rollout, State(stable=STABLE, history=(STABLE,)), World(
+        target=NEW, target_servable=servable, replicas=4, now=100.0, ready={STABLE: ready},
+        desired={STABLE: desired}, pods={STABLE: pods}, waiting_for="its NCCL preflight", job_running=job_running))
+
+
+def test_a_job_of_the_new_revision_on_a_full_pool_gets_one_stable_replicas_gpus_and_no_more() -> None:
+    d = _preparing(CANARY, desired=4, pods=4, ready=4)
+    assert d.phase == "Preparing" and d.replicas == {STABLE: 3}
+    assert "keeps serving on 3 of 4 replicas (the Job needs one replica's GPUs)" in d.message
+    # The drained pod still holds its GPUs and Ready dropped: nothing more is drained while the Job waits.
+    assert _preparing(CANARY, desired=3, pods=4, ready=3).replicas == {STABLE: 3}
+    assert _preparing(CANARY, desired=3, pods=4, ready=4).replicas == {STABLE: 3}
+    # Once the Job passed, the canary's first replica takes the GPUs the Job gave back.
+    started = _preparing(CANARY, desired=3, pods=3, ready=3, job_running=False, servable=True)
+    assert started.replicas == {STABLE: 3, NEW: 1}
+
+
+@pytest.mark.parametrize(("surge", "unavailable", "job_running", "stable"), [
+    (1, 1, True, 4),   # the surge holds the Job
+    (0, 1, False, 4),  # no Job runs (the weights still download): nothing to make room for
+    (0, 2, True, 3),   # one replica's GPUs, however much more maxUnavailable allows
+])
+def test_the_stable_drains_for_a_job_only_where_the_surge_cannot_hold_it(surge: int, unavailable: int,
+                                                                         job_running: bool, stable: int) -> None:
+    rollout = replace(CANARY, max_surge=surge, max_unavailable=unavailable)
+    assert _preparing(rollout, desired=4, pods=4, ready=4, job_running=job_running).replicas == {STABLE: stable}
+
+
+def test_a_full_pool_with_a_replica_not_ready_drains_nothing_for_the_job() -> None:
+    assert _preparing(CANARY, desired=4, pods=4, ready=3).replicas == {STABLE: 4}
+
+
 @pytest.mark.parametrize(("spec", "refused"), [
     ({"replicas": 1}, True),
     ({"replicas": 2}, False),

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import pytest
 from prometheus_client import generate_latest
 
+from deepseek_operator.api.crd import crd_manifest
 from deepseek_operator.api.sources import MetricSource
 from deepseek_operator.api.spec import ANALYSIS_PROVIDERS, GatewaySettings, PrometheusQueries, PrometheusSettings
 from deepseek_operator.frontend.metrics import ERROR_IN_200, Metrics, Tracker, failure_of
@@ -188,6 +189,21 @@ def test_the_front_door_page_counts_client_requests_server_errors_and_latencies_
     # Inter-token latency: two 50 ms gaps per OK stream and one 100 ms gap of the slow one.
     assert m.latency["canary:itl"][-1][1] == 5 and m.slower_than("canary", ITL, 0.08) == 1
     assert m.latency["canary:e2e"][-1][1] == 6
+
+
+def test_what_a_canary_beside_eight_stable_pods_keeps_fits_the_status_schema() -> None:
+    """Every pod's counters and buckets are kept in status.analysis.counters between windows: the CRD must take
+    them (its default bound for a map, 64 entries, refused a canary beside 4 stable replicas on the testbed)."""
+    pages = {"canary": [("10.0.0.1", Metrics("m", "c"))],
+             "stable": [(f"10.0.1.{n}", Metrics("m", "s")) for n in range(8)]}
+    current: dict[str, float] = {}
+    for role, pods in pages.items():
+        for ip, metrics in pods:
+            current.update(frontend_counters(front_door_page(metrics, [OK_STREAM, SLOW_STREAM, ERROR_EVENT]), role, ip))
+    kept = differenced(request({}), current).counters
+    schema = crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    bound = schema["properties"]["status"]["properties"]["analysis"]["properties"]["counters"]["maxProperties"]
+    assert 64 < len(kept) <= bound / 30  # room for 30 times as many pods
 
 
 class _Pages(http.server.BaseHTTPRequestHandler):

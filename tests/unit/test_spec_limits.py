@@ -19,7 +19,7 @@ from deepseek_operator.api.crd import crd_manifest
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec
 from deepseek_operator.plan import plan
 from deepseek_operator.plan.context import MAX_LABEL, derived_names, ignored_scaling, name_problem
-from tests.bad_specs import ROUND_THREE, VALID, merge
+from tests.bad_specs import CONDITIONED, ROUND_THREE, VALID, merge
 from tests.unit.test_plan import REPO, T0, Cluster, cond
 
 REVISION = "0123456789"
@@ -42,6 +42,19 @@ def test_the_operator_refuses_what_the_api_server_refuses(case: Any) -> None:
     """A spec written before a rule existed (or a revision's spec from history) is refused by the twin."""
     with pytest.raises(ValidationError):
         DeepSeekDeploymentSpec.model_validate(case.document("ns")["spec"])
+
+
+@pytest.mark.parametrize("case", CONDITIONED, ids=lambda c: c.id)
+def test_each_conditioned_input_gets_its_condition_from_the_pass(case: Any) -> None:
+    """The pass's side of tests/e2e/test_bad_input.py: the condition each admitted-but-unworkable input gets, so
+    that a change of which check answers first shows here, not only in the end-to-end run."""
+    doc = case.document("ns", case.name or "bad")
+    doc["metadata"].update(uid="uid-1", generation=1)
+    ctype, reason = str(case.condition).split("/")
+    p = Cluster().reconcile(doc, T0)
+    got = cond(p, ctype)
+    assert got is not None, p.status.get("conditions")
+    assert got["reason"] == reason and case.text in got["message"], got
 
 
 @pytest.mark.parametrize(("address", "ok"), [

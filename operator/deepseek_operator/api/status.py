@@ -256,7 +256,9 @@ class Analysis(Schema):
     total_errors: float | None = Field(default=None, description="Of which failed.")
     total_slow: float | None = Field(default=None, description="Of which were slower to their first token than "
                                                              "timeToFirstToken.maxSeconds.")
-    counters: dict[str, float] = Field(default_factory=dict,
+    # Not the CRD's default 64 entries for a map: a scraping provider keeps each pod's requests, errors and latency
+    # buckets (about 45 keys a pod), so a canary beside 4 stable replicas already keeps 200; no CEL rule reads it.
+    counters: dict[str, float] = Field(default_factory=dict, json_schema_extra={"maxProperties": 16384},
                                        description="Provider counters at the window's start, to difference the "
                                                    "next measurement.")
 

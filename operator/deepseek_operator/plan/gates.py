@@ -161,6 +161,8 @@ def quantize_gate(ctx: PassContext) -> Plan | None:
         reason = Reason.QUANTIZING if state == QuantizationState.RUNNING else Reason.QUANTIZE_PENDING
         reason = Reason.CONTAINERS_FAILING if "its pod cannot run: " in message else reason
         ctx.conds.set(st.CHECKPOINT_READY, False, reason, message)
+        if state == QuantizationState.RUNNING:  # its Job needs GPUs a full pool has to make room for
+            ctx.waiting["job_running"] = True
         return _waiting(ctx, reason, "waiting for the quantized checkpoint", message)
     reason = Reason.QUANTIZED if state == QuantizationState.COMPLETE else Reason.AS_PUBLISHED
     ctx.conds.set(st.CHECKPOINT_READY, True, reason, message)
@@ -220,12 +222,13 @@ def preflight_gate(ctx: PassContext) -> Plan | None:
         return ctx.finish(Phase.DEGRADED)
     if verdict is not None and verdict["state"] == PreflightState.RUNNING:
         ctx.servable = False
-        ctx.waiting = {"waiting_for": "its NCCL preflight", "wait_reason": Reason.PREFLIGHT_RUNNING}
+        ctx.waiting = {"waiting_for": "its NCCL preflight", "wait_reason": Reason.PREFLIGHT_RUNNING,
+                       "job_running": True}
         pods = [p for p in ctx.observed.preflight_pods
                 if (p["metadata"].get("labels") or {}).get("batch.kubernetes.io/job-name") == verdict["job"]]
         if stuck := _pod_trouble(ctx, pods):
             ctx.waiting = {"waiting_for": f"its NCCL preflight, whose pod cannot run: {stuck}",
-                           "wait_reason": Reason.CONTAINERS_FAILING}
+                           "wait_reason": Reason.CONTAINERS_FAILING, "job_running": True}
             ctx.conds.set(st.PREFLIGHT, None, Reason.CONTAINERS_FAILING,
                           f"revision {verdict['revision']}: its pod cannot run: {stuck}")
     return None

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from deepseek_operator.api.spec import GROUP, KIND, VERSION, Autoscaling, ScalingBehaviour, duration_seconds
-from deepseek_operator.render import naming, triton
+from deepseek_operator.render import naming
 from deepseek_operator.render.children import Owner, child_metadata
 
 KEDA_API_VERSION = "keda.sh/v1alpha1"
@@ -23,7 +23,9 @@ SCALE_TARGET = {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND}
 # Gauges of the serving pods (the OpenAI frontend's, Triton's): summed over the resource's pods, the load to
 # spread over `target`-sized replicas.
 IN_FLIGHT = "deepseek_frontend_requests_in_flight"
-PENDING = "nv_inference_pending_request_count"
+# Not Triton's nv_inference_pending_request_count: the llmapi model's execute() hands every request to the LLM API
+# at once, so Triton's queue stays empty and TensorRT-LLM's own queue is seen only by the front door.
+WAITING = "deepseek_frontend_requests_waiting_first_token"
 
 
 def query(owner: Owner, autoscaling: Autoscaling) -> str:
@@ -34,7 +36,7 @@ def query(owner: Owner, autoscaling: Autoscaling) -> str:
     label = autoscaling.prometheus.name_label if autoscaling.prometheus else "serving_deepseek_ai_deployment"
     selector = f'namespace="{owner.namespace}",{label}="{owner.name}"'
     if autoscaling.metric == "queuedRequests":
-        return f'sum({PENDING}{{{selector},model="{triton.MODEL_NAME}"}})'
+        return f"sum({WAITING}{{{selector}}})"
     return f"sum({IN_FLIGHT}{{{selector}}})"
 
 

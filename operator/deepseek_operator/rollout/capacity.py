@@ -14,7 +14,8 @@ move at a time:
 - the stable grows back (a rollback, a higher count) only into GPUs the new revision gave up.
 
 With maxSurge 0 the pool stays full: a canary step first drains stable replicas, then creates the canary's in
-the GPUs they freed. A replica is a pod, or for a layout across nodes a group of them (they scale whole).
+the GPUs they freed; a Job the new revision needs first (quantize, NCCL preflight) gets one replica's GPUs the
+same way. A replica is a pod, or for a layout across nodes a group of them (they scale whole).
 """
 
 from __future__ import annotations
@@ -81,6 +82,18 @@ def step(budget: Budget, *, stable: Held, canary: Held, stable_goal: int, canary
     else:
         stable_now = min(stable_goal, max(stable.desired, budget.room - max(canary.existing, canary_now)))
     return stable_now, canary_now
+
+
+def room_for_a_job(budget: Budget, stable: Held, others: int) -> int:
+    """The stable's replicas while a Job of the new revision runs on one replica's GPUs (its quantize Job, its
+    NCCL preflight) before the new revision has pods: as they are where the surge holds the Job, else drained as
+    far as it needs and maxUnavailable allows, so the Job is not left Pending on a full pool. Counted on what the
+    workloads ask for (a drained pod's GPUs come free once it has stopped), so a pass never drains twice."""
+    need = stable.desired + others + 1 - budget.room
+    if need <= 0:
+        return stable.desired
+    spare = max(0, stable.ready - (budget.desired - budget.max_unavailable))
+    return stable.desired - min(need, spare)
 
 
 def effective_weight(weight: int, stable_ready: int, canary_ready: int, share_by_replicas: bool) -> int:

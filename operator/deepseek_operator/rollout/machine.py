@@ -144,6 +144,7 @@ class World:
     # What a target that is not servable waits for, in the words and reason its status gives.
     waiting_for: str = "its quantized checkpoint"
     wait_reason: str = Reason.QUANTIZING
+    job_running: bool = False  # a Job of the target (quantize, NCCL preflight) runs on one replica's GPUs
 
 
 @dataclass(frozen=True)
@@ -390,8 +391,14 @@ def _steady(p: _Pass) -> Decision:
                   "send the `retry` action to roll it out again"
         return _decision(p, replicas, Phase.ROLLED_BACK, s.held_reason, message, degraded=degraded)
     if w.target != s.stable and not w.target_servable:
-        return _decision(p, replicas, Phase.PREPARING, w.wait_reason,
-                         f"revision {w.target} waits for {w.waiting_for}; {s.stable} keeps serving")
+        message = f"revision {w.target} waits for {w.waiting_for}; {s.stable} keeps serving"
+        if w.job_running:
+            others = sum(count for revision, count in w.pods.items() if revision != s.stable)
+            stable = held(w, s.stable, w.desired.get(s.stable, n))
+            replicas[s.stable] = min(replicas[s.stable], capacity.room_for_a_job(budget(p.rollout, n), stable, others))
+            if replicas[s.stable] < n:
+                message += f" on {replicas[s.stable]} of {n} replicas (the Job needs one replica's GPUs)"
+        return _decision(p, replicas, Phase.PREPARING, w.wait_reason, message)
     if ready >= n:
         return _decision(p, replicas, Phase.HEALTHY, Reason.SCALED_TO_ZERO if n == 0 else Reason.REPLICAS_READY,
                          f"{ready}/{n} replicas of revision {s.stable} ready")

@@ -93,8 +93,9 @@ class Autoscaling(Schema):
     metric: Literal["inFlightRequests", "queuedRequests", "custom"] = Field(
         default="inFlightRequests",
         description="The load signal, per replica: inFlightRequests (requests the pod's front door is answering, "
-                    "every HTTP API: waiting in TensorRT-LLM's queue or generating), queuedRequests (Triton's "
-                    "nv_inference_pending_request_count: requests not yet handed to the model), or custom "
+                    "every HTTP API: waiting in TensorRT-LLM's queue or generating), queuedRequests (the front "
+                    "door's deepseek_frontend_requests_waiting_first_token: requests TensorRT-LLM has not yet "
+                    "answered a first token to, its queue and prefill), or custom "
                     "(`query`). GPU utilisation is no signal: it stays near 100% at any load.")
     target: float = Field(gt=0, description="The signal's value per replica to scale to (replicas = "
                                             "ceil(total / target)).")

@@ -355,6 +355,12 @@ class TritonPythonModel:
                                                                output_config=output_config),
                                          flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         except Exception as e:
+            # Deviation: upstream forgets the request only in `finally`, after sending the FINAL error, so the
+            # cancellation poll can call is_cancelled() on a request Triton has already released (tritonserver
+            # 2.51 segfaults in TRITONBACKEND_ResponseFactoryIsCancelled). The testbed's injected faults hit that
+            # window every few hundred requests; a real engine's errors are rarer. Forgetting it first closes it.
+            with self.lock:
+                self.req_id_to_request_data.pop(triton_req_id, None)
             self.logger.log_error(f"[trtllm] Error generating request: {e}")
             error = pb_utils.TritonError(f"Error generating request: {e}")
             text_output_tensor = pb_utils.Tensor("text_output", np.asarray(["N/A"], dtype=self.output_dtype))
