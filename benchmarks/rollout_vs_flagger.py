@@ -32,8 +32,9 @@ status of the Canary / DeepSeekDeployment and the namespace's Deployments are po
 --pool full (#31): the resource holds the testbed's whole H100 pool (testbed/nodes.yaml: 2 nodes x 8 GPUs) as
 --pool-layout replicas x GPUs (4x4: tensor parallel 4, 16 GPUs), and three rollouts take turns in each run: ours
 with rollout.maxSurge 0, ours with maxSurge 1 (the default) and Flagger (its Deployment pinned to the H100 nodes).
-Ours runs its NCCL preflight of the multi-GPU revision first: with maxSurge 0 a stable replica is drained to give
-the preflight Job its GPUs (rollout/capacity.py room_for_a_job), then the canary's first replica takes them.
+Ours runs its NCCL preflight of the multi-GPU revision first: with maxSurge 0 a stable replica is drained and the
+preflight Job created in its GPUs once it has gone (rollout/capacity.py room_for_a_job, plan/gates.py), then the
+canary's first replica takes them.
 Before each, the bench waits (--pool-wait) until no other pod holds an H100 GPU, or counts the run as "pool busy".
 Flagger needs a second full pool to initialise (its primary must be Ready before it scales the target to zero): the
 bench creates its Deployment paused (no pods) and unpauses it once Flagger has initialised. Flagger's canary then

@@ -1,7 +1,7 @@
 """Rollouts on a GPU pool with nothing to spare: one resource holds both H100 nodes of the testbed (2 replicas of
-8 GPUs, tensor parallel 8), rolls out with `maxSurge: 0`, under steady load through the gateway. The canary grows
-only into GPUs a drained stable replica gave back, so no pod waits Pending for GPUs; a drained replica finishes
-the requests it holds."""
+8 GPUs, tensor parallel 8), rolls out with `maxSurge: 0`, under steady load through the gateway. The new revision's
+NCCL preflight and then the canary grow only into GPUs a drained stable replica gave back, so no pod waits Pending
+for GPUs; a drained replica finishes the requests it holds."""
 
 from __future__ import annotations
 
@@ -58,9 +58,8 @@ class PendingWatch:
         deadline = time.monotonic() + 600
         while not self._stop.is_set() and time.monotonic() < deadline:
             now = time.monotonic()
-            pods = self._testbed.core.list_namespaced_pod(
-                self._ns, label_selector=f"serving.deepseek.ai/deployment={NAME},app.kubernetes.io/component=server"
-            ).items
+            pods = self._testbed.core.list_namespaced_pod(self._ns, label_selector=(
+                f"serving.deepseek.ai/deployment={NAME},app.kubernetes.io/component in (server,preflight)")).items
             for p in pods:
                 name = p.metadata.name
                 if not p.spec.node_name and p.metadata.deletion_timestamp is None:
@@ -81,8 +80,10 @@ class PendingWatch:
 
 
 def held_gpus(testbed: TestbedClient, ns: str) -> int:
+    """GPUs the resource's pods hold: bound and not finished (a completed preflight pod holds none)."""
     pods = testbed.core.list_namespaced_pod(ns, label_selector=f"serving.deepseek.ai/deployment={NAME}").items
-    return sum(int(c.resources.limits.get("nvidia.com/gpu", 0)) for p in pods if p.spec.node_name
+    return sum(int(c.resources.limits.get("nvidia.com/gpu", 0)) for p in pods
+               if p.spec.node_name and p.status.phase not in ("Succeeded", "Failed")
                for c in p.spec.containers if c.resources and c.resources.limits)
 
 

@@ -206,3 +206,28 @@ def test_preflight_turned_off_serves_at_once() -> None:
     p = cluster.reconcile(body, T0)
     assert "Deployment" in kinds(p) and "preflight" not in p.status
     assert not [c for c in p.status["conditions"] if c["type"] == "Preflight"]
+
+
+def test_on_a_full_pool_the_preflight_runs_in_the_gpus_a_drained_stable_replica_gave_back() -> None:
+    body = edited(example(LLAMA_70B), {"serving.replicas": 2, "rollout.maxSurge": 0})
+    cluster = drive(body)
+    stable = body["status"]["stableRevision"]
+    assert body["status"]["phase"] == "Healthy"
+    body = edited(body, {"runtime.maxNumTokens": 1024})
+
+    def stable_replicas() -> int:
+        return int(cluster.deployments[f"{body['metadata']['name']}-{stable}"]["spec"]["replicas"])
+
+    for _ in range(2):  # the replica drains (its pod still holds its GPUs): no Job yet, and no second drain
+        p = cluster.reconcile(body, T1)
+        assert "Job" not in kinds(p) and stable_replicas() == 1
+        assert p.status["phase"] == "Preparing" and p.status["preflight"]["state"] == "Running"
+        assert "waiting for one replica's GPUs" in p.status["preflight"]["message"]
+        assert "keeps serving on 1 of 2 replicas" in cond(p, "Progressing")["message"]
+    cluster.roll_out()  # the drained pod is gone: its GPUs are free
+    p = cluster.reconcile(body, T1)
+    assert "Job" in kinds(p) and p.status["preflight"]["revision"] == p.status["revision"]
+    p = cluster.reconcile(body, T2)  # passed: the canary's first replica takes the GPUs the Job gave back
+    canary = p.status["canaryRevision"]
+    assert {n.rsplit("-", 1)[1]: d["spec"]["replicas"] for n, d in cluster.deployments.items()} == {
+        stable: 1, canary: 1}

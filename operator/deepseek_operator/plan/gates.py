@@ -13,7 +13,7 @@ from deepseek_operator.api import status as st
 from deepseek_operator.api.status import Phase, PreflightState, QuantizationState, Reason, WeightsState
 from deepseek_operator.plan.context import PassContext, said_before
 from deepseek_operator.plan.observed import ChildRef, Plan
-from deepseek_operator.plan.pods import troubled_pods
+from deepseek_operator.plan.pods import pods_holding_gpus, troubled_pods
 from deepseek_operator.render import children, imex, naming, network_policy, preflight, reports, weights
 from deepseek_operator.render import quantize as quantization
 from deepseek_operator.rollout.clock import epoch, rfc3339
@@ -39,6 +39,20 @@ def _waiting(ctx: PassContext, reason: str, ready_message: str, message: str, **
     ctx.conds.set(st.PROGRESSING, True, reason, message)
     ctx.conds.set(st.DEGRADED, False, Reason.AS_EXPECTED)
     return ctx.finish(Phase.PREPARING, **plan_kw)
+
+
+WAITING_FOR_GPUS = "waiting for one replica's GPUs: a stable replica drains to make room (maxSurge is used up)"
+
+
+def _room_for_a_job(ctx: PassContext) -> bool:
+    """Whether a Job of the new revision that needs one replica's GPUs (quantize, NCCL preflight) may be created
+    now: no revision serves yet, or the replicas holding GPUs leave one replica's room within maxSurge. Else the
+    rollout drains a stable replica for it first (rollout/capacity.py room_for_a_job) and the Job is created once
+    that pod has gone, so its pods never wait Pending behind one that is draining."""
+    if not ctx.serving:
+        return True
+    held = sum(pods_holding_gpus(ctx.observed.pods).values())
+    return held + 1 <= ctx.spec.serving.replicas + ctx.spec.rollout.max_surge
 
 
 def _pod_trouble(ctx: PassContext, pods: Any) -> str:
@@ -138,6 +152,8 @@ def _quantize(ctx: PassContext) -> tuple[QuantizationState, str, str]:
         if state == QuantizationState.RUNNING and (stuck := _pod_trouble(ctx, pods)):
             return state, f"{message}; its pod cannot run: {stuck}", name
         return state, message, name
+    if not _room_for_a_job(ctx):
+        return QuantizationState.RUNNING, f"quantize Job {WAITING_FOR_GPUS}", ""
     target_pods = children.RevisionPods(owner=ctx.owner, spec=spec, gpu=target.gpu, revision=target.name,
                                         checkpoint_key=key, mount_model_cache=True)
     job = quantization.job(target_pods, gpus=target.world // ctx.fit.nodes_per_replica, cache_pvc_uid=cache_pvc_uid)
@@ -184,6 +200,10 @@ def _preflight_verdict(ctx: PassContext) -> dict[str, Any] | None:
         return None
     check = preflight.check_for(spec, target.gpu, target.world, ctx.fit.nodes_per_replica)
     name = preflight.job_name(ctx.owner.name, target.name)
+    if name not in ctx.observed.preflight_jobs and not _room_for_a_job(ctx):
+        waiting = preflight.status(name=name, revision=target.name, check=check, job_obj=None, pods=(),
+                                   previous=None)
+        return {**waiting, "message": f"preflight Job {WAITING_FOR_GPUS}"}
     job = preflight.job(owner=ctx.owner, spec=spec, gpu=target.gpu, revision=target.name, check=check,
                         node_affinity=ctx.affinity, tolerations=children.tolerations(spec),
                         shm_size=children.shm_size(check.gpus_per_node))

@@ -151,3 +151,14 @@ def refused_pods(deployments: Mapping[str, dict[str, Any]], revision: str) -> st
             if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
                 return str(cond.get("message", "")).strip()
     return ""
+
+
+def pods_holding_gpus(pods: tuple[dict[str, Any], ...]) -> dict[str, int]:
+    """Serving pods (a group's leader, for a layout across nodes) per revision that hold their GPUs: created and
+    not yet gone, those draining after their deletion too; finished ones hold none."""
+    held: Counter[str] = Counter()
+    for pod in pods:
+        revision = (pod["metadata"].get("labels") or {}).get(naming.LABEL_REVISION)
+        if revision and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+            held[revision] += 1
+    return dict(held)

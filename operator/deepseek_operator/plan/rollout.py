@@ -4,7 +4,6 @@ request the metric provider answers before the pass. Pure."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +13,7 @@ from deepseek_operator.plan import mirror, rollout_state, scaling
 from deepseek_operator.plan.context import PassContext
 from deepseek_operator.plan.gates import stale_preflights
 from deepseek_operator.plan.observed import AnalysisRequest, ChildRef, Plan
-from deepseek_operator.plan.pods import failing_pods, ready_pod_ips, refused_pods, unschedulable_pods
+from deepseek_operator.plan.pods import failing_pods, pods_holding_gpus, ready_pod_ips, refused_pods, unschedulable_pods
 from deepseek_operator.plan.revisions import RevisionRender, render_snapshot, snapshot, workload
 from deepseek_operator.render import children, imex, multinode, naming, network_policy, routing
 from deepseek_operator.rollout import machine
@@ -29,17 +28,6 @@ class Decided:
     decision: machine.Decision
     action: machine.Action | None
     refused: str  # why the action annotation was refused; "" when there was none or it was taken
-
-
-def pods_holding_gpus(pods: tuple[dict[str, Any], ...]) -> dict[str, int]:
-    """Serving pods (a group's leader, for a layout across nodes) per revision that hold their GPUs: created and
-    not yet gone, those draining after their deletion too; finished ones hold none."""
-    held: Counter[str] = Counter()
-    for pod in pods:
-        revision = (pod["metadata"].get("labels") or {}).get(naming.LABEL_REVISION)
-        if revision and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
-            held[revision] += 1
-    return dict(held)
 
 
 def decide(ctx: PassContext) -> Decided:
