@@ -308,7 +308,9 @@ def test_a_canary_whose_first_token_comes_400ms_later_is_rolled_back_by_the_ttft
         assert final["analysis"]["timeToFirstTokenSeconds"] > 0.3, final["analysis"]
         assert "time to first token" in final["analysis"]["message"]
     else:
-        assert final["analysis"]["totalErrors"] >= 1 and "roll back" in final["analysis"]["message"]
+        # Bad requests here are slow ones, none failed (status.analysis counts them apart).
+        assert final["analysis"]["totalSlow"] >= 1 and final["analysis"]["totalErrors"] == 0, final["analysis"]
+        assert "roll back" in final["analysis"]["message"]
     assert {code for code, _ in load.outcomes} == {200}  # slow, never failing
 
 
@@ -415,8 +417,10 @@ def test_a_window_that_never_reaches_min_requests_pauses_rather_than_promoting(t
     old = serve_first_revision(res, canary_cr(ns, analysis=analysis), testbed)
     with Load(testbed.gateway, f"{ns}.llm.test", threads=1):
         res.patch(NAME, {"serving": {"podAnnotations": {"testbed.deepseek.ai/latency-ms": "2"}}})
+        # The first windows of a canary at 10% of one thread's requests may hold none yet: wait for one that has.
         pending = eventually("a window short of requests", lambda: (
-            a := status(res).get("analysis") or {}).get("result") == "Pending" and a, timeout=120)
+            a := status(res).get("analysis") or {}).get("result") == "Pending" and a.get("requests", 0) > 0 and a,
+            timeout=120)
         paused = eventually("the rollout to pause", lambda: (s := status(res)).get("phase") == "Paused" and s,
                             timeout=120)
     assert 0 < pending["requests"] < 1000 and "minRequests" in pending["message"]
@@ -516,6 +520,9 @@ KILL_POINTS = [
     ("promoting", lambda s, new: s.get("currentStep") == 4 and s.get("canaryRevision")),
     ("promoted", lambda s, new: s.get("stableRevision") == new),
 ]
+# Points a pass may go through between two polls: the quantize Job of a tiny checkpoint, and promoting when the
+# canary already holds all the replicas it will (2 of 2 at weight 50: rollout/capacity.py) and is promoted at once.
+PASSING_POINTS = frozenset({"quantizing for the new revision", "promoting"})
 
 
 def test_operator_killed_at_every_point_of_a_rollout_resumes_to_the_same_outcome(
@@ -533,7 +540,7 @@ def test_operator_killed_at_every_point_of_a_rollout_resumes_to_the_same_outcome
             try:
                 eventually(point, lambda reached=reached: reached(status(res), new), timeout=120, interval=0.1)
             except AssertionError:
-                if point != "quantizing for the new revision":  # may be over before a poll sees it
+                if point not in PASSING_POINTS:
                     raise
                 continue
             operator.kill()  # SIGKILL: no goodbye, no status flush
@@ -541,7 +548,7 @@ def test_operator_killed_at_every_point_of_a_rollout_resumes_to_the_same_outcome
             time.sleep(1.5)
             operator.start()
         done = res.wait_phase(NAME, "Healthy", timeout=150)["status"]
-    assert len(killed_at) >= 8, killed_at
+    assert len(killed_at) >= len(KILL_POINTS) - len(PASSING_POINTS), killed_at
     assert (done["stableRevision"], done["canaryRevision"], done["heldRevision"]) == (new, "", "")
     assert [h["revision"] for h in done["history"]] == [new]
     assert set(code for code, _ in load.outcomes) == {200}, Counter(o for o in load.outcomes if o[0] != 200)

@@ -255,6 +255,26 @@ def test_the_frontend_provider_scrapes_the_canary_and_the_stable_and_differences
     assert unreachable.error.startswith("frontend metrics:")
 
 
+def test_a_stable_pod_gone_between_the_pass_and_the_scrape_adds_nothing_and_a_canary_pod_gone_is_no_measure(
+        server: int) -> None:
+    """127.0.0.2 answers nothing (the page server listens on 127.0.0.1 only): a stable replica that drained
+    between the pass that saw it Ready and the scrape, as on a full pool at the last step."""
+    metrics = Metrics("m", "c")
+    provider = FrontendProvider(port=server)
+    ask = request({}, provider="frontend", canary_pod_ips=("127.0.0.1",), stable_pod_ips=("127.0.0.1",))
+    _Pages.pages = {"/metrics": front_door_page(metrics, [OK_STREAM])}
+    first = provider.measure(ask)
+    kept = {k.replace("stable:127.0.0.1", "stable:127.0.0.2"): v for k, v in first.counters.items()}
+    _Pages.pages = {"/metrics": front_door_page(metrics, [OK_STREAM, OK_STREAM])}
+    going = replace(ask, stable_pod_ips=("127.0.0.2",), previous_counters=kept)
+    m = provider.measure(going)
+    assert not m.error and (m.requests, m.stable_requests) == (2, 0)  # the page served two more
+    assert {k: v for k, v in m.counters.items() if k.startswith("stable:")} == {
+        k: v for k, v in kept.items() if k.startswith("stable:")}  # carried: no jump when it answers again
+    gone_canary = provider.measure(replace(going, canary_pod_ips=("127.0.0.2",), stable_pod_ips=("127.0.0.1",)))
+    assert gone_canary.error.startswith("frontend metrics:")
+
+
 # ------------------------------------------------------------------ prometheus
 
 

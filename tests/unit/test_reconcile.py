@@ -14,6 +14,7 @@ from deepseek_operator.k8s import kinds
 from deepseek_operator.k8s import reconcile as pass_
 from deepseek_operator.k8s.client import Kube
 from deepseek_operator.plan import Observed
+from deepseek_operator.plan.pods import ready_pod_ips
 from deepseek_operator.plan.status import fail_closed
 from deepseek_operator.render import naming
 from tests.unit.test_plan import QWEN_7B, example
@@ -148,3 +149,15 @@ def test_the_api_client_does_only_what_the_charts_rbac_grants_the_operator() -> 
         kube.apply({"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
                     "metadata": {"namespace": "llm", "name": "r1"}})
     assert len(api.calls) == 2
+
+
+def test_a_pod_being_deleted_is_not_measured_though_still_ready() -> None:
+    """A drained stable replica keeps its Ready condition until the kubelet has run its preStop: the summary keeps
+    its deletionTimestamp, so the analysis does not scrape a front door that is about to stop."""
+    def pod(name: str, ip: str, **meta: Any) -> dict[str, Any]:
+        return pass_.summarize({"kind": "Pod", "metadata": {"name": name, "labels": {
+            "serving.deepseek.ai/revision": "r1"}, **meta}, "spec": {}, "status": {
+                "podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]}})
+
+    pods = (pod("a", "10.0.0.1"), pod("b", "10.0.0.2", deletionTimestamp="2026-12-06T10:00:00Z"))
+    assert ready_pod_ips(pods, "r1") == ("10.0.0.1",)

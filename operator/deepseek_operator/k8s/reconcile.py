@@ -43,6 +43,8 @@ def summarize(body: Mapping[str, Any]) -> Summary:
         "metadata": {"name": meta["name"], "namespace": meta.get("namespace"), "uid": meta.get("uid"),
                      "generation": meta.get("generation", 0), "labels": dict(meta.get("labels") or {}),
                      "creationTimestamp": meta.get("creationTimestamp"),
+                     # A pod being deleted drains: no longer one to measure or to call in trouble.
+                     **({"deletionTimestamp": meta["deletionTimestamp"]} if meta.get("deletionTimestamp") else {}),
                      "annotations": {k: v for k, v in (meta.get("annotations") or {}).items()
                                      if k == naming.ANNOTATION_APPLIED_HASH}},
         "status": dict(body.get("status") or {}),

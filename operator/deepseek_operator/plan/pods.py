@@ -44,9 +44,11 @@ def ready_by_revision(deployments: Mapping[str, dict[str, Any]],
 
 
 def ready_pod_ips(pods: tuple[dict[str, Any], ...], revision: str) -> tuple[str, ...]:
+    """The revision's Ready pods' addresses, less those being deleted (draining: their front door stops soon)."""
     out = []
     for pod in pods:
-        if (pod["metadata"].get("labels") or {}).get(naming.LABEL_REVISION) != revision:
+        if (pod["metadata"].get("labels") or {}).get(naming.LABEL_REVISION) != revision \
+                or pod["metadata"].get("deletionTimestamp"):
             continue
         status = pod.get("status") or {}
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])

@@ -7,10 +7,11 @@ window's Measurement: both revisions' requests, errors and latency histograms.""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from deepseek_operator.plan import AnalysisRequest
+from deepseek_operator.providers.base import ProviderError, get
 from deepseek_operator.rollout.analysis import ROLES, Measurement, histogram, latency_key, window
 
 REQUESTS, ERRORS = "requests", "errors"
@@ -60,3 +61,27 @@ def differenced(request: AnalysisRequest, current: Mapping[str, float]) -> Measu
         return Measurement(0, 0, window_seconds=request.window_seconds, baseline_only=True, counters=kept)
     increase = window(request.previous_counters, current)
     return replace(summarize_counters(increase, request.window_seconds), counters=kept)
+
+
+def scrape_pods(request: AnalysisRequest, what: str, port: int,
+                counters: Callable[[str, str, str], dict[str, float]]) -> dict[str, float]:
+    """Every Ready canary and stable pod's page at `port`, as counters(page, role, pod IP). A canary pod that does
+    not answer fails the measurement (ProviderError). A stable pod that does not answer is one going away (a
+    scale-down, a drained replica on a full pool, between the pass that saw it Ready and this read): its counters
+    kept from the last sample carry over, so it adds nothing to this window and no jump to the next."""
+    current: dict[str, float] = {}
+    for role, ips in (("canary", request.canary_pod_ips), ("stable", request.stable_pod_ips)):
+        for ip in ips:
+            try:
+                page = get(what, f"http://{ip}:{port}/metrics")
+            except ProviderError:
+                if role == "canary":
+                    raise
+                prefix = counter_key(role, ip, "")[:-1]
+                current |= {k: v for k, v in request.previous_counters.items() if k.startswith(prefix)}
+                continue
+            try:
+                current |= counters(page, role, ip)
+            except (ValueError, KeyError) as err:  # not the exposition format, a bucket without `le`
+                raise ProviderError(what, f"{ip}: {err}") from err
+    return current

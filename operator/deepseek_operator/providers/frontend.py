@@ -23,8 +23,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deepseek_operator.frontend.metrics import APIS, ERROR_IN_200, SERVER_ERROR
 from deepseek_operator.plan import AnalysisRequest
-from deepseek_operator.providers.base import ProviderError, get, unmeasured
-from deepseek_operator.providers.counters import ERRORS, REQUESTS, add, bucket_key, counter_key, differenced
+from deepseek_operator.providers.base import ProviderError, unmeasured
+from deepseek_operator.providers.counters import (
+    ERRORS,
+    REQUESTS,
+    add,
+    bucket_key,
+    counter_key,
+    differenced,
+    scrape_pods,
+)
 from deepseek_operator.render.children import FRONTEND_METRICS_PORT
 from deepseek_operator.rollout.analysis import E2E, ITL, TTFT, Measurement
 
@@ -62,15 +70,8 @@ class FrontendProvider:
     def measure(self, request: AnalysisRequest) -> Measurement:
         if not request.canary_pod_ips:
             return Measurement(0, 0, window_seconds=request.window_seconds, error="no Ready canary pod to scrape")
-        current: dict[str, float] = {}
         try:
-            for role, ips in (("canary", request.canary_pod_ips), ("stable", request.stable_pod_ips)):
-                for ip in ips:
-                    page = get("frontend metrics", f"http://{ip}:{self.port}/metrics")
-                    try:
-                        current |= frontend_counters(page, role, ip)
-                    except (ValueError, KeyError) as err:  # not the exposition format, a bucket without `le`
-                        raise ProviderError("frontend metrics", f"{ip}: {err}") from err
+            current = scrape_pods(request, "frontend metrics", self.port, frontend_counters)
         except ProviderError as err:
             return unmeasured(request, err)
         return differenced(request, current)

@@ -19,8 +19,16 @@ from dataclasses import dataclass, replace
 from prometheus_client.parser import text_string_to_metric_families
 
 from deepseek_operator.plan import AnalysisRequest
-from deepseek_operator.providers.base import ProviderError, get, unmeasured
-from deepseek_operator.providers.counters import ERRORS, REQUESTS, add, bucket_key, counter_key, differenced
+from deepseek_operator.providers.base import ProviderError, unmeasured
+from deepseek_operator.providers.counters import (
+    ERRORS,
+    REQUESTS,
+    add,
+    bucket_key,
+    counter_key,
+    differenced,
+    scrape_pods,
+)
 from deepseek_operator.render import triton
 from deepseek_operator.render.children import METRICS_PORT
 from deepseek_operator.rollout.analysis import E2E, TTFT, Measurement
@@ -57,15 +65,9 @@ class TritonProvider:
     def measure(self, request: AnalysisRequest) -> Measurement:
         if not request.canary_pod_ips:
             return Measurement(0, 0, window_seconds=request.window_seconds, error="no Ready canary pod to scrape")
-        current: dict[str, float] = {}
         try:
-            for role, ips in (("canary", request.canary_pod_ips), ("stable", request.stable_pod_ips)):
-                for ip in ips:
-                    page = get("triton metrics", f"http://{ip}:{self.port}/metrics")
-                    try:
-                        current |= triton_counters(page, role, ip, request.streaming)
-                    except (ValueError, KeyError) as err:  # not the exposition format
-                        raise ProviderError("triton metrics", f"{ip}: {err}") from err
+            current = scrape_pods(request, "triton metrics", self.port,
+                                  lambda page, role, ip: triton_counters(page, role, ip, request.streaming))
         except ProviderError as err:
             return unmeasured(request, err)
         return replace(differenced(request, current), errors_counted=False)
