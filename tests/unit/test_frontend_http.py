@@ -316,9 +316,9 @@ def test_generate_stream_passes_events_through_and_counts_tokens_with_the_echo_l
 
 @pytest.mark.parametrize(("path", "prompt", "status", "reason"), [
     ("generate_stream", "FAIL_MIDWAY w1", 200, "error_in_200"),  # an error event after a response
-    ("generate_stream", "FAIL_NOW", 400, "http_4xx"),  # the model's error as the first response: Triton's 400
+    ("generate_stream", "FAIL_NOW", 400, "engine_error"),  # the model's error as the first response: Triton's 400
     ("generate", "ERROR_IN_200", 200, "error_in_200"),  # a 200 answer with an error field
-    ("generate", "FAIL_NOW", 400, "http_4xx"),
+    ("generate", "FAIL_NOW", 400, "engine_error"),
 ])
 def test_an_error_inside_a_200_counts_as_a_failure(stack: Stack, path: str, prompt: str, status: int,
                                                    reason: str) -> None:
@@ -328,6 +328,17 @@ def test_an_error_inside_a_200_counts_as_a_failure(stack: Stack, path: str, prom
     assert stack.sample("deepseek_frontend_request_failures_total", api=path, reason=reason) == 1
     assert stack.sample("deepseek_frontend_request_failures_total", api=path) == 1
     assert stack.sample("deepseek_frontend_requests_total", api=path, code=str(status)) == 1
+
+
+def test_a_request_triton_itself_refuses_is_the_clients_and_an_engine_failure_through_infer_is_not(
+        stack: Stack) -> None:
+    refused = requests.post(f"{stack.url}/v2/models/tensorrt_llm/generate", timeout=10,
+                            json={"text_input": "w1", "streaming": True})  # a decoupled model's stream on generate
+    assert refused.status_code == 400 and b"Error generating request" not in refused.content
+    assert stack.sample("deepseek_frontend_request_failures_total", api="generate", reason="http_4xx") == 1
+    failed = requests.post(f"{stack.url}/v2/models/tensorrt_llm/infer", timeout=10, json={"inputs": []})
+    assert failed.status_code == 400 and b"Error generating request" in failed.content
+    assert stack.sample("deepseek_frontend_request_failures_total", api="infer", reason="engine_error") == 1
 
 
 def test_health(stack: Stack) -> None:

@@ -337,7 +337,7 @@ def test_prometheus_reads_the_front_doors_series_of_both_revisions(prometheus: M
         f'sum(increase(deepseek_frontend_requests_total{{namespace="llm",serving_deepseek_ai_revision="c",{api}}}'
         f"[30s]))",  # minRange 30s: at least two scrapes
         f'sum(increase(deepseek_frontend_request_failures_total{{namespace="llm",serving_deepseek_ai_revision="c",'
-        f'{api},reason=~"error_in_200|http_5xx"}}[30s]))']
+        f'{api},reason=~"engine_error|error_in_200|http_5xx"}}[30s]))']
     assert 'sum by (le) (increase(deepseek_frontend_inter_token_latency_seconds_bucket{namespace="llm",' \
            f'serving_deepseek_ai_revision="s",{api}}}[30s]))' in _PromQL.seen
     assert len(_PromQL.seen) == 10  # 2 revisions x (requests, failures, 3 histograms)

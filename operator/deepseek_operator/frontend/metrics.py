@@ -9,7 +9,8 @@ requests are the extra evidence they are sent for). `/health/*` and `/metrics` a
 request that came back to its own revision (answered 204 at once).
 
     deepseek_frontend_requests_total{code}                   every API: answered, by the HTTP status sent
-    deepseek_frontend_request_failures_total{reason}         every API: http_4xx | http_5xx | error_in_200
+    deepseek_frontend_request_failures_total{reason}         every API: http_4xx | http_5xx | error_in_200 |
+                                                             engine_error
     deepseek_frontend_request_duration_seconds               every API: arrival to last byte
     deepseek_frontend_requests_in_flight                     every API (the autoscaler's inFlightRequests)
     deepseek_frontend_time_to_first_token_seconds            generating APIs: to the first generated text sent
@@ -27,8 +28,9 @@ What each API path counts:
   counts as error_in_200.
 - generate, generate_stream: the same, read from Triton's answer as it passes through unchanged: the prompt from
   `text_input`, the output from the final cumulative `text_output` less an echoed prompt, error events or an
-  `error` field inside a 200 as error_in_200.
-- infer: requests, failures by status, duration, in flight; its tensors (binary ones too) pass through unread.
+  `error` field inside a 200 as error_in_200, the engine's failure in Triton's 400 as engine_error.
+- infer: requests, failures by status (the engine's failure in a 400 as engine_error), duration, in flight; its
+  tensors (binary ones too) pass through unread.
 - other: requests, failures by status, duration, in flight.
 A client that goes away mid-answer is counted as code 499 and not as a failure.
 
@@ -62,6 +64,7 @@ a made-up value would steer the picker wrongly.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -71,9 +74,13 @@ APIS = ("chat", "completions", "generate", "generate_stream", "infer", "other")
 GENERATING = frozenset({"chat", "completions", "generate", "generate_stream"})
 MIRROR_OUTCOMES = ("sent", "dropped", "failed")
 
-# Failure reasons: an HTTP 4xx or 5xx, or an error carried inside a 200 (an error event in a stream, an `error`
-# field in a generate answer). A client that went away mid-answer is counted as code 499 and not as a failure.
-CLIENT_ERROR, SERVER_ERROR, ERROR_IN_200 = "http_4xx", "http_5xx", "error_in_200"
+# Failure reasons: an HTTP 4xx or 5xx, an error carried inside a 200 (an error event in a stream, an `error` field
+# in a generate answer), or the engine's failure that Triton answers with a 400 (engine_error: the llmapi model
+# reports every failure of generation as "Error generating request: ...", which tritonserver's generate and infer
+# endpoints send with status 400; the client's request was fine). A client that went away mid-answer is counted
+# as code 499 and not as a failure.
+CLIENT_ERROR, SERVER_ERROR, ERROR_IN_200, ENGINE_ERROR = "http_4xx", "http_5xx", "error_in_200", "engine_error"
+ENGINE_ERROR_PREFIX = "Error generating request"  # llmapi/tensorrt_llm/1/model.py `_execute_single_request`
 CLIENT_CLOSED = 499
 
 # Fine where latency objectives are set (an analysis counts a request slow above the first bound at or over its
@@ -95,7 +102,7 @@ class ApiStats:
         # Series that exist from the start (at 0), so that rates and ratios have them before the first request.
         self._by_code: dict[int, Any] = {200: metrics.requests.labels(*labels, "200")}
         self._by_reason: dict[str, Any] = {r: metrics.failures.labels(*labels, r)
-                                           for r in (CLIENT_ERROR, SERVER_ERROR, ERROR_IN_200)}
+                                           for r in (CLIENT_ERROR, SERVER_ERROR, ERROR_IN_200, ENGINE_ERROR)}
         self.duration = metrics.duration.labels(*labels)
         self.ttft = metrics.ttft.labels(*labels)
         self.itl = metrics.itl.labels(*labels)
@@ -232,6 +239,15 @@ class Tracker:
                 stats.running -= 1
             else:
                 stats.waiting -= 1
+
+
+def engine_failure(body: bytes) -> bool:
+    """Whether a Triton error answer is the model's failure to generate, not a refusal of the request."""
+    try:
+        error = json.loads(body).get("error")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(error, str) and error.startswith(ENGINE_ERROR_PREFIX)
 
 
 def failure_of(code: int) -> str | None:

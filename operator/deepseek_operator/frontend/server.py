@@ -51,11 +51,13 @@ from deepseek_operator.frontend import openai_api, reasoning
 from deepseek_operator.frontend.chat import ChatFormat
 from deepseek_operator.frontend.metrics import (
     CLIENT_CLOSED,
+    ENGINE_ERROR,
     ERROR_IN_200,
     SERVER_ERROR,
     ApiStats,
     Metrics,
     Tracker,
+    engine_failure,
     failure_of,
 )
 from deepseek_operator.frontend.mirror import MIRROR_HEADER, Mirror, OrderError, parse_order
@@ -68,6 +70,7 @@ log = logging.getLogger("deepseek_operator.frontend")
 MAX_BODY_BYTES = 64 << 20  # a generate or OpenAI body is read whole (a long prompt); infer and others stream
 DRAIN_TIMEOUT_S = 35.0  # SIGTERM comes after the pod's 10 s preStop; 40 s are left before SIGKILL
 CONNECTIONS = 8192  # to Triton: one per request in flight (streams hold theirs for the whole answer)
+ERROR_BODY_LIMIT = 64 << 10  # how much of a 400 passed through is kept to tell the engine's failure from a refusal
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
                         "te", "trailer", "trailers", "transfer-encoding", "upgrade", "host"})
 OPENAI_OFF = ("the OpenAI API is off on this server (--no-openai: the resource's spec.serving.openai.enabled is "
@@ -547,10 +550,15 @@ class Frontend:
                     status=upstream.status, reason=upstream.reason,
                     headers=_forwarded(upstream.headers, keep_length=True)))
                 await response.prepare(request)
+                error_body_seen = b""  # a 400's body, small: the engine's failure or Triton's refusal?
                 async for chunk in upstream.content.iter_any():
                     await response.write(chunk)
+                    if upstream.status == HTTPStatus.BAD_REQUEST and len(error_body_seen) < ERROR_BODY_LIMIT:
+                        error_body_seen += chunk
                 await response.write_eof()
                 code, failure = upstream.status, failure_of(upstream.status)
+                if code == HTTPStatus.BAD_REQUEST and engine_failure(error_body_seen):
+                    failure = ENGINE_ERROR
                 return response
         except ConnectionResetError:
             code, failure = CLIENT_CLOSED, None
@@ -589,6 +597,8 @@ class Frontend:
                 if not streamed or upstream.status != HTTPStatus.OK:
                     data = await upstream.read()
                     code, failure = upstream.status, failure_of(upstream.status)
+                    if code == HTTPStatus.BAD_REQUEST and engine_failure(data):
+                        failure = ENGINE_ERROR
                     event = parse_event(data) if code == HTTPStatus.OK else None
                     if event is not None:
                         if error_of(event):

@@ -8,9 +8,10 @@ Counted, for each revision over the window, summed over its pods, over the infer
 completions, generate, generate_stream, infer; not `other`: /v1/models and Triton's metadata, health and
 repository routes):
 - requests: deepseek_frontend_requests_total, whatever the code (a client that went away, 499, included);
-- errors: deepseek_frontend_request_failures_total with reason http_5xx or error_in_200 (an error event in a 200
-  stream, an `error` field in a 200 generate answer). A 4xx is the client's mistake (a bad field, a prompt over
-  the context), not the revision's: it is a request, not an error;
+- errors: deepseek_frontend_request_failures_total with reason http_5xx, error_in_200 (an error event in a 200
+  stream, an `error` field in a 200 generate answer) or engine_error (the engine's failure in Triton's 400). Any
+  other 4xx is the client's mistake (a bad field, a prompt over the context), not the revision's: it is a request,
+  not an error;
 - latency histograms: deepseek_frontend_time_to_first_token_seconds (ttft),
   deepseek_frontend_inter_token_latency_seconds (itl) and deepseek_frontend_request_duration_seconds (e2e).
 """
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from deepseek_operator.frontend.metrics import APIS, ERROR_IN_200, SERVER_ERROR
+from deepseek_operator.frontend.metrics import APIS, ENGINE_ERROR, ERROR_IN_200, SERVER_ERROR
 from deepseek_operator.plan import AnalysisRequest
 from deepseek_operator.providers.base import ProviderError, unmeasured
 from deepseek_operator.providers.counters import (
@@ -37,7 +38,7 @@ from deepseek_operator.render.children import FRONTEND_METRICS_PORT
 from deepseek_operator.rollout.analysis import E2E, ITL, TTFT, Measurement
 
 INFERENCE_APIS = frozenset(a for a in APIS if a != "other")
-FAILURE_REASONS = frozenset({SERVER_ERROR, ERROR_IN_200})  # not http_4xx: the client's
+FAILURE_REASONS = frozenset({SERVER_ERROR, ERROR_IN_200, ENGINE_ERROR})  # not http_4xx: the client's
 REQUESTS_TOTAL = "deepseek_frontend_requests_total"
 FAILURES_TOTAL = "deepseek_frontend_request_failures_total"
 HISTOGRAMS = {"deepseek_frontend_time_to_first_token_seconds_bucket": TTFT,

@@ -4,7 +4,8 @@ label as the scrape config's labelmap names it), over the inference APIs
 
     requests  sum(increase(deepseek_frontend_requests_total{namespace="<ns>",<revisionLabel>="<revision>",
                   api=~"chat|completions|generate|generate_stream|infer"}[<window>]))
-    errors    sum(increase(deepseek_frontend_request_failures_total{…, reason=~"http_5xx|error_in_200"}[<window>]))
+    errors    sum(increase(deepseek_frontend_request_failures_total{…,
+                  reason=~"engine_error|error_in_200|http_5xx"}[<window>]))
     latency   sum by (le) (increase(deepseek_frontend_<histogram>_bucket{…}[<window>]))  for time_to_first_token,
               inter_token_latency and request_duration (e2e): the histograms themselves, so any percentile and
               the count of requests slower than an objective come from them
