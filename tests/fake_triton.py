@@ -195,6 +195,9 @@ class FakeTriton:
         return response
 
     async def _error(self, request: web.Request, streamed: bool, message: str) -> web.StreamResponse:
+        if streamed:  # tritonserver 2.51 (the testbed's, run): generate_stream's first-response error as one event
+            return web.Response(body=_event({"error": message}), status=400,
+                                headers={"Content-Type": "text/event-stream; charset=utf-8"})
         return web.json_response({"error": message}, status=400)
 
     async def infer(self, request: web.Request) -> web.Response:

@@ -402,8 +402,8 @@ def outcome(status: int, error_inside: bool) -> str:
     """How the pod must count what a client got: its status, and a failure reason or none."""
     if status >= 500:
         return "http_5xx"
-    if status >= 400:
-        return "http_4xx"
+    if status >= 400:  # Triton's 400 carrying the engine's "Error generating request: ..." is the engine's failure
+        return "engine_error" if error_inside else "http_4xx"
     return "error_in_200" if error_inside else "success"
 
 
@@ -438,11 +438,12 @@ def test_every_injected_failure_is_counted_as_a_failure_never_a_success(testbed:
         seen = Counter(outcome(status, error) for status, _, error in answers)
         statuses.update(str(status) for status, _, _ in answers)
         pod_counts = {reason: delta(before, after, "deepseek_frontend_request_failures_total", reason=reason,
-                                    **labels) for reason in ("http_4xx", "http_5xx", "error_in_200")}
+                                    **labels) for reason in ("http_4xx", "http_5xx", "error_in_200", "engine_error")}
         answered_200 = delta(before, after, "deepseek_frontend_requests_total", code="200", **labels)
         pod_counts["success"] = answered_200 - pod_counts["error_in_200"]
         print(f"  {api:<16} clients {dict(seen)}  pod {pod_counts}")
-        assert pod_counts == {k: float(seen[k]) for k in ("http_4xx", "http_5xx", "error_in_200", "success")}, api
+        assert pod_counts == {k: float(seen[k]) for k in ("http_4xx", "http_5xx", "error_in_200", "engine_error",
+                                                          "success")}, api
         by_status = by_code(after, "deepseek_frontend_requests_total", **labels)
         by_status.subtract(by_code(before, "deepseek_frontend_requests_total", **labels))
         assert +by_status == Counter(str(status) for status, _, _ in answers), api

@@ -242,9 +242,13 @@ class Tracker:
 
 
 def engine_failure(body: bytes) -> bool:
-    """Whether a Triton error answer is the model's failure to generate, not a refusal of the request."""
+    """Whether a Triton error answer is the model's failure to generate, not a refusal of the request: a JSON body,
+    or generate_stream's one event (tritonserver sends the first response's error as `data: {...}` with a 400)."""
+    text = body.strip()
+    if text.startswith(b"data:"):
+        text = text[len(b"data:"):]
     try:
-        error = json.loads(body).get("error")
+        error = json.loads(text).get("error")
     except (ValueError, AttributeError):
         return False
     return isinstance(error, str) and error.startswith(ENGINE_ERROR_PREFIX)
