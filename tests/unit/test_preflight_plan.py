@@ -231,3 +231,22 @@ def test_on_a_full_pool_the_preflight_runs_in_the_gpus_a_drained_stable_replica_
     canary = p.status["canaryRevision"]
     assert {n.rsplit("-", 1)[1]: d["spec"]["replicas"] for n, d in cluster.deployments.items()} == {
         stable: 1, canary: 1}
+
+
+def test_a_preflight_pod_the_scheduler_cannot_place_is_said_in_its_words() -> None:
+    """maxSurge 1 on a pool with no spare GPU: the surge holds the Job on paper only; the status must not say
+    "running" while its pod waits Pending."""
+    cluster = Cluster(preflight_passes=None)  # the Job runs on: its pod stays unscheduled
+    body = example(R1_671B)
+    cluster.reconcile(body, T0)
+    [name] = cluster.preflight_jobs
+    revision = cluster.preflight_jobs[name]["metadata"]["labels"]["serving.deepseek.ai/revision"]
+    words = "0/4 nodes are available: 4 Insufficient nvidia.com/gpu."
+    cluster.preflight_pods.append({
+        "metadata": {"name": f"{name}-0-x", "labels": {"batch.kubernetes.io/job-name": name,
+                                                     "serving.deepseek.ai/revision": revision}},
+        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                                                      "reason": "Unschedulable", "message": words}]}})
+    p = cluster.reconcile(body, T1)
+    assert (cond(p, "Preflight")["status"], cond(p, "Preflight")["reason"]) == ("Unknown", "Unschedulable")
+    assert words in cond(p, "Preflight")["message"] and words in cond(p, "Progressing")["message"]

@@ -13,7 +13,7 @@ from deepseek_operator.api import status as st
 from deepseek_operator.api.status import Phase, PreflightState, QuantizationState, Reason, WeightsState
 from deepseek_operator.plan.context import PassContext, said_before
 from deepseek_operator.plan.observed import ChildRef, Plan
-from deepseek_operator.plan.pods import pods_holding_gpus, troubled_pods
+from deepseek_operator.plan.pods import pods_holding_gpus, troubled_pods, unschedulable_pods
 from deepseek_operator.render import children, imex, naming, network_policy, preflight, reports, weights
 from deepseek_operator.render import quantize as quantization
 from deepseek_operator.rollout.clock import epoch, rfc3339
@@ -251,4 +251,10 @@ def preflight_gate(ctx: PassContext) -> Plan | None:
                            "wait_reason": Reason.CONTAINERS_FAILING, "job_running": True}
             ctx.conds.set(st.PREFLIGHT, None, Reason.CONTAINERS_FAILING,
                           f"revision {verdict['revision']}: its pod cannot run: {stuck}")
+        elif unplaced := unschedulable_pods(tuple(pods), verdict["revision"]):
+            # The surge's GPUs may not exist (a full pool with maxSurge above 0): the scheduler's words, not "running".
+            ctx.waiting = {"waiting_for": f"its NCCL preflight, whose pod the scheduler cannot place: {unplaced[0]}",
+                           "wait_reason": Reason.UNSCHEDULABLE, "job_running": True}
+            ctx.conds.set(st.PREFLIGHT, None, Reason.UNSCHEDULABLE,
+                          f"revision {verdict['revision']}: its pod is not scheduled: {unplaced[0]}")
     return None
