@@ -740,10 +740,6 @@ def report(args: argparse.Namespace, setting: Setting, pool: Pool, tools: list[A
     if args.settings == "defaults" and FAULTS[args.fault].get(ERROR_RATE) and args.fault != "error":
         print(f"  note: ours' maxErrorRate is the CRD's 0.02 here, Flagger's max {100 * ERROR_LIMIT:g}%: the fault's "
               f"rate {FAULTS[args.fault][ERROR_RATE]} is judged against different limits")
-    if args.provider == "frontend" and FAULTS[args.fault].get(ERROR_RATE) and any(isinstance(t, Ours) for t in tools):
-        print("  note: the stand-in's failures reach the front door as Triton's HTTP 400, which it counts as the "
-              "client's (reason http_4xx), and provider frontend counts no 4xx as an error: ours cannot see this fault "
-              "with the default provider (--provider gateway can)")
     should = "promoted" if args.fault in SHOULD_PROMOTE else "rolled back"
     for tool in tools:
         print(f"  {tool.name}: {tool.describe(setting)}")
