@@ -166,7 +166,9 @@ class Pod:
         self.init = [Container(c, True, runner.image_of(c)) for c in pod["spec"].get("initContainers") or []]
         self.containers = [Container(c, False, runner.image_of(c)) for c in pod["spec"]["containers"]]
         self.initializing = bool(self.init)
-        self.set_up = False  # its volumes mounted: until then the kubelet keeps a pod Pending, init containers or not
+        # Its volumes mounted: until then the kubelet keeps a pod Pending, init containers or not (Kubernetes'
+        # pkg/kubelet/kubelet_pods.go getPhase at v1.36.3, testbed/versions.env: Pending while no container has run).
+        self.set_up = False
         self.last_written: dict[str, Any] | None = None
         self.conditions: dict[str, dict[str, Any]] = {}
         self.hostname = (pod["spec"].get("hostname") or self.name)[:63]

@@ -254,7 +254,10 @@ def engine_failure(body: bytes) -> bool:
     return isinstance(error, str) and error.startswith(ENGINE_ERROR_PREFIX)
 
 
-def failure_of(code: int) -> str | None:
+def failure_of(code: int, body: bytes = b"") -> str | None:
+    """The failure reason of an answer with this status (and, for Triton's 400, its body)."""
+    if code == 400 and engine_failure(body):
+        return ENGINE_ERROR
     if code >= 500:
         return SERVER_ERROR
     if code >= 400 and code != CLIENT_CLOSED:

@@ -51,13 +51,11 @@ from deepseek_operator.frontend import openai_api, reasoning
 from deepseek_operator.frontend.chat import ChatFormat
 from deepseek_operator.frontend.metrics import (
     CLIENT_CLOSED,
-    ENGINE_ERROR,
     ERROR_IN_200,
     SERVER_ERROR,
     ApiStats,
     Metrics,
     Tracker,
-    engine_failure,
     failure_of,
 )
 from deepseek_operator.frontend.mirror import MIRROR_HEADER, Mirror, OrderError, parse_order
@@ -556,9 +554,7 @@ class Frontend:
                     if upstream.status == HTTPStatus.BAD_REQUEST and len(error_body_seen) < ERROR_BODY_LIMIT:
                         error_body_seen += chunk
                 await response.write_eof()
-                code, failure = upstream.status, failure_of(upstream.status)
-                if code == HTTPStatus.BAD_REQUEST and engine_failure(error_body_seen):
-                    failure = ENGINE_ERROR
+                code, failure = upstream.status, failure_of(upstream.status, error_body_seen)
                 return response
         except ConnectionResetError:
             code, failure = CLIENT_CLOSED, None
@@ -596,9 +592,7 @@ class Frontend:
                 streamed = "text/event-stream" in upstream.headers.get("Content-Type", "")
                 if not streamed or upstream.status != HTTPStatus.OK:
                     data = await upstream.read()
-                    code, failure = upstream.status, failure_of(upstream.status)
-                    if code == HTTPStatus.BAD_REQUEST and engine_failure(data):
-                        failure = ENGINE_ERROR
+                    code, failure = upstream.status, failure_of(upstream.status, data)
                     event = parse_event(data) if code == HTTPStatus.OK else None
                     if event is not None:
                         if error_of(event):

@@ -17,7 +17,7 @@ from deepseek_operator.plan.pods import pods_holding_gpus, troubled_pods, unsche
 from deepseek_operator.render import children, imex, naming, network_policy, preflight, reports, weights
 from deepseek_operator.render import quantize as quantization
 from deepseek_operator.rollout.clock import epoch, rfc3339
-from deepseek_operator.rollout.machine import Event
+from deepseek_operator.rollout.machine import Event, budget
 
 DOWNLOAD_POLL_S = 3.0  # how often a resource waiting for its weights reads the download's progress
 
@@ -52,7 +52,7 @@ def _room_for_a_job(ctx: PassContext) -> bool:
     if not ctx.serving:
         return True
     held = sum(pods_holding_gpus(ctx.observed.pods).values())
-    return held + 1 <= ctx.spec.serving.replicas + ctx.spec.rollout.max_surge
+    return held + 1 <= budget(ctx.rollout, ctx.spec.serving.replicas).room
 
 
 def _pod_trouble(ctx: PassContext, pods: Any) -> str:

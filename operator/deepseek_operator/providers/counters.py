@@ -77,8 +77,8 @@ def scrape_pods(request: AnalysisRequest, what: str, port: int,
             except ProviderError:
                 if role == "canary":
                     raise
-                prefix = counter_key(role, ip, "")[:-1]
-                current |= {k: v for k, v in request.previous_counters.items() if k.startswith(prefix)}
+                mine = counter_key(role, ip, "")  # "stable:<ip>|": another pod's IP may start with this one's
+                current |= {k: v for k, v in request.previous_counters.items() if k.startswith(mine)}
                 continue
             try:
                 current |= counters(page, role, ip)

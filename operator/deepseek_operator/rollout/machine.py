@@ -369,6 +369,11 @@ def _follow_target(p: _Pass) -> None:
         p.start(target)
 
 
+def _held_by_others(w: World, stable: str) -> int:
+    """Replicas (pods, or groups) of revisions other than the stable that hold GPUs."""
+    return sum(count for revision, count in w.pods.items() if revision != stable)
+
+
 def _steady_replicas(p: _Pass) -> int:
     """The stable's replicas outside a rollout: N, grown back (after a rollback, a promotion of a revision that
     had fewer) only into GPUs the other revisions' pods gave up, so that no stable pod waits Pending for them."""
@@ -376,8 +381,7 @@ def _steady_replicas(p: _Pass) -> int:
     n, now = w.replicas, w.desired.get(s.stable, w.replicas)
     if now >= n:
         return n
-    others = sum(count for revision, count in w.pods.items() if revision != s.stable)
-    return min(n, max(now, budget(p.rollout, n).room - others))
+    return min(n, max(now, budget(p.rollout, n).room - _held_by_others(w, s.stable)))
 
 
 def _steady(p: _Pass) -> Decision:
@@ -393,9 +397,9 @@ def _steady(p: _Pass) -> Decision:
     if w.target != s.stable and not w.target_servable:
         message = f"revision {w.target} waits for {w.waiting_for}; {s.stable} keeps serving"
         if w.job_running:
-            others = sum(count for revision, count in w.pods.items() if revision != s.stable)
             stable = held(w, s.stable, w.desired.get(s.stable, n))
-            replicas[s.stable] = min(replicas[s.stable], capacity.room_for_a_job(budget(p.rollout, n), stable, others))
+            replicas[s.stable] = min(replicas[s.stable], capacity.room_for_a_job(budget(p.rollout, n), stable,
+                                                                                 _held_by_others(w, s.stable)))
             if replicas[s.stable] < n:
                 message += f" on {replicas[s.stable]} of {n} replicas (the Job needs one replica's GPUs)"
         return _decision(p, replicas, Phase.PREPARING, w.wait_reason, message)
